@@ -1,0 +1,478 @@
+"""The alert contract (DESIGN.md section 6): a site table -> an RFC 7946 FeatureCollection.
+
+One Feature per site, ``id`` = ``site_id``, the properties of :data:`ALERT_PROPERTIES` in that
+order, WGS 84 lon/lat coordinates rounded to 7 decimals, polygons wound by the right-hand rule
+(counter-clockwise exteriors, clockwise holes), no ``crs`` member, and the run metadata in the
+foreign member ``minewatch``. Features are sorted by ``site_id`` and numbers rounded to fixed
+decimals, so the same alerts and metadata always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from detection.errors import DetectionError
+from models.detector import ALERT_CLASSES, ModelInfo
+from tiles.periods import Period
+
+log = logging.getLogger(__name__)
+
+#: Properties of every alert Feature, in order (DESIGN.md section 6).
+ALERT_PROPERTIES: tuple[str, ...] = (
+    "site_id",
+    "alert_class",
+    "status",
+    "area_ha",
+    "area_change_ha",
+    "confidence",
+    "confidence_level",
+    "first_detected",
+    "last_detected",
+    "period_start",
+    "period_end",
+    "observed_fraction",
+    "aoi_id",
+    "aoi_name",
+    "aoi_kind",
+    "aoi_relation",
+    "distance_to_boundary_m",
+    "tile_id",
+    "scene_ids",
+    "evidence",
+    "review_status",
+)
+
+#: Columns the alerts table must have; the other properties have defaults or are derived.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "site_id",
+    "alert_class",
+    "status",
+    "area_ha",
+    "area_change_ha",
+    "confidence",
+    "first_detected",
+    "last_detected",
+    "observed_fraction",
+    "aoi_id",
+    "aoi_name",
+    "aoi_kind",
+    "aoi_relation",
+    "distance_to_boundary_m",
+    "tile_id",
+    "scene_ids",
+)
+
+STATUSES: tuple[str, ...] = ("new", "expanding", "stable", "reactivated", "receding")
+CONFIDENCE_LEVELS: tuple[str, ...] = ("low", "high", "highest")
+AOI_RELATIONS: tuple[str, ...] = ("inside", "buffer")
+REVIEW_STATUSES: tuple[str, ...] = ("unreviewed", "confirmed", "rejected")
+
+#: Keys of ``metadata`` for :func:`build_feature_collection`; all required.
+METADATA_KEYS: tuple[str, ...] = (
+    "version",
+    "run_id",
+    "generated_at",
+    "period",
+    "previous_period",
+    "model",
+    "source",
+    "confidence_levels",
+)
+
+#: Decimals kept in the output: areas to 1 m2, probabilities to 1e-4, distances to 0.1 m.
+DECIMALS: Mapping[str, int] = MappingProxyType(
+    {
+        "area_ha": 4,
+        "area_change_ha": 4,
+        "confidence": 4,
+        "observed_fraction": 4,
+        "distance_to_boundary_m": 1,
+    }
+)
+COORDINATE_DECIMALS = 7
+
+
+def confidence_level(value: float, thresholds: Mapping[str, float]) -> str:
+    """The level of a confidence: ``highest`` at or above ``thresholds["highest"]``, ``high`` at or
+    above ``thresholds["high"]``, else ``low``.
+
+    ``thresholds["low"]`` is the detection threshold (alerts below it are not expected); it is
+    recorded with the others in the run metadata.
+
+    Raises:
+        DetectionError: ``value`` is not a number in 0..1, or ``thresholds`` is not
+            ``{"low", "high", "highest"}`` with ``0 <= low <= high <= highest <= 1``.
+    """
+    t = _check_thresholds(thresholds)
+    if not isinstance(value, (int, float, np.number)) or not (0.0 <= float(value) <= 1.0):
+        raise DetectionError(f"confidence {value!r}: expected a number in 0..1")
+    if value >= t["highest"]:
+        return "highest"
+    if value >= t["high"]:
+        return "high"
+    return "low"
+
+
+def build_feature_collection(alerts: gpd.GeoDataFrame, *, metadata: Mapping[str, Any]) -> dict:
+    """Build the alert FeatureCollection of a run.
+
+    Args:
+        alerts: one row per site with the columns of :data:`REQUIRED_COLUMNS`; optional
+            ``period_start`` / ``period_end`` (default: the run's period), ``evidence`` (a dict,
+            default ``{}``), ``review_status`` (default ``unreviewed``). ``confidence_level`` is
+            always recomputed from ``confidence`` and the thresholds. Any CRS (reprojected to
+            ``EPSG:4326``).
+        metadata: every key of :data:`METADATA_KEYS`: ``version``, ``run_id`` (strings),
+            ``generated_at`` (timezone-aware datetime or RFC 3339 string), ``period`` and
+            ``previous_period`` (:class:`~tiles.periods.Period`, a ``{"start", "end"}`` mapping, or
+            ``None`` for ``previous_period``), ``model`` (:class:`~models.detector.ModelInfo` or a
+            ``{"name", "version", "sha256"}`` mapping), ``source`` (string) and
+            ``confidence_levels`` (thresholds ``{"low", "high", "highest"}``).
+
+    Returns:
+        A JSON-ready dict: ``type``, ``minewatch`` (the metadata, normalised), ``features``.
+
+    Raises:
+        DetectionError: a metadata key is missing, unknown or malformed; a column is missing; a
+            value is missing, NaN or out of its domain (the message names the site and property);
+            a site id repeats; a geometry is empty or not polygonal; the table has no CRS.
+    """
+    meta = normalise_metadata(metadata)
+    thresholds = meta["confidence_levels"]
+    if len(alerts) == 0:
+        features: list[dict[str, Any]] = []
+    else:
+        if alerts.crs is None:
+            raise DetectionError("alerts: table has no CRS; set it (EPSG:4326 expected)")
+        if CRS.from_user_input(alerts.crs) != CRS.from_epsg(4326):
+            log.debug("alerts: reprojecting from %s to EPSG:4326", alerts.crs)
+            alerts = alerts.to_crs(4326)
+        records = alert_records(alerts, thresholds=thresholds, period=meta["period"])
+        features = []
+        for record, geom in zip(records, _sorted_geometries(alerts), strict=True):
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": record["site_id"],
+                    "geometry": _geojson_geometry(geom, record["site_id"]),
+                    "properties": record,
+                }
+            )
+    log.info("alerts: %d features for period %s", len(features), meta["period"])
+    return {"type": "FeatureCollection", "minewatch": meta, "features": features}
+
+
+def alert_records(
+    alerts: pd.DataFrame,
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    period: Mapping[str, str] | Period | None = None,
+) -> list[dict[str, Any]]:
+    """The validated properties of each alert, sorted by ``site_id``, keys in
+    :data:`ALERT_PROPERTIES` order.
+
+    Args:
+        alerts: the alerts table (see :func:`build_feature_collection`).
+        thresholds: confidence thresholds; ``None`` takes ``confidence_level`` from its column.
+        period: fills ``period_start`` / ``period_end`` where the table has no such column;
+            ``None`` leaves them ``None`` there.
+
+    Raises:
+        DetectionError: as :func:`build_feature_collection`.
+    """
+    columns = (
+        REQUIRED_COLUMNS if thresholds is not None else (*REQUIRED_COLUMNS, "confidence_level")
+    )
+    missing = [c for c in columns if c not in alerts.columns]
+    if missing:
+        raise DetectionError(
+            f"alerts: missing columns {missing}; has {[str(c) for c in alerts.columns]}"
+        )
+    span = _period_dict(period, "period") if period is not None else None
+    ids = [_string(v, "site_id", "?") for v in alerts["site_id"]]
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            raise DetectionError(f"alerts: site_id {sid!r} appears twice; one row per site")
+        seen.add(sid)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    table = alerts.reset_index(drop=True)
+    records = []
+    for i in order:
+        row = table.iloc[i]
+        sid = ids[i]
+        rec: dict[str, Any] = {"site_id": sid}
+        rec["alert_class"] = _choice(row["alert_class"], "alert_class", sid, ALERT_CLASSES)
+        rec["status"] = _choice(row["status"], "status", sid, STATUSES)
+        rec["area_ha"] = _number(row["area_ha"], "area_ha", sid, lo=0.0)
+        rec["area_change_ha"] = _number(row["area_change_ha"], "area_change_ha", sid)
+        rec["confidence"] = _number(row["confidence"], "confidence", sid, lo=0.0, hi=1.0)
+        if thresholds is not None:
+            rec["confidence_level"] = confidence_level(rec["confidence"], thresholds)
+        else:
+            rec["confidence_level"] = _choice(
+                row["confidence_level"], "confidence_level", sid, CONFIDENCE_LEVELS
+            )
+        rec["first_detected"] = _date(row["first_detected"], "first_detected", sid)
+        rec["last_detected"] = _date(row["last_detected"], "last_detected", sid)
+        for key in ("period_start", "period_end"):
+            if key in table.columns and _present(row[key]):
+                rec[key] = _date(row[key], key, sid)
+            else:
+                rec[key] = None if span is None else span[key.removeprefix("period_")]
+        rec["observed_fraction"] = _number(
+            row["observed_fraction"], "observed_fraction", sid, lo=0.0, hi=1.0
+        )
+        rec["aoi_id"] = _string(row["aoi_id"], "aoi_id", sid)
+        rec["aoi_name"] = _string(row["aoi_name"], "aoi_name", sid)
+        rec["aoi_kind"] = _string(row["aoi_kind"], "aoi_kind", sid)
+        rec["aoi_relation"] = _choice(row["aoi_relation"], "aoi_relation", sid, AOI_RELATIONS)
+        rec["distance_to_boundary_m"] = _number(
+            row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
+        )
+        rec["tile_id"] = _string(row["tile_id"], "tile_id", sid)
+        rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
+        rec["evidence"] = _object(row["evidence"] if "evidence" in table.columns else None, sid)
+        review = row["review_status"] if "review_status" in table.columns else None
+        rec["review_status"] = (
+            _choice(review, "review_status", sid, REVIEW_STATUSES)
+            if _present(review)
+            else "unreviewed"
+        )
+        records.append({key: rec[key] for key in ALERT_PROPERTIES})
+    return records
+
+
+def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``minewatch`` foreign member from run metadata (see :func:`build_feature_collection`).
+
+    Raises:
+        DetectionError: a key is missing, unknown, or malformed.
+    """
+    missing = [k for k in METADATA_KEYS if k not in metadata]
+    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    if missing or unknown:
+        raise DetectionError(
+            f"alert metadata: missing keys {missing}, unknown keys {unknown}; "
+            f"expected exactly {list(METADATA_KEYS)}"
+        )
+    out: dict[str, Any] = {}
+    for key in ("version", "run_id", "source"):
+        value = metadata[key]
+        if not isinstance(value, str) or not value:
+            raise DetectionError(f"alert metadata: {key} {value!r}; expected a non-empty string")
+        out[key] = value
+    out["generated_at"] = _rfc3339(metadata["generated_at"])
+    out["period"] = _period_dict(metadata["period"], "period")
+    previous = metadata["previous_period"]
+    out["previous_period"] = None if previous is None else _period_dict(previous, "previous_period")
+    out["model"] = _model_dict(metadata["model"])
+    out["source"] = metadata["source"]
+    out["confidence_levels"] = _check_thresholds(metadata["confidence_levels"])
+    order = (
+        "version",
+        "run_id",
+        "generated_at",
+        "period",
+        "previous_period",
+        "model",
+        "source",
+        "confidence_levels",
+    )
+    return {key: out[key] for key in order}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _sorted_geometries(alerts: gpd.GeoDataFrame) -> list[Any]:
+    ids = [str(v) for v in alerts["site_id"]]
+    geoms = alerts.geometry.to_numpy()
+    return [geoms[i] for i in sorted(range(len(ids)), key=ids.__getitem__)]
+
+
+def _geojson_geometry(geom: Any, sid: str) -> dict[str, Any]:
+    """RFC 7946 geometry: snapped to 1e-7 degrees, valid, right-hand rule, rounded."""
+    if geom is None or geom.is_empty:
+        raise DetectionError(f"alert {sid}: empty geometry")
+    snapped = shapely.set_precision(geom, 10.0**-COORDINATE_DECIMALS)
+    if snapped.is_empty:
+        raise DetectionError(f"alert {sid}: geometry collapses at 1e-7 degrees (too small)")
+    if snapped.geom_type not in ("Polygon", "MultiPolygon"):
+        polygons = [g for g in getattr(snapped, "geoms", []) if g.geom_type == "Polygon"]
+        if not polygons:
+            raise DetectionError(
+                f"alert {sid}: geometry type {geom.geom_type}; expected Polygon or MultiPolygon"
+            )
+        snapped = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
+    oriented = shapely.orient_polygons(snapped, exterior_cw=False)
+
+    def ring(coords: Any) -> list[list[float]]:
+        return [
+            [round(float(x), COORDINATE_DECIMALS) + 0.0, round(float(y), COORDINATE_DECIMALS) + 0.0]
+            for x, y, *_ in coords
+        ]
+
+    def polygon(p: shapely.Polygon) -> list[list[list[float]]]:
+        return [ring(p.exterior.coords), *(ring(h.coords) for h in p.interiors)]
+
+    if oriented.geom_type == "Polygon":
+        return {"type": "Polygon", "coordinates": polygon(oriented)}
+    return {"type": "MultiPolygon", "coordinates": [polygon(p) for p in oriented.geoms]}
+
+
+def _check_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(thresholds, Mapping) or set(thresholds) != set(CONFIDENCE_LEVELS):
+        raise DetectionError(
+            f"confidence thresholds {thresholds!r}: expected a mapping with exactly "
+            f"{list(CONFIDENCE_LEVELS)}, e.g. {{'low': 0.5, 'high': 0.7, 'highest': 0.9}}"
+        )
+    try:
+        t = {k: float(thresholds[k]) for k in CONFIDENCE_LEVELS}
+    except (TypeError, ValueError) as exc:
+        raise DetectionError(f"confidence thresholds {thresholds!r}: {exc}") from exc
+    if not (0.0 <= t["low"] <= t["high"] <= t["highest"] <= 1.0):
+        raise DetectionError(
+            f"confidence thresholds {t}: expected 0 <= low <= high <= highest <= 1"
+        )
+    return t
+
+
+def _rfc3339(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise DetectionError(
+                f"alert metadata: generated_at {value!r} is not RFC 3339 "
+                "(e.g. 2024-07-01T12:00:00Z)"
+            ) from exc
+        value = parsed
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise DetectionError(
+            f"alert metadata: generated_at {value!r}; expected a timezone-aware datetime "
+            "(e.g. datetime.now(timezone.utc)) or an RFC 3339 string"
+        )
+    utc = value.astimezone(dt.timezone.utc)
+    return utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _period_dict(value: Any, what: str) -> dict[str, str]:
+    if isinstance(value, Period):
+        return value.as_dict()
+    if isinstance(value, Mapping) and {"start", "end"} <= set(value):
+        start = _date(value["start"], f"{what}.start", "metadata")
+        end = _date(value["end"], f"{what}.end", "metadata")
+        if end < start:
+            raise DetectionError(f"alert metadata: {what} ends {end} before it starts {start}")
+        return {"start": start, "end": end}
+    raise DetectionError(
+        f"alert metadata: {what} {value!r}; expected a Period or a {{'start', 'end'}} mapping"
+    )
+
+
+def _model_dict(value: Any) -> dict[str, str]:
+    if isinstance(value, ModelInfo):
+        return value.as_dict()
+    if isinstance(value, Mapping) and all(
+        isinstance(value.get(k), str) and value.get(k) for k in ("name", "version", "sha256")
+    ):
+        return {k: str(value[k]) for k in ("name", "version", "sha256")}
+    raise DetectionError(
+        f"alert metadata: model {value!r}; expected a ModelInfo or a mapping with non-empty "
+        "'name', 'version' and 'sha256'"
+    )
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def _missing(prop: str, sid: str, value: Any) -> DetectionError:
+    return DetectionError(f"alert {sid}: property {prop} is {value!r}; a real value is required")
+
+
+def _string(value: Any, prop: str, sid: str) -> str:
+    if not _present(value) or (isinstance(value, str) and not value):
+        raise _missing(prop, sid, value)
+    return str(value)
+
+
+def _choice(value: Any, prop: str, sid: str, allowed: tuple[str, ...]) -> str:
+    text = _string(value, prop, sid)
+    if text not in allowed:
+        raise DetectionError(f"alert {sid}: {prop} {text!r}; expected one of {list(allowed)}")
+    return text
+
+
+def _number(
+    value: Any, prop: str, sid: str, *, lo: float | None = None, hi: float | None = None
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise _missing(prop, sid, value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _missing(prop, sid, value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise DetectionError(
+            f"alert {sid}: {prop} {number!r} is outside {lo if lo is not None else '-inf'}.."
+            f"{hi if hi is not None else 'inf'}"
+        )
+    return round(number, DECIMALS[prop]) + 0.0
+
+
+def _date(value: Any, prop: str, sid: str) -> str:
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            pass
+    raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a date (YYYY-MM-DD)")
+
+
+def _string_list(value: Any, prop: str, sid: str) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DetectionError(
+                f"alert {sid}: {prop} {value!r} is a string but not a JSON list"
+            ) from exc
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [str(v) for v in value]
+    raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a list of strings")
+
+
+def _object(value: Any, sid: str) -> dict[str, Any]:
+    if not _present(value):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DetectionError(f"alert {sid}: evidence {value!r} is not a JSON object") from exc
+    if not isinstance(value, Mapping):
+        raise DetectionError(f"alert {sid}: evidence {value!r}; expected an object (dict)")
+    try:
+        # Round-trip through JSON: plain types only, keys sorted for stable bytes.
+        return dict(json.loads(json.dumps(value, sort_keys=True, allow_nan=False)))
+    except (TypeError, ValueError) as exc:
+        raise DetectionError(f"alert {sid}: evidence is not JSON-serialisable: {exc}") from exc

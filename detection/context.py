@@ -1,0 +1,199 @@
+"""Context of a site: which protected area or indigenous land it is in or near."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from detection.errors import DetectionError
+
+log = logging.getLogger(__name__)
+
+#: Columns :func:`attribute_aois` adds.
+AOI_COLUMNS: tuple[str, ...] = (
+    "aoi_id",
+    "aoi_name",
+    "aoi_kind",
+    "aoi_relation",
+    "distance_to_boundary_m",
+    "aoi_ids",
+)
+
+_M_PER_DEGREE = 111_320.0
+_M2_PER_HA = 10_000.0
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    aoi: int
+    inside: bool
+    shared_ha: float
+    distance_m: float
+    boundary_m: float
+
+
+def attribute_aois(
+    sites: gpd.GeoDataFrame, aois: gpd.GeoDataFrame, *, buffer_m: float
+) -> gpd.GeoDataFrame:
+    """Attach to each site the AOI it lies in or near; drop sites far from every AOI.
+
+    Geometry is measured in the UTM zone of each site's centroid (a local metric CRS).
+
+    * ``aoi_relation`` is ``inside`` when the site intersects the AOI, ``buffer`` when it does
+      not but lies within ``buffer_m`` of it.
+    * ``distance_to_boundary_m`` is the shortest distance in metres from the site to the AOI's
+      boundary (holes included): 0 when the site crosses the boundary, else positive, inside
+      (how deep in) as well as outside (how far out); ``aoi_relation`` tells which side.
+    * Several AOIs: ``inside`` beats ``buffer``; among ``inside`` the AOI sharing the largest area
+      with the site wins, among ``buffer`` the nearest; ties go to the smaller ``aoi_id``.
+      ``aoi_ids`` lists every AOI within ``buffer_m``, best first.
+
+    Args:
+        sites: sites in ``EPSG:4326``.
+        aois: ``aoi_id``, ``aoi_name``, ``aoi_kind`` and ``geometry`` in ``EPSG:4326``.
+        buffer_m: sites farther than this (metres) from every AOI are dropped.
+
+    Returns:
+        The sites kept (in their order) with ``aoi_id``, ``aoi_name``, ``aoi_kind``,
+        ``aoi_relation``, ``distance_to_boundary_m`` and ``aoi_ids`` added.
+
+    Raises:
+        DetectionError: a table is not in ``EPSG:4326`` or lacks a column, an AOI geometry is
+            empty, or ``buffer_m`` is negative.
+    """
+    if not (buffer_m >= 0):
+        raise DetectionError(f"attribute_aois: buffer_m {buffer_m!r}; expected >= 0")
+    for frame, what in ((sites, "sites"), (aois, "aois")):
+        if frame.crs is None or CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
+            got = "no CRS" if frame.crs is None else CRS.from_user_input(frame.crs).to_string()
+            raise DetectionError(
+                f"attribute_aois: {what} CRS is {got}; expected EPSG:4326 (use .to_crs(4326))"
+            )
+    missing = [c for c in ("aoi_id", "aoi_name", "aoi_kind") if c not in aois.columns]
+    if missing:
+        raise DetectionError(
+            f"attribute_aois: aois lack columns {missing}; has {[str(c) for c in aois.columns]}"
+        )
+    aoi_geoms = aois.geometry.to_numpy().copy()
+    empty = shapely.is_empty(aoi_geoms) | shapely.is_missing(aoi_geoms)
+    if empty.any():
+        bad = aois["aoi_id"].to_numpy()[empty].tolist()
+        raise DetectionError(f"attribute_aois: AOIs {bad} have empty geometry; drop or fix them")
+    invalid = ~shapely.is_valid(aoi_geoms)
+    if invalid.any():
+        log.warning(
+            "attribute_aois: repairing invalid geometry of AOIs %s with make_valid",
+            aois["aoi_id"].to_numpy()[invalid].tolist(),
+        )
+        aoi_geoms[invalid] = shapely.make_valid(aoi_geoms[invalid])
+
+    site_geoms = sites.geometry.to_numpy()
+    n = len(sites)
+    best: list[list[_Candidate]] = [[] for _ in range(n)]
+    if n and len(aois):
+        _collect(site_geoms, aoi_geoms, buffer_m, best)
+
+    aoi_ids = aois["aoi_id"].astype(str).to_numpy()
+    aoi_names = aois["aoi_name"].to_numpy()
+    aoi_kinds = aois["aoi_kind"].to_numpy()
+    rows: dict[str, list[object]] = {c: [] for c in AOI_COLUMNS}
+    keep = np.zeros(n, dtype=bool)
+    for i, candidates in enumerate(best):
+        if not candidates:
+            continue
+        keep[i] = True
+        ranked = sorted(
+            candidates,
+            key=lambda c: (
+                not c.inside,
+                -c.shared_ha if c.inside else c.distance_m,
+                aoi_ids[c.aoi],
+            ),
+        )
+        top = ranked[0]
+        rows["aoi_id"].append(aoi_ids[top.aoi])
+        rows["aoi_name"].append(str(aoi_names[top.aoi]))
+        rows["aoi_kind"].append(str(aoi_kinds[top.aoi]))
+        rows["aoi_relation"].append("inside" if top.inside else "buffer")
+        rows["distance_to_boundary_m"].append(float(top.boundary_m))
+        rows["aoi_ids"].append(list(dict.fromkeys(aoi_ids[c.aoi] for c in ranked)))
+    dropped = int(n - keep.sum())
+    if dropped:
+        log.info(
+            "attribute_aois: dropped %d of %d sites farther than %s m from every AOI",
+            dropped,
+            n,
+            buffer_m,
+        )
+    out = sites[keep].copy()
+    for col in AOI_COLUMNS:
+        out[col] = pd.Series(
+            rows[col],
+            index=out.index,
+            dtype=float if col == "distance_to_boundary_m" else object,
+        )
+    return out
+
+
+def _collect(
+    site_geoms: np.ndarray, aoi_geoms: np.ndarray, buffer_m: float, best: list[list[_Candidate]]
+) -> None:
+    """Fill ``best[i]`` with every AOI within ``buffer_m`` of site ``i``."""
+    bounds = shapely.bounds(site_geoms)
+    lat_max = np.maximum(np.abs(bounds[:, 1]), np.abs(bounds[:, 3]))
+    # Degrees of longitude per metre grow towards the poles: widen the box by the worst case.
+    margin_lon = buffer_m / (_M_PER_DEGREE * np.cos(np.radians(np.minimum(lat_max, 89.0))))
+    margin_lat = buffer_m / _M_PER_DEGREE * 1.01 + 1e-9
+    boxes = shapely.box(
+        bounds[:, 0] - margin_lon * 1.01 - 1e-9,
+        bounds[:, 1] - margin_lat,
+        bounds[:, 2] + margin_lon * 1.01 + 1e-9,
+        bounds[:, 3] + margin_lat,
+    )
+    tree = shapely.STRtree(aoi_geoms)
+    si, ai = tree.query(boxes)
+    if len(si) == 0:
+        return
+    centroids = shapely.centroid(site_geoms)
+    zones = np.array([_utm_epsg(p.x, p.y) for p in centroids])
+    for epsg in np.unique(zones[si]):
+        in_zone = zones[si] == epsg
+        s_idx, a_idx = si[in_zone], ai[in_zone]
+        sites_m = _to_crs(site_geoms[s_idx], int(epsg))
+        uniq, inverse = np.unique(a_idx, return_inverse=True)
+        aois_m = _to_crs(aoi_geoms[uniq], int(epsg))[inverse]
+        inside = shapely.intersects(sites_m, aois_m)
+        distance = shapely.distance(sites_m, aois_m)
+        boundary = shapely.distance(sites_m, shapely.boundary(aois_m))
+        shared = np.zeros(len(s_idx))
+        if inside.any():
+            shared[inside] = (
+                shapely.area(shapely.intersection(sites_m[inside], aois_m[inside])) / _M2_PER_HA
+            )
+        near = inside | (distance <= buffer_m)
+        for k in np.flatnonzero(near):
+            best[int(s_idx[k])].append(
+                _Candidate(
+                    aoi=int(a_idx[k]),
+                    inside=bool(inside[k]),
+                    shared_ha=float(shared[k]),
+                    distance_m=float(distance[k]),
+                    boundary_m=0.0 if not math.isfinite(boundary[k]) else float(boundary[k]),
+                )
+            )
+
+
+def _utm_epsg(lon: float, lat: float) -> int:
+    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def _to_crs(geoms: np.ndarray, epsg: int) -> np.ndarray:
+    return gpd.GeoSeries(geoms, crs="EPSG:4326").to_crs(epsg).to_numpy()

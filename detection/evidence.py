@@ -1,0 +1,504 @@
+"""Evidence of an alert: before/after image chips from the period composites of a scan.
+
+For each site the chips show the previous period (*before*) and the alert's period (*after*) as
+true colour (B04, B03, B02) and SWIR false colour (B12, B08, B04: bare sediment and tailings
+stand out magenta-pink against green forest, water is dark blue), with the site's
+polygon drawn on top. Both sides of one site share one stretch, so a change of brightness is a
+change on the ground, not of the display. The chips come from the unit composites a scan writes
+(``<units_dir>/<period_label>/<tile_id>_<period_label>_composite.tif``: uint16 =
+round(reflectance x 10000), nodata 0, band descriptions naming the bands, tags ``SCENE_IDS``,
+``PERIOD_START``, ``PERIOD_END``).
+
+The same composites give the review page its background (:func:`period_overlay`): a downsampled
+true-colour mosaic of a period in Web Mercator.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from PIL import Image, ImageDraw
+from pyproj import CRS
+from rasterio.warp import Resampling, reproject, transform_bounds
+
+from detection.errors import DetectionError
+from tiles.periods import Period
+
+log = logging.getLogger(__name__)
+
+#: Paths an alert's ``evidence`` holds, relative to the run's output folder.
+EVIDENCE_IMAGES: tuple[str, ...] = (
+    "before_true_colour",
+    "after_true_colour",
+    "before_swir",
+    "after_swir",
+)
+
+#: Band triplets (red, green, blue) of each rendering.
+RENDERINGS: Mapping[str, tuple[str, str, str]] = {
+    "true_colour": ("B04", "B03", "B02"),
+    "swir": ("B12", "B08", "B04"),
+}
+
+#: Colour of the site outline drawn on every chip (RGB).
+OUTLINE_RGB: tuple[int, int, int] = (255, 255, 0)
+#: Colour of pixels with no clear observation (RGB).
+NODATA_RGB: tuple[int, int, int] = (60, 60, 60)
+
+_SCENE_DATE = re.compile(r"_(\d{8})T\d{6}")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_COMPOSITE_GLOB = "*_composite.tif"
+
+
+@dataclass(frozen=True)
+class _Composite:
+    """One unit composite on disk: where it is, its grid and its provenance tags."""
+
+    path: Path
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    resolution_m: float
+    bands: tuple[str, ...]
+    scene_ids: tuple[str, ...]
+    period_start: str
+    period_end: str
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A georeferenced image (``mime`` ``image/webp``, with alpha): ``bbox`` is
+    ``(west, south, east, north)`` in lon/lat of the image's Web Mercator extent (what a Leaflet
+    ``imageOverlay`` needs)."""
+
+    image: bytes
+    mime: str
+    bbox: tuple[float, float, float, float]
+    width: int
+    height: int
+
+
+def write_evidence(
+    alerts: gpd.GeoDataFrame,
+    *,
+    units_dir: Path,
+    period: Period,
+    previous_period: Period | None,
+    out_dir: Path,
+    chip_px: int = 256,
+    margin_m: float = 200.0,
+    min_extent_m: float = 800.0,
+) -> gpd.GeoDataFrame:
+    """Write before/after chips of every alert and fill its ``evidence`` column.
+
+    Chips are PNGs under ``<out_dir>/evidence/<site_id>/``: ``before_true_colour.png``,
+    ``after_true_colour.png``, ``before_swir.png``, ``after_swir.png``. Each is a square window
+    around the site (its bounds plus ``margin_m``, at least ``min_extent_m`` wide) at the
+    composites' resolution, mosaicked from every composite of the period that covers it (a site
+    across chips or UTM zones included), enlarged by an integer factor to about ``chip_px``
+    pixels (nearest neighbour: one Sentinel-2 pixel stays one visible block), with the site's
+    outline drawn in :data:`OUTLINE_RGB`.
+
+    ``evidence`` becomes a dict (JSON-ready) with, for ``side`` in ``before``/``after``:
+
+    * ``<side>_true_colour``, ``<side>_swir``: path relative to ``out_dir`` (POSIX ``/``), or
+      ``None`` when no composite of that period covers the site (or no previous period);
+    * ``<side>_period_start``, ``<side>_period_end``: the composite's period (from its tags);
+    * ``<side>_scene_ids``: the scenes in the composites used (tag ``SCENE_IDS``), sorted;
+    * ``<side>_scene_dates``: their acquisition dates (``YYYY-MM-DD``, from the scene ids);
+    * ``<side>_observed_fraction``: share of the site's pixels with a clear observation;
+
+    plus ``bands`` (the band triplet of each rendering). Other keys already in ``evidence`` are
+    kept.
+
+    Args:
+        alerts: one row per site with ``site_id`` and ``geometry`` (any CRS); other columns are
+            kept. Call it on the final alerts table, before
+            :func:`detection.alerts.build_feature_collection`.
+        units_dir: the scan's ``units`` folder.
+        period: the alerts' period (the *after* side).
+        previous_period: the period compared against (the *before* side), or ``None``.
+        out_dir: the run's output folder; chips go to ``out_dir/evidence``.
+        chip_px: target chip size in pixels (the enlargement factor is an integer).
+        margin_m: context around the site's bounds, metres.
+        min_extent_m: smallest window side, metres.
+
+    Returns:
+        A copy of ``alerts`` with ``evidence`` filled.
+
+    Raises:
+        DetectionError: ``alerts`` has no CRS or lacks ``site_id``, a site geometry is empty,
+            an option is out of range, or a composite cannot be read (the message names it).
+    """
+    if chip_px < 16 or margin_m < 0 or min_extent_m <= 0:
+        raise DetectionError(
+            f"write_evidence: chip_px {chip_px!r} (>= 16), margin_m {margin_m!r} (>= 0), "
+            f"min_extent_m {min_extent_m!r} (> 0) out of range"
+        )
+    if alerts.crs is None:
+        raise DetectionError("write_evidence: alerts have no CRS; set it (EPSG:4326 expected)")
+    if "site_id" not in alerts.columns:
+        raise DetectionError(
+            f"write_evidence: alerts lack 'site_id'; has {[str(c) for c in alerts.columns]}"
+        )
+    out = alerts.copy()
+    if len(out) == 0:
+        if "evidence" not in out.columns:
+            out["evidence"] = []
+        return out
+    wgs84 = out.geometry.to_crs(4326)
+    after = _index(units_dir, period)
+    before = _index(units_dir, previous_period) if previous_period is not None else []
+    if not after:
+        log.warning(
+            "write_evidence: no composite of period %s under %s; chips will be missing",
+            period.label,
+            units_dir,
+        )
+    old = out["evidence"].tolist() if "evidence" in out.columns else [None] * len(out)
+    evidence: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        opened: dict[Path, Any] = {}
+
+        def open_(path: Path) -> Any:
+            if path not in opened:
+                try:
+                    opened[path] = stack.enter_context(rasterio.open(path))
+                except rasterio.errors.RasterioIOError as exc:
+                    raise DetectionError(f"write_evidence: composite {path}: {exc}") from exc
+            return opened[path]
+
+        for sid, geom, previous in zip(out["site_id"], wgs84, old, strict=True):
+            if geom is None or geom.is_empty:
+                raise DetectionError(f"write_evidence: alert {sid}: empty geometry")
+            record: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
+            record.update(
+                _site_evidence(
+                    str(sid),
+                    geom,
+                    after=after,
+                    before=before,
+                    out_dir=out_dir,
+                    open_=open_,
+                    chip_px=chip_px,
+                    margin_m=margin_m,
+                    min_extent_m=min_extent_m,
+                )
+            )
+            evidence.append(record)
+    out["evidence"] = evidence
+    log.info("write_evidence: chips of %d alerts under %s", len(out), out_dir / "evidence")
+    return out
+
+
+def period_overlay(
+    units_dir: Path, period: Period, *, max_px: int = 1600, rendering: str = "true_colour"
+) -> Overlay | None:
+    """A downsampled mosaic of a period's composites in Web Mercator, as a WebP image.
+
+    Pixels with no observation are transparent; lossy WebP (quality 80) keeps a 1600 px mosaic
+    of noisy imagery near 400 kB, a tenth of a PNG. The stretch is the 2-98 percentile of each band
+    over the mosaic.
+
+    Args:
+        units_dir: the scan's ``units`` folder.
+        period: the period to draw.
+        max_px: the longer side of the image, pixels.
+        rendering: a key of :data:`RENDERINGS`.
+
+    Returns:
+        The overlay, or ``None`` when the period has no composite.
+
+    Raises:
+        DetectionError: ``rendering`` is unknown, ``max_px`` < 16, or a composite cannot be read.
+    """
+    if rendering not in RENDERINGS:
+        raise DetectionError(f"period_overlay: rendering {rendering!r}; one of {list(RENDERINGS)}")
+    if max_px < 16:
+        raise DetectionError(f"period_overlay: max_px {max_px!r}; expected >= 16")
+    composites = _index(units_dir, period)
+    if not composites:
+        return None
+    mercator = CRS.from_epsg(3857)
+    boxes = np.array([transform_bounds(c.crs, mercator, *c.bounds) for c in composites])
+    left, bottom = boxes[:, 0].min(), boxes[:, 1].min()
+    right, top = boxes[:, 2].max(), boxes[:, 3].max()
+    res = max(right - left, top - bottom) / max_px
+    width = max(1, math.ceil((right - left) / res))
+    height = max(1, math.ceil((top - bottom) / res))
+    transform = Affine(res, 0.0, left, 0.0, -res, top)
+    bands = RENDERINGS[rendering]
+    data = np.zeros((3, height, width), dtype=np.uint16)
+    for comp in composites:
+        try:
+            with rasterio.open(comp.path) as src:
+                _warp_into(src, comp, bands, data, transform, mercator, Resampling.average)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DetectionError(f"period_overlay: composite {comp.path}: {exc}") from exc
+    valid: np.ndarray = np.asarray((data > 0).all(axis=0), dtype=bool)
+    lo, hi = _stretch_limits([data], [valid])
+    rgb = _to_rgb(data, valid, lo, hi)
+    alpha = np.where(valid, 255, 0).astype(np.uint8)
+    image = Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", quality=80)
+    west, south, east, north = transform_bounds(
+        mercator, CRS.from_epsg(4326), left, top - height * res, left + width * res, top
+    )
+    log.info(
+        "period_overlay %s: %d composites -> %dx%d px (%.0f m/px)",
+        period.label,
+        len(composites),
+        width,
+        height,
+        res,
+    )
+    return Overlay(buffer.getvalue(), "image/webp", (west, south, east, north), width, height)
+
+
+def scene_date(scene_id: str) -> str | None:
+    """The acquisition date (``YYYY-MM-DD``) in a Sentinel-2 product or scene id, if any.
+
+    ``S2B_MSIL2A_20240408T135538_N0510_R067_T21MVN_20240408T185244`` gives ``2024-04-08`` (the
+    first ``YYYYMMDDTHHMMSS`` is the sensing time).
+    """
+    match = _SCENE_DATE.search(scene_id)
+    if match is None:
+        return None
+    text = match.group(1)
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _index(units_dir: Path, period: Period) -> list[_Composite]:
+    """The composites of ``period`` under ``units_dir``, skipping any tagged for another period."""
+    folder = Path(units_dir) / period.label
+    found: list[_Composite] = []
+    for path in sorted(folder.glob(_COMPOSITE_GLOB)):
+        try:
+            with rasterio.open(path) as ds:
+                tags = ds.tags()
+                bands = tuple(str(d) for d in ds.descriptions)
+                crs = CRS.from_user_input(ds.crs)
+                b = ds.bounds
+                bounds = (float(b.left), float(b.bottom), float(b.right), float(b.top))
+                res = float(abs(ds.transform.a))
+        except rasterio.errors.RasterioIOError as exc:
+            raise DetectionError(f"evidence: composite {path}: {exc}") from exc
+        start, end = tags.get("PERIOD_START", ""), tags.get("PERIOD_END", "")
+        if (start, end) != (period.start.isoformat(), period.end.isoformat()):
+            log.warning(
+                "evidence: %s is tagged %s..%s, not period %s (%s..%s); skipped",
+                path,
+                start,
+                end,
+                period.label,
+                period.start,
+                period.end,
+            )
+            continue
+        ids = tuple(s for s in tags.get("SCENE_IDS", "").split(",") if s)
+        found.append(_Composite(path, crs, bounds, res, bands, ids, start, end))
+    return found
+
+
+def _site_evidence(
+    sid: str,
+    geom: shapely.Geometry,
+    *,
+    after: Sequence[_Composite],
+    before: Sequence[_Composite],
+    out_dir: Path,
+    open_: Any,
+    chip_px: int,
+    margin_m: float,
+    min_extent_m: float,
+) -> dict[str, Any]:
+    """Render the four chips of one site; the evidence keys of that site."""
+    record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
+    # The window's grid: the CRS and resolution of the first after-composite that covers the
+    # site, else of any composite, else the site's UTM zone at 10 m.
+    candidates = list(_covering(after, geom)) or list(_covering(before, geom))
+    if candidates:
+        crs, res = candidates[0].crs, candidates[0].resolution_m
+    else:
+        crs, res = CRS.from_epsg(_utm_epsg(geom.centroid.x, geom.centroid.y)), 10.0
+    site = gpd.GeoSeries([geom], crs=4326).to_crs(crs).iloc[0]
+    minx, miny, maxx, maxy = site.bounds
+    side = max(maxx - minx + 2 * margin_m, maxy - miny + 2 * margin_m, min_extent_m)
+    n = max(8, math.ceil(side / res))
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    left, top = cx - n * res / 2, cy + n * res / 2
+    transform = Affine(res, 0.0, left, 0.0, -res, top)
+    window_4326 = shapely.box(
+        *transform_bounds(crs, CRS.from_epsg(4326), *_grid_bounds(transform, n))
+    )
+    scale = max(1, round(chip_px / n))
+    site_mask = _site_mask(site, transform, n)
+
+    sides: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for name, index in (("after", after), ("before", before)):
+        used = list(_covering(index, window_4326))
+        record[f"{name}_scene_ids"] = sorted({s for c in used for s in c.scene_ids})
+        record[f"{name}_scene_dates"] = sorted(
+            {d for s in record[f"{name}_scene_ids"] if (d := scene_date(s)) is not None}
+        )
+        record[f"{name}_period_start"] = used[0].period_start if used else None
+        record[f"{name}_period_end"] = used[0].period_end if used else None
+        if not used:
+            sides[name] = None
+            record[f"{name}_observed_fraction"] = 0.0
+            continue
+        bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))
+        data = np.zeros((len(bands), n, n), dtype=np.uint16)
+        for comp in used:
+            _warp_into(open_(comp.path), comp, bands, data, transform, crs, Resampling.nearest)
+        valid: np.ndarray = np.asarray((data > 0).all(axis=0), dtype=bool)
+        sides[name] = (data, valid)
+        seen = valid[site_mask].mean() if site_mask.any() else 0.0
+        record[f"{name}_observed_fraction"] = round(float(seen), 4)
+
+    folder = out_dir / "evidence" / _SAFE_NAME.sub("_", sid)
+    all_bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))
+    for rendering, triplet in RENDERINGS.items():
+        idx = [all_bands.index(b) for b in triplet]
+        present = {k: v for k, v in sides.items() if v is not None}
+        lo, hi = _stretch_limits(
+            [d[idx] for d, _ in present.values()], [v for _, v in present.values()]
+        )
+        for name in ("before", "after"):
+            key = f"{name}_{rendering}"
+            side_data = sides.get(name)
+            if side_data is None:
+                record[key] = None
+                continue
+            data, valid = side_data
+            rgb = _to_rgb(data[idx], valid, lo, hi)
+            image = Image.fromarray(rgb, mode="RGB").resize(
+                (n * scale, n * scale), Image.Resampling.NEAREST
+            )
+            _draw_outline(image, site, transform, scale)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{key}.png"
+            image.save(path, format="PNG")
+            record[key] = path.relative_to(out_dir).as_posix()
+    return record
+
+
+def _covering(index: Sequence[_Composite], geom: shapely.Geometry) -> Iterator[_Composite]:
+    """The composites whose footprint intersects ``geom`` (lon/lat)."""
+    for comp in index:
+        footprint = shapely.box(*transform_bounds(comp.crs, CRS.from_epsg(4326), *comp.bounds))
+        if footprint.intersects(geom):
+            yield comp
+
+
+def _grid_bounds(transform: Affine, n: int) -> tuple[float, float, float, float]:
+    left, top = transform.c, transform.f
+    return left, top + transform.e * n, left + transform.a * n, top
+
+
+def _warp_into(
+    src: Any,
+    comp: _Composite,
+    bands: Sequence[str],
+    dest: np.ndarray,
+    transform: Affine,
+    crs: CRS,
+    resampling: Resampling,
+) -> None:
+    """Warp ``bands`` of one composite into ``dest`` where ``dest`` is still empty (0)."""
+    missing = [b for b in bands if b not in comp.bands]
+    if missing:
+        raise DetectionError(
+            f"evidence: composite {comp.path} lacks bands {missing}; has {list(comp.bands)}"
+        )
+    layers = np.zeros(dest.shape, dtype=np.uint16)
+    reproject(
+        source=rasterio.band(src, [comp.bands.index(b) + 1 for b in bands]),
+        destination=layers,
+        src_nodata=0,
+        dst_nodata=0,
+        dst_transform=transform,
+        dst_crs=crs,
+        resampling=resampling,
+    )
+    empty = dest == 0
+    dest[empty] = layers[empty]
+
+
+def _stretch_limits(
+    stacks: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band 2nd and 98th percentiles over the valid pixels of every stack (shared stretch)."""
+    values = [s[:, m] for s, m in zip(stacks, masks, strict=True) if m.any()]
+    if not values:
+        return np.zeros(3), np.full(3, 3000.0)
+    joined = np.concatenate(values, axis=1).astype(np.float64)
+    lo = np.percentile(joined, 2, axis=1)
+    hi = np.percentile(joined, 98, axis=1)
+    hi = np.where(hi - lo < 1.0, lo + 1.0, hi)
+    return lo, hi
+
+
+def _to_rgb(data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` scaled reflectance -> ``(H, W, 3)`` uint8 RGB; invalid pixels grey."""
+    scaled = (data.astype(np.float64) - lo[:, None, None]) / (hi - lo)[:, None, None]
+    rgb = (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    rgb = np.moveaxis(rgb, 0, -1).copy()
+    rgb[~valid] = NODATA_RGB
+    return rgb
+
+
+def _pixel_rings(geom: shapely.Geometry, transform: Affine, scale: int) -> list[list[tuple]]:
+    inverse = ~transform
+    rings = []
+    for polygon in getattr(geom, "geoms", [geom]):
+        if polygon.geom_type != "Polygon":
+            continue
+        for ring in (polygon.exterior, *polygon.interiors):
+            pts = []
+            for x, y in ring.coords:
+                col, row = inverse * (x, y)
+                pts.append((col * scale, row * scale))
+            rings.append(pts)
+    return rings
+
+
+def _draw_outline(
+    image: Image.Image, geom: shapely.Geometry, transform: Affine, scale: int
+) -> None:
+    draw = ImageDraw.Draw(image)
+    width = 2 if image.width >= 128 else 1
+    for pts in _pixel_rings(geom, transform, scale):
+        draw.line(pts, fill=OUTLINE_RGB, width=width, joint="curve")
+
+
+def _site_mask(geom: shapely.Geometry, transform: Affine, n: int) -> np.ndarray:
+    """Pixels of the ``n`` x ``n`` window whose centre lies in the site (touched ones for a site
+    smaller than a pixel)."""
+    from rasterio.features import geometry_mask
+
+    inside = ~geometry_mask([geom], out_shape=(n, n), transform=transform, all_touched=False)
+    if inside.any():
+        return inside
+    return ~geometry_mask([geom], out_shape=(n, n), transform=transform, all_touched=True)
+
+
+def _utm_epsg(lon: float, lat: float) -> int:
+    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
+    return (32600 if lat >= 0 else 32700) + zone

@@ -1,0 +1,484 @@
+"""Write a run's alerts: GeoJSON, a QGIS-styled GeoPackage, a CSV summary and KML.
+
+Every file is written to a temporary name beside the target and renamed into place
+(:func:`tiles.files.atomic_path`), so a crash or a full disk never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import os
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+from pyproj import CRS
+
+from detection.alerts import REVIEW_STATUSES, alert_records, confidence_level
+from detection.errors import DetectionError
+from tiles.files import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+#: Columns of the CSV summary, in order: one row per site.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "site_id",
+    "alert_class",
+    "status",
+    "confidence_level",
+    "confidence",
+    "area_ha",
+    "area_change_ha",
+    "first_detected",
+    "last_detected",
+    "observed_fraction",
+    "aoi_id",
+    "aoi_name",
+    "aoi_kind",
+    "aoi_relation",
+    "distance_to_boundary_m",
+    "tile_id",
+    "review_status",
+)
+
+#: Values of the coverage layer's ``status`` (what its style and the review page draw).
+COVERAGE_STATUSES: tuple[str, ...] = (
+    "observed",
+    "partly_observed",
+    "not_observed",
+    "no_imagery",
+    "failed",
+)
+
+#: Layers of the GeoPackage and the QML style stored for each (``detection/styles``).
+STYLED_LAYERS: Mapping[str, str] = MappingProxyType(
+    {"alerts": "alerts.qml", "coverage": "coverage.qml"}
+)
+
+_LAYER_STYLES_DDL = (
+    "CREATE TABLE IF NOT EXISTS layer_styles ("
+    "id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), f_table_schema TEXT(256), "
+    "f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), styleQML TEXT, "
+    "styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
+    "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+)
+
+
+def write_geojson(path: str | Path, fc: Mapping[str, Any]) -> None:
+    """Write a FeatureCollection as UTF-8 JSON, atomically, one Feature per line.
+
+    Keys keep the order of ``fc`` (as built by
+    :func:`detection.alerts.build_feature_collection`), so the same collection always gives the
+    same bytes; NaN and infinity are refused (not JSON).
+
+    Args:
+        path: the target file (``alerts.geojson``).
+        fc: a GeoJSON FeatureCollection.
+
+    Raises:
+        DetectionError: ``fc`` is not a FeatureCollection or holds a value JSON cannot encode.
+    """
+    if fc.get("type") != "FeatureCollection" or not isinstance(fc.get("features"), list):
+        raise DetectionError(
+            f"write_geojson {path}: expected a FeatureCollection with a 'features' list, got "
+            f"type {fc.get('type')!r}"
+        )
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    try:
+        members = [f"{dump(k)}:{dump(v)}" for k, v in fc.items() if k != "features"]
+        features = ",\n".join(dump(f) for f in fc["features"])
+    except (TypeError, ValueError) as exc:
+        raise DetectionError(f"write_geojson {path}: not JSON-serialisable: {exc}") from exc
+    body = f"[\n{features}\n]" if features else "[]"
+    text = "{" + ",".join([*members, f'"features":{body}']) + "}\n"
+    write_text_atomic(path, text)
+    log.info("wrote %s (%d features)", path, len(fc["features"]))
+
+
+def write_geopackage(
+    path: str | Path,
+    *,
+    alerts: gpd.GeoDataFrame,
+    coverage: gpd.GeoDataFrame,
+    aois: gpd.GeoDataFrame,
+    history: gpd.GeoDataFrame | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> None:
+    """Write the run's GeoPackage with QGIS styles, atomically.
+
+    Layers ``alerts``, ``coverage``, ``aois`` and, when given, ``sites_history``, all in
+    ``EPSG:4326`` as multi-polygons. List and dict values become JSON strings, dates ISO strings.
+    The QML styles of :data:`STYLED_LAYERS` go into the QGIS ``layer_styles`` table as each
+    layer's default style, so the file opens styled in QGIS.
+
+    Args:
+        path: the target file (``alerts.gpkg``).
+        alerts: the alerts table (as given to the FeatureCollection builder).
+        coverage: coverage polygons with a ``status`` column (:data:`COVERAGE_STATUSES`: only
+            ``observed`` and ``partly_observed`` areas were seen; elsewhere "no alert" means
+            "not seen").
+        aois: the AOIs of the run.
+        history: the site history (:func:`detection.sites.append_history`), optional.
+        thresholds: the run's confidence thresholds (``{"low", "high", "highest"}``); when
+            given, ``confidence_level`` is (re)computed from ``confidence`` for the ``alerts``
+            layer (its style dashes the outline of ``low`` sites). ``None`` keeps the table's
+            ``confidence_level`` column if any.
+
+    The ``alerts`` layer always has ``review_status`` (``unreviewed`` where missing): analysts
+    set it in QGIS (the style gives it a drop-down) and ``minewatch alerts import-review`` reads
+    it back.
+
+    Raises:
+        DetectionError: a layer has no CRS, ``coverage`` lacks ``status``, a confidence is not
+            in 0..1 or the thresholds are malformed (with ``thresholds``), or GDAL or SQLite
+            fails (the message names the file and layer).
+    """
+    if "status" not in coverage.columns:
+        raise DetectionError(
+            f"write_geopackage {path}: coverage lacks the 'status' column its style needs "
+            f"(one of {list(COVERAGE_STATUSES)}); has {[str(c) for c in coverage.columns]}"
+        )
+    alerts = _with_review_columns(alerts, thresholds)
+    layers: dict[str, gpd.GeoDataFrame] = {"alerts": alerts, "coverage": coverage, "aois": aois}
+    if history is not None:
+        layers["sites_history"] = history
+    prepared = {name: _prepare_layer(frame, name, path) for name, frame in layers.items()}
+    with atomic_path(path) as tmp:
+        # GDAL wants a .gpkg name; atomic_path removes ``tmp.name + "*"`` if anything fails.
+        work = tmp.with_name(tmp.name + ".gpkg")
+        for name, frame in prepared.items():
+            try:
+                pyogrio.write_dataframe(
+                    frame,
+                    work,
+                    layer=name,
+                    driver="GPKG",
+                    promote_to_multi=True,
+                    geometry_type="MultiPolygon" if frame.empty else None,
+                )
+            except Exception as exc:
+                raise DetectionError(f"write_geopackage {path}: layer {name!r}: {exc}") from exc
+        try:
+            _write_styles(work)
+        except sqlite3.Error as exc:
+            raise DetectionError(f"write_geopackage {path}: layer_styles: {exc}") from exc
+        os.replace(work, tmp)
+    log.info("wrote %s (%s)", path, ", ".join(f"{k}: {len(v)}" for k, v in prepared.items()))
+
+
+def write_summary_csv(
+    path: str | Path,
+    alerts: gpd.GeoDataFrame | Mapping[str, Any],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+) -> None:
+    """Write one CSV row per site with the columns of :data:`SUMMARY_COLUMNS`, sorted by id.
+
+    Values are validated and rounded exactly as in the GeoJSON.
+
+    Args:
+        path: the target file (``summary.csv``).
+        alerts: the alert FeatureCollection (rows are its features' properties), or the alerts
+            table.
+        thresholds: for a table, the confidence thresholds that give ``confidence_level``;
+            ``None`` reads the table's ``confidence_level`` column.
+
+    Raises:
+        DetectionError: ``alerts`` is a dict but not a FeatureCollection, or as
+            :func:`detection.alerts.alert_records` (a table without ``confidence_level`` needs
+            ``thresholds``).
+    """
+    if isinstance(alerts, pd.DataFrame):
+        records = alert_records(alerts, thresholds=thresholds) if len(alerts) else []
+    else:
+        if alerts.get("type") != "FeatureCollection" or not isinstance(
+            alerts.get("features"), list
+        ):
+            raise DetectionError(
+                f"write_summary_csv {path}: expected a FeatureCollection or a GeoDataFrame, got "
+                f"type {alerts.get('type')!r}"
+            )
+        records = sorted(
+            (dict(f.get("properties") or {}) for f in alerts["features"]),
+            key=lambda r: str(r.get("site_id")),
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for rec in records:
+        writer.writerow(["" if rec.get(c) is None else rec[c] for c in SUMMARY_COLUMNS])
+    write_text_atomic(path, buffer.getvalue())
+    log.info("wrote %s (%d sites)", path, len(records))
+
+
+#: KML colours (``aabbggrr``) of each alert class: fill, outline.
+_KML_COLOURS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {"mining": ("a02465f0", "ff150fa5"), "deforestation": ("a08befd9", "ff50981a")}
+)
+#: Properties shown in a KML placemark's description and ExtendedData, in order.
+KML_FIELDS: tuple[str, ...] = (
+    "site_id",
+    "alert_class",
+    "status",
+    "area_ha",
+    "area_change_ha",
+    "confidence",
+    "confidence_level",
+    "observed_fraction",
+    "first_detected",
+    "last_detected",
+    "period_start",
+    "period_end",
+    "aoi_id",
+    "aoi_name",
+    "aoi_kind",
+    "aoi_relation",
+    "distance_to_boundary_m",
+    "review_status",
+)
+
+
+def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = None) -> None:
+    """Write the alerts as KML 2.2 for field teams (Google Earth, OsmAnd, Avenza), atomically.
+
+    One Placemark per site, named by ``site_id``, styled by ``alert_class`` (mining orange,
+    deforestation yellow-green, as in QGIS), with the main properties in its description and
+    in ``ExtendedData``; coordinates are the GeoJSON's lon/lat. Everything is written through
+    an XML serializer, so text from the data is escaped.
+
+    Args:
+        path: the target file (``alerts.kml``).
+        fc: the alert FeatureCollection (:func:`detection.alerts.build_feature_collection`).
+        name: the document name (default: ``minewatch alerts <period>``).
+
+    Raises:
+        DetectionError: ``fc`` is not a FeatureCollection, or a feature's geometry is not a
+            Polygon or MultiPolygon.
+    """
+    if fc.get("type") != "FeatureCollection" or not isinstance(fc.get("features"), list):
+        raise DetectionError(
+            f"write_kml {path}: expected a FeatureCollection with a 'features' list, got "
+            f"type {fc.get('type')!r}"
+        )
+    ns = "http://www.opengis.net/kml/2.2"
+    ET.register_namespace("", ns)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    meta = fc.get("minewatch") or {}
+    period = meta.get("period") or {}
+    root = ET.Element(f"{{{ns}}}kml")
+    doc = sub(root, "Document")
+    sub(doc, "name", name or f"minewatch alerts {period.get('start', '')}..{period.get('end', '')}")
+    for cls, (fill, line) in _KML_COLOURS.items():
+        style = sub(doc, "Style", id=cls)
+        line_style = sub(style, "LineStyle")
+        sub(line_style, "color", line)
+        sub(line_style, "width", "2")
+        sub(sub(style, "PolyStyle"), "color", fill)
+    for feature in sorted(fc["features"], key=lambda f: str(f.get("id", ""))):
+        props = feature.get("properties") or {}
+        sid = str(feature.get("id", props.get("site_id", "")))
+        placemark = sub(doc, "Placemark", id=_kml_id(sid))
+        sub(placemark, "name", sid)
+        sub(
+            placemark,
+            "description",
+            "\n".join(f"{k}: {props.get(k)}" for k in KML_FIELDS if props.get(k) is not None),
+        )
+        cls = str(props.get("alert_class"))
+        if cls in _KML_COLOURS:
+            sub(placemark, "styleUrl", f"#{cls}")
+        data = sub(placemark, "ExtendedData")
+        for key in KML_FIELDS:
+            value = props.get(key)
+            if value is not None:
+                sub(sub(data, "Data", name=key), "value", str(value))
+        _kml_geometry(placemark, feature.get("geometry"), sid, sub, path)
+    tree = ET.ElementTree(root)
+    ET.indent(tree, space=" ")
+    buffer = io.BytesIO()
+    tree.write(buffer, encoding="utf-8", xml_declaration=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    log.info("wrote %s (%d placemarks)", path, len(fc["features"]))
+
+
+def style_qml(layer: str) -> str:
+    """The QML style shipped for ``layer`` (``alerts`` or ``coverage``).
+
+    Raises:
+        DetectionError: no style is shipped for ``layer``.
+    """
+    if layer not in STYLED_LAYERS:
+        raise DetectionError(f"no QGIS style for layer {layer!r}; styled: {list(STYLED_LAYERS)}")
+    return (
+        resources.files("detection")
+        .joinpath("styles")
+        .joinpath(STYLED_LAYERS[layer])
+        .read_text(encoding="utf-8")
+    )
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _with_review_columns(
+    alerts: gpd.GeoDataFrame, thresholds: Mapping[str, float] | None
+) -> gpd.GeoDataFrame:
+    """A copy with ``confidence_level`` (from ``thresholds``) and ``review_status`` filled."""
+    out = alerts.copy()
+    if thresholds is not None and len(out):
+        if "confidence" not in out.columns:
+            raise DetectionError("write_geopackage: alerts lack 'confidence'")
+        levels = []
+        for sid, value in zip(out.get("site_id", range(len(out))), out["confidence"], strict=True):
+            try:
+                levels.append(confidence_level(float(value), thresholds))
+            except (DetectionError, TypeError, ValueError) as exc:
+                raise DetectionError(f"write_geopackage: alert {sid}: {exc}") from exc
+        out["confidence_level"] = levels
+    elif thresholds is not None:
+        out["confidence_level"] = pd.Series([], dtype=object)
+    if "review_status" not in out.columns:
+        out["review_status"] = pd.Series(["unreviewed"] * len(out), index=out.index, dtype=object)
+    else:
+        out["review_status"] = [
+            v if isinstance(v, str) and v in REVIEW_STATUSES else "unreviewed"
+            for v in out["review_status"]
+        ]
+    return out
+
+
+def _kml_id(site_id: str) -> str:
+    """An XML ``ID`` from a site id (letters, digits, ``-``, ``_``, ``.``; not starting a digit)."""
+    clean = "".join(c if c.isalnum() or c in "-_." else "_" for c in site_id)
+    return clean if clean[:1].isalpha() or clean[:1] == "_" else f"_{clean}"
+
+
+def _kml_geometry(
+    placemark: ET.Element, geometry: Any, sid: str, sub: Any, path: str | Path
+) -> None:
+    if not isinstance(geometry, Mapping) or geometry.get("type") not in (
+        "Polygon",
+        "MultiPolygon",
+    ):
+        kind = geometry.get("type") if isinstance(geometry, Mapping) else geometry
+        raise DetectionError(
+            f"write_kml {path}: alert {sid}: geometry {kind!r}; expected Polygon or MultiPolygon"
+        )
+    polygons = (
+        [geometry["coordinates"]]
+        if geometry["type"] == "Polygon"
+        else list(geometry["coordinates"])
+    )
+    parent = sub(placemark, "MultiGeometry") if len(polygons) > 1 else placemark
+
+    def coords(ring: Any) -> str:
+        return " ".join(f"{float(x)!r},{float(y)!r}" for x, y, *_ in ring)
+
+    for rings in polygons:
+        poly = sub(parent, "Polygon")
+        sub(sub(sub(poly, "outerBoundaryIs"), "LinearRing"), "coordinates", coords(rings[0]))
+        for hole in rings[1:]:
+            sub(sub(sub(poly, "innerBoundaryIs"), "LinearRing"), "coordinates", coords(hole))
+
+
+def _prepare_layer(frame: gpd.GeoDataFrame, name: str, path: str | Path) -> gpd.GeoDataFrame:
+    """A copy in EPSG:4326 whose list/dict/date values are JSON/ISO strings."""
+    if frame.crs is None:
+        raise DetectionError(f"write_geopackage {path}: layer {name!r} has no CRS")
+    out = frame.copy()
+    if CRS.from_user_input(out.crs) != CRS.from_epsg(4326):
+        out = out.to_crs(4326)
+    geometry = out.geometry.name
+    for col in out.columns:
+        if col == geometry:
+            continue
+        series = out[col]
+        if series.dtype == object:
+            out[col] = [_plain(v) for v in series]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return json.dumps([_json_safe(v) for v in value], ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return json.dumps(_json_safe(value), ensure_ascii=False, sort_keys=True)
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _write_styles(gpkg: Path) -> None:
+    """Create QGIS's ``layer_styles`` table and store each styled layer's QML as its default."""
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    con = sqlite3.connect(gpkg)
+    try:
+        with con:
+            con.execute(_LAYER_STYLES_DDL)
+            con.execute(
+                "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, "
+                "description, last_change) VALUES ('layer_styles', 'attributes', 'layer_styles', "
+                "'QGIS layer styles', ?)",
+                (now,),
+            )
+            for layer in STYLED_LAYERS:
+                row = con.execute(
+                    "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)
+                ).fetchone()
+                if row is None:
+                    raise sqlite3.OperationalError(f"layer {layer!r} missing from the GeoPackage")
+                con.execute(
+                    "DELETE FROM layer_styles WHERE f_table_name = ? AND styleName = ?",
+                    (layer, f"minewatch {layer}"),
+                )
+                con.execute(
+                    "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
+                    "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description, "
+                    "owner, ui, update_time) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', NULL, ?)",
+                    (
+                        layer,
+                        row[0],
+                        f"minewatch {layer}",
+                        style_qml(layer),
+                        f"minewatch default style for {layer}",
+                        now,
+                    ),
+                )
+    finally:
+        con.close()

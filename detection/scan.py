@@ -1,0 +1,424 @@
+"""A scan: AOIs -> processing grid -> period composites -> detector -> sites -> alerts.
+
+Work is split per chip of the grid and per period. A chip that fails (unreadable scene, no valid
+pixels) is recorded with its reason and the scan goes on; what was not observed is written to the
+coverage layer, so "no alert" never stands for "not seen".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
+from aoi.grid import GridCell
+from detection.alerts import build_feature_collection
+from detection.config import ScanConfig
+from detection.context import attribute_aois
+from detection.errors import DetectionError, OutputExistsError
+from detection.exports import write_geojson, write_geopackage, write_summary_csv
+from detection.review import write_review_html
+from detection.sites import append_history, merge_parts, track_sites
+from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit, process_unit
+from models.detector import Detector
+from tiles.files import write_text_atomic
+from tiles.local import scene_footprint_intersects
+from tiles.periods import Period
+from tiles.sources import SyntheticSource, open_source
+
+log = logging.getLogger(__name__)
+
+#: Version of the alert format written into every output.
+FORMAT_VERSION = "1.0"
+
+#: Files a scan writes into its output folder; their presence marks a folder as holding results.
+OUTPUT_FILES = ("alerts.geojson", "alerts.gpkg", "summary.csv", "review.html", "run.json")
+
+#: ``progress(stage, done, total)``: called by the scan as work advances.
+ProgressFn = Callable[[str, int, int], None]
+
+EQUAL_AREA_CRS = "EPSG:6933"
+
+
+@dataclass(frozen=True)
+class ChipFailure:
+    """One chip and period that could not be processed, with the reason."""
+
+    tile_id: str
+    period: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    """What a scan produced; ``outcome`` is ``success``, ``partial`` or ``failed``."""
+
+    out_dir: Path
+    run_id: str
+    periods: list[Period]
+    alerts: gpd.GeoDataFrame
+    feature_collection: dict[str, Any]
+    chips_total: int
+    chips_with_imagery: int
+    failures: list[ChipFailure] = field(default_factory=list)
+    observed_fraction: dict[str, float] = field(default_factory=dict)
+    world_dir: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        if not self.failures:
+            return "success"
+        attempted = self.chips_with_imagery * len(self.periods)
+        return "failed" if len(self.failures) >= attempted else "partial"
+
+    def counts(self) -> dict[str, int]:
+        """Alerts by ``class/status``."""
+        if self.alerts.empty:
+            return {}
+        grouped = self.alerts.groupby(["alert_class", "status"]).size()
+        return {f"{c}/{s}": int(n) for (c, s), n in grouped.items()}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "out_dir": str(self.out_dir),
+            "period": self.periods[-1].as_dict(),
+            "previous_period": self.periods[-2].as_dict(),
+            "alerts": len(self.alerts),
+            "alerts_by_class_status": self.counts(),
+            "chips_total": self.chips_total,
+            "chips_with_imagery": self.chips_with_imagery,
+            "observed_fraction": self.observed_fraction,
+            "failures": [f.__dict__ for f in self.failures],
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to write into a folder that already holds results, unless ``overwrite``.
+
+    Raises:
+        OutputExistsError: results exist and ``overwrite`` is False.
+    """
+    existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"output folder {str(out_dir)!r} already holds results ({', '.join(existing)}); "
+            "pass --overwrite to replace them or --out to write elsewhere"
+        )
+
+
+def run_scan(
+    config: ScanConfig,
+    *,
+    detector: Detector,
+    out_dir: Path,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> ScanResult:
+    """Run one scan and write its outputs into ``out_dir``.
+
+    Args:
+        config: the validated scan config.
+        detector: turns composites into class probabilities.
+        out_dir: the output folder.
+        overwrite: replace results already in ``out_dir``.
+        progress: called as ``progress(stage, done, total)``.
+
+    Returns:
+        The scan's result; its outputs are on disk.
+
+    Raises:
+        OutputExistsError: ``out_dir`` holds results and ``overwrite`` is False.
+        DetectionError: fewer than two periods, or no scene at all over the AOI.
+        AOIError, TileError: the AOI layer or the scene folder cannot be read.
+    """
+    started = time.monotonic()
+    check_output_dir(out_dir, overwrite=overwrite)
+    periods = config.periods.resolve()
+    if len(periods) < 2:
+        raise DetectionError(
+            f"periods: got {len(periods)} period(s) {[p.label for p in periods]}; a scan compares "
+            "at least two: widen periods.start/end"
+        )
+    run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+    aois = load_aoi(config.aoi)
+    area = buffer_aoi(aois, config.aoi.buffer_m)
+    area_geom = shapely.union_all(area.geometry.values)
+    cells = make_grid(
+        area_geom, chip_size_px=config.grid.chip_size_px, resolution_m=config.grid.resolution_m
+    )
+    log.info("AOI layer: %d area(s); grid: %d chip(s)", len(aois), len(cells))
+
+    def _synth_progress(done: int, total: int) -> None:
+        if progress:
+            progress("synthesising scenes", done, total)
+
+    source = open_source(config.source, workdir=out_dir, progress=_synth_progress)
+    scenes = source.search(area_geom, periods[0].start, periods[-1].end)
+    in_periods = [s for s in scenes if any(p.contains(s.datetime) for p in periods)]
+    log.info("%d scene(s) from %s inside the scan's periods", len(in_periods), source.description)
+
+    chip_scenes = {
+        c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
+    }
+    active = [c for c in cells if chip_scenes[c.tile_id]]
+    if not active:
+        raise DetectionError(
+            f"no scene of {source.description} covers the AOI during "
+            f"{periods[0].start}..{periods[-1].end}; check the source and the periods"
+        )
+
+    settings = UnitSettings(
+        bands=tuple(detector.bands),
+        method=config.composite.method,
+        masked_scl=tuple(config.composite.masked_scl),
+        dilation_px=config.composite.dilation_px,
+        probability_threshold=config.detector.probability_threshold,
+        simplify_m=config.alerts.simplify_m,
+        model_sha256=detector.info.sha256,
+    )
+    units_dir = out_dir / "units"
+    units: list[WorkUnit] = []
+    coverage_rows: list[dict[str, Any]] = []
+    grid_frame = grid_to_geodataframe(cells)
+    cell_geoms = dict(zip(grid_frame["tile_id"], grid_frame.geometry, strict=True))
+    for cell in cells:
+        for period in periods:
+            infos = tuple(s for s in chip_scenes[cell.tile_id] if period.contains(s.datetime))
+            if infos:
+                units.append(WorkUnit(cell, period, infos))
+            else:
+                coverage_rows.append(_coverage_row(cell, period, None, cell_geoms))
+
+    results: list[UnitResult] = []
+    reused = 0
+    for i, unit in enumerate(units, start=1):
+        cached = load_unit(units_dir, unit.cell.tile_id, unit.period.label, key=unit.key(settings))
+        if cached is not None:
+            reused += 1
+            results.append(cached)
+        else:
+            results.append(
+                process_unit(
+                    unit, source=source, detector=detector, settings=settings, units_dir=units_dir
+                )
+            )
+        if progress:
+            progress("detecting", i, len(units))
+    log.info(
+        "%d unit(s) (chip x period): %d computed, %d reused from earlier runs",
+        len(units),
+        len(units) - reused,
+        reused,
+    )
+
+    parts: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
+    observed: dict[str, list[Any]] = {p.label: [] for p in periods}
+    scene_ids: dict[tuple[str, str], tuple[str, ...]] = {}
+    failures: list[ChipFailure] = []
+    by_tile = {c.tile_id: c for c in cells}
+    period_of = {p.label: p for p in periods}
+    for res in results:
+        coverage_rows.append(
+            _coverage_row(by_tile[res.tile_id], period_of[res.period], res, cell_geoms)
+        )
+        if res.failed:
+            failures.append(ChipFailure(res.tile_id, res.period, res.reason))
+            continue
+        scene_ids[(res.tile_id, res.period)] = res.scene_ids
+        if res.observed is not None and not res.observed.is_empty:
+            observed[res.period].append(res.observed)
+        if res.parts is not None and not res.parts.empty:
+            parts[res.period].append(res.parts)
+
+    history: gpd.GeoDataFrame | None = None
+    tracked: gpd.GeoDataFrame | None = None
+    observed_fraction: dict[str, float] = {}
+    for i, period in enumerate(periods):
+        previous = periods[i - 1] if i else None
+        sites = _sites_of_period(parts[period.label], config.alerts.min_area_ha)
+        tracked = track_sites(sites, history, period=period, previous_period=previous)
+        seen = shapely.union_all(observed[period.label]) if observed[period.label] else None
+        tracked["observed_fraction"] = _observed_share(tracked, history, seen)
+        history = append_history(history, tracked, period)
+        observed_fraction[period.label] = _period_observed_share(coverage_rows, period.label)
+    if tracked is None:  # pragma: no cover - at least two periods are checked above
+        raise DetectionError("no period was processed")
+
+    last, prev = periods[-1], periods[-2]
+    alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
+    alerts = _finish_alerts(alerts, last, scene_ids)
+    metadata = {
+        "version": FORMAT_VERSION,
+        "run_id": run_id,
+        "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "period": last.as_dict(),
+        "previous_period": prev.as_dict(),
+        "model": detector.info.as_dict(),
+        "source": source.description,
+        "confidence_levels": config.alerts.confidence_levels.model_dump(),
+    }
+    fc = build_feature_collection(alerts, metadata=metadata)
+
+    coverage = gpd.GeoDataFrame(coverage_rows, geometry="geometry", crs="EPSG:4326")
+    result = ScanResult(
+        out_dir=out_dir,
+        run_id=run_id,
+        periods=periods,
+        alerts=alerts,
+        feature_collection=fc,
+        chips_total=len(cells),
+        chips_with_imagery=len(active),
+        failures=failures,
+        observed_fraction=observed_fraction,
+        world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
+    )
+    _write_outputs(
+        result, config=config, metadata=metadata, coverage=coverage, aois=aois, history=history
+    )
+    result.seconds = time.monotonic() - started
+    _write_run_json(result, config=config, metadata=metadata)
+    return result
+
+
+def _coverage_row(
+    cell: GridCell, period: Period, res: UnitResult | None, geoms: dict[str, Any]
+) -> dict[str, Any]:
+    base = {
+        "tile_id": cell.tile_id,
+        "period": period.label,
+        "period_start": period.start.isoformat(),
+        "period_end": period.end.isoformat(),
+    }
+    if res is None:
+        row = base | {
+            "status": "no_imagery",
+            "observed_fraction": 0.0,
+            "mean_clear_observations": 0.0,
+            "scenes": 0,
+            "reason": "",
+        }
+        geom = geoms[cell.tile_id]
+    else:
+        row = base | res.coverage_row()
+        geom = geoms[cell.tile_id]
+    return row | {"geometry": geom}
+
+
+def _sites_of_period(parts: list[gpd.GeoDataFrame], min_area_ha: float) -> gpd.GeoDataFrame:
+    if not parts:
+        return gpd.GeoDataFrame(
+            {"alert_class": [], "area_ha": [], "confidence": [], "tile_id": []},
+            geometry=gpd.GeoSeries([], crs="EPSG:4326"),
+            crs="EPSG:4326",
+        )
+    merged = merge_parts(parts)
+    return merged[merged["area_ha"] >= min_area_ha].reset_index(drop=True)
+
+
+def _observed_share(
+    tracked: gpd.GeoDataFrame, history: gpd.GeoDataFrame | None, seen: Any
+) -> list[float]:
+    """Clear-observation share of each site's footprint: its polygon now, joined with its polygon
+    of the previous period, so a site half under cloud says it was half seen."""
+    if tracked.empty:
+        return []
+    previous: dict[str, Any] = {}
+    if history is not None and not history.empty:
+        last_label = history["period_label"].iloc[-1]
+        prev_rows = history[history["period_label"] == last_label]
+        previous = dict(zip(prev_rows["site_id"], prev_rows.geometry, strict=False))
+    projected_seen = (
+        gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
+        if seen is not None
+        else None
+    )
+    shares = []
+    for site_id, geom in zip(tracked["site_id"], tracked.geometry, strict=True):
+        footprint = shapely.union(geom, previous[site_id]) if site_id in previous else geom
+        fp = gpd.GeoSeries([footprint], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
+        if projected_seen is None or fp.area == 0:
+            shares.append(0.0)
+            continue
+        shares.append(round(min(1.0, fp.intersection(projected_seen).area / fp.area), 4))
+    return shares
+
+
+def _period_observed_share(rows: list[dict[str, Any]], label: str) -> float:
+    """Mean observed share of the chips that had imagery in the period."""
+    fracs = [
+        r["observed_fraction"] for r in rows if r["period"] == label and r["status"] != "no_imagery"
+    ]
+    return round(float(np.mean(fracs)), 4) if fracs else 0.0
+
+
+def _finish_alerts(
+    alerts: gpd.GeoDataFrame, period: Period, scene_ids: dict[tuple[str, str], tuple[str, ...]]
+) -> gpd.GeoDataFrame:
+    alerts = alerts.copy()
+    alerts["period_start"] = period.start.isoformat()
+    alerts["period_end"] = period.end.isoformat()
+    ids: list[list[str]] = []
+    for tile_field in alerts.get("tile_id", []):
+        found: set[str] = set()
+        for tile in str(tile_field).split(","):
+            found.update(scene_ids.get((tile.strip(), period.label), ()))
+        ids.append(sorted(found))
+    alerts["scene_ids"] = pd.Series(ids, index=alerts.index, dtype=object)
+    if "evidence" not in alerts:
+        alerts["evidence"] = [{} for _ in range(len(alerts))]
+    if "review_status" not in alerts:
+        alerts["review_status"] = "unreviewed"
+    return alerts
+
+
+def _write_outputs(
+    result: ScanResult,
+    *,
+    config: ScanConfig,
+    metadata: dict[str, Any],
+    coverage: gpd.GeoDataFrame,
+    aois: gpd.GeoDataFrame,
+    history: gpd.GeoDataFrame | None,
+) -> None:
+    out = result.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_geojson(out / "alerts.geojson", result.feature_collection)
+    write_geopackage(
+        out / "alerts.gpkg", alerts=result.alerts, coverage=coverage, aois=aois, history=history
+    )
+    write_summary_csv(out / "summary.csv", result.feature_collection)
+    coverage_fc = json.loads(coverage.to_json(drop_id=True))
+    write_review_html(
+        out / "review.html",
+        result.feature_collection,
+        title=f"minewatch: {config.name}",
+        coverage_fc=coverage_fc,
+    )
+
+
+def _write_run_json(result: ScanResult, *, config: ScanConfig, metadata: dict[str, Any]) -> None:
+    record = {
+        **result.summary(),
+        "config_sha256": config.digest(),
+        "config": config.model_dump(mode="json"),
+        "metadata": metadata,
+        "periods": [p.label for p in result.periods],
+    }
+    write_text_atomic(result.out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")

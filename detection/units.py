@@ -1,0 +1,284 @@
+"""The unit of work of a scan: one chip of the grid in one period.
+
+A unit reads its scenes, composites them, runs the detector and polygonises the masks. Its result
+is saved under ``<output>/units/<period>/<tile_id>.json`` (plus the composite as a COG beside it),
+written atomically and last, so a unit either is finished on disk or is not. Its ``key`` hashes
+everything that decides its result (chip, period, scene ids, detector and settings): a later scan
+with the same key reuses it instead of computing it again. That is what makes scans incremental and
+resumable after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from rasterio.features import shapes
+from shapely.geometry import box, mapping, shape
+
+from aoi.grid import GridCell
+from detection.polygonize import polygonize_mask
+from models.detector import Detector
+from tiles.composite import Composite, composite_period, write_composite
+from tiles.errors import TileError
+from tiles.files import write_text_atomic
+from tiles.periods import Period
+from tiles.scene import SceneInfo
+from tiles.sources import Source
+
+log = logging.getLogger(__name__)
+
+UNIT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """The settings that decide a unit's result (all part of its key)."""
+
+    bands: tuple[str, ...]
+    method: str
+    masked_scl: tuple[int, ...]
+    dilation_px: int
+    probability_threshold: float
+    simplify_m: float | None
+    model_sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bands": list(self.bands),
+            "method": self.method,
+            "masked_scl": list(self.masked_scl),
+            "dilation_px": self.dilation_px,
+            "probability_threshold": self.probability_threshold,
+            "simplify_m": self.simplify_m,
+            "model_sha256": self.model_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One chip in one period, with the scenes that cover it."""
+
+    cell: GridCell
+    period: Period
+    scenes: tuple[SceneInfo, ...]
+
+    def key(self, settings: UnitSettings) -> str:
+        payload = {
+            "format": UNIT_FORMAT,
+            "tile_id": self.cell.tile_id,
+            "crs": self.cell.crs.to_string(),
+            "transform": list(self.cell.transform)[:6],
+            "shape": [self.cell.height, self.cell.width],
+            "period": [self.period.start.isoformat(), self.period.end.isoformat()],
+            "scenes": sorted(s.scene_id for s in self.scenes),
+            "settings": settings.as_dict(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class UnitResult:
+    """What a unit produced. ``parts`` are polygons in EPSG:4326 with ``alert_class``,
+    ``tile_id``, ``area_ha``, ``confidence``; ``observed`` is the observed part of the chip."""
+
+    tile_id: str
+    period: str
+    key: str
+    status: str
+    observed_fraction: float = 0.0
+    mean_clear_observations: float = 0.0
+    scenes: int = 0
+    reason: str = ""
+    scene_ids: tuple[str, ...] = ()
+    parts: gpd.GeoDataFrame | None = None
+    observed: Any = None
+    composite: str | None = None
+    detections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def coverage_row(self) -> dict[str, Any]:
+        return {
+            "tile_id": self.tile_id,
+            "period": self.period,
+            "status": self.status,
+            "observed_fraction": self.observed_fraction,
+            "mean_clear_observations": self.mean_clear_observations,
+            "scenes": self.scenes,
+            "reason": self.reason,
+        }
+
+
+def unit_path(units_dir: Path, tile_id: str, period: str) -> Path:
+    return units_dir / period / f"{tile_id}.json"
+
+
+def process_unit(
+    unit: WorkUnit,
+    *,
+    source: Source,
+    detector: Detector,
+    settings: UnitSettings,
+    units_dir: Path,
+) -> UnitResult:
+    """Composite, detect and polygonise one unit; save and return its result.
+
+    A ``TileError`` (unreadable scene, no valid pixels) makes a ``failed`` result with the reason,
+    which is not saved, so the next scan tries the unit again.
+    """
+    cell, period = unit.cell, unit.period
+    key = unit.key(settings)
+    try:
+        scenes = (source.read(info, cell, bands=settings.bands) for info in unit.scenes)
+        comp = composite_period(
+            scenes,
+            cell=cell,
+            period=period,
+            bands=settings.bands,
+            method=settings.method,  # type: ignore[arg-type]
+            masked_scl=settings.masked_scl,
+            dilation_px=settings.dilation_px,
+        )
+        pred = detector.predict(comp.data, comp.bands)
+    except TileError as exc:
+        log.error("chip %s, period %s failed: %s", cell.tile_id, period.label, exc)
+        return UnitResult(
+            cell.tile_id, period.label, key, "failed", scenes=len(unit.scenes), reason=str(exc)
+        )
+    frac = float(comp.observed_fraction)
+    status = "observed" if frac >= 0.99 else ("not_observed" if frac == 0 else "partly_observed")
+    frames = []
+    detections: dict[str, int] = {}
+    for cls in pred.classes:
+        prob = pred.of(cls)
+        mask = np.nan_to_num(prob, nan=0.0) >= settings.probability_threshold
+        if not mask.any():
+            continue
+        gdf = polygonize_mask(
+            mask,
+            transform=cell.transform,
+            crs=cell.crs,
+            min_area_ha=0.0,
+            probabilities=prob,
+            simplify_m=settings.simplify_m,
+        )
+        if gdf.empty:
+            continue
+        gdf = gdf.to_crs("EPSG:4326")
+        gdf["alert_class"] = cls
+        gdf["tile_id"] = cell.tile_id
+        detections[cls] = len(gdf)
+        frames.append(gdf)
+    parts = _concat(frames)
+    out_dir = units_dir / period.label
+    composite_file = write_composite(comp, out_dir, dtype="uint16")["composite"]
+    (out_dir / f"{cell.tile_id}_{period.label}_clear_count.tif").unlink(missing_ok=True)
+    result = UnitResult(
+        tile_id=cell.tile_id,
+        period=period.label,
+        key=key,
+        status=status,
+        observed_fraction=round(frac, 4),
+        mean_clear_observations=round(float(comp.clear_count.mean()), 3),
+        scenes=len(unit.scenes),
+        scene_ids=tuple(comp.scene_ids),
+        parts=parts,
+        observed=observed_polygon(comp),
+        composite=composite_file.name,
+        detections=detections,
+    )
+    save_unit(result, units_dir)
+    return result
+
+
+def observed_polygon(comp: Composite) -> Any:
+    """The observed part of a chip, as one (multi)polygon in EPSG:4326."""
+    observed = comp.observed.astype(np.uint8)
+    if observed.all():
+        geom = box(*comp.cell.bounds)
+    else:
+        polys = [
+            shape(g)
+            for g, v in shapes(observed, mask=observed.astype(bool), transform=comp.cell.transform)
+            if v
+        ]
+        if not polys:
+            return shapely.Polygon()
+        geom = shapely.union_all(polys)
+    return gpd.GeoSeries([geom], crs=comp.cell.crs).to_crs("EPSG:4326").iloc[0]
+
+
+def save_unit(result: UnitResult, units_dir: Path) -> Path:
+    """Write a unit's result as JSON, atomically (its presence marks the unit as done)."""
+    parts = result.parts
+    record = {
+        "format": UNIT_FORMAT,
+        "tile_id": result.tile_id,
+        "period": result.period,
+        "key": result.key,
+        "status": result.status,
+        "observed_fraction": result.observed_fraction,
+        "mean_clear_observations": result.mean_clear_observations,
+        "scenes": result.scenes,
+        "reason": result.reason,
+        "scene_ids": list(result.scene_ids),
+        "composite": result.composite,
+        "detections": result.detections,
+        "observed": mapping(result.observed) if result.observed is not None else None,
+        "parts": json.loads(parts.to_json(drop_id=True)) if parts is not None else None,
+    }
+    path = unit_path(units_dir, result.tile_id, result.period)
+    write_text_atomic(path, json.dumps(record, sort_keys=True))
+    return path
+
+
+def load_unit(units_dir: Path, tile_id: str, period: str, *, key: str) -> UnitResult | None:
+    """A saved unit result whose key is ``key``, or None (missing, stale or unreadable)."""
+    path = unit_path(units_dir, tile_id, period)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("unit %s: unreadable (%s); computing it again", path, exc)
+        return None
+    if record.get("key") != key or record.get("format") != UNIT_FORMAT:
+        return None
+    if record.get("composite") and not (path.parent / record["composite"]).is_file():
+        return None
+    parts = None
+    if record.get("parts") and record["parts"]["features"]:
+        parts = gpd.GeoDataFrame.from_features(record["parts"]["features"], crs="EPSG:4326")
+    return UnitResult(
+        tile_id=record["tile_id"],
+        period=record["period"],
+        key=record["key"],
+        status=record["status"],
+        observed_fraction=record["observed_fraction"],
+        mean_clear_observations=record["mean_clear_observations"],
+        scenes=record["scenes"],
+        reason=record["reason"],
+        scene_ids=tuple(record["scene_ids"]),
+        parts=parts,
+        observed=shape(record["observed"]) if record.get("observed") else None,
+        composite=record.get("composite"),
+        detections=record.get("detections", {}),
+    )
+
+
+def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame | None:
+    if not frames:
+        return None
+    import pandas as pd
+
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")

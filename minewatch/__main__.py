@@ -1,0 +1,5 @@
+import sys
+
+from minewatch.cli import main
+
+sys.exit(main())

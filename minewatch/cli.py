@@ -1,0 +1,229 @@
+"""The ``minewatch`` command. It owns the terminal: logs and progress on stderr, data on stdout.
+
+Exit codes: 0 success; 1 error (one line on stderr, ``-vv`` for the traceback); 2 usage error;
+3 partial success (some chips failed; the run summary names them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aoi.errors import AOIError
+from detection.errors import DetectionError
+from minewatch.cli_aoi import aoi
+from minewatch.cli_tiles import tiles
+from minewatch.console import DETECTOR, JSON, OUT, OVERWRITE, progress_bar, setup_logging
+from models.errors import ModelError
+from tiles.errors import TileError
+
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+
+log = logging.getLogger("minewatch")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="minewatch")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug and tracebacks).")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Find alluvial gold mining and deforestation in Sentinel-2 imagery over protected areas
+    and indigenous lands, and write alerts of what changed since the previous period."""
+    ctx.ensure_object(dict)
+    ctx.obj["progress"] = quiet == 0
+    setup_logging(verbose, quiet)
+
+
+# --------------------------------------------------------------------------------------- scan
+def _run_config(
+    ctx: click.Context,
+    config_path: Path,
+    *,
+    out: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    detector_kind: str | None,
+    demo: bool,
+) -> None:
+    from detection.config import load_config
+    from detection.scan import run_scan
+
+    overrides: dict[str, Any] = {}
+    if detector_kind:
+        overrides["detector.kind"] = detector_kind
+    config = load_config(config_path, overrides=overrides)
+    out_dir = out or config.output.folder
+    detector = _build_detector(config)
+    with progress_bar(ctx.obj["progress"]) as progress:
+        result = run_scan(
+            config, detector=detector, out_dir=out_dir, overwrite=overwrite, progress=progress
+        )
+    summary = result.summary()
+    truth_line = None
+    if result.world_dir is not None:
+        truth_line, scores = _truth_check(result)
+        summary["truth_check"] = scores
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+        if truth_line:
+            click.echo(truth_line)
+    if result.outcome != "success":
+        ctx.exit(EXIT_PARTIAL if result.outcome == "partial" else EXIT_ERROR)
+
+
+def _build_detector(config: Any) -> Any:
+    from models.indices import IndexDetector
+
+    if config.detector.kind == "indices":
+        return IndexDetector(config.detector.thresholds)
+    if config.detector.kind == "network":
+        from models.network import load_network_detector
+
+        return load_network_detector(config.detector.checkpoint, device=config.detector.device)
+    raise click.UsageError(f"detector {config.detector.kind!r} is not available")
+
+
+def _truth_check(result: Any) -> tuple[str, dict[str, Any]]:
+    """Score new/expanding mining alerts against the synthetic world's truth sites."""
+    import geopandas as gpd
+
+    from training.metrics import match_sites
+
+    truth = gpd.read_file(result.world_dir / "truth" / "sites.geojson")
+    last = result.periods[-1].label
+    truth = truth[
+        (truth["class"] == "mining")
+        & (truth["period"] == last)
+        & truth["change"].isin(["new", "expanding"])
+    ]
+    alerts = result.alerts
+    pred = alerts[(alerts["alert_class"] == "mining") & alerts["status"].isin(["new", "expanding"])]
+    scores = match_sites(gpd.GeoDataFrame(pred, crs=alerts.crs), truth)
+    line = scores.line("truth check, new/expanding mining sites")
+    return line, {
+        "recall": round(scores.recall, 3),
+        "precision": round(scores.precision, 3),
+        "truth_total": scores.truth_total,
+        "truth_found": scores.truth_found,
+        "predicted_total": scores.predicted_total,
+        "predicted_correct": scores.predicted_correct,
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    click.echo(f"run {s['run_id']}: {s['outcome']} in {s['seconds']} s -> {s['out_dir']}")
+    click.echo(
+        f"period {s['period']['start']}..{s['period']['end']} vs previous "
+        f"{s['previous_period']['start']}..{s['previous_period']['end']}"
+    )
+    click.echo(
+        f"chips: {s['chips_with_imagery']} with imagery of {s['chips_total']} over the AOI;"
+        f" observed share per period: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in s["observed_fraction"].items())
+    )
+    by = s["alerts_by_class_status"]
+    click.echo(
+        f"alerts: {s['alerts']}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + ")" if by else "")
+    )
+    for f in s["failures"]:
+        click.echo(f"failed: chip {f['tile_id']} period {f['period']}: {f['reason']}")
+
+
+@cli.command()
+@OUT
+@OVERWRITE
+@JSON
+@DETECTOR
+@click.pass_context
+def demo(
+    ctx: click.Context, out: Path | None, overwrite: bool, as_json: bool, detector_kind: str | None
+) -> None:
+    """Run the embedded demo (configs/demo.yaml): the real Munduruku territory, a synthetic
+    Sentinel-2 world generated offline, alerts in ./minewatch-demo."""
+    from detection.config import default_config_dir
+
+    _run_config(
+        ctx,
+        default_config_dir() / "demo.yaml",
+        out=out,
+        overwrite=overwrite,
+        as_json=as_json,
+        detector_kind=detector_kind,
+        demo=True,
+    )
+
+
+@cli.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
+@OUT
+@OVERWRITE
+@JSON
+@DETECTOR
+@click.pass_context
+def scan(
+    ctx: click.Context,
+    config_path: Path,
+    out: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    detector_kind: str | None,
+) -> None:
+    """Scan the AOIs of CONFIG over its periods and write alerts vs the previous period."""
+    _run_config(
+        ctx,
+        config_path,
+        out=out,
+        overwrite=overwrite,
+        as_json=as_json,
+        detector_kind=detector_kind,
+        demo=False,
+    )
+
+
+# -------------------------------------------------------------------------------------- tiles
+cli.add_command(tiles)
+cli.add_command(aoi)
+
+
+# ------------------------------------------------------------------------------------- errors
+_KNOWN = (AOIError, TileError, ModelError, DetectionError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the CLI, turn known errors into one line and a non-zero exit."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = any(a in ("-vv", "-vvv") or a.startswith("-vv") for a in args) or (
+        args.count("-v") + args.count("--verbose") >= 2
+    )
+    try:
+        rv = cli.main(args=args, prog_name="minewatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("minewatch: aborted", err=True)
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except _KNOWN as exc:
+        if show_traceback:
+            traceback.print_exc()
+        click.echo(f"minewatch: error: {exc}", err=True)
+        return EXIT_ERROR
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

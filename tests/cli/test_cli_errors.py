@@ -1,0 +1,84 @@
+"""Bad input on the command line: one clear line, a non-zero exit, a traceback only with -vv."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "minewatch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    proc = _run("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for command in ("demo", "scan", "tiles", "aoi"):
+        assert command in proc.stdout
+
+
+def test_unknown_config_key_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "aoi": {"path": "a.geojson"},
+                "source": {"kind": "local", "path": "s"},
+                "periods": {"kind": "quarter", "start": "2024-01-01", "end": "2024-06-30"},
+                "detektor": {"kind": "indices"},
+            }
+        )
+    )
+    proc = _run("scan", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"minewatch: error: {cfg}: unknown key 'detektor'; remove it or check its spelling"
+    ]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    proc = _run("scan", "missing.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "missing.yaml' does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_traceback_only_with_vv(tmp_path: Path) -> None:
+    proc = _run("-vv", "scan", "missing.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+
+
+def test_missing_aoi_file_names_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "aoi": {"path": "nowhere.geojson"},
+                "source": {"kind": "local", "path": "scenes"},
+                "periods": {"kind": "quarter", "start": "2024-01-01", "end": "2024-06-30"},
+            }
+        )
+    )
+    proc = _run("scan", str(cfg), "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "nowhere.geojson" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "alerts.geojson").exists()
+
+
+def test_synth_bad_value_is_named(tmp_path: Path) -> None:
+    proc = _run("tiles", "synth", "w", "--size-px", "3", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "size_px" in proc.stderr and "3" in proc.stderr

@@ -1,0 +1,95 @@
+"""The scan config: validation errors name the key and the file; paths resolve as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detection.config import ConfigError, load_config, resolve_path
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "scan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _minimal(aoi_path: str = "package:aoi/data/munduruku.geojson") -> dict:
+    return {
+        "aoi": {"path": aoi_path, "kind": "indigenous_land"},
+        "source": {"kind": "local", "path": "scenes"},
+        "periods": {"kind": "quarter", "start": "2024-04-01", "end": "2024-09-30"},
+    }
+
+
+def test_demo_config_validates(repo_root: Path) -> None:
+    config = load_config(repo_root / "configs" / "demo.yaml")
+    assert config.source.kind == "synthetic"
+    assert [p.label for p in config.periods.resolve()] == ["2024Q2", "2024Q3"]
+    assert config.aoi.path.is_file(), config.aoi.path
+    assert config.aoi.buffer_m == 5000
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _minimal()))
+    assert config.source.path == tmp_path / "scenes"
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    data = _minimal()
+    data["alerts"] = {"min_area_hectares": 1}
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"scan\.yaml: unknown key 'alerts\.min_area_hectares'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    data = _minimal()
+    data["grid"] = {"chip_size_px": "big"}
+    with pytest.raises(ConfigError, match=r"key 'grid\.chip_size_px'.*'big'"):
+        load_config(_write(tmp_path, data))
+
+
+def test_missing_section_is_named(tmp_path: Path) -> None:
+    data = _minimal()
+    del data["periods"]
+    with pytest.raises(ConfigError, match=r"missing key 'periods'"):
+        load_config(_write(tmp_path, data))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml' does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("aoi: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_custom_periods_need_two(tmp_path: Path) -> None:
+    data = _minimal()
+    data["periods"] = {"kind": "custom", "custom": [{"start": "2024-01-01", "end": "2024-02-01"}]}
+    with pytest.raises(ConfigError, match="at least two entries"):
+        load_config(_write(tmp_path, data))
+
+
+def test_overrides_beat_the_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _minimal()), overrides={"alerts.min_area_ha": 2.5})
+    assert config.alerts.min_area_ha == 2.5
+
+
+def test_package_path_unknown_package(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no installed package 'nosuchpkg'"):
+        resolve_path("package:nosuchpkg/x.geojson", base=tmp_path)
+
+
+def test_digest_changes_with_content(tmp_path: Path) -> None:
+    a = load_config(_write(tmp_path, _minimal()))
+    b = load_config(_write(tmp_path, _minimal()), overrides={"alerts.min_area_ha": 3})
+    assert a.digest() != b.digest()
+    assert a.digest() == load_config(_write(tmp_path, _minimal())).digest()

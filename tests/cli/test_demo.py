@@ -1,0 +1,152 @@
+"""End to end: `minewatch demo` as a user runs it, checked against the synthetic world's truth."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import shapely
+from shapely.geometry import shape
+
+from detection.alerts import ALERT_PROPERTIES
+
+pytestmark = pytest.mark.slow
+
+EQUAL_AREA = "EPSG:6933"
+STATUSES = {"new", "expanding", "stable", "reactivated", "receding"}
+
+
+def _minewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "minewatch", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict, subprocess.CompletedProcess[str]]:
+    cwd = tmp_path_factory.mktemp("demo")
+    proc = _minewatch("demo", "--out", "out", "--json", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd / "out", json.loads(proc.stdout), proc
+
+
+def test_demo_writes_every_output(demo_run: tuple[Path, dict, object]) -> None:
+    out, summary, _ = demo_run
+    for name in ("alerts.geojson", "alerts.gpkg", "summary.csv", "review.html", "run.json"):
+        assert (out / name).is_file(), name
+    assert summary["outcome"] == "success"
+    assert summary["alerts"] > 0
+
+
+def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, object]) -> None:
+    out, _, _ = demo_run
+    fc = json.loads((out / "alerts.geojson").read_text())
+    assert fc["type"] == "FeatureCollection"
+    assert "crs" not in fc
+    meta = fc["minewatch"]
+    assert set(meta) >= {
+        "version",
+        "run_id",
+        "generated_at",
+        "period",
+        "previous_period",
+        "model",
+        "source",
+    }
+    assert meta["period"] == {"start": "2024-07-01", "end": "2024-09-30"}
+    assert meta["model"]["name"] == "indices" and len(meta["model"]["sha256"]) == 64
+    for feat in fc["features"]:
+        props = feat["properties"]
+        assert feat["id"] == props["site_id"]
+        assert set(ALERT_PROPERTIES) <= set(props), set(ALERT_PROPERTIES) - set(props)
+        assert props["alert_class"] in {"mining", "deforestation"}
+        assert props["status"] in STATUSES
+        assert 0 <= props["confidence"] <= 1 and 0 <= props["observed_fraction"] <= 1
+        assert props["area_ha"] > 0
+        assert props["aoi_name"] == "Munduruku" and props["aoi_kind"] == "indigenous_land"
+        assert props["aoi_relation"] in {"inside", "buffer"}
+        assert props["scene_ids"] and all(s.startswith("S2") for s in props["scene_ids"])
+        geom = shape(feat["geometry"])
+        assert geom.is_valid
+        minx, miny, maxx, maxy = geom.bounds
+        assert -58.5 < minx < maxx < -56.5 and -8.7 < miny < maxy < -6.1  # lon/lat, in Pará
+        polys = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+        for poly in polys:  # right-hand rule: exterior counter-clockwise
+            assert shapely.Polygon(poly.exterior).exterior.is_ccw
+    # GDAL reads it as GeoJSON in WGS 84.
+    gdf = pyogrio.read_dataframe(out / "alerts.geojson")
+    assert len(gdf) == len(fc["features"]) and gdf.crs.to_epsg() == 4326
+
+
+def test_truth_sites_that_appeared_or_grew_are_alerted(demo_run: tuple[Path, dict, object]) -> None:
+    out, summary, _ = demo_run
+    truth = gpd.read_file(out / "world" / "truth" / "sites.geojson").to_crs(EQUAL_AREA)
+    alerts = gpd.read_file(out / "alerts.geojson").to_crs(EQUAL_AREA)
+    last = truth[truth["period"] == "2024Q3"]
+    changed = last[(last["class"] == "mining") & last["change"].isin(["new", "expanding"])]
+    assert len(changed) >= 3
+    fresh = alerts[
+        (alerts["alert_class"] == "mining") & alerts["status"].isin(["new", "expanding"])
+    ]
+    found = [fresh.intersection(g).area.max() > 0 for g in changed.geometry]
+    assert sum(found) / len(found) >= 0.9, changed[[not f for f in found]]
+    # The demo prints the same check, and it meets the bar of the issue.
+    check = summary["truth_check"]
+    assert check["recall"] >= 0.9 and check["precision"] >= 0.8, check
+
+
+def test_unchanged_lookalikes_are_not_new(demo_run: tuple[Path, dict, object]) -> None:
+    out, _, _ = demo_run
+    truth = gpd.read_file(out / "world" / "truth" / "sites.geojson").to_crs(EQUAL_AREA)
+    alerts = gpd.read_file(out / "alerts.geojson").to_crs(EQUAL_AREA)
+    lookalikes = truth[(truth["class"] == "lookalike") & (truth["period"] == "2024Q3")]
+    assert len(lookalikes) >= 3
+    new = alerts[alerts["status"] == "new"]
+    hits = [
+        kind
+        for kind, g in zip(lookalikes["kind"], lookalikes.geometry, strict=True)
+        if len(new) and new.intersection(g).area.max() > 0
+    ]
+    assert not hits, f"look-alikes alerted as new: {hits}"
+
+
+def test_geopackage_and_csv(demo_run: tuple[Path, dict, object]) -> None:
+    out, summary, _ = demo_run
+    layers = {name for name, _ in pyogrio.list_layers(out / "alerts.gpkg")}
+    assert {"alerts", "coverage", "aois"} <= layers
+    assert len(pyogrio.read_dataframe(out / "alerts.gpkg", layer="alerts")) == summary["alerts"]
+    coverage = pyogrio.read_dataframe(out / "alerts.gpkg", layer="coverage")
+    # Honest about what was not seen: most of the territory has no imagery in the demo.
+    assert {"no_imagery"} <= set(coverage["status"])
+    assert (coverage["status"] != "no_imagery").sum() > 0
+    with open(out / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == summary["alerts"]
+    assert {"site_id", "alert_class", "status", "area_ha"} <= set(rows[0])
+
+
+def test_second_run_refuses_to_overwrite(demo_run: tuple[Path, dict, object]) -> None:
+    out, _, _ = demo_run
+    before = hashlib.sha256((out / "alerts.geojson").read_bytes()).hexdigest()
+    proc = _minewatch("demo", "--out", str(out), cwd=out.parent)
+    assert proc.returncode == 1
+    assert "already holds results" in proc.stderr and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert hashlib.sha256((out / "alerts.geojson").read_bytes()).hexdigest() == before

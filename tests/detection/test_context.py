@@ -1,0 +1,103 @@
+"""attribute_aois: inside / buffer / dropped, distances against known geometry."""
+
+from __future__ import annotations
+
+import logging
+
+import geopandas as gpd
+import pytest
+
+from detection.context import attribute_aois
+from detection.errors import DetectionError
+from tests.detection.conftest import UTM, sites_frame, to_wgs84, utm_box
+
+
+def _aois(rows: list[tuple[str, str, object]]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "aoi_id": [r[0] for r in rows],
+            "aoi_name": [r[1] for r in rows],
+            "aoi_kind": ["indigenous_land"] * len(rows),
+        },
+        geometry=to_wgs84([r[2] for r in rows]),
+        crs="EPSG:4326",
+    )
+
+
+@pytest.fixture
+def territory() -> gpd.GeoDataFrame:
+    """A 10 km x 10 km territory with its lower-left corner at the origin of the test grid."""
+    return _aois([("TI-1", "Munduruku", utm_box(0, 0, 10_000, 10_000))])
+
+
+def test_inside_buffer_and_dropped(territory: gpd.GeoDataFrame, caplog) -> None:
+    sites = sites_frame(
+        [
+            ("mining", utm_box(1000, 5000, 100, 100)),  # inside, 1000 m from the west edge
+            ("mining", utm_box(-50, 5000, 100, 100)),  # crosses the west edge
+            ("mining", utm_box(-400, 5000, 100, 100)),  # 300 m outside
+            ("mining", utm_box(-5100, 5000, 100, 100)),  # 5 km outside
+        ],
+        label=["deep", "edge", "near", "far"],
+    )
+    with caplog.at_level(logging.INFO, logger="detection.context"):
+        out = attribute_aois(sites, territory, buffer_m=1000)
+    assert list(out["label"]) == ["deep", "edge", "near"]
+    assert "dropped 1 of 4 sites farther than 1000 m" in caplog.text
+    assert list(out["aoi_relation"]) == ["inside", "inside", "buffer"]
+    assert list(out["aoi_id"]) == ["TI-1"] * 3
+    assert set(out["aoi_name"]) == {"Munduruku"} and set(out["aoi_kind"]) == {"indigenous_land"}
+    assert list(out["distance_to_boundary_m"]) == pytest.approx([1000, 0, 300], abs=0.5)
+    assert list(out["aoi_ids"]) == [["TI-1"]] * 3
+
+
+def test_site_in_a_hole_is_outside(territory: gpd.GeoDataFrame) -> None:
+    holed = _aois(
+        [
+            (
+                "TI-2",
+                "Holed",
+                utm_box(0, 0, 10_000, 10_000).difference(utm_box(4000, 4000, 2000, 2000)),
+            )
+        ]
+    )
+    sites = sites_frame([("mining", utm_box(4500, 5000, 100, 100))])
+    out = attribute_aois(sites, holed, buffer_m=1000)
+    assert out["aoi_relation"].iloc[0] == "buffer"
+    assert out["distance_to_boundary_m"].iloc[0] == pytest.approx(500, abs=0.5)
+
+
+def test_overlapping_aois_pick_the_largest_share_and_inside_beats_buffer() -> None:
+    aois = _aois(
+        [
+            ("A", "West", utm_box(0, 0, 1030, 5000)),
+            ("B", "East", utm_box(1030, 0, 5000, 5000)),
+            ("C", "Nearby", utm_box(-800, 0, 500, 5000)),
+        ]
+    )
+    # 100 m wide site at x 1000..1100: 30 m in A, 70 m in B; C is 1300 m away.
+    sites = sites_frame([("mining", utm_box(1000, 2000, 100, 100))])
+    out = attribute_aois(sites, aois, buffer_m=2000)
+    assert out["aoi_id"].iloc[0] == "B" and out["aoi_relation"].iloc[0] == "inside"
+    assert out["aoi_ids"].iloc[0] == ["B", "A", "C"]
+    assert out["distance_to_boundary_m"].iloc[0] == 0
+    # Outside every AOI but near two: the nearest wins.
+    far = sites_frame([("mining", utm_box(-1000, 2000, 100, 100))])
+    out = attribute_aois(far, aois, buffer_m=2000)
+    assert out["aoi_id"].iloc[0] == "C" and out["aoi_relation"].iloc[0] == "buffer"
+    assert out["distance_to_boundary_m"].iloc[0] == pytest.approx(100, abs=0.5)
+
+
+def test_no_sites_gives_no_rows_with_columns(territory: gpd.GeoDataFrame) -> None:
+    out = attribute_aois(sites_frame([]), territory, buffer_m=100)
+    assert out.empty and {"aoi_id", "aoi_relation", "distance_to_boundary_m"} <= set(out.columns)
+
+
+def test_errors_name_the_problem(territory: gpd.GeoDataFrame) -> None:
+    sites = sites_frame([("mining", utm_box(0, 0, 100, 100))])
+    with pytest.raises(DetectionError, match="buffer_m -1; expected >= 0"):
+        attribute_aois(sites, territory, buffer_m=-1)
+    with pytest.raises(DetectionError, match=r"aois lack columns \['aoi_kind'\]"):
+        attribute_aois(sites, territory.drop(columns="aoi_kind"), buffer_m=10)
+    with pytest.raises(DetectionError, match="sites CRS is EPSG:32721; expected EPSG:4326"):
+        attribute_aois(sites.to_crs(UTM), territory, buffer_m=10)

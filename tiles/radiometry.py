@@ -1,0 +1,122 @@
+"""Sentinel-2 L2A radiometry: digital numbers to surface reflectance (DESIGN.md section 3).
+
+L2A products store bottom-of-atmosphere reflectance as 16-bit digital numbers (DN). Since
+processing baseline 04.00 (January 2022) the products carry ``BOA_ADD_OFFSET = -1000`` so that
+dark surfaces (water, shadows) keep their noise instead of being clipped at zero::
+
+    reflectance = (DN + BOA_ADD_OFFSET) / QUANTIFICATION_VALUE      (QUANTIFICATION_VALUE = 10000)
+
+The offset must be applied exactly once: forgetting it makes every 04.00 scene 0.1 brighter than
+a 03.xx scene of the same surface, applying it twice makes it 0.1 darker. Both look like change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+
+from tiles.errors import SceneFormatError
+
+log = logging.getLogger(__name__)
+
+#: DN offset of processing baseline 04.00 and later.
+BOA_ADD_OFFSET_SINCE_0400 = -1000.0
+
+#: L2A quantification value: reflectance = DN / 10000.
+L2A_SCALE = 1e-4
+
+_BASELINE_N = re.compile(r"^N(\d{2})(\d{2})$", re.IGNORECASE)
+_BASELINE_DOTTED = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?$")
+
+
+def parse_baseline(processing_baseline: str) -> tuple[int, int]:
+    """Parse a processing baseline into ``(major, minor)``.
+
+    Accepts the forms found in product names and metadata: ``"04.00"``, ``"4.0"``, ``"4"`` and
+    the product-name form ``"N0400"``.
+
+    Args:
+        processing_baseline: the baseline as written in the metadata.
+
+    Returns:
+        ``(major, minor)``, e.g. ``(4, 0)``.
+
+    Raises:
+        SceneFormatError: the value is not a processing baseline.
+    """
+    text = str(processing_baseline).strip()
+    match = _BASELINE_N.match(text) or _BASELINE_DOTTED.match(text)
+    if match is None:
+        raise SceneFormatError(
+            f"processing baseline {processing_baseline!r} is not understood: expected a value "
+            "such as '04.00', '4.0' or 'N0400' (as in the L2A product metadata)"
+        )
+    major, minor = match.group(1), match.group(2)
+    return int(major), int(minor or 0)
+
+
+def format_baseline(processing_baseline: str) -> str:
+    """The canonical ``"MM.mm"`` form of a processing baseline (``"N0400"`` -> ``"04.00"``).
+
+    Raises:
+        SceneFormatError: the value is not a processing baseline.
+    """
+    major, minor = parse_baseline(processing_baseline)
+    return f"{major:02d}.{minor:02d}"
+
+
+def boa_add_offset(processing_baseline: str) -> float:
+    """The DN offset (``BOA_ADD_OFFSET``) that L2A products of this baseline carry.
+
+    Args:
+        processing_baseline: e.g. ``"04.00"``, ``"N0400"``, ``"4.0"`` or ``"03.01"``.
+
+    Returns:
+        ``-1000.0`` for baseline 04.00 and later, else ``0.0``.
+
+    Raises:
+        SceneFormatError: the value is not a processing baseline.
+    """
+    return BOA_ADD_OFFSET_SINCE_0400 if parse_baseline(processing_baseline) >= (4, 0) else 0.0
+
+
+def dn_to_reflectance(
+    dn: np.ndarray,
+    *,
+    offset: float,
+    scale: float = L2A_SCALE,
+    nodata: int | float | None = 0,
+) -> np.ndarray:
+    """Convert L2A digital numbers to surface reflectance: ``(DN + offset) * scale``.
+
+    The offset is applied here and only here; pass ``offset=0.0`` for data that already had it
+    applied (or that predates baseline 04.00).
+
+    Negative results (dark water or shadow pixels of baseline 04.00 and later, whose DN is below
+    1000) are clipped to 0, so that a 03.xx scene (which had clipped them in the product) and a
+    04.00 scene of the same surface give the same reflectance.
+
+    Args:
+        dn: digital numbers, any shape and integer or float dtype.
+        offset: ``BOA_ADD_OFFSET`` in DN units (``-1000.0`` for baseline 04.00 and later).
+        scale: reflectance per DN (``1e-4`` for L2A).
+        nodata: the DN that marks missing data (L2A uses 0), or None when there is none.
+
+    Returns:
+        float32 reflectance of the same shape, NaN where ``dn`` is ``nodata`` or NaN.
+
+    Raises:
+        ValueError: ``scale`` is not a positive finite number or ``offset`` is not finite.
+    """
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"dn_to_reflectance: scale {scale!r} must be a positive number")
+    if not np.isfinite(offset):
+        raise ValueError(f"dn_to_reflectance: offset {offset!r} must be a finite number")
+    arr = np.asarray(dn)
+    out = (arr.astype(np.float32) + np.float32(offset)) * np.float32(scale)
+    np.maximum(out, np.float32(0.0), out=out)  # NaN propagates
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        out[arr == nodata] = np.nan  # (NaN DN already give NaN)
+    return out

@@ -1,0 +1,117 @@
+"""The scene model every imagery source yields (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from tiles.bands import check_band_names
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What is known about a scene before any pixel is read.
+
+    Attributes:
+        scene_id: the product or file identifier.
+        datetime: acquisition time, timezone-aware UTC.
+        crs: native CRS of the scene.
+        transform: native affine transform (of the finest band).
+        width: columns at the finest band's resolution.
+        height: rows at the finest band's resolution.
+        bands: the bands the scene offers, without ``SCL``.
+        has_scl: whether a scene classification layer is available.
+        processing_baseline: e.g. ``"04.00"``; scenes of 04.00 and later carry BOA_ADD_OFFSET -1000.
+        href: where the source reads the pixels (a file, a folder or a URL).
+        assets: remote sources only: per band (``SCL`` included) what the source needs to read
+            it, e.g. ``{"B02": {"href": "https://...", "file:size": 123, "file:checksum": ...}}``.
+        properties: remote sources only: the item properties that decide how the scene is read
+            (``eo:cloud_cover``, ``s2:processing_baseline``, ``earthsearch:boa_offset_applied``,
+            ``collection``, ...).
+    """
+
+    scene_id: str
+    datetime: dt.datetime
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    bands: tuple[str, ...]
+    has_scl: bool
+    processing_baseline: str
+    href: str | Path
+    assets: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+    properties: Mapping[str, Any] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.datetime.tzinfo is None:
+            raise ValueError(f"scene {self.scene_id}: datetime {self.datetime} has no timezone")
+        check_band_names(self.bands)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the scene's CRS."""
+        left, top = self.transform.c, self.transform.f
+        right = left + self.width * self.transform.a
+        return (left, top + self.height * self.transform.e, right, top)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Pixels of one scene on one grid (a chip of the processing grid, or the native grid).
+
+    Attributes:
+        info: the scene's metadata.
+        bands: band names in the order of ``data``.
+        data: ``(band, row, col)`` float32 surface reflectance (0..1 nominal); NaN where not valid.
+        valid: ``(row, col)`` bool, True where the sensor saw the ground (not no-data).
+        scl: ``(row, col)`` uint8 scene classification, or None when the source has none.
+        crs: CRS of ``data``.
+        transform: affine transform of ``data``.
+    """
+
+    info: SceneInfo
+    bands: tuple[str, ...]
+    data: np.ndarray
+    valid: np.ndarray
+    crs: CRS
+    transform: Affine
+    scl: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3 or self.data.shape[0] != len(self.bands):
+            raise ValueError(
+                f"scene {self.info.scene_id}: data shape {self.data.shape} does not match "
+                f"{len(self.bands)} bands {self.bands}"
+            )
+        if self.valid.shape != self.data.shape[1:]:
+            raise ValueError(
+                f"scene {self.info.scene_id}: valid mask shape {self.valid.shape} != "
+                f"data shape {self.data.shape[1:]}"
+            )
+        if self.scl is not None and self.scl.shape != self.data.shape[1:]:
+            raise ValueError(
+                f"scene {self.info.scene_id}: SCL shape {self.scl.shape} != {self.data.shape[1:]}"
+            )
+
+    def band(self, name: str) -> np.ndarray:
+        """The ``(row, col)`` array of one band."""
+        try:
+            return self.data[self.bands.index(name)]
+        except ValueError:
+            from tiles.errors import MissingBandError
+
+            raise MissingBandError(
+                f"scene {self.info.scene_id}: band {name!r} not read; have {list(self.bands)}"
+            ) from None

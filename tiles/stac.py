@@ -1,0 +1,913 @@
+"""The ``stac`` imagery source: Sentinel-2 L2A COGs found through any STAC API (DESIGN.md
+section 3).
+
+Search: `pystac_client` against the configured API (Earth Search v1 by default, no account),
+by the AOI geometry, a datetime range, a collection and an ``eo:cloud_cover`` limit, following
+``next`` links page by page. The cloud limit is sent with the Query extension (or CQL2 ``filter``)
+when the API conforms to one, and always re-applied to what comes back.
+
+Read: for each band (and SCL) only the window of the COG that covers the grid cell (plus a small
+margin) is read, through GDAL HTTP range requests (`tiles.http.gdal_options`), then resampled onto
+the cell's grid: bilinear for reflectance (20 m and 60 m bands come to 10 m), nearest for SCL.
+Windows are kept in the on-disk cache (`tiles.cache`) as digital numbers, before radiometry, so a
+rerun reads nothing twice. With ``read_mode: download`` whole asset files are downloaded instead,
+checked against ``file:size`` / ``file:checksum``, and read locally.
+
+Asset keys: Earth Search v1 names assets by common name (``blue``, ``nir``, ``swir16``, ``scl``);
+Planetary Computer and older catalogs by band (``B02``, ``SCL``); both are recognised, and
+``asset_keys`` in the config overrides them. Planetary Computer's blob storage needs a SAS token:
+``sign: planetary_computer`` fetches one per collection, refreshes it before it expires and once
+more when the storage answers 403.
+
+Radiometry (applied exactly once, here): ``reflectance = (DN + offset) / 10000`` where ``offset``
+is ``-1000`` for processing baseline 04.00 and later (``s2:processing_baseline``, else the
+``_Nxxxx_`` of the product id) unless the item says ``earthsearch:boa_offset_applied: true``,
+meaning Earth Search already subtracted it in the COG. The ``raster:bands`` scale/offset of Earth
+Search items is not used: it is known to disagree with that flag (Element84/earth-search#66, #71).
+An item that states no baseline is refused, never guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.windows
+import requests
+from affine import Affine
+from pystac_client import Client
+from pystac_client.conformance import ConformanceClasses
+from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.warp import reproject, transform_bounds
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+from aoi.grid import GridCell
+from tiles.bands import BANDS, SCL, check_band_names
+from tiles.cache import RawWindow, WindowCache, fetch_file, window_key
+from tiles.config import StacSourceConfig
+from tiles.errors import (
+    AssetMissingError,
+    AuthenticationError,
+    SceneFormatError,
+    TileError,
+)
+from tiles.http import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    TransientError,
+    check_response,
+    gdal_options,
+    make_session,
+    retry_call,
+)
+from tiles.radiometry import L2A_SCALE, boa_add_offset, dn_to_reflectance, format_baseline
+from tiles.scene import Scene, SceneInfo
+
+log = logging.getLogger(__name__)
+
+#: Earth Search v1 asset keys (common names) of the Sentinel-2 bands.
+EARTH_SEARCH_ASSETS: dict[str, str] = {
+    "B01": "coastal",
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "nir09",
+    "B11": "swir16",
+    "B12": "swir22",
+    SCL: "scl",
+}
+
+#: Item properties kept in `SceneInfo.properties`.
+KEPT_PROPERTIES = (
+    "eo:cloud_cover",
+    "s2:processing_baseline",
+    "earthsearch:boa_offset_applied",
+    "s2:product_uri",
+    "s2:mgrs_tile",
+    "grid:code",
+    "mgrs:utm_zone",
+    "mgrs:latitude_band",
+    "mgrs:grid_square",
+    "platform",
+    "updated",
+)
+
+#: Source pixels read around the cell, so bilinear kernels at its edge are whole.
+_WINDOW_PAD_PX = 2
+_BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
+_HTTP_CODE = re.compile(r"HTTP (?:response )?code:? ?(\d{3})", re.IGNORECASE)
+#: Refresh a SAS token this long before it expires.
+_SAS_MARGIN_S = 120.0
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+class StacSource:
+    """Sentinel-2 L2A scenes from a STAC API, read window by window over HTTP.
+
+    Args:
+        config: the ``source`` section (kind ``stac``).
+        cache_dir: where windows and files are cached (``config.cache_dir`` wins when set).
+        policy: timeouts and retries (default: from ``config.http``).
+        session: the HTTP session for HEAD requests, downloads and SAS tokens.
+    """
+
+    def __init__(
+        self,
+        config: StacSourceConfig,
+        *,
+        cache_dir: Path,
+        policy: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy or config.http.policy()
+        self.cache_dir = Path(config.cache_dir or cache_dir)
+        self.cache = WindowCache(self.cache_dir)
+        self.session = session or make_session()
+        self._gdal = gdal_options(self.policy)
+        self._sizes: dict[str, int] = {}
+        self._signer = (
+            SasSigner(
+                config.sas_token_url,
+                config.collection,
+                session=self.session,
+                policy=self.policy,
+            )
+            if config.sign == "planetary_computer"
+            else None
+        )
+
+    def __repr__(self) -> str:
+        return f"StacSource({self.description!r}, cache_dir={str(self.cache_dir)!r})"
+
+    @property
+    def description(self) -> str:
+        return f"stac:{self.config.url} collection {self.config.collection}"
+
+    # ---------------------------------------------------------------------------------- search
+
+    def search(self, area: BaseGeometry, start: dt.date, end: dt.date) -> list[SceneInfo]:
+        """Scenes over ``area`` (EPSG:4326) acquired in ``[start, end]`` under the cloud limit.
+
+        Duplicates (same MGRS tile and acquisition time, e.g. a reprocessed product) are reduced
+        to the newest processing baseline.
+
+        Raises:
+            SourceUnavailableError: the API kept failing (after retries).
+            TileError: the API answered with an error or something that is not a STAC search.
+        """
+        if area.is_empty:
+            raise ValueError("search area is empty")
+        if end < start:
+            raise ValueError(f"search dates: end {end} is before start {start}")
+        found: list[SceneInfo] = []
+        skipped: list[str] = []
+        n_items = 0
+        for item in self.search_items(area, start, end):
+            n_items += 1
+            cloud = item.get("properties", {}).get("eo:cloud_cover")
+            if cloud is not None and float(cloud) > self.config.max_cloud_pct:
+                continue
+            try:
+                found.append(item_to_scene_info(item, asset_keys=self.config.asset_keys))
+            except (SceneFormatError, ValueError) as exc:
+                skipped.append(f"{item.get('id')}: {exc}")
+        for reason in skipped:
+            log.warning("skipped STAC item %s", reason)
+        scenes = _drop_duplicates(found)
+        scenes.sort(key=lambda s: (s.datetime, s.scene_id))
+        log.info(
+            "%s: %d scene(s) of %d item(s) in %s..%s with eo:cloud_cover <= %g",
+            self.description,
+            len(scenes),
+            n_items,
+            start,
+            end,
+            self.config.max_cloud_pct,
+        )
+        if not scenes:
+            log.warning("%s", self.explain_empty(area, start, end))
+        return scenes
+
+    def explain_empty(self, area: BaseGeometry, start: dt.date, end: dt.date) -> str:
+        """The message for a search that found nothing (names the query, suggests a fix)."""
+        minx, miny, maxx, maxy = area.bounds
+        return (
+            f"{self.config.url}: no {self.config.collection} item over bbox "
+            f"({minx:.4f}, {miny:.4f}, {maxx:.4f}, {maxy:.4f}) acquired {start}..{end} with "
+            f"eo:cloud_cover <= {self.config.max_cloud_pct:g}; widen the dates, raise "
+            "max_cloud_pct or check the collection name"
+        )
+
+    def search_items(self, area: BaseGeometry, start: dt.date, end: dt.date) -> Iterator[dict]:
+        """The raw STAC items (dicts) of the search, page by page.
+
+        Raises:
+            SourceUnavailableError: the API kept failing (after retries).
+            TileError: the API answered with an error.
+        """
+        io = RetryingStacApiIO(policy=self.policy)
+        try:
+            client = Client.open(self.config.url, stac_io=io)
+            params: dict[str, Any] = {
+                "collections": [self.config.collection],
+                "intersects": mapping(_search_geometry(area)),
+                "datetime": f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59.999Z",
+                "limit": self.config.page_size,
+                "max_items": self.config.max_items,
+            }
+            if self.config.max_cloud_pct < 100:
+                if client.conforms_to(ConformanceClasses.QUERY):
+                    params["query"] = {"eo:cloud_cover": {"lte": self.config.max_cloud_pct}}
+                elif client.conforms_to(ConformanceClasses.FILTER):
+                    params["filter"] = {
+                        "op": "<=",
+                        "args": [{"property": "eo:cloud_cover"}, self.config.max_cloud_pct],
+                    }
+                    params["filter_lang"] = "cql2-json"
+            search = client.search(**params)
+            log.debug("STAC search %s %s", self.config.url, json.dumps(search.get_parameters()))
+            for page, items in enumerate(search.pages_as_dicts(), start=1):
+                features = items.get("features", [])
+                log.debug("STAC search page %d: %d item(s)", page, len(features))
+                yield from features
+        except APIError as exc:
+            raise TileError(
+                f"{self.config.url}: STAC search failed: HTTP "
+                f"{getattr(exc, 'status_code', None)}: {str(exc)[:300]}"
+            ) from exc
+
+    # ------------------------------------------------------------------------------------ read
+
+    def read(self, info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scene:
+        """The scene's bands (and SCL) on ``cell``'s grid, as surface reflectance.
+
+        Raises:
+            ValueError: ``bands`` is empty, repeats a band or names SCL or an unknown band.
+            AssetMissingError: the item lacks a band, or its file answers 404.
+            AuthenticationError: the storage refused the signature/token even after a refresh.
+            SceneFormatError: a file is truncated or corrupt, or the item states no baseline.
+            SourceUnavailableError: the storage kept failing after every retry.
+        """
+        wanted = _check_requested(bands)
+        missing = [b for b in wanted if b not in info.assets]
+        if missing:
+            raise AssetMissingError(
+                f"scene {info.scene_id}: item has no asset for band(s) {missing}; it offers "
+                f"{sorted(info.assets)} (set asset_keys in the source config if the catalog "
+                "names them differently)"
+            )
+        offset = item_boa_offset(info.properties, scene_id=info.scene_id)
+        data = np.full((len(wanted), cell.height, cell.width), np.nan, dtype=np.float32)
+        for i, name in enumerate(wanted):
+            raw = self._window(info, name, cell)
+            if raw is None:
+                continue
+            refl = dn_to_reflectance(raw.data, offset=offset, scale=L2A_SCALE, nodata=raw.nodata)
+            _warp(refl, raw, data[i], cell, Resampling.bilinear, np.nan)
+        scl: np.ndarray | None = None
+        if info.has_scl:
+            scl = np.zeros((cell.height, cell.width), dtype=np.uint8)
+            raw = self._window(info, SCL, cell)
+            if raw is not None:
+                classes = np.nan_to_num(raw.data, nan=0).astype(np.uint8)
+                _warp(classes, raw, scl, cell, Resampling.nearest, 0)
+        valid = np.all(np.isfinite(data), axis=0)
+        data[:, ~valid] = np.nan
+        log.debug(
+            "scene %s on %s: %d of %d pixels valid",
+            info.scene_id,
+            cell.tile_id,
+            int(valid.sum()),
+            valid.size,
+        )
+        return Scene(
+            info=info,
+            bands=wanted,
+            data=data,
+            valid=valid,
+            crs=cell.crs,
+            transform=cell.transform,
+            scl=scl,
+        )
+
+    def fetch(self, info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> int:
+        """Put the windows of ``bands`` (and SCL) over ``cell`` in the cache; return how many
+        were read from the source (0 when all were cached).
+
+        Raises:
+            Same as `read`.
+        """
+        wanted = _check_requested(bands) + ((SCL,) if info.has_scl else ())
+        before = self.cache.misses
+        for name in wanted:
+            if name not in info.assets:
+                raise AssetMissingError(
+                    f"scene {info.scene_id}: item has no asset for band {name}; it offers "
+                    f"{sorted(info.assets)}"
+                )
+            self._window(info, name, cell)
+        return self.cache.misses - before
+
+    # ------------------------------------------------------------------------------- internals
+
+    def _window(self, info: SceneInfo, band: str, cell: GridCell) -> RawWindow | None:
+        asset = info.assets[band]
+        href = str(asset["href"])
+        grid = _asset_grid(asset, info)
+        win = _source_window(grid, cell) if grid is not None else None
+        if grid is not None and win is None:
+            return None  # the cell is outside the asset
+        key = None
+        if win is not None:
+            key = window_key(
+                scene_id=info.scene_id,
+                band=band,
+                href=href,
+                window=_window_tuple(win),
+                grid=_cell_grid(cell),
+            )
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        what = f"scene {info.scene_id} band {band} ({href.split('?', 1)[0]})"
+        raw = self._read_remote(asset, cell, what=what)
+        if raw is None:
+            return None
+        if key is None:
+            key = window_key(
+                scene_id=info.scene_id,
+                band=band,
+                href=href,
+                window=raw[1],
+                grid=_cell_grid(cell),
+            )
+            self.cache.misses += 1  # (no lookup was possible without the asset's grid)
+        try:
+            self.cache.put(key, raw[0])
+        except OSError as exc:
+            log.warning("could not cache %s (%s); going on without the cache", what, exc)
+        return raw[0]
+
+    def _read_remote(
+        self, asset: Mapping[str, Any], cell: GridCell, *, what: str
+    ) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
+        href = str(asset["href"])
+        size = _int_or_none(asset.get("file:size"))
+        checksum = asset.get("file:checksum")
+        refreshed = False
+        while True:
+            url = self._signer.sign(href) if self._signer else href
+            try:
+                if self.config.read_mode == "download":
+                    local = self._download(url, asset, size=size, checksum=checksum, what=what)
+                    return _read_window(str(local), cell, what=what, remote_size=None)
+
+                def attempt(url: str = url) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
+                    remote_size = self._remote_size(url, expected=size, what=what)
+                    return _read_window(url, cell, what=what, remote_size=remote_size)
+
+                with rasterio.Env(**self._gdal):
+                    return retry_call(attempt, policy=_outer(self.policy), what=what)
+            except AuthenticationError:
+                if self._signer is None or refreshed:
+                    raise
+                log.info("%s: access refused; refreshing the SAS token once", what)
+                self._signer.invalidate()
+                refreshed = True
+
+    def _download(
+        self, url: str, asset: Mapping[str, Any], *, size: int | None, checksum: Any, what: str
+    ) -> Path:
+        href = str(asset["href"]).split("?", 1)[0]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", href.split("://", 1)[-1])
+        dest = self.cache_dir / "files" / stem
+        return fetch_file(
+            url,
+            dest,
+            session=self.session,
+            policy=self.policy,
+            size=size,
+            checksum=str(checksum) if checksum else None,
+            what=what,
+        )
+
+    def _remote_size(self, url: str, *, expected: int | None, what: str) -> int | None:
+        """The file's size on the server (one HEAD per file), checked against ``file:size``."""
+        key = url.split("?", 1)[0]
+        if key in self._sizes:
+            return self._sizes[key]
+
+        def head() -> requests.Response:
+            resp = self.session.head(url, timeout=self.policy.timeout, allow_redirects=True)
+            return check_response(resp, what=f"HEAD {what}")
+
+        resp = retry_call(head, policy=self.policy, what=f"HEAD {what}")
+        _raise_for_access(resp.status_code, what=what)
+        length = resp.headers.get("Content-Length")
+        if resp.status_code >= 400 or length is None:
+            log.debug("%s: HEAD gave %s without a size; size not checked", what, resp.status_code)
+            return None
+        actual = int(length)
+        if expected is not None and actual != expected:
+            raise SceneFormatError(
+                f"{what}: the server holds {actual} bytes but the item's file:size is {expected}; "
+                "the file is truncated or was replaced: re-run later or report it to the catalog"
+            )
+        self._sizes[key] = actual
+        return actual
+
+
+def item_to_scene_info(
+    item: Mapping[str, Any], *, asset_keys: Mapping[str, str] | None = None
+) -> SceneInfo:
+    """The `SceneInfo` of a STAC item (Earth Search v1, Planetary Computer, or similar).
+
+    Args:
+        item: the item as a dict.
+        asset_keys: band -> asset key overrides.
+
+    Raises:
+        SceneFormatError: no datetime, no reflectance asset, no CRS/grid, or no baseline.
+    """
+    item_id = str(item.get("id", "?"))
+    props = dict(item.get("properties") or {})
+    when_text = props.get("datetime") or props.get("start_datetime")
+    if not when_text:
+        raise SceneFormatError(f"item {item_id}: no datetime")
+    when = _parse_datetime(str(when_text))
+    assets = dict(item.get("assets") or {})
+    found: dict[str, dict[str, Any]] = {}
+    for band in (*BANDS, SCL):
+        key = _asset_key(band, assets, asset_keys or {})
+        if key is None:
+            continue
+        asset = dict(assets[key])
+        rb = (asset.get("raster:bands") or [{}])[0]
+        entry: dict[str, Any] = {"href": asset["href"], "key": key}
+        for name in ("file:size", "file:checksum", "proj:transform", "proj:shape"):
+            if name in asset:
+                entry[name] = asset[name]
+        if "nodata" in rb:
+            entry["nodata"] = rb["nodata"]
+        found[band] = entry
+    bands = tuple(b for b in BANDS if b in found)
+    if not bands:
+        raise SceneFormatError(
+            f"item {item_id}: no Sentinel-2 band asset among {sorted(assets)}; expected keys such "
+            f"as {EARTH_SEARCH_ASSETS['B02']!r} (Earth Search) or 'B02' (Planetary Computer)"
+        )
+    crs = _item_crs(props, item_id)
+    finest = min(bands, key=lambda b: BANDS[b].resolution_m)
+    grid = _asset_grid(found[finest], None, props)
+    if grid is None:
+        raise SceneFormatError(
+            f"item {item_id}: no proj:transform/proj:shape for {finest}; the projection "
+            "extension is needed to place the scene"
+        )
+    transform, (height, width) = grid
+    baseline = item_baseline(props, item_id=item_id)
+    kept = {k: props[k] for k in KEPT_PROPERTIES if k in props}
+    kept["processing_baseline"] = baseline
+    kept["collection"] = item.get("collection")
+    kept["bbox"] = item.get("bbox")
+    return SceneInfo(
+        scene_id=item_id,
+        datetime=when,
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        bands=bands,
+        has_scl=SCL in found,
+        processing_baseline=baseline,
+        href=_self_href(item) or item_id,
+        assets=found,
+        properties=kept,
+    )
+
+
+def item_baseline(properties: Mapping[str, Any], *, item_id: str) -> str:
+    """The processing baseline (``"MM.mm"``) an item states: ``s2:processing_baseline``, else
+    ``sentinel:processing_baseline``, else the ``_Nxxxx_`` of its product id or item id.
+
+    Raises:
+        SceneFormatError: none of these is there.
+    """
+    for key in ("s2:processing_baseline", "sentinel:processing_baseline"):
+        if properties.get(key):
+            return format_baseline(str(properties[key]))
+    for key in ("s2:product_uri", "sentinel:product_id", "s2:product_id"):
+        match = _BASELINE_IN_ID.search(str(properties.get(key) or ""))
+        if match:
+            return f"{match.group(1)}.{match.group(2)}"
+    match = _BASELINE_IN_ID.search(item_id)
+    if match:
+        return f"{match.group(1)}.{match.group(2)}"
+    raise SceneFormatError(
+        f"item {item_id}: no processing baseline (s2:processing_baseline or an _Nxxxx_ product "
+        "id); the radiometric offset cannot be decided, so the scene is refused"
+    )
+
+
+def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str) -> float:
+    """The DN offset to apply to an item's COG values (``-1000.0`` or ``0.0``).
+
+    ``earthsearch:boa_offset_applied: true`` means the COG values already had it applied.
+
+    Raises:
+        SceneFormatError: the item states no processing baseline.
+    """
+    baseline = properties.get("processing_baseline") or item_baseline(
+        properties, item_id=scene_id
+    )
+    if properties.get("earthsearch:boa_offset_applied") is True:
+        return 0.0
+    return boa_add_offset(str(baseline))
+
+
+class SasSigner:
+    """Planetary Computer SAS tokens for one collection (``GET {token_url}/{collection}``).
+
+    A token is reused until ``_SAS_MARGIN_S`` before its ``msft:expiry``; `invalidate` forces a
+    new one (after a 403).
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        collection: str,
+        *,
+        session: requests.Session,
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.token_url = token_url.rstrip("/")
+        self.collection = collection
+        self.session = session
+        self.policy = policy
+        self.clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"SasSigner({self.token_url!r}, {self.collection!r}, token=***)"
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    def sign(self, href: str) -> str:
+        """``href`` with the current token appended as its query.
+
+        Raises:
+            AuthenticationError: the token service refused.
+            SourceUnavailableError: the token service kept failing.
+        """
+        if self._token is None or self.clock() >= self._expires_at - _SAS_MARGIN_S:
+            self._refresh()
+        return f"{href}{'&' if '?' in href else '?'}{self._token}"
+
+    def _refresh(self) -> None:
+        url = f"{self.token_url}/{self.collection}"
+
+        def get() -> requests.Response:
+            return check_response(
+                self.session.get(url, timeout=self.policy.timeout), what=f"SAS token {url}"
+            )
+
+        resp = retry_call(get, policy=self.policy, what=f"SAS token {url}")
+        _raise_for_access(resp.status_code, what=f"SAS token {url}")
+        if resp.status_code >= 400:
+            raise AuthenticationError(f"SAS token {url}: HTTP {resp.status_code}")
+        body = resp.json()
+        token = body.get("token")
+        if not token:
+            raise AuthenticationError(f"SAS token {url}: the answer holds no 'token'")
+        expiry = body.get("msft:expiry")
+        self._expires_at = (
+            _parse_datetime(expiry).timestamp() if expiry else self.clock() + 45 * 60.0
+        )
+        self._token = str(token)
+        log.debug("SAS token for %s valid until %s", self.collection, expiry)
+
+
+class RetryingStacApiIO(StacApiIO):
+    """pystac-client I/O with timeouts and `retry_call` (429/5xx, connection errors) on every
+    request, GET and POST alike, honouring ``Retry-After``."""
+
+    def __init__(self, *, policy: RetryPolicy, headers: dict[str, str] | None = None) -> None:
+        super().__init__(headers=headers, timeout=policy.timeout, max_retries=None)
+        self.policy = policy
+
+    def request(
+        self,
+        href: str,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        """One request of a search (landing page, collection, each page), with retries.
+
+        Raises:
+            SourceUnavailableError: it kept failing (429/5xx/connection errors/timeouts).
+            APIError: the API answered with another error (4xx).
+        """
+        method = (method or "GET").upper()
+        what = f"STAC {method} {href.split('?', 1)[0]}"
+        if method in ("POST", "PUT", "PATCH"):
+            request = requests.Request(method=method, url=href, headers=headers, json=parameters)
+        else:
+            request = requests.Request(
+                method=method, url=href, headers=headers, params=dict(parameters or {})
+            )
+        prepped = self.session.prepare_request(request)
+
+        def once() -> str:
+            log.debug("%s %s", what, json.dumps(parameters)[:500] if parameters else "")
+            resp = self.session.send(prepped, timeout=self.policy.timeout)
+            check_response(resp, what=what)
+            if not 200 <= resp.status_code < 300:
+                raise APIError.from_response(resp)
+            return resp.content.decode("utf-8")
+
+        return retry_call(once, policy=self.policy, what=what)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _outer(policy: RetryPolicy) -> RetryPolicy:
+    """GDAL retries each HTTP request itself; the outer loop re-opens the file once more."""
+    from dataclasses import replace
+
+    return replace(policy, max_tries=min(policy.max_tries, 2))
+
+
+def _looks_like_connection_error(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        w in lowered for w in ("timed out", "timeout", "connection", "remote end closed", "reset")
+    )
+
+
+def _raise_for_access(status: int, *, what: str) -> None:
+    if status == 404:
+        raise AssetMissingError(f"{what}: HTTP 404, the file does not exist on the server")
+    if status in (401, 403):
+        raise AuthenticationError(
+            f"{what}: HTTP {status}, access refused (expired or missing signature/token)"
+        )
+
+
+def _check_requested(bands: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(bands, str):
+        raise ValueError(f"bands must be a sequence of band names, got the string {bands!r}")
+    wanted = tuple(bands)
+    if not wanted:
+        raise ValueError("bands is empty: name the bands to read, e.g. ('B02', 'B03', 'B04')")
+    if SCL in wanted:
+        raise ValueError(f"bands {list(wanted)}: leave out {SCL}; it is read whenever present")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"bands {list(wanted)}: a band is named twice")
+    return check_band_names(wanted)
+
+
+def _asset_key(band: str, assets: Mapping[str, Any], overrides: Mapping[str, str]) -> str | None:
+    if band in overrides:
+        return overrides[band] if overrides[band] in assets else None
+    candidates = [band, EARTH_SEARCH_ASSETS.get(band, ""), band.lower()]
+    if band.startswith("B0"):
+        candidates.append("B" + band[2:])
+    for key in candidates:
+        if key and key in assets and _is_cog(assets[key]):
+            return key
+    return None
+
+
+def _is_cog(asset: Mapping[str, Any]) -> bool:
+    media = str(asset.get("type", "image/tiff"))
+    href = str(asset.get("href", ""))
+    return "tiff" in media or href.split("?", 1)[0].lower().endswith((".tif", ".tiff"))
+
+
+def _item_crs(props: Mapping[str, Any], item_id: str) -> CRS:
+    if props.get("proj:epsg"):
+        return CRS.from_epsg(int(props["proj:epsg"]))
+    if props.get("proj:code"):
+        return CRS.from_user_input(str(props["proj:code"]))
+    if props.get("proj:wkt2"):
+        return CRS.from_wkt(str(props["proj:wkt2"]))
+    raise SceneFormatError(
+        f"item {item_id}: no proj:epsg / proj:code / proj:wkt2; the scene's CRS is unknown"
+    )
+
+
+def _asset_grid(
+    asset: Mapping[str, Any], info: SceneInfo | None, props: Mapping[str, Any] | None = None
+) -> tuple[Affine, tuple[int, int]] | None:
+    """``(transform, (height, width))`` of an asset from its projection fields."""
+    tr = asset.get("proj:transform") or (props or {}).get("proj:transform")
+    shape = asset.get("proj:shape") or (props or {}).get("proj:shape")
+    if not tr or not shape:
+        return None
+    return Affine(*[float(v) for v in list(tr)[:6]]), (int(shape[0]), int(shape[1]))
+
+
+def _cell_grid(cell: GridCell) -> dict[str, Any]:
+    return {
+        "crs": cell.crs.to_string(),
+        "transform": [round(v, 6) for v in list(cell.transform)[:6]],
+        "shape": [cell.height, cell.width],
+    }
+
+
+def _window_tuple(win: rasterio.windows.Window) -> tuple[int, int, int, int]:
+    return (int(win.col_off), int(win.row_off), int(win.width), int(win.height))
+
+
+def _source_window(
+    grid: tuple[Affine, tuple[int, int]],
+    cell: GridCell,
+    *,
+    crs: CRS | None = None,
+) -> rasterio.windows.Window | None:
+    transform, (height, width) = grid
+    bounds = cell.bounds
+    if crs is not None and crs != cell.crs:
+        bounds = transform_bounds(cell.crs, crs, *bounds, densify_pts=21)
+    win = rasterio.windows.from_bounds(*bounds, transform=transform)
+    col0 = max(math.floor(win.col_off) - _WINDOW_PAD_PX, 0)
+    row0 = max(math.floor(win.row_off) - _WINDOW_PAD_PX, 0)
+    col1 = min(math.ceil(win.col_off + win.width) + _WINDOW_PAD_PX, width)
+    row1 = min(math.ceil(win.row_off + win.height) + _WINDOW_PAD_PX, height)
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _read_window(
+    href: str, cell: GridCell, *, what: str, remote_size: int | None
+) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
+    """Open ``href`` and read band 1 over ``cell`` (native resolution); classify failures."""
+    try:
+        with rasterio.open(href) as src:
+            if src.crs is None:
+                raise SceneFormatError(f"{what}: the file has no CRS")
+            win = _source_window((src.transform, (src.height, src.width)), cell, crs=src.crs)
+            if win is None:
+                return None
+            if remote_size is not None:
+                _check_blocks_within(src, win, remote_size, what=what)
+            arr = src.read(1, window=win)
+            transform = src.transform @ Affine.translation(win.col_off, win.row_off)
+            nodata = src.nodata
+            raw = RawWindow(arr, transform, src.crs, None if nodata is None else float(nodata))
+            log.debug("%s: read window %s for %s", what, _window_tuple(win), cell.tile_id)
+            return raw, _window_tuple(win)
+    except RasterioIOError as exc:
+        raise _classify_gdal_error(exc, what=what) from exc
+
+
+def _check_blocks_within(
+    src: rasterio.io.DatasetReader, win: rasterio.windows.Window, size: int, *, what: str
+) -> None:
+    """Refuse a file whose blocks under ``win`` reach past its end (truncated on the server)."""
+    block_rows, block_cols = src.block_shapes[0]
+    end = 0
+    for row in range(int(win.row_off) // block_rows, math.ceil((win.row_off + win.height) / block_rows)):
+        for col in range(int(win.col_off) // block_cols, math.ceil((win.col_off + win.width) / block_cols)):
+            offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)
+            nbytes = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)
+            if offset and nbytes:
+                end = max(end, int(offset) + int(nbytes))
+    if end > size:
+        raise SceneFormatError(
+            f"{what}: truncated or corrupt: the server holds {size} bytes but the blocks needed "
+            f"reach byte {end}; the file is incomplete on the server (re-run later)"
+        )
+
+
+def _classify_gdal_error(exc: RasterioIOError, *, what: str) -> Exception:
+    text = str(exc)
+    match = _HTTP_CODE.search(text)
+    status = int(match.group(1)) if match else None
+    if status == 404 or "does not exist" in text.lower() or "no such file" in text.lower():
+        return AssetMissingError(f"{what}: not found on the server (HTTP 404): {text[:200]}")
+    if status in (401, 403):
+        return AuthenticationError(f"{what}: HTTP {status}, access refused: {text[:200]}")
+    if status in RETRY_STATUSES or _looks_like_connection_error(text):
+        return TransientError(f"{what}: {text[:200]}", status=status)
+    return SceneFormatError(f"{what}: truncated or corrupt, decoding failed ({text[:200]})")
+
+
+def _warp(
+    source: np.ndarray,
+    raw: RawWindow,
+    destination: np.ndarray,
+    cell: GridCell,
+    resampling: Resampling,
+    nodata: float,
+) -> None:
+    reproject(
+        source=source,
+        destination=destination,
+        src_transform=raw.transform,
+        src_crs=raw.crs,
+        src_nodata=nodata,
+        dst_transform=cell.transform,
+        dst_crs=cell.crs,
+        dst_nodata=nodata,
+        resampling=resampling,
+    )
+
+
+def _search_geometry(area: BaseGeometry) -> BaseGeometry:
+    """The AOI as sent to the API: simplified when large (the search is only a pre-filter)."""
+    n = len(mapping(area).__repr__())
+    if n <= 20_000:
+        return area
+    simpler = area.simplify(0.001, preserve_topology=True)
+    if len(repr(mapping(simpler))) <= 20_000:
+        return simpler
+    return area.convex_hull
+
+
+def _parse_datetime(text: str) -> dt.datetime:
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError as exc:
+        raise SceneFormatError(f"datetime {text!r} is not ISO 8601") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _self_href(item: Mapping[str, Any]) -> str | None:
+    for link in item.get("links") or []:
+        if link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return None
+
+
+def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
+    """One scene per (CRS, footprint, acquisition time): the newest baseline, then last id."""
+    groups: dict[tuple[Any, ...], list[SceneInfo]] = {}
+    for s in scenes:
+        key = (s.datetime.replace(microsecond=0), s.crs.to_string(), tuple(round(v) for v in s.bounds))
+        groups.setdefault(key, []).append(s)
+    kept: list[SceneInfo] = []
+    for group in groups.values():
+        group.sort(key=lambda s: (s.processing_baseline, str(s.properties.get("updated", "")), s.scene_id))
+        for dropped in group[:-1]:
+            log.info(
+                "dropped duplicate item %s (baseline %s): same tile and time as %s (baseline %s)",
+                dropped.scene_id,
+                dropped.processing_baseline,
+                group[-1].scene_id,
+                group[-1].processing_baseline,
+            )
+        kept.append(group[-1])
+    return kept
+
+
+__all__ = [
+    "EARTH_SEARCH_ASSETS",
+    "RetryingStacApiIO",
+    "SasSigner",
+    "StacSource",
+    "item_baseline",
+    "item_boa_offset",
+    "item_to_scene_info",
+]
