@@ -1,8 +1,13 @@
-"""`minewatch tiles`: imagery without a model."""
+"""`minewatch tiles`: imagery without a model: the synthetic world, and search/fetch/composite
+through the source a scan config names (``local``, ``synthetic``, ``stac``, ``sentinelhub``)."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +15,26 @@ import click
 
 from minewatch.console import JSON, OVERWRITE, progress_bar
 
+log = logging.getLogger(__name__)
+
+CONFIG = click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
+START = click.option(
+    "--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: the config's periods)."
+)
+END = click.option(
+    "--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (default: the config's periods)."
+)
+TILES_OUT = click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder; the cache goes to OUT/cache (default: the config's output.folder).",
+)
+
 
 @click.group()
 def tiles() -> None:
-    """Imagery without a model: the synthetic world (search/fetch/composite come with sources)."""
+    """Imagery without a model: search, fetch and composite scenes of a scan config's source;
+    write a synthetic world."""
 
 
 @tiles.command("synth")
@@ -85,3 +106,289 @@ def tiles_synth(
         else f"wrote {info['scenes']} scenes over {', '.join(spec.periods)} ({info['crs']}) "
         f"to {out}"
     )
+
+
+# ---------------------------------------------------------------------------------- shared
+
+
+class _Job:
+    """What search/fetch/composite share: the config, the area, the grid, the source."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        out: Path | None,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:
+        import shapely
+
+        from aoi import buffer_aoi, load_aoi, make_grid
+        from detection.config import load_config
+        from tiles.sources import open_source
+
+        self.config = load_config(config_path)
+        self.periods = self.config.periods.resolve()
+        self.start = start.date() if start else self.periods[0].start
+        self.end = end.date() if end else self.periods[-1].end
+        if self.end < self.start:
+            raise click.BadParameter(f"--end {self.end} is before --start {self.start}")
+        self.out = out or self.config.output.folder
+        aois = load_aoi(self.config.aoi)
+        area = buffer_aoi(aois, self.config.aoi.buffer_m)
+        self.area = shapely.union_all(area.geometry.values)
+        self.cells = make_grid(
+            self.area,
+            chip_size_px=self.config.grid.chip_size_px,
+            resolution_m=self.config.grid.resolution_m,
+        )
+
+        def synth(done: int, total: int) -> None:
+            if progress:
+                progress("preparing the source", done, total)
+
+        self.source = open_source(self.config.source, workdir=self.out, progress=synth)
+
+    def search(self) -> list[Any]:
+        from tiles.errors import EmptySearchError
+
+        scenes = self.source.search(self.area, self.start, self.end)
+        if not scenes:
+            explain = getattr(self.source, "explain_empty", None)
+            raise EmptySearchError(
+                explain(self.area, self.start, self.end)
+                if explain
+                else f"{self.source.description}: no scene over the AOI in {self.start}..{self.end}"
+            )
+        return scenes
+
+    def pairs(self, scenes: list[Any]) -> list[tuple[Any, Any]]:
+        from tiles.local import scene_footprint_intersects
+
+        return [(c, s) for c in self.cells for s in scenes if scene_footprint_intersects(s, c)]
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        from tiles.bands import CORE_BANDS
+
+        return CORE_BANDS
+
+
+def _scene_row(info: Any) -> dict[str, Any]:
+    props = dict(info.properties)
+    cloud = props.get("eo:cloud_cover")
+    return {
+        "scene_id": info.scene_id,
+        "datetime": info.datetime.isoformat().replace("+00:00", "Z"),
+        "cloud_cover_pct": None if cloud is None else round(float(cloud), 2),
+        "processing_baseline": info.processing_baseline,
+        "boa_offset_applied": props.get("earthsearch:boa_offset_applied"),
+        "crs": info.crs.to_string(),
+        "bands": list(info.bands) + (["SCL"] if info.has_scl else []),
+    }
+
+
+# ---------------------------------------------------------------------------------- search
+
+
+@tiles.command("search")
+@CONFIG
+@START
+@END
+@TILES_OUT
+@JSON
+@click.pass_context
+def tiles_search(
+    ctx: click.Context,
+    config: Path,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """List the scenes the source of CONFIG offers over its AOI (cloud cover, baseline)."""
+    with progress_bar(ctx.obj["progress"]) as progress:
+        job = _Job(config, out=out, start=start, end=end, progress=progress)
+        scenes = job.search()
+    rows = [_scene_row(s) for s in scenes]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "source": job.source.description,
+                    "start": job.start.isoformat(),
+                    "end": job.end.isoformat(),
+                    "scenes": rows,
+                },
+                indent=2,
+            )
+        )
+        return
+    width = max(len(r["scene_id"]) for r in rows)
+    click.echo(f"{'scene':<{width}}  {'acquired (UTC)':<20}  {'cloud %':>7}  baseline")
+    for r in rows:
+        cloud = "-" if r["cloud_cover_pct"] is None else f"{r['cloud_cover_pct']:.1f}"
+        click.echo(
+            f"{r['scene_id']:<{width}}  {r['datetime'][:19]:<20}  {cloud:>7}  "
+            f"{r['processing_baseline']}"
+        )
+    click.echo(f"{len(rows)} scene(s) from {job.source.description}", err=True)
+
+
+# ----------------------------------------------------------------------------------- fetch
+
+
+@tiles.command("fetch")
+@CONFIG
+@START
+@END
+@TILES_OUT
+@JSON
+@click.pass_context
+def tiles_fetch(
+    ctx: click.Context,
+    config: Path,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Download the windows of every scene over every chip of CONFIG's AOI into the cache
+    (OUT/cache), so that a scan or a composite reads nothing from the network. A scene that fails
+    is reported with its reason; the others go on."""
+    from tiles.errors import TileError
+
+    failures: list[dict[str, str]] = []
+    read = cached = 0
+    with progress_bar(ctx.obj["progress"]) as progress:
+        job = _Job(config, out=out, start=start, end=end, progress=progress)
+        pairs = job.pairs(job.search())
+        for i, (cell, info) in enumerate(pairs, start=1):
+            fetch = getattr(job.source, "fetch", None)
+            try:
+                if fetch is None:
+                    job.source.read(info, cell, bands=job.bands)
+                    cached += 1
+                else:
+                    n = fetch(info, cell, bands=job.bands)
+                    read += int(n > 0)
+                    cached += int(n == 0)
+            except TileError as exc:
+                failures.append(
+                    {"tile_id": cell.tile_id, "scene_id": info.scene_id, "reason": str(exc)}
+                )
+                log.warning("%s %s: %s", cell.tile_id, info.scene_id, exc)
+            if progress:
+                progress("fetching", i, len(pairs))
+    summary = {
+        "source": job.source.description,
+        "cache": str(Path(job.out) / "cache"),
+        "chip_scenes": len(pairs),
+        "read": read,
+        "already_cached": cached,
+        "failed": failures,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"{len(pairs)} chip-scene pair(s): {read} read, {cached} already cached, "
+            f"{len(failures)} failed -> {summary['cache']}"
+        )
+        for f in failures:
+            click.echo(f"failed: chip {f['tile_id']} scene {f['scene_id']}: {f['reason']}")
+    if failures and len(failures) == len(pairs):
+        ctx.exit(1)
+
+
+# ------------------------------------------------------------------------------- composite
+
+
+@tiles.command("composite")
+@CONFIG
+@TILES_OUT
+@OVERWRITE
+@JSON
+@click.pass_context
+def tiles_composite(
+    ctx: click.Context, config: Path, out: Path | None, overwrite: bool, as_json: bool
+) -> None:
+    """Write a cloud-masked composite (COG) and a clear-observation count (COG) per chip and
+    period of CONFIG, plus OUT/composites/coverage.csv. A chip-period without any clear
+    observation is listed as "not observed", never as "no change"."""
+    import warnings
+
+    from tiles.composite import composite_period, write_composite
+    from tiles.errors import CloudyPeriodWarning, TileError
+
+    rows: list[dict[str, Any]] = []
+    with progress_bar(ctx.obj["progress"]) as progress:
+        job = _Job(config, out=out, start=None, end=None, progress=progress)
+        folder = Path(job.out) / "composites"
+        coverage = folder / "coverage.csv"
+        if coverage.exists() and not overwrite:
+            raise click.UsageError(
+                f"{str(folder)!r} already holds composites; pass --overwrite to replace them"
+            )
+        scenes = job.search()
+        pairs = job.pairs(scenes)
+        units = [(c, p) for c in job.cells for p in job.periods]
+        comp = job.config.composite
+        for i, (cell, period) in enumerate(units, start=1):
+            infos = [s for c, s in pairs if c is cell and period.contains(s.datetime)]
+            row: dict[str, Any] = {
+                "tile_id": cell.tile_id,
+                "period": period.label,
+                "scenes": len(infos),
+                "observed_fraction": 0.0,
+                "status": "not observed",
+                "reason": "" if infos else "no scene",
+                "composite": "",
+            }
+            if infos:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", CloudyPeriodWarning)
+                        result = composite_period(
+                            (job.source.read(s, cell, bands=job.bands) for s in infos),
+                            cell=cell,
+                            period=period,
+                            bands=job.bands,
+                            method=comp.method,
+                            masked_scl=comp.masked_scl,
+                            dilation_px=comp.dilation_px,
+                        )
+                    paths = write_composite(result, folder)
+                    row["observed_fraction"] = round(result.observed_fraction, 4)
+                    row["status"] = "observed" if result.observed.any() else "not observed"
+                    row["reason"] = "" if result.observed.any() else "no clear observation"
+                    row["composite"] = str(paths["composite"])
+                except TileError as exc:
+                    row["status"] = "failed"
+                    row["reason"] = str(exc)
+                    log.warning("%s %s: %s", cell.tile_id, period.label, exc)
+            rows.append(row)
+            if progress:
+                progress("compositing", i, len(units))
+        folder.mkdir(parents=True, exist_ok=True)
+        from tiles.files import atomic_path
+
+        with atomic_path(coverage) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["tile_id"])
+            writer.writeheader()
+            writer.writerows(rows)
+    summary = {"out": str(folder), "coverage": str(coverage), "units": rows}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for r in rows:
+            click.echo(
+                f"{r['tile_id']} {r['period']}: {r['status']}, {r['scenes']} scene(s), "
+                f"{r['observed_fraction']:.0%} observed"
+                + (f" ({r['reason']})" if r["reason"] else "")
+            )
+        click.echo(f"coverage: {coverage}")
+    if rows and all(r["status"] == "failed" for r in rows):
+        ctx.exit(1)

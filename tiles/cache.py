@@ -115,7 +115,9 @@ class WindowCache:
         try:
             window = _decode(blob)
         except ValueError as exc:
-            log.warning("cache entry %s is not intact (%s); removed, it will be read again", path, exc)
+            log.warning(
+                "cache entry %s is not intact (%s); removed, it will be read again", path, exc
+            )
             path.unlink(missing_ok=True)
             self.misses += 1
             return None

@@ -216,16 +216,21 @@ def gdal_options(policy: RetryPolicy) -> dict[str, Any]:
     """GDAL configuration for reading COGs over HTTP (pass to ``rasterio.Env``).
 
     - no directory listing on open, only ``.tif`` files probed: one request less per file;
-    - consecutive ranges merged and HTTP/2 multiplexed: few, larger range requests;
+    - consecutive ranges merged, and ranges fetched one request at a time (``SERIAL``) through
+      GDAL's block cache: GDAL's default parallel multi-range reads bypass that cache, so COG
+      blocks shared by neighbouring chips were fetched again for each chip (the benchmark read
+      3.2x the full files that way; 0.39x this way for an AOI over 37% of a tile);
     - ``GDAL_HTTP_MAX_RETRY``/``GDAL_HTTP_RETRY_DELAY`` (GDAL retries 429/5xx once set; it
       doubles the delay with jitter), connect and total timeouts, and a low-speed abort that
       catches a stalled server;
-    - a block cache (``VSI_CACHE``) so that the header and overlapping blocks are fetched once.
+    - caches (``CPL_VSIL_CURL_CACHE_SIZE`` 256 MB shared by all files, ``VSI_CACHE`` per file)
+      so that headers and the COG blocks shared by neighbouring chips are fetched once.
     """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_HTTP_MULTIRANGE": "SERIAL",
         "GDAL_HTTP_MULTIPLEX": "YES",
         "GDAL_HTTP_VERSION": "2",
         "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
@@ -236,6 +241,7 @@ def gdal_options(policy: RetryPolicy) -> dict[str, Any]:
         "GDAL_HTTP_LOW_SPEED_TIME": str(max(1, round(policy.read_timeout_s))),
         "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
         "GDAL_HTTP_USERAGENT": USER_AGENT,
+        "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 1024 * 1024),
         "VSI_CACHE": "TRUE",
         "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
     }

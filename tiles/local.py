@@ -95,7 +95,12 @@ class _LocalScene:
 # public API
 
 
-def list_scenes(folder: str | Path, *, skip_invalid: bool = False) -> list[SceneInfo]:
+def list_scenes(
+    folder: str | Path,
+    *,
+    skip_invalid: bool = False,
+    rejected: list[SceneFormatError] | None = None,
+) -> list[SceneInfo]:
     """List the scenes of a local folder, reading only file headers.
 
     Duplicate scenes (same acquisition time and footprint, e.g. a product reprocessed with a newer
@@ -105,6 +110,8 @@ def list_scenes(folder: str | Path, *, skip_invalid: bool = False) -> list[Scene
     Args:
         folder: a folder of single-file scenes (``*.tif``) and/or scene folders (``scene.json``).
         skip_invalid: log and skip scenes that fail validation instead of raising.
+        rejected: with ``skip_invalid``, the skipped scenes' errors are appended here so the
+            caller can report them (a scan records them as failures of the run).
 
     Returns:
         The scenes, sorted by acquisition time, then scene id.
@@ -134,6 +141,7 @@ def list_scenes(folder: str | Path, *, skip_invalid: bool = False) -> list[Scene
                             f'"processing_baseline": "04.00", "boa_add_offset": -1000}}'
                         ),
                         skip_invalid,
+                        rejected,
                     )
                 else:
                     log.debug("%s: not a scene folder, skipped", entry)
@@ -144,7 +152,7 @@ def list_scenes(folder: str | Path, *, skip_invalid: bool = False) -> list[Scene
         try:
             scenes.append(_inspect(entry))
         except SceneFormatError as exc:
-            _maybe_raise(exc, skip_invalid)
+            _maybe_raise(exc, skip_invalid, rejected)
     if not scenes:
         raise SceneNotFoundError(
             f"{root}: no scenes found; expected GeoTIFFs (*.tif) whose band descriptions name "
@@ -234,10 +242,14 @@ def scene_footprint_intersects(info: SceneInfo, cell: GridCell) -> bool:
 # inspecting scenes (headers only)
 
 
-def _maybe_raise(exc: SceneFormatError, skip: bool) -> None:
+def _maybe_raise(
+    exc: SceneFormatError, skip: bool, rejected: list[SceneFormatError] | None = None
+) -> None:
     if not skip:
         raise exc
     log.warning("skipped: %s", exc)
+    if rejected is not None:
+        rejected.append(exc)
 
 
 def _tiffs_in(folder: Path) -> list[Path]:

@@ -15,8 +15,14 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from aoi.grid import GridCell
-from tiles.config import LocalSourceConfig, SourceConfig, SyntheticSourceConfig
-from tiles.errors import TileError
+from tiles.config import (
+    LocalSourceConfig,
+    SentinelHubSourceConfig,
+    SourceConfig,
+    StacSourceConfig,
+    SyntheticSourceConfig,
+)
+from tiles.errors import SceneFormatError, TileError
 from tiles.local import list_scenes, read_scene
 from tiles.scene import Scene, SceneInfo
 from tiles.synthetic import WorldSpec, generate_world
@@ -57,6 +63,8 @@ class LocalSource:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self._scenes: list[SceneInfo] | None = None
+        #: scenes skipped because they cannot be read (truncated, corrupt, missing tags)
+        self.rejected: list[SceneFormatError] = []
 
     @property
     def description(self) -> str:
@@ -64,7 +72,8 @@ class LocalSource:
 
     def search(self, area: BaseGeometry, start: dt.date, end: dt.date) -> list[SceneInfo]:
         if self._scenes is None:
-            self._scenes = list_scenes(self.folder)
+            self.rejected = []
+            self._scenes = list_scenes(self.folder, skip_invalid=True, rejected=self.rejected)
         found = [
             s
             for s in self._scenes
@@ -123,15 +132,24 @@ def open_source(
 
     Args:
         config: the ``source`` section of a scan config.
-        workdir: the scan's output folder (the synthetic world goes to ``workdir/world`` unless
-            the config gives a path).
+        workdir: the scan's output folder (the synthetic world goes to ``workdir/world`` and the
+            remote sources' cache to ``workdir/cache`` unless the config gives a path).
         progress: called as ``progress(done, total)`` during long preparation (world synthesis).
 
     Raises:
         TileError: the source kind is not supported.
+        AuthenticationError: a ``sentinelhub`` source without credentials in the environment.
     """
     if isinstance(config, LocalSourceConfig):
         return LocalSource(config.path)
     if isinstance(config, SyntheticSourceConfig):
         return SyntheticSource(config.path or (workdir / "world"), config.world, progress=progress)
+    if isinstance(config, StacSourceConfig):
+        from tiles.stac import StacSource
+
+        return StacSource(config, cache_dir=Path(workdir) / "cache")
+    if isinstance(config, SentinelHubSourceConfig):
+        from tiles.sentinelhub import SentinelHubSource
+
+        return SentinelHubSource(config, cache_dir=Path(workdir) / "cache")
     raise TileError(f"source kind {getattr(config, 'kind', config)!r} is not supported")

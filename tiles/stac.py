@@ -36,7 +36,6 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +117,7 @@ _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
 _HTTP_CODE = re.compile(r"HTTP (?:response )?code:? ?(\d{3})", re.IGNORECASE)
 #: Refresh a SAS token this long before it expires.
 _SAS_MARGIN_S = 120.0
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,11 +384,19 @@ class StacSource:
             try:
                 if self.config.read_mode == "download":
                     local = self._download(url, asset, size=size, checksum=checksum, what=what)
-                    return _read_window(str(local), cell, what=what, remote_size=None)
+                    try:
+                        return _read_window(str(local), cell, what=what, remote_size=None)
+                    except RasterioIOError as exc:
+                        raise SceneFormatError(
+                            f"{what}: {local} is truncated or corrupt ({str(exc)[:200]})"
+                        ) from exc
 
                 def attempt(url: str = url) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
                     remote_size = self._remote_size(url, expected=size, what=what)
-                    return _read_window(url, cell, what=what, remote_size=remote_size)
+                    try:
+                        return _read_window(url, cell, what=what, remote_size=remote_size)
+                    except RasterioIOError as exc:
+                        raise self._diagnose(url, exc, what=what) from exc
 
                 with rasterio.Env(**self._gdal):
                     return retry_call(attempt, policy=_outer(self.policy), what=what)
@@ -398,6 +406,38 @@ class StacSource:
                 log.info("%s: access refused; refreshing the SAS token once", what)
                 self._signer.invalidate()
                 refreshed = True
+
+    def _diagnose(self, url: str, exc: RasterioIOError, *, what: str) -> Exception:
+        """Turn a GDAL failure into a specific error; probe the file when GDAL's text is vague."""
+        text = str(exc)
+        match = _HTTP_CODE.search(text)
+        status = int(match.group(1)) if match else None
+        if status is not None:
+            _raise_for_access(status, what=what)
+            if status in RETRY_STATUSES:
+                return TransientError(f"{what}: HTTP {status} ({text[:200]})", status=status)
+
+        def probe() -> requests.Response:
+            resp = self.session.get(
+                url, headers={"Range": "bytes=0-15"}, timeout=self.policy.timeout
+            )
+            return check_response(resp, what=f"GET {what}")
+
+        resp = retry_call(probe, policy=self.policy, what=f"GET {what}")
+        _raise_for_access(resp.status_code, what=what)
+        head = resp.content[:16]
+        if resp.status_code >= 400:
+            return SceneFormatError(f"{what}: HTTP {resp.status_code} from the server")
+        if head[:4] not in _TIFF_MAGIC:
+            looks = head.decode("latin-1").strip()
+            return SceneFormatError(
+                f"{what}: not a GeoTIFF (starts with {looks[:16]!r}; an error page stored as the "
+                "file?); report it to the catalog"
+            )
+        if "not recognized" in text or _looks_like_connection_error(text):
+            # GDAL failed to fetch what the server now serves: worth another try.
+            return TransientError(f"{what}: {text[:200]}")
+        return SceneFormatError(f"{what}: truncated or corrupt, decoding failed ({text[:200]})")
 
     def _download(
         self, url: str, asset: Mapping[str, Any], *, size: int | None, checksum: Any, what: str
@@ -541,9 +581,7 @@ def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str) -> float:
     Raises:
         SceneFormatError: the item states no processing baseline.
     """
-    baseline = properties.get("processing_baseline") or item_baseline(
-        properties, item_id=scene_id
-    )
+    baseline = properties.get("processing_baseline") or item_baseline(properties, item_id=scene_id)
     if properties.get("earthsearch:boa_offset_applied") is True:
         return 0.0
     return boa_add_offset(str(baseline))
@@ -760,36 +798,47 @@ def _source_window(
     if crs is not None and crs != cell.crs:
         bounds = transform_bounds(cell.crs, crs, *bounds, densify_pts=21)
     win = rasterio.windows.from_bounds(*bounds, transform=transform)
-    col0 = max(math.floor(win.col_off) - _WINDOW_PAD_PX, 0)
-    row0 = max(math.floor(win.row_off) - _WINDOW_PAD_PX, 0)
-    col1 = min(math.ceil(win.col_off + win.width) + _WINDOW_PAD_PX, width)
-    row1 = min(math.ceil(win.row_off + win.height) + _WINDOW_PAD_PX, height)
+    pad = 0 if _aligned(transform, cell, crs) else _WINDOW_PAD_PX
+    col0 = max(math.floor(win.col_off + 1e-6) - pad, 0)
+    row0 = max(math.floor(win.row_off + 1e-6) - pad, 0)
+    col1 = min(math.ceil(win.col_off + win.width - 1e-6) + pad, width)
+    row1 = min(math.ceil(win.row_off + win.height - 1e-6) + pad, height)
     if col1 <= col0 or row1 <= row0:
         return None
     return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _aligned(transform: Affine, cell: GridCell, crs: CRS | None) -> bool:
+    """Whether the asset's pixels are the cell's pixels (same CRS, size and phase): then the
+    window needs no margin for resampling, and does not spill into neighbouring COG blocks."""
+    if crs is not None and crs != cell.crs:
+        return False
+    t = cell.transform
+    if not (math.isclose(transform.a, t.a) and math.isclose(transform.e, t.e)):
+        return False
+    dx = (t.c - transform.c) / transform.a
+    dy = (t.f - transform.f) / transform.e
+    return abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6
 
 
 def _read_window(
     href: str, cell: GridCell, *, what: str, remote_size: int | None
 ) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
     """Open ``href`` and read band 1 over ``cell`` (native resolution); classify failures."""
-    try:
-        with rasterio.open(href) as src:
-            if src.crs is None:
-                raise SceneFormatError(f"{what}: the file has no CRS")
-            win = _source_window((src.transform, (src.height, src.width)), cell, crs=src.crs)
-            if win is None:
-                return None
-            if remote_size is not None:
-                _check_blocks_within(src, win, remote_size, what=what)
-            arr = src.read(1, window=win)
-            transform = src.transform @ Affine.translation(win.col_off, win.row_off)
-            nodata = src.nodata
-            raw = RawWindow(arr, transform, src.crs, None if nodata is None else float(nodata))
-            log.debug("%s: read window %s for %s", what, _window_tuple(win), cell.tile_id)
-            return raw, _window_tuple(win)
-    except RasterioIOError as exc:
-        raise _classify_gdal_error(exc, what=what) from exc
+    with rasterio.open(href) as src:
+        if src.crs is None:
+            raise SceneFormatError(f"{what}: the file has no CRS")
+        win = _source_window((src.transform, (src.height, src.width)), cell, crs=src.crs)
+        if win is None:
+            return None
+        if remote_size is not None:
+            _check_blocks_within(src, win, remote_size, what=what)
+        arr = src.read(1, window=win)
+        transform = src.transform @ Affine.translation(win.col_off, win.row_off)
+        nodata = src.nodata
+        raw = RawWindow(arr, transform, src.crs, None if nodata is None else float(nodata))
+        log.debug("%s: read window %s for %s", what, _window_tuple(win), cell.tile_id)
+        return raw, _window_tuple(win)
 
 
 def _check_blocks_within(
@@ -798,8 +847,12 @@ def _check_blocks_within(
     """Refuse a file whose blocks under ``win`` reach past its end (truncated on the server)."""
     block_rows, block_cols = src.block_shapes[0]
     end = 0
-    for row in range(int(win.row_off) // block_rows, math.ceil((win.row_off + win.height) / block_rows)):
-        for col in range(int(win.col_off) // block_cols, math.ceil((win.col_off + win.width) / block_cols)):
+    for row in range(
+        int(win.row_off) // block_rows, math.ceil((win.row_off + win.height) / block_rows)
+    ):
+        for col in range(
+            int(win.col_off) // block_cols, math.ceil((win.col_off + win.width) / block_cols)
+        ):
             offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)
             nbytes = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)
             if offset and nbytes:
@@ -809,19 +862,6 @@ def _check_blocks_within(
             f"{what}: truncated or corrupt: the server holds {size} bytes but the blocks needed "
             f"reach byte {end}; the file is incomplete on the server (re-run later)"
         )
-
-
-def _classify_gdal_error(exc: RasterioIOError, *, what: str) -> Exception:
-    text = str(exc)
-    match = _HTTP_CODE.search(text)
-    status = int(match.group(1)) if match else None
-    if status == 404 or "does not exist" in text.lower() or "no such file" in text.lower():
-        return AssetMissingError(f"{what}: not found on the server (HTTP 404): {text[:200]}")
-    if status in (401, 403):
-        return AuthenticationError(f"{what}: HTTP {status}, access refused: {text[:200]}")
-    if status in RETRY_STATUSES or _looks_like_connection_error(text):
-        return TransientError(f"{what}: {text[:200]}", status=status)
-    return SceneFormatError(f"{what}: truncated or corrupt, decoding failed ({text[:200]})")
 
 
 def _warp(
@@ -885,11 +925,17 @@ def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
     """One scene per (CRS, footprint, acquisition time): the newest baseline, then last id."""
     groups: dict[tuple[Any, ...], list[SceneInfo]] = {}
     for s in scenes:
-        key = (s.datetime.replace(microsecond=0), s.crs.to_string(), tuple(round(v) for v in s.bounds))
+        key = (
+            s.datetime.replace(microsecond=0),
+            s.crs.to_string(),
+            tuple(round(v) for v in s.bounds),
+        )
         groups.setdefault(key, []).append(s)
     kept: list[SceneInfo] = []
     for group in groups.values():
-        group.sort(key=lambda s: (s.processing_baseline, str(s.properties.get("updated", "")), s.scene_id))
+        group.sort(
+            key=lambda s: (s.processing_baseline, str(s.properties.get("updated", "")), s.scene_id)
+        )
         for dropped in group[:-1]:
             log.info(
                 "dropped duplicate item %s (baseline %s): same tile and time as %s (baseline %s)",

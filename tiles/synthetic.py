@@ -580,7 +580,7 @@ def _fractal_noise(
 
 def _to_unit(x: np.ndarray) -> np.ndarray:
     """Map a unit-variance noise field to 0..1 (logistic)."""
-    return (1.0 / (1.0 + np.exp(-1.7 * x))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-1.7 * np.clip(x, -20.0, 20.0)))).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1689,7 +1689,7 @@ def _write_sites(
             else:
                 change = "stable"
             previous_area = area
-            win_transform = transform * Affine.translation(site.col0, site.row0)
+            win_transform = transform @ Affine.translation(site.col0, site.row0)
             parts = [
                 shape(geom)
                 for geom, value in raster_shapes(
