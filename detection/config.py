@@ -165,8 +165,10 @@ def _resolve_inputs(raw: dict[str, Any], base: Path) -> None:
     if isinstance(detector, dict) and isinstance(detector.get("checkpoint"), str):
         detector["checkpoint"] = str(resolve_path(detector["checkpoint"], base=base))
     source = raw.get("source")
-    if isinstance(source, dict) and isinstance(source.get("path"), str):
-        source["path"] = str(resolve_path(source["path"], base=base))
+    if isinstance(source, dict):
+        for key in ("path", "cache_dir"):
+            if isinstance(source.get(key), str):
+                source[key] = str(resolve_path(source[key], base=base))
 
 
 def default_config_dir() -> Path:

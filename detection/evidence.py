@@ -421,24 +421,31 @@ def _warp_into(
     crs: CRS,
     resampling: Resampling,
 ) -> None:
-    """Warp ``bands`` of one composite into ``dest`` where ``dest`` is still empty (0)."""
+    """Warp ``bands`` of one composite into ``dest`` (uint16, reflectance x 10000, 0 = no
+    data) where ``dest`` is still empty. uint16 composites are taken as they are; float
+    composites as reflectance (NaN or their nodata = no data)."""
     missing = [b for b in bands if b not in comp.bands]
     if missing:
         raise DetectionError(
             f"evidence: composite {comp.path} lacks bands {missing}; has {list(comp.bands)}"
         )
-    layers = np.zeros(dest.shape, dtype=np.uint16)
+    floating = np.dtype(src.dtypes[0]).kind == "f"
+    layers = np.zeros(dest.shape, dtype=np.float32)
     reproject(
         source=rasterio.band(src, [comp.bands.index(b) + 1 for b in bands]),
         destination=layers,
-        src_nodata=0,
+        src_nodata=src.nodata if src.nodata is not None else (np.nan if floating else 0),
         dst_nodata=0,
         dst_transform=transform,
         dst_crs=crs,
         resampling=resampling,
     )
+    layers = np.nan_to_num(layers, nan=0.0)
+    if floating:  # float32 reflectance composites: to the uint16 scale of the scan's
+        layers = np.where(layers > 0, np.maximum(layers * 10000.0, 1.0), 0.0)
+    scaled = np.clip(np.rint(layers), 0, 65535).astype(np.uint16)
     empty = dest == 0
-    dest[empty] = layers[empty]
+    dest[empty] = scaled[empty]
 
 
 def _stretch_limits(

@@ -275,18 +275,16 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
             f"write_kml {path}: expected a FeatureCollection with a 'features' list, got "
             f"type {fc.get('type')!r}"
         )
-    ns = "http://www.opengis.net/kml/2.2"
-    ET.register_namespace("", ns)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs)
+        el = ET.SubElement(parent, tag, attrs)
         if text is not None:
             el.text = text
         return el
 
     meta = fc.get("minewatch") or {}
     period = meta.get("period") or {}
-    root = ET.Element(f"{{{ns}}}kml")
+    root = ET.Element("kml", xmlns="http://www.opengis.net/kml/2.2")
     doc = sub(root, "Document")
     sub(doc, "name", name or f"minewatch alerts {period.get('start', '')}..{period.get('end', '')}")
     for cls, (fill, line) in _KML_COLOURS.items():

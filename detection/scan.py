@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -28,10 +29,14 @@ from detection.alerts import build_feature_collection
 from detection.config import ScanConfig
 from detection.context import attribute_aois
 from detection.errors import DetectionError, OutputExistsError
-from detection.exports import write_geojson, write_geopackage, write_summary_csv
+from detection.evidence import write_evidence
+from detection.executor import ExecutorConfig, run_units
+from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
+from detection.lock import output_lock
 from detection.review import write_review_html
 from detection.sites import append_history, merge_parts, track_sites
-from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit, process_unit
+from detection.store import STORE_NAME, RunStore
+from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
 from tiles.files import write_text_atomic
 from tiles.local import scene_footprint_intersects
@@ -74,14 +79,17 @@ class ScanResult:
     chips_with_imagery: int
     failures: list[ChipFailure] = field(default_factory=list)
     observed_fraction: dict[str, float] = field(default_factory=dict)
+    units_computed: int = 0
+    units_reused: int = 0
     world_dir: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def outcome(self) -> str:
         if not self.failures:
             return "success"
-        attempted = self.chips_with_imagery * len(self.periods)
+        attempted = self.units_computed + self.units_reused
         return "failed" if len(self.failures) >= attempted else "partial"
 
     def counts(self) -> dict[str, int]:
@@ -102,23 +110,47 @@ class ScanResult:
             "alerts_by_class_status": self.counts(),
             "chips_total": self.chips_total,
             "chips_with_imagery": self.chips_with_imagery,
+            "units_computed": self.units_computed,
+            "units_reused": self.units_reused,
             "observed_fraction": self.observed_fraction,
             "failures": [f.__dict__ for f in self.failures],
             "seconds": round(self.seconds, 1),
         }
 
 
-def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
-    """Refuse to write into a folder that already holds results, unless ``overwrite``.
+def check_output_dir(out_dir: Path, *, config_sha256: str, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds results of another scan, unless ``overwrite``.
+
+    A folder whose last run had the same config is this scan's own folder: the new run updates
+    it (reusing finished units), which is what a scheduled scan does every night.
 
     Raises:
-        OutputExistsError: results exist and ``overwrite`` is False.
+        OutputExistsError: results of another config exist and ``overwrite`` is False.
     """
     existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            f"output folder {str(out_dir)!r} already holds results ({', '.join(existing)}); "
-            "pass --overwrite to replace them or --out to write elsewhere"
+    if not existing or overwrite:
+        return
+    last = RunStore(out_dir).last_run() if (out_dir / STORE_NAME).exists() else None
+    if last is not None and last["config_sha256"] == config_sha256:
+        log.info("updating the scan in %s (last run %s)", out_dir, last["run_id"])
+        return
+    raise OutputExistsError(
+        f"output folder {str(out_dir)!r} already holds results of another scan "
+        f"({', '.join(existing)}); pass --overwrite to replace them or --out to write elsewhere"
+    )
+
+
+def check_free_space(out_dir: Path, *, min_free_mb: float) -> None:
+    """Raise before writing when the output's filesystem is nearly full (RELIABILITY row 16).
+
+    Raises:
+        DetectionError: less than ``min_free_mb`` MB free.
+    """
+    free_mb = shutil.disk_usage(out_dir).free / 2**20
+    if free_mb < min_free_mb:
+        raise DetectionError(
+            f"only {free_mb:.0f} MB free on the filesystem of {str(out_dir)!r}; a scan needs at "
+            f"least {min_free_mb:.0f} MB: free space or pass another --out"
         )
 
 
@@ -128,35 +160,93 @@ def run_scan(
     detector: Detector,
     out_dir: Path,
     overwrite: bool = False,
+    executor: ExecutorConfig | None = None,
     progress: ProgressFn | None = None,
+    min_free_mb: float = 200.0,
 ) -> ScanResult:
     """Run one scan and write its outputs into ``out_dir``.
+
+    Finished units of earlier runs with the same inputs are reused, so a scan with no new imagery
+    does no model work; a killed scan resumes where it stopped. The output folder is locked for
+    the run, and every file is written to a temporary name and renamed.
 
     Args:
         config: the validated scan config.
         detector: turns composites into class probabilities.
         out_dir: the output folder.
-        overwrite: replace results already in ``out_dir``.
+        overwrite: replace results of another scan already in ``out_dir``.
+        executor: where units run (default: in this process).
         progress: called as ``progress(stage, done, total)``.
+        min_free_mb: free space the output filesystem must keep.
 
     Returns:
         The scan's result; its outputs are on disk.
 
     Raises:
-        OutputExistsError: ``out_dir`` holds results and ``overwrite`` is False.
-        DetectionError: fewer than two periods, or no scene at all over the AOI.
-        AOIError, TileError: the AOI layer or the scene folder cannot be read.
+        OutputExistsError: ``out_dir`` holds another scan's results and ``overwrite`` is False.
+        OutputLockedError: another scan is writing ``out_dir``.
+        DetectionError: fewer than two periods, no scene at all over the AOI, or a full disk.
+        AOIError, TileError: the AOI layer or the source cannot be read.
     """
     started = time.monotonic()
-    check_output_dir(out_dir, overwrite=overwrite)
+    executor = executor or ExecutorConfig()
     periods = config.periods.resolve()
     if len(periods) < 2:
         raise DetectionError(
             f"periods: got {len(periods)} period(s) {[p.label for p in periods]}; a scan compares "
             "at least two: widen periods.start/end"
         )
-    run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    config_sha256 = config.digest()
+    check_output_dir(out_dir, config_sha256=config_sha256, overwrite=overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):
+        check_free_space(out_dir, min_free_mb=min_free_mb)
+        if overwrite:
+            shutil.rmtree(out_dir / "units", ignore_errors=True)
+            (out_dir / STORE_NAME).unlink(missing_ok=True)
+        store = RunStore(out_dir)
+        run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        store.start_run(
+            run_id,
+            config_name=config.name,
+            config_sha256=config_sha256,
+            model_sha256=detector.info.sha256,
+            software_version=_software_version(),
+            period=periods[-1].as_dict(),
+        )
+        try:
+            result = _scan(
+                config,
+                detector=detector,
+                out_dir=out_dir,
+                periods=periods,
+                run_id=run_id,
+                store=store,
+                executor=executor,
+                progress=progress,
+                min_free_mb=min_free_mb,
+            )
+        except BaseException as exc:
+            store.finish_run(run_id, outcome="failed", summary={"error": str(exc)})
+            raise
+        result.seconds = time.monotonic() - started
+        store.finish_run(run_id, outcome=result.outcome, summary=result.summary())
+        _write_run_json(result, config=config)
+    return result
 
+
+def _scan(
+    config: ScanConfig,
+    *,
+    detector: Detector,
+    out_dir: Path,
+    periods: list[Period],
+    run_id: str,
+    store: RunStore,
+    executor: ExecutorConfig,
+    progress: ProgressFn | None,
+    min_free_mb: float,
+) -> ScanResult:
     aois = load_aoi(config.aoi)
     area = buffer_aoi(aois, config.aoi.buffer_m)
     area_geom = shapely.union_all(area.geometry.values)
@@ -173,6 +263,11 @@ def run_scan(
     scenes = source.search(area_geom, periods[0].start, periods[-1].end)
     in_periods = [s for s in scenes if any(p.contains(s.datetime) for p in periods)]
     log.info("%d scene(s) from %s inside the scan's periods", len(in_periods), source.description)
+    # Scenes the source could not read (truncated, corrupt): the scan goes on without them, and
+    # says so; the next run tries them again.
+    scene_failures = [
+        ChipFailure("*", "*", f"scene skipped: {exc}") for exc in getattr(source, "rejected", [])
+    ]
 
     chip_scenes = {
         c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
@@ -194,50 +289,73 @@ def run_scan(
         model_sha256=detector.info.sha256,
     )
     units_dir = out_dir / "units"
-    units: list[WorkUnit] = []
-    coverage_rows: list[dict[str, Any]] = []
     grid_frame = grid_to_geodataframe(cells)
     cell_geoms = dict(zip(grid_frame["tile_id"], grid_frame.geometry, strict=True))
+    coverage_rows: list[dict[str, Any]] = []
+    todo: list[WorkUnit] = []
+    finished: list[tuple[WorkUnit, UnitResult, bool]] = []
     for cell in cells:
         for period in periods:
             infos = tuple(s for s in chip_scenes[cell.tile_id] if period.contains(s.datetime))
-            if infos:
-                units.append(WorkUnit(cell, period, infos))
-            else:
+            if not infos:
                 coverage_rows.append(_coverage_row(cell, period, None, cell_geoms))
-
-    results: list[UnitResult] = []
-    reused = 0
-    for i, unit in enumerate(units, start=1):
-        cached = load_unit(units_dir, unit.cell.tile_id, unit.period.label, key=unit.key(settings))
-        if cached is not None:
-            reused += 1
-            results.append(cached)
-        else:
-            results.append(
-                process_unit(
-                    unit, source=source, detector=detector, settings=settings, units_dir=units_dir
-                )
-            )
+                continue
+            unit = WorkUnit(cell, period, infos)
+            cached = load_unit(units_dir, cell.tile_id, period.label, key=unit.key(settings))
+            if cached is None:
+                todo.append(unit)
+            else:
+                finished.append((unit, cached, True))
+    reused = len(finished)
+    if todo:
+        log.info(
+            "%d unit(s) (chip x period) to compute, %d reused from earlier runs, on %s",
+            len(todo),
+            reused,
+            executor.describe(),
+        )
+    else:
+        log.info("no new imagery since the last run: all %d unit(s) reused", reused)
+    total = len(todo) + reused
+    if progress:
+        progress("detecting", reused, total)
+    for done, (unit, res) in enumerate(
+        run_units(
+            todo,
+            source=source,
+            detector=detector,
+            settings=settings,
+            units_dir=units_dir,
+            executor=executor,
+        ),
+        start=reused + 1,
+    ):
+        finished.append((unit, res, False))
         if progress:
-            progress("detecting", i, len(units))
-    log.info(
-        "%d unit(s) (chip x period): %d computed, %d reused from earlier runs",
-        len(units),
-        len(units) - reused,
-        reused,
-    )
+            progress("detecting", done, total)
+        if done % 16 == 0:
+            check_free_space(out_dir, min_free_mb=min_free_mb)
 
     parts: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
     observed: dict[str, list[Any]] = {p.label: [] for p in periods}
     scene_ids: dict[tuple[str, str], tuple[str, ...]] = {}
-    failures: list[ChipFailure] = []
-    by_tile = {c.tile_id: c for c in cells}
-    period_of = {p.label: p for p in periods}
-    for res in results:
-        coverage_rows.append(
-            _coverage_row(by_tile[res.tile_id], period_of[res.period], res, cell_geoms)
+    failures: list[ChipFailure] = list(scene_failures)
+    finished.sort(key=lambda item: (item[0].cell.tile_id, item[0].period))
+    for unit, res, was_reused in finished:
+        store.record_unit(
+            run_id,
+            tile_id=res.tile_id,
+            period=res.period,
+            status=res.status,
+            reused=was_reused,
+            observed_fraction=res.observed_fraction,
+            scenes=res.scenes,
+            reason=res.reason,
+            unit_key=res.key,
+            scene_ids=res.scene_ids,
+            newest_acquisition=max(s.datetime for s in unit.scenes).isoformat(),
         )
+        coverage_rows.append(_coverage_row(unit.cell, unit.period, res, cell_geoms))
         if res.failed:
             failures.append(ChipFailure(res.tile_id, res.period, res.reason))
             continue
@@ -264,6 +382,9 @@ def run_scan(
     last, prev = periods[-1], periods[-2]
     alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
     alerts = _finish_alerts(alerts, last, scene_ids)
+    alerts = write_evidence(
+        alerts, units_dir=out_dir / "units", period=last, previous_period=prev, out_dir=out_dir
+    )
     metadata = {
         "version": FORMAT_VERSION,
         "run_id": run_id,
@@ -287,14 +408,23 @@ def run_scan(
         chips_with_imagery=len(active),
         failures=failures,
         observed_fraction=observed_fraction,
+        units_computed=len(todo),
+        units_reused=reused,
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
+        metadata=metadata,
     )
-    _write_outputs(
-        result, config=config, metadata=metadata, coverage=coverage, aois=aois, history=history
-    )
-    result.seconds = time.monotonic() - started
-    _write_run_json(result, config=config, metadata=metadata)
+    _write_outputs(result, config=config, coverage=coverage, aois=aois, history=history)
+    store.save_history(history)
     return result
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("minewatch")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0.0.0+unknown"
 
 
 def _coverage_row(
@@ -392,7 +522,6 @@ def _write_outputs(
     result: ScanResult,
     *,
     config: ScanConfig,
-    metadata: dict[str, Any],
     coverage: gpd.GeoDataFrame,
     aois: gpd.GeoDataFrame,
     history: gpd.GeoDataFrame | None,
@@ -401,7 +530,12 @@ def _write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     write_geojson(out / "alerts.geojson", result.feature_collection)
     write_geopackage(
-        out / "alerts.gpkg", alerts=result.alerts, coverage=coverage, aois=aois, history=history
+        out / "alerts.gpkg",
+        alerts=result.alerts,
+        coverage=coverage,
+        aois=aois,
+        history=history,
+        thresholds=result.metadata["confidence_levels"],
     )
     write_summary_csv(out / "summary.csv", result.feature_collection)
     coverage_fc = json.loads(coverage.to_json(drop_id=True))
@@ -410,15 +544,19 @@ def _write_outputs(
         result.feature_collection,
         title=f"minewatch: {config.name}",
         coverage_fc=coverage_fc,
+        units_dir=out / "units",
+        period=result.periods[-1],
+        previous_period=result.periods[-2],
     )
+    write_kml(out / "alerts.kml", result.feature_collection)
 
 
-def _write_run_json(result: ScanResult, *, config: ScanConfig, metadata: dict[str, Any]) -> None:
+def _write_run_json(result: ScanResult, *, config: ScanConfig) -> None:
     record = {
         **result.summary(),
         "config_sha256": config.digest(),
         "config": config.model_dump(mode="json"),
-        "metadata": metadata,
+        "metadata": result.metadata,
         "periods": [p.label for p in result.periods],
     }
     write_text_atomic(result.out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")

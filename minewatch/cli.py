@@ -18,9 +18,19 @@ import click
 
 from aoi.errors import AOIError
 from detection.errors import DetectionError
+from minewatch.cli_alerts import alerts
 from minewatch.cli_aoi import aoi
+from minewatch.cli_runs import runs
 from minewatch.cli_tiles import tiles
-from minewatch.console import DETECTOR, JSON, OUT, OVERWRITE, progress_bar, setup_logging
+from minewatch.console import (
+    DETECTOR,
+    JSON,
+    OUT,
+    OVERWRITE,
+    progress_bar,
+    scale_options,
+    setup_logging,
+)
 from models.errors import ModelError
 from tiles.errors import TileError
 
@@ -34,13 +44,20 @@ log = logging.getLogger("minewatch")
 @click.version_option(package_name="minewatch")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug and tracebacks).")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line on stderr (for log collectors).",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
     """Find alluvial gold mining and deforestation in Sentinel-2 imagery over protected areas
     and indigenous lands, and write alerts of what changed since the previous period."""
     ctx.ensure_object(dict)
-    ctx.obj["progress"] = quiet == 0
-    setup_logging(verbose, quiet)
+    ctx.obj["progress"] = quiet == 0 and log_format == "text"
+    setup_logging(verbose, quiet, log_format=log_format)
 
 
 # --------------------------------------------------------------------------------------- scan
@@ -52,20 +69,35 @@ def _run_config(
     overwrite: bool,
     as_json: bool,
     detector_kind: str | None,
-    demo: bool,
+    scale: dict[str, Any],
 ) -> None:
     from detection.config import load_config
+    from detection.executor import ExecutorConfig
     from detection.scan import run_scan
 
     overrides: dict[str, Any] = {}
     if detector_kind:
         overrides["detector.kind"] = detector_kind
+    if scale.get("since"):
+        overrides["periods.start"] = scale["since"].date().isoformat()
+    if scale.get("until"):
+        overrides["periods.end"] = scale["until"].date().isoformat()
     config = load_config(config_path, overrides=overrides)
     out_dir = out or config.output.folder
     detector = _build_detector(config)
+    executor = ExecutorConfig(
+        workers=scale.get("workers") or 0,
+        scheduler=scale.get("scheduler"),
+        gpu=getattr(detector, "device", "cpu") == "cuda",
+    )
     with progress_bar(ctx.obj["progress"]) as progress:
         result = run_scan(
-            config, detector=detector, out_dir=out_dir, overwrite=overwrite, progress=progress
+            config,
+            detector=detector,
+            out_dir=out_dir,
+            overwrite=overwrite,
+            executor=executor,
+            progress=progress,
         )
     summary = result.summary()
     truth_line = None
@@ -137,8 +169,17 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"alerts: {s['alerts']}"
         + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(by.items())) + ")" if by else "")
     )
+    if s["units_computed"] == 0:
+        click.echo(
+            f"no new imagery: all {s['units_reused']} chip-period units reused, no model work"
+        )
+    else:
+        click.echo(
+            f"units (chip x period): {s['units_computed']} computed, {s['units_reused']} reused"
+        )
     for f in s["failures"]:
-        click.echo(f"failed: chip {f['tile_id']} period {f['period']}: {f['reason']}")
+        where = "" if f["tile_id"] == "*" else f"chip {f['tile_id']} period {f['period']}: "
+        click.echo(f"failed: {where}{f['reason']}")
 
 
 @cli.command()
@@ -146,9 +187,15 @@ def _print_summary(s: dict[str, Any]) -> None:
 @OVERWRITE
 @JSON
 @DETECTOR
+@scale_options
 @click.pass_context
 def demo(
-    ctx: click.Context, out: Path | None, overwrite: bool, as_json: bool, detector_kind: str | None
+    ctx: click.Context,
+    out: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    detector_kind: str | None,
+    **scale: Any,
 ) -> None:
     """Run the embedded demo (configs/demo.yaml): the real Munduruku territory, a synthetic
     Sentinel-2 world generated offline, alerts in ./minewatch-demo."""
@@ -161,7 +208,7 @@ def demo(
         overwrite=overwrite,
         as_json=as_json,
         detector_kind=detector_kind,
-        demo=True,
+        scale=scale,
     )
 
 
@@ -171,6 +218,7 @@ def demo(
 @OVERWRITE
 @JSON
 @DETECTOR
+@scale_options
 @click.pass_context
 def scan(
     ctx: click.Context,
@@ -179,8 +227,15 @@ def scan(
     overwrite: bool,
     as_json: bool,
     detector_kind: str | None,
+    **scale: Any,
 ) -> None:
-    """Scan the AOIs of CONFIG over its periods and write alerts vs the previous period."""
+    """Scan the AOIs of CONFIG over its periods and write alerts vs the previous period.
+
+    Re-running into the same output folder updates the scan: units (chip x period) already
+    computed from the same imagery are reused, so a run with no new imagery does no model work.
+    Exit codes: 0 success, 1 failure, 2 usage error, 3 partial (some chips failed; rerun to retry
+    them).
+    """
     _run_config(
         ctx,
         config_path,
@@ -188,13 +243,14 @@ def scan(
         overwrite=overwrite,
         as_json=as_json,
         detector_kind=detector_kind,
-        demo=False,
+        scale=scale,
     )
 
 
-# -------------------------------------------------------------------------------------- tiles
 cli.add_command(tiles)
+cli.add_command(runs)
 cli.add_command(aoi)
+cli.add_command(alerts)
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -12,10 +12,37 @@ from typing import Any
 import click
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per log record (for journald, Loki, Elasticsearch...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+        import json
+
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: int, quiet: int, *, log_format: str = "text") -> None:
+    """Logs on stderr: WARNING by default, ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR only."""
     level = logging.WARNING - 10 * verbose + 10 * quiet
     level = max(logging.DEBUG, min(logging.CRITICAL, level))
     handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLinesFormatter())
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(level)
+        logging.captureWarnings(True)
+        return
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 
@@ -65,6 +92,41 @@ OUT = click.option(
 )
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+SCALE = [
+    click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Run units on a local Dask cluster of N worker processes (0: in this process).",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="Run units on an existing Dask cluster.",
+    ),
+    click.option(
+        "--since",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Backfill: first day of the periods to scan (overrides periods.start).",
+    ),
+    click.option(
+        "--until",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Last day of the periods to scan (overrides periods.end).",
+    ),
+]
+
+
+def scale_options(func: Any) -> Any:
+    for option in reversed(SCALE):
+        func = option(func)
+    return func
+
+
 DETECTOR = click.option(
     "--detector",
     "detector_kind",

@@ -82,3 +82,44 @@ def test_synth_bad_value_is_named(tmp_path: Path) -> None:
     proc = _run("tiles", "synth", "w", "--size-px", "3", cwd=tmp_path)
     assert proc.returncode == 2
     assert "size_px" in proc.stderr and "3" in proc.stderr
+
+
+def _aoi_scan(tmp_path: Path, geometry: dict, *, crs: str | None = None) -> Path:
+    import json
+
+    fc: dict = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": "x", "name": "X"}, "geometry": geometry}]}
+    if crs:
+        fc["crs"] = {"type": "name", "properties": {"name": crs}}
+    (tmp_path / "aoi.geojson").write_text(json.dumps(fc))
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "aoi": {"path": "aoi.geojson", "id_field": "id", "name_field": "name"},
+        "source": {"kind": "local", "path": "scenes"},
+        "periods": {"kind": "quarter", "start": "2024-01-01", "end": "2024-06-30"},
+    }))
+    return cfg
+
+
+def test_aoi_with_swapped_axes_is_refused(tmp_path: Path) -> None:
+    ring = [[lat, lon] for lon, lat in [[-157.5, -6.6], [-157.5, -6.5], [-157.4, -6.5],
+                                        [-157.5, -6.6]]]
+    proc = _run("scan", str(_aoi_scan(tmp_path, {"type": "Polygon", "coordinates": [ring]})),
+                "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "(lat, lon)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_empty_aoi_geometry_is_refused(tmp_path: Path) -> None:
+    proc = _run("scan", str(_aoi_scan(tmp_path, {"type": "Polygon", "coordinates": []})),
+                "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "empty" in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_projected_coordinates_in_geojson_are_refused(tmp_path: Path) -> None:
+    ring = [[500000, 9260000], [510000, 9260000], [510000, 9270000], [500000, 9260000]]
+    proc = _run("scan", str(_aoi_scan(tmp_path, {"type": "Polygon", "coordinates": [ring]})),
+                "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "look like projected coordinates" in proc.stderr and "Traceback" not in proc.stderr

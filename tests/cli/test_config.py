@@ -93,3 +93,17 @@ def test_digest_changes_with_content(tmp_path: Path) -> None:
     b = load_config(_write(tmp_path, _minimal()), overrides={"alerts.min_area_ha": 3})
     assert a.digest() != b.digest()
     assert a.digest() == load_config(_write(tmp_path, _minimal())).digest()
+
+
+def test_source_cache_dir_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    data = _minimal()
+    data["source"] = {"kind": "stac", "url": "http://127.0.0.1:1/v1", "cache_dir": "cache"}
+    config = load_config(_write(tmp_path, data))
+    assert config.source.cache_dir == tmp_path / "cache"
+
+
+def test_shipped_reserve_configs_validate(repo_root: Path) -> None:
+    for name in ("munduruku", "yanomami", "kayapo", "madre-de-dios"):
+        config = load_config(repo_root / "configs" / f"{name}.yaml")
+        assert config.source.kind == "stac", name
+        assert config.aoi.path.is_file(), config.aoi.path

@@ -142,11 +142,15 @@ def test_geopackage_and_csv(demo_run: tuple[Path, dict, object]) -> None:
     assert {"site_id", "alert_class", "status", "area_ha"} <= set(rows[0])
 
 
-def test_second_run_refuses_to_overwrite(demo_run: tuple[Path, dict, object]) -> None:
+def test_second_run_updates_incrementally(demo_run: tuple[Path, dict, object]) -> None:
+    """The same demo again in the same folder reuses every unit: no model work, same alerts."""
     out, _, _ = demo_run
-    before = hashlib.sha256((out / "alerts.geojson").read_bytes()).hexdigest()
+    before = json.loads((out / "alerts.geojson").read_text())["features"]
     proc = _minewatch("demo", "--out", str(out), cwd=out.parent)
-    assert proc.returncode == 1
-    assert "already holds results" in proc.stderr and "--overwrite" in proc.stderr
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no new imagery" in proc.stdout
     assert "Traceback" not in proc.stderr
-    assert hashlib.sha256((out / "alerts.geojson").read_bytes()).hexdigest() == before
+    after = json.loads((out / "alerts.geojson").read_text())["features"]
+    assert hashlib.sha256(json.dumps(after).encode()).hexdigest() == hashlib.sha256(
+        json.dumps(before).encode()
+    ).hexdigest()

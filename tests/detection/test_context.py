@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 
 from detection.context import attribute_aois
@@ -101,3 +103,69 @@ def test_errors_name_the_problem(territory: gpd.GeoDataFrame) -> None:
         attribute_aois(sites, territory.drop(columns="aoi_kind"), buffer_m=10)
     with pytest.raises(DetectionError, match="sites CRS is EPSG:32721; expected EPSG:4326"):
         attribute_aois(sites.to_crs(UTM), territory, buffer_m=10)
+
+
+def test_overlapping_real_and_convention_layers(shared_data: Path, tmp_path: Path) -> None:
+    """The real Munduruku outline (Amazon Mining Watch fields), a WDPA-style protected area and
+    a FUNAI-style territory overlapping it, each read through its field convention."""
+    import json
+
+    from shapely.geometry import box, mapping
+
+    from aoi import load_aoi
+    from aoi.config import AOIConfig
+
+    munduruku = load_aoi(
+        AOIConfig(
+            path=shared_data / "amw" / "boundaries" / "indigenous_territories_impacts.geojson",
+            where="name_field = 'Munduruku'",
+        )
+    )
+
+    def layer(name: str, props: dict, geom: object) -> Path:
+        path = tmp_path / name
+        doc = {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": props, "geometry": mapping(geom)}],
+        }
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        return path
+
+    # Inside Munduruku near the demo area (-57.5, -6.6).
+    wdpa = load_aoi(
+        AOIConfig(
+            path=layer(
+                "wdpa.geojson",
+                {"WDPAID": 555001, "NAME": "Floresta Nacional X", "DESIG_ENG": "National Forest"},
+                box(-57.60, -6.70, -57.50, -6.60),
+            )
+        )
+    )
+    funai = load_aoi(
+        AOIConfig(
+            path=layer(
+                "funai.geojson",
+                {"terrai_cod": "77701", "terrai_nom": "Sai Cinza"},
+                box(-57.55, -6.65, -57.45, -6.55),
+            )
+        )
+    )
+    aois = gpd.GeoDataFrame(pd.concat([munduruku, wdpa, funai], ignore_index=True), crs=4326)
+    assert list(aois["aoi_kind"]) == ["indigenous_land", "protected_area", "indigenous_land"]
+    assert list(aois["aoi_name"]) == ["Munduruku", "Floresta Nacional X", "Sai Cinza"]
+
+    sites = gpd.GeoDataFrame(
+        {"alert_class": ["mining", "mining"], "area_ha": [1.0, 1.0]},
+        geometry=[
+            box(-57.530, -6.630, -57.525, -6.625),  # in all three
+            box(-57.598, -6.698, -57.590, -6.690),  # in Munduruku and the WDPA area only
+        ],
+        crs="EPSG:4326",
+    )
+    out = attribute_aois(sites, aois, buffer_m=1000)
+    # Equal shares: the tie goes to the smaller id; every AOI is listed, best first.
+    assert out["aoi_ids"].iloc[0] == ["29801", "555001", "77701"]
+    assert out["aoi_id"].iloc[0] == "29801" and out["aoi_relation"].iloc[0] == "inside"
+    assert out["aoi_ids"].iloc[1][:2] == ["29801", "555001"]
+    # Depth inside the WDPA box edge is about 220 m; Munduruku's boundary is kilometres away.
+    assert out["distance_to_boundary_m"].iloc[1] > 5_000

@@ -242,3 +242,21 @@ def test_track_of_no_sites_is_empty_with_columns(q3: Period) -> None:
 def test_to_wgs84_helper_is_exact() -> None:
     (geom,) = to_wgs84([utm_box(0, 0, 100, 100)])
     assert -57.01 < geom.centroid.x < -56.99
+
+
+def test_history_carries_area_confidence_and_observed_fraction(q2: Period, q3: Period) -> None:
+    before = _track([("mining", utm_box(0, 0, 200, 200))], None, q2, None)
+    before["observed_fraction"] = [0.25]
+    history = append_history(None, before, q2)
+    now = _track([("mining", utm_box(0, 0, 300, 200))], history, q3, q2)
+    now["observed_fraction"] = [1.0]
+    history = append_history(history, now, q3)
+    rows = history.set_index("period_label")
+    assert list(history["site_id"].unique()) == list(now["site_id"])  # one id, two periods
+    assert rows.loc["2024Q2", "observed_fraction"] == 0.25
+    assert rows.loc["2024Q3", "observed_fraction"] == 1.0
+    assert rows.loc["2024Q3", "confidence"] == 0.8
+    assert rows.loc["2024Q3", "area_ha"] == pytest.approx(6.0, rel=1e-3)
+    # Without the column (a caller that has no coverage): NaN, never a made-up value.
+    bare = append_history(None, _track([("mining", utm_box(0, 0, 100, 100))], None, q2, None), q2)
+    assert bare["observed_fraction"].isna().all()

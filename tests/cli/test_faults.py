@@ -1,0 +1,64 @@
+"""Faults inside a scan: what was not observed is said so, never reported as "no mining"."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aoi.grid import GridCell
+from detection.config import load_config
+from detection.scan import run_scan
+from models.indices import IndexDetector
+from tests.cli.conftest import small_config
+from tiles.scene import Scene, SceneInfo
+from tiles.sources import SyntheticSource
+
+
+class _FaultySource(SyntheticSource):
+    """The synthetic world, with every scene of one quarter turned into a fault."""
+
+    fault = "cloud"
+
+    def read(self, info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scene:
+        scene = super().read(info, cell, bands=bands)
+        if info.datetime.month < 7:  # only the last quarter (2024Q3) is hit
+            return scene
+        if self.fault == "cloud":  # SCL says high-probability cloud everywhere
+            scl = np.full(scene.valid.shape, 9, dtype=np.uint8)
+            return dataclasses.replace(scene, scl=scl)
+        # nodata-only: the sensor saw nothing (swath edge)
+        data = np.full_like(scene.data, np.nan)
+        return dataclasses.replace(scene, data=data, valid=np.zeros_like(scene.valid))
+
+
+@pytest.mark.parametrize("fault", ["cloud", "nodata"])
+def test_unobserved_last_period_is_not_observed_not_no_change(
+    fault: str, small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(small_config(tmp_path, world=small_world))
+    monkeypatch.setattr(_FaultySource, "fault", fault)
+    monkeypatch.setattr(
+        "detection.scan.open_source",
+        lambda config, *, workdir, progress=None: _FaultySource(
+            config.path, config.world, progress=progress
+        ),
+    )
+    with pytest.warns(UserWarning, match="not observed"):
+        result = run_scan(cfg, detector=IndexDetector(), out_dir=tmp_path / "out")
+    assert result.observed_fraction["2024Q3"] == 0.0
+    assert result.observed_fraction["2024Q2"] > 0.5
+    # No alert claims a site in the last period, and the coverage layer says why.
+    assert result.alerts.empty
+    import pyogrio
+
+    coverage = pyogrio.read_dataframe(tmp_path / "out" / "alerts.gpkg", layer="coverage")
+    last = coverage[coverage["period"] == "2024Q3"]
+    # chips with imagery say "not_observed"; chips past the world's edge say "no_imagery"
+    assert "not_observed" in set(last["status"])
+    assert set(last["status"]) <= {"not_observed", "no_imagery"}
+    fc = result.feature_collection
+    assert fc["type"] == "FeatureCollection" and fc["features"] == []

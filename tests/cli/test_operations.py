@@ -1,0 +1,215 @@
+"""Scheduled-scan guarantees: incremental, idempotent, locked, resumable, partial failures, Dask."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detection.lock import output_lock
+from tests.cli.conftest import features, minewatch, small_config
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, small_world: Path) -> Path:
+    """One uninterrupted in-process scan, the yardstick of the others."""
+    folder = tmp_path_factory.mktemp("reference")
+    cfg = small_config(folder, world=small_world)
+    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["units_computed"] > 0 and summary["alerts"] > 0
+    return folder / "out"
+
+
+def test_rerun_does_no_model_work_and_is_byte_identical(reference: Path) -> None:
+    before = features(reference)
+    cfg = reference.parent / "scan.yaml"
+    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=reference.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["units_computed"] == 0 and summary["units_reused"] > 0
+    after = features(reference)
+    assert json.dumps(after) == json.dumps(before)
+    text = minewatch("scan", str(cfg), "--out", "out", cwd=reference.parent).stdout
+    assert "no new imagery" in text
+
+
+def test_runs_list_and_show_read_the_store(reference: Path) -> None:
+    proc = minewatch("runs", "list", str(reference), "--json", cwd=reference.parent)
+    assert proc.returncode == 0
+    runs = json.loads(proc.stdout)
+    assert len(runs) >= 1 and runs[0]["outcome"] == "success"
+    shown = minewatch("runs", "show", str(reference), cwd=reference.parent)
+    assert shown.returncode == 0 and "units:" in shown.stdout
+    missing = minewatch("runs", "show", str(reference), "nosuchrun", cwd=reference.parent)
+    assert missing.returncode == 1 and "no run 'nosuchrun'" in missing.stderr
+
+
+def test_another_scans_folder_needs_overwrite(
+    reference: Path, small_world: Path, tmp_path: Path
+) -> None:
+    cfg = small_config(tmp_path, world=small_world, alerts__min_area_ha=2.0)
+    proc = minewatch("scan", str(cfg), "--out", str(reference), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "already holds results of another scan" in proc.stderr
+    assert "--overwrite" in proc.stderr
+
+
+def test_a_locked_folder_is_refused(small_world: Path, tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, world=small_world)
+    with output_lock(tmp_path / "out"):
+        proc = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"another scan (pid {os.getpid()}" in proc.stderr
+    assert not (tmp_path / "out" / "alerts.geojson").exists()
+
+
+def test_kill_9_then_resume_gives_the_same_alerts(
+    reference: Path, small_world: Path, tmp_path: Path
+) -> None:
+    cfg = small_config(tmp_path, world=small_world)
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minewatch", "scan", str(cfg), "--out", "out"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    units = tmp_path / "out" / "units"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(units.glob("*/*.json"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "alerts.geojson").exists(), "killed before the end"
+    done = len(list(units.glob("*/*.json")))
+    resumed = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout)
+    assert summary["units_reused"] == done
+    assert json.dumps(features(tmp_path / "out")) == json.dumps(features(reference))
+    # no temporary file survives the kill and the resume
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_dask_local_cluster_gives_the_same_alerts(
+    reference: Path, small_world: Path, tmp_path: Path
+) -> None:
+    cfg = small_config(tmp_path, world=small_world)
+    proc = minewatch("scan", str(cfg), "--out", "out", "--workers", "2", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["units_computed"] > 0
+    assert json.dumps(features(tmp_path / "out")) == json.dumps(features(reference))
+
+
+def test_unreachable_scheduler_is_one_line(small_world: Path, tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, world=small_world)
+    proc = minewatch(
+        "scan",
+        str(cfg),
+        "--out",
+        "out",
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "cannot reach the Dask scheduler 'tcp://127.0.0.1:9'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_log_lines(reference: Path) -> None:
+    proc = minewatch(
+        "-v", "--log-format", "json", "runs", "list", str(reference), cwd=reference.parent
+    )
+    cfg = reference.parent / "scan.yaml"
+    proc = minewatch(
+        "-v", "--log-format", "json", "scan", str(cfg), "--out", "out", cwd=reference.parent
+    )
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    assert any("no new imagery" in x["message"] for x in lines)
+
+
+def test_full_disk_fails_cleanly_and_keeps_earlier_outputs(
+    reference: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing the outputs: the run is marked failed, earlier files stay whole."""
+    import detection.exports
+    from detection.config import load_config
+    from detection.scan import run_scan
+    from detection.store import RunStore
+    from models.indices import IndexDetector
+
+    before = (reference / "alerts.geojson").read_bytes()
+    config = load_config(reference.parent / "scan.yaml")
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(detection.exports, "write_text_atomic", no_space)
+    monkeypatch.setattr("detection.scan.write_geojson", lambda path, fc: no_space())
+    with pytest.raises(OSError, match="No space left on device"):
+        run_scan(config, detector=IndexDetector(), out_dir=reference)
+    assert (reference / "alerts.geojson").read_bytes() == before
+    assert RunStore(reference).list_runs()[-1]["outcome"] == "failed"
+
+
+def test_low_free_space_is_refused_before_work(
+    reference: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as sh
+
+    from detection.config import load_config
+    from detection.errors import DetectionError
+    from detection.scan import run_scan
+    from models.indices import IndexDetector
+
+    usage = sh.disk_usage(reference)
+    monkeypatch.setattr(
+        "detection.scan.shutil.disk_usage", lambda p: usage._replace(free=50 * 2**20)
+    )
+    with pytest.raises(DetectionError, match=r"only 50 MB free .* needs at least 200 MB"):
+        run_scan(
+            load_config(reference.parent / "scan.yaml"), detector=IndexDetector(), out_dir=reference
+        )
+
+
+def test_truncated_scene_is_a_partial_failure_retried_next_run(
+    reference: Path, small_world: Path, tmp_path: Path
+) -> None:
+    """A truncated COG: exit 3, the reason in the summary and the run store; fixed, it is used."""
+    import shutil as sh
+
+    world = tmp_path / "world"
+    sh.copytree(small_world, world)
+    victim = sorted((world / "scenes").glob("*.tif"))[-1]
+    original = victim.read_bytes()
+    victim.write_bytes(original[: len(original) // 2])
+    cfg = small_config(tmp_path, world=world)
+    proc = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert f"scene skipped: {victim}" in proc.stdout
+    assert "truncated" in proc.stdout
+    shown = minewatch("runs", "show", "out", cwd=tmp_path)
+    assert "partial" in shown.stdout and victim.name in shown.stdout
+    # Nothing was lost: alerts were still written from the scenes that could be read.
+    assert (tmp_path / "out" / "alerts.geojson").is_file()
+
+    victim.write_bytes(original)
+    again = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout)
+    assert summary["outcome"] == "success" and summary["units_computed"] > 0
+    assert json.dumps(features(tmp_path / "out")) == json.dumps(features(reference))

@@ -1,0 +1,146 @@
+"""Evidence chips: before/after PNGs from the right periods, polygon drawn, provenance kept."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from PIL import Image
+
+from detection.errors import DetectionError
+from detection.evidence import OUTLINE_RGB, period_overlay, scene_date, write_evidence
+from tests.detection.conftest import to_wgs84, utm_box
+from tests.detection.rasters import scene_ids, write_units
+from tiles.periods import Period
+
+#: The planted change: a 200 m square of bare sediment in chip T1, and a strip across T1/T2.
+SQUARE = (200.0, 200.0, 200.0, 200.0)
+STRIP = (1180.0, 300.0, 200.0, 100.0)
+
+
+@pytest.fixture
+def units(tmp_path: Path, q2: Period, q3: Period) -> Path:
+    units_dir = tmp_path / "units"
+    write_units(units_dir, q2, cloud_rows=3)
+    write_units(units_dir, q3, bare=[SQUARE, STRIP])
+    return units_dir
+
+
+def _alerts(*boxes: tuple[float, float, float, float]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {"site_id": [f"mw-m-{i:08x}" for i in range(len(boxes))]},
+        geometry=to_wgs84([utm_box(*b) for b in boxes]),
+        crs="EPSG:4326",
+    )
+
+
+def _outline_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Row/col bounds of the pixels in the outline colour."""
+    rows, cols = np.nonzero((image == OUTLINE_RGB).all(axis=-1))
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def test_chips_show_before_and_after_with_the_polygon(
+    units: Path, q2: Period, q3: Period, tmp_path: Path
+) -> None:
+    out = write_evidence(
+        _alerts(SQUARE), units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path
+    )
+    ev = out["evidence"].iloc[0]
+    for key in ("before_true_colour", "after_true_colour", "before_swir", "after_swir"):
+        assert ev[key] == f"evidence/mw-m-00000000/{key}.png"
+        assert (tmp_path / ev[key]).is_file()
+    after = np.asarray(Image.open(tmp_path / ev["after_true_colour"]).convert("RGB"))
+    before = np.asarray(Image.open(tmp_path / ev["before_true_colour"]).convert("RGB"))
+    # Window 800 m (min extent) = 80 px, enlarged x3 = 240 px; the 200 m site is 60 px wide,
+    # centred: the outline's box is there, within the line width.
+    assert after.shape == (240, 240, 3)
+    top, bottom, left, right = _outline_box(after)
+    for got, want in ((top, 90), (bottom, 150), (left, 90), (right, 150)):
+        assert abs(got - want) <= 2, (top, bottom, left, right)
+    assert _outline_box(before) == (top, bottom, left, right)
+    # Inside the site: bright sediment after, dark forest before (one shared stretch).
+    assert after[100:140, 100:140].mean() > 150 > 60 > before[100:140, 100:140].mean()
+    # Provenance: scenes and dates of each side's own period.
+    assert ev["after_scene_ids"] == sorted(scene_ids("T1", q3))
+    assert ev["before_scene_ids"] == sorted(scene_ids("T1", q2))
+    assert ev["after_scene_dates"] == ["2024-07-05", "2024-07-20"]
+    assert ev["before_scene_dates"] == ["2024-04-05", "2024-04-20"]
+    assert (ev["after_period_start"], ev["after_period_end"]) == ("2024-07-01", "2024-09-30")
+    assert (ev["before_period_start"], ev["before_period_end"]) == ("2024-04-01", "2024-06-30")
+    assert ev["after_observed_fraction"] == 1.0
+    assert ev["bands"] == {"true_colour": "B04,B03,B02", "swir": "B12,B08,B04"}
+
+
+def test_site_across_two_chips_is_mosaicked(
+    units: Path, q2: Period, q3: Period, tmp_path: Path
+) -> None:
+    out = write_evidence(
+        _alerts(STRIP), units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path
+    )
+    ev = out["evidence"].iloc[0]
+    assert ev["after_scene_ids"] == sorted(scene_ids("T1", q3) + scene_ids("T2", q3))
+    after = np.asarray(Image.open(tmp_path / ev["after_swir"]).convert("RGB"))
+    top, bottom, left, right = _outline_box(after)
+    centre = after[(top + bottom) // 2, left + 4 : right - 4]
+    # Sediment on both sides of the chip edge (no nodata seam in the middle of the site).
+    assert not (centre == (60, 60, 60)).all(axis=-1).any()
+
+
+def test_no_previous_period(units: Path, q3: Period, tmp_path: Path) -> None:
+    out = write_evidence(
+        _alerts(SQUARE), units_dir=units, period=q3, previous_period=None, out_dir=tmp_path
+    )
+    ev = out["evidence"].iloc[0]
+    assert ev["before_true_colour"] is None and ev["before_swir"] is None
+    assert ev["before_scene_ids"] == [] and ev["after_true_colour"] is not None
+
+
+def test_composite_of_another_period_is_not_used(
+    tmp_path: Path, q1: Period, q2: Period, q3: Period, caplog: pytest.LogCaptureFixture
+) -> None:
+    units_dir = tmp_path / "units"
+    write_units(units_dir, q3, bare=[SQUARE])
+    write_units(units_dir, q2, tag_period=q1)  # a q1 composite misfiled under 2024Q2
+    with caplog.at_level(logging.WARNING, logger="detection.evidence"):
+        out = write_evidence(
+            _alerts(SQUARE), units_dir=units_dir, period=q3, previous_period=q2, out_dir=tmp_path
+        )
+    assert out["evidence"].iloc[0]["before_true_colour"] is None
+    assert "not period 2024Q2" in caplog.text
+
+
+def test_existing_evidence_keys_are_kept_and_errors(
+    units: Path, q2: Period, q3: Period, tmp_path: Path
+) -> None:
+    alerts = _alerts(SQUARE)
+    alerts["evidence"] = [{"field_photo": "photos/1.jpg"}]
+    out = write_evidence(alerts, units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path)
+    assert out["evidence"].iloc[0]["field_photo"] == "photos/1.jpg"
+    with pytest.raises(DetectionError, match="lack 'site_id'"):
+        write_evidence(
+            alerts.drop(columns="site_id"),
+            units_dir=units,
+            period=q3,
+            previous_period=q2,
+            out_dir=tmp_path,
+        )
+    with pytest.raises(DetectionError, match="chip_px 4"):
+        write_evidence(
+            alerts, units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path, chip_px=4
+        )
+
+
+def test_period_overlay_and_scene_dates(units: Path, q3: Period) -> None:
+    overlay = period_overlay(units, q3, max_px=64)
+    assert overlay is not None and overlay.mime == "image/webp"
+    assert max(overlay.width, overlay.height) == 64
+    west, south, east, north = overlay.bbox
+    assert -57.01 < west < east < -56.97 and -7.01 < south < north < -6.98
+    assert scene_date("S2B_MSIL2A_20240408T135538_N0510_R067_T21MVN_20240408T185244") == (
+        "2024-04-08"
+    )
+    assert scene_date("LC08_L2SP_001002") is None
