@@ -7,15 +7,14 @@ output folder is relative to the working directory.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aoi.config import AOIConfig
+from aoi.configfile import format_validation_error, read_config_file
 from detection.errors import ConfigError
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
@@ -82,39 +81,13 @@ class ScanConfig(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def resolve_path(value: str | Path, *, base: Path) -> Path:
-    """Resolve a config path: ``package:NAME/REL`` inside an installed package, else relative to
-    ``base``.
-
-    Raises:
-        ConfigError: the package does not exist.
-    """
-    text = str(value)
-    if text.startswith("package:"):
-        package, _, rel = text[len("package:") :].partition("/")
-        try:
-            root = importlib.resources.files(package)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"path {text!r}: no installed package {package!r}; "
-                "expected 'package:NAME/PATH' with NAME one of aoi, tiles, models"
-            ) from exc
-        return Path(str(root.joinpath(rel)))
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
-def _format_validation_error(exc: ValidationError, source: Path) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return f"{source}: unknown key {key!r}; remove it or check its spelling"
-    if kind == "missing":
-        return f"{source}: missing key {key!r}"
-    got = first.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{source}: key {key!r}: {first['msg']}{got_text}"
+#: Config keys that hold input paths (resolved against the config file's folder).
+INPUT_KEYS = (
+    ("aoi", "path"),
+    ("detector", "checkpoint"),
+    ("source", "path"),
+    ("source", "cache_dir"),
+)
 
 
 def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> ScanConfig:
@@ -129,46 +102,17 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
             file and the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {str(path)!r} does not exist; pass a YAML file (see configs/)"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (aoi, source, periods, ...)")
-    for key, value in (overrides or {}).items():
-        _set_nested(raw, key, value)
-    base = path.resolve().parent
-    _resolve_inputs(raw, base)
+    raw = read_config_file(
+        path,
+        error=ConfigError,
+        input_keys=INPUT_KEYS,
+        overrides=overrides,
+        sections_hint="sections (aoi, source, periods, ...)",
+    )
     try:
         return ScanConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, path)) from exc
-
-
-def _set_nested(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def _resolve_inputs(raw: dict[str, Any], base: Path) -> None:
-    aoi = raw.get("aoi")
-    if isinstance(aoi, dict) and isinstance(aoi.get("path"), str):
-        aoi["path"] = str(resolve_path(aoi["path"], base=base))
-    detector = raw.get("detector")
-    if isinstance(detector, dict) and isinstance(detector.get("checkpoint"), str):
-        detector["checkpoint"] = str(resolve_path(detector["checkpoint"], base=base))
-    source = raw.get("source")
-    if isinstance(source, dict):
-        for key in ("path", "cache_dir"):
-            if isinstance(source.get(key), str):
-                source[key] = str(resolve_path(source[key], base=base))
+        raise ConfigError(format_validation_error(exc, path)) from exc
 
 
 def default_config_dir() -> Path:

@@ -22,6 +22,7 @@ from minewatch.cli_alerts import alerts
 from minewatch.cli_aoi import aoi
 from minewatch.cli_runs import runs
 from minewatch.cli_tiles import tiles
+from minewatch.cli_train import dataset, evaluate, train
 from minewatch.console import (
     DETECTOR,
     JSON,
@@ -251,6 +252,9 @@ cli.add_command(tiles)
 cli.add_command(runs)
 cli.add_command(aoi)
 cli.add_command(alerts)
+cli.add_command(train)
+cli.add_command(evaluate)
+cli.add_command(dataset)
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -103,7 +103,9 @@ class CheckpointMetadata:
         }
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any], *, where: str = "checkpoint") -> CheckpointMetadata:
+    def from_dict(
+        cls, value: Mapping[str, Any], *, where: str = "checkpoint"
+    ) -> CheckpointMetadata:
         """Read :meth:`as_dict` output.
 
         Raises:
@@ -157,7 +159,7 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
         h.update(key.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -209,6 +211,9 @@ def save_checkpoint(
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint ({exc})") from exc

@@ -135,5 +135,7 @@ def normalization_from_images(
     std = np.maximum(values.std(axis=1), 1e-4)
     log.info("normalization from %d pixels: mean %s, std %s", values.shape[1], mean, std)
     return Normalization(
-        tuple(bands), tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+        tuple(bands),
+        tuple(round(float(m), 6) for m in mean),
+        tuple(round(float(s), 6) for s in std),
     )

@@ -229,6 +229,7 @@ def load_encoder_weights(
         raise CheckpointError(f"{path}: expected a state dict, got {type(raw).__name__}")
     encoder: nn.Module = model.encoder  # type: ignore[assignment]
     target = encoder.state_dict()
+    first_conv = next(k for k, v in target.items() if v.ndim == 4)
     loaded: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     for key, tensor in raw.items():
@@ -245,7 +246,10 @@ def load_encoder_weights(
             skipped.append(str(key))
             continue
         want = target[name]
-        if tensor.shape != want.shape and tensor.ndim == 4 and tensor.shape[0] == want.shape[0]:
+        by_name = bands is not None and file_bands is not None
+        if name == first_conv and tensor.ndim == 4 and tensor.shape[0] == want.shape[0] and (
+            tensor.shape != want.shape or by_name
+        ):
             tensor = _adapt_first_conv(tensor, want.shape[1], bands, file_bands, path)
         if tensor.shape != want.shape:
             skipped.append(f"{key} {tuple(tensor.shape)} != {tuple(want.shape)}")
@@ -313,7 +317,7 @@ class ShippedModel:
 DEFAULT_MODEL = ShippedModel(
     name="minewatch-unet-slim-synthetic",
     filename="minewatch-unet-slim-synthetic.pt",
-    weights_sha256="TO-BE-FILLED",
+    weights_sha256="cd276f481338ace63f0ed008be7b115e09b82d8a34b712dc0a05d8a95132131d",
 )
 
 

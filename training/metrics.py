@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import geopandas as gpd
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,90 @@ def match_sites(predicted: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> SiteSco
         predicted_total=len(pred),
         predicted_correct=int(kept.index.nunique()),
     )
+
+
+# ------------------------------------------------------------------------- pixel metrics
+@dataclass(frozen=True)
+class ClassScores:
+    """Pixel scores of one class (one-vs-rest from a confusion matrix).
+
+    Attributes:
+        name: the class.
+        tp: true positive pixels.
+        fp: false positive pixels.
+        fn: false negative pixels.
+    """
+
+    name: str
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        denom = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denom if denom else 0.0
+
+    @property
+    def iou(self) -> float:
+        return self.tp / (self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+            "iou": round(self.iou, 4),
+            "support": self.tp + self.fn,
+            "predicted": self.tp + self.fp,
+        }
+
+
+class ConfusionMatrix:
+    """Pixel confusion matrix, rows = truth, columns = prediction.
+
+    Args:
+        classes: class names, index = code.
+        ignore_index: truth code that is not counted.
+    """
+
+    def __init__(self, classes: tuple[str, ...], *, ignore_index: int = 255) -> None:
+        self.classes = classes
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+
+    def update(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        """Add pixels; truth ``ignore_index`` pixels (and predictions outside the classes) are
+        skipped.
+
+        Raises:
+            ValueError: shapes differ.
+        """
+        if predicted.shape != truth.shape:
+            raise ValueError(f"confusion: prediction {predicted.shape} vs truth {truth.shape}")
+        k = len(self.classes)
+        t = truth.reshape(-1).astype(np.int64)
+        p = predicted.reshape(-1).astype(np.int64)
+        keep = (t != self.ignore_index) & (t >= 0) & (t < k) & (p >= 0) & (p < k)
+        self.matrix += np.bincount(t[keep] * k + p[keep], minlength=k * k).reshape(k, k)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        self.matrix += other.matrix
+
+    def scores(self, name: str) -> ClassScores:
+        i = self.classes.index(name)
+        tp = int(self.matrix[i, i])
+        return ClassScores(
+            name, tp, int(self.matrix[:, i].sum()) - tp, int(self.matrix[i, :].sum()) - tp
+        )
+
+    def as_dict(self) -> dict[str, dict[str, float | int]]:
+        return {c: self.scores(c).as_dict() for c in self.classes}

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detection.config import ConfigError, load_config, resolve_path
+from aoi.configfile import resolve_path
+from detection.config import ConfigError, load_config
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -84,8 +85,10 @@ def test_overrides_beat_the_file(tmp_path: Path) -> None:
 
 
 def test_package_path_unknown_package(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no installed package 'nosuchpkg'"):
+    with pytest.raises(ValueError, match="no installed package 'nosuchpkg'"):
         resolve_path("package:nosuchpkg/x.geojson", base=tmp_path)
+    with pytest.raises(ConfigError, match="no installed package 'nosuchpkg'"):
+        load_config(_write(tmp_path, _minimal("package:nosuchpkg/x.geojson")))
 
 
 def test_digest_changes_with_content(tmp_path: Path) -> None:

@@ -71,7 +71,11 @@ def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, obje
         "source",
     }
     assert meta["period"] == {"start": "2024-07-01", "end": "2024-09-30"}
-    assert meta["model"]["name"] == "indices" and len(meta["model"]["sha256"]) == 64
+    # the shipped network is the demo's default detector (issue 4)
+    from models.registry import DEFAULT_MODEL
+
+    assert meta["model"]["name"] == "minewatch-unet-slim-synthetic"
+    assert meta["model"]["sha256"] == DEFAULT_MODEL.weights_sha256
     for feat in fc["features"]:
         props = feat["properties"]
         assert feat["id"] == props["site_id"]

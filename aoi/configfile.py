@@ -1,0 +1,91 @@
+"""Reading YAML config files: one set of rules for every config of the project.
+
+Relative input paths resolve against the config file's folder; ``package:NAME/PATH`` names a file
+shipped inside an installed package (``package:aoi/data/munduruku.geojson``); dotted overrides
+(flags) beat the file; a validation error becomes one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+
+def resolve_path(value: str | Path, *, base: Path) -> Path:
+    """Resolve a config path: ``package:NAME/REL`` inside an installed package, else relative to
+    ``base``.
+
+    Raises:
+        ValueError: ``NAME`` is not an installed package.
+    """
+    text = str(value)
+    if text.startswith("package:"):
+        package, _, rel = text[len("package:") :].partition("/")
+        try:
+            root = importlib.resources.files(package)
+        except ModuleNotFoundError as exc:
+            raise ValueError(
+                f"path {text!r}: no installed package {package!r}; "
+                "expected 'package:NAME/PATH' with NAME one of aoi, tiles, models"
+            ) from exc
+        return Path(str(root.joinpath(rel)))
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def read_config_file(
+    path: Path,
+    *,
+    error: type[Exception],
+    input_keys: Iterable[tuple[str, ...]] = (),
+    overrides: dict[str, Any] | None = None,
+    sections_hint: str = "sections",
+) -> dict[str, Any]:
+    """Read a YAML mapping, apply dotted ``overrides`` and resolve the paths at ``input_keys``.
+
+    Raises:
+        error: the file is missing, is not YAML, is not a mapping, or names an unknown package.
+    """
+    if not path.is_file():
+        raise error(f"config file {str(path)!r} does not exist; pass a YAML file (see configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of {sections_hint}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    base = path.resolve().parent
+    for keys in input_keys:
+        found: Any = raw
+        for key in keys[:-1]:
+            found = found.get(key) if isinstance(found, dict) else None
+        if isinstance(found, dict) and isinstance(found.get(keys[-1]), str):
+            try:
+                found[keys[-1]] = str(resolve_path(found[keys[-1]], base=base))
+            except ValueError as exc:
+                raise error(str(exc)) from exc
+    return raw
+
+
+def format_validation_error(exc: ValidationError, source: Path) -> str:
+    """The first validation error as one line naming the file, the key and the value."""
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}; remove it or check its spelling"
+    if first["type"] == "missing":
+        return f"{source}: missing key {key!r}"
+    got = first.get("input")
+    got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{source}: key {key!r}: {first['msg']}{got_text}"

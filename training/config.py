@@ -1,0 +1,273 @@
+"""Training and evaluation configs (``minewatch train`` / ``evaluate`` YAML), validated.
+
+Input paths (chip folders, scenes, labels, checkpoints, encoder weights) are relative to the
+config file; output paths (``output.folder``, ``data.workdir``) are relative to the working
+directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aoi.configfile import format_validation_error, read_config_file
+from models.registry import DEFAULT_BANDS
+from tiles.bands import DEFAULT_MASKED_SCL, check_band_names
+from tiles.synthetic import WorldSpec
+from training.errors import TrainConfigError
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+TrainingClass = Literal["background", "mining", "deforestation", "ignore"]
+
+
+def _default_class_map() -> dict[str, TrainingClass]:
+    return {"mining": "mining", "deforestation": "deforestation", "background": "background"}
+
+
+def _test_split() -> list[Split]:
+    return ["test"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """Which network to train."""
+
+    name: str = "minewatch-unet"
+    version: str = "0.1.0"
+    architecture: str = "unet-slim"
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the architecture's default options (see ``models.registry``)."""
+    encoder_weights: Path | None = None
+    """A local state dict to initialise the encoder (e.g. SSL4EO-S12 ResNet weights)."""
+    encoder_bands: list[str] | None = None
+    """Bands of the encoder weights' first convolution, to pick channels by name."""
+
+
+class CompositeOptions(_Strict):
+    """How scenes become period composites (as a scan does it)."""
+
+    method: Literal["median", "best"] = "median"
+    masked_scl: list[int] = Field(default_factory=lambda: list(DEFAULT_MASKED_SCL))
+    dilation_px: int = Field(default=1, ge=0)
+
+
+class RegionSplit(_Strict):
+    """Which regions go to validation and test: explicit names, or shares of the regions."""
+
+    val: list[str] | float = 0.15
+    test: list[str] | float = 0.15
+    seed: int = 0
+
+
+class SyntheticRegion(_Strict):
+    """One synthetic world: a region of its own."""
+
+    name: str | None = None
+    """Region name (default ``seed-<seed>``)."""
+    split: Split = "train"
+    world: WorldSpec
+
+    @property
+    def region(self) -> str:
+        return self.name or f"seed-{self.world.seed}"
+
+
+class SyntheticData(_Strict):
+    """Labelled data form (c): synthetic worlds, generated on first use into ``workdir``."""
+
+    kind: Literal["synthetic"]
+    workdir: Path = Path("minewatch-worlds")
+    regions: list[SyntheticRegion]
+
+
+class ChipsData(_Strict):
+    """Labelled data form (a): a chip folder of image + mask GeoTIFF pairs (``chips.csv``)."""
+
+    kind: Literal["chips"]
+    folder: Path
+
+
+class ScenesData(_Strict):
+    """Labelled data form (b): scenes of a local folder plus label polygons."""
+
+    kind: Literal["scenes"]
+    scenes: Path
+    """A folder of scenes in the ``local`` source format."""
+    labels: Path
+    """GeoJSON / GeoPackage of label polygons."""
+    class_field: str = "class"
+    class_map: dict[str, TrainingClass] = Field(default_factory=_default_class_map)
+    """Values of ``class_field`` -> training class; other values are ``background``."""
+    region_field: str | None = None
+    """Field naming each polygon's region (default: one region per label file)."""
+    period_start: str
+    period_end: str
+    """The period the labels describe (ISO dates); its scenes are composited."""
+    margin_m: float = Field(default=1000.0, ge=0)
+    """Imagery around each region's labels."""
+    split: RegionSplit = Field(default_factory=RegionSplit)
+
+
+DataConfig = Annotated[ChipsData | ScenesData | SyntheticData, Field(discriminator="kind")]
+
+
+class SamplingConfig(_Strict):
+    patch_size_px: int = Field(default=128, ge=16)
+    patches_per_epoch: int = Field(default=1024, ge=1)
+    positive_share: float = Field(default=0.5, ge=0, le=1)
+    """Share of random patches centred on a mining or deforestation pixel."""
+    edge_share: float = Field(default=0.1, ge=0, le=1)
+    """Share of patches allowed to hang over an image edge (NaN there, as at AOI edges)."""
+    val_stride_px: int | None = None
+    """Stride of the grid windows of validation (default: the patch size)."""
+
+
+class AugmentConfig(_Strict):
+    flips: bool = True
+    rot90: bool = True
+    gain_sigma: float = Field(default=0.06, ge=0)
+    """Std of a random gain shared by all bands (illumination)."""
+    band_gain_sigma: float = Field(default=0.03, ge=0)
+    """Std of a random gain per band (calibration, atmosphere)."""
+    offset_sigma: float = Field(default=0.005, ge=0)
+    """Std of a random reflectance offset per band (haze)."""
+    noise_sigma: float = Field(default=0.003, ge=0)
+    """Std of per-pixel Gaussian noise (reflectance)."""
+
+
+class OptimConfig(_Strict):
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimiser steps (for smoke tests)."""
+
+
+class LossConfig(_Strict):
+    kind: Literal["dice_ce", "dice_focal"] = "dice_ce"
+    class_weights: list[float] = Field(default_factory=lambda: [1.0, 2.0, 2.0])
+    dice_weight: float = Field(default=1.0, ge=0)
+    focal_gamma: float = Field(default=2.0, ge=0)
+
+
+class OutputConfig(_Strict):
+    folder: Path = Path("minewatch-train")
+
+
+class TrainConfig(_Strict):
+    """Everything ``minewatch train`` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    bands: list[str] = Field(default_factory=lambda: list(DEFAULT_BANDS))
+    data: DataConfig
+    composite: CompositeOptions = Field(default_factory=CompositeOptions)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    """Mixed precision on CUDA (bf16 autocast); ignored on CPU."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads (default: torch's choice)."""
+    half_checkpoint: bool = False
+    """Store the final weights as float16 (halves the file)."""
+    resume: Path | None = None
+    """Continue from this ``last.pt`` (its optimiser state, epoch and seed)."""
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("bands")
+    @classmethod
+    def _check_bands(cls, value: list[str]) -> list[str]:
+        check_band_names(value)
+        if len(set(value)) != len(value):
+            raise ValueError(f"bands {value}: a band is listed twice")
+        return value
+
+
+class EvaluateConfig(_Strict):
+    """Everything ``minewatch evaluate`` needs."""
+
+    checkpoint: Path | None = None
+    """The checkpoint to evaluate (default: the shipped model)."""
+    data: DataConfig
+    splits: list[Split] = Field(default_factory=_test_split)
+    composite: CompositeOptions = Field(default_factory=CompositeOptions)
+    probability_threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_site_area_ha: float = Field(default=0.5, ge=0)
+    baseline: bool = True
+    """Also evaluate the spectral-index detector on the same data."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    n_examples: int = Field(default=4, ge=0)
+    """Predictions drawn in ``predictions.png``."""
+    output: OutputConfig = Field(
+        default_factory=lambda: OutputConfig(folder=Path("minewatch-eval"))
+    )
+
+
+_INPUT_KEYS = {
+    ("data", "folder"),
+    ("data", "scenes"),
+    ("data", "labels"),
+    ("model", "encoder_weights"),
+    ("resume",),
+    ("checkpoint",),
+}
+
+
+def load_train_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a training config.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys replacing the file's values (flags beat the file).
+
+    Raises:
+        TrainConfigError: the file is missing, not YAML, or does not validate (names the key).
+    """
+    path = Path(path)
+    raw = read_config_file(
+        path,
+        error=TrainConfigError,
+        input_keys=_INPUT_KEYS,
+        overrides=overrides,
+        sections_hint="sections (model, data, ...)",
+    )
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TrainConfigError(format_validation_error(exc, path)) from exc
+
+
+def load_evaluate_config(
+    path: str | Path, *, overrides: dict[str, Any] | None = None
+) -> EvaluateConfig:
+    """Read and validate an evaluation config.
+
+    Raises:
+        TrainConfigError: the file is missing, not YAML, or does not validate (names the key).
+    """
+    path = Path(path)
+    raw = read_config_file(
+        path,
+        error=TrainConfigError,
+        input_keys=_INPUT_KEYS,
+        overrides=overrides,
+        sections_hint="sections (model, data, ...)",
+    )
+    try:
+        return EvaluateConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TrainConfigError(format_validation_error(exc, path)) from exc
