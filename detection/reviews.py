@@ -369,6 +369,11 @@ def read_alerts(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFra
         raise DetectionError(f"alerts {path}: cannot read: {exc}") from exc
     if frame.crs is None:
         frame = frame.set_crs(4326)
+    # GDAL reads the GeoJSON's dates as strings and the GeoPackage's as datetimes: compare them
+    # as the contract writes them, YYYY-MM-DD.
+    for name in frame.columns:
+        if name != frame.geometry.name and pd.api.types.is_datetime64_any_dtype(frame[name]):
+            frame[name] = [_date_text(v) for v in frame[name]]
     if "site_id" not in frame.columns and not gpkg:
         frame = _with_feature_ids(frame, path)
     if "site_id" not in frame.columns:

@@ -20,6 +20,7 @@ from aoi.errors import AOIError
 from detection.errors import DetectionError
 from minewatch.cli_alerts import alerts
 from minewatch.cli_aoi import aoi
+from minewatch.cli_report import report
 from minewatch.cli_runs import runs
 from minewatch.cli_tiles import tiles
 from minewatch.cli_train import dataset, evaluate, train
@@ -255,6 +256,7 @@ cli.add_command(alerts)
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(dataset)
+cli.add_command(report)
 
 
 # ------------------------------------------------------------------------------------- errors

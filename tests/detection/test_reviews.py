@@ -169,6 +169,16 @@ def test_diff_reports_new_removed_changed(
     assert json.loads(same.output)["unchanged"] == 3
 
 
+def test_diff_of_the_same_alerts_as_geojson_and_geopackage_is_empty(
+    gpkg: Path, alerts: gpd.GeoDataFrame, metadata: dict, tmp_path: Path
+) -> None:
+    """Dates come back as datetimes from a GeoPackage and as text from GeoJSON: no change."""
+    as_json = tmp_path / "a.geojson"
+    write_geojson(as_json, build_feature_collection(alerts, metadata=metadata))
+    diff = diff_alerts(read_alerts(as_json), read_alerts(gpkg))
+    assert diff.changed == {} and diff.new == [] and diff.removed == []
+
+
 def test_diff_sees_a_moved_outline(alerts: gpd.GeoDataFrame) -> None:
     moved = alerts.copy()
     moved.loc[1, "geometry"] = to_wgs84([utm_box(1500, 0, 100, 200)])[0]
