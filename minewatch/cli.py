@@ -20,6 +20,7 @@ from aoi.errors import AOIError
 from detection.errors import DetectionError
 from minewatch.cli_alerts import alerts
 from minewatch.cli_aoi import aoi
+from minewatch.cli_predict import predict
 from minewatch.cli_report import report
 from minewatch.cli_runs import runs
 from minewatch.cli_tiles import tiles
@@ -257,6 +258,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(dataset)
 cli.add_command(report)
+cli.add_command(predict)
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -1,0 +1,981 @@
+"""Windowed inference over whole scenes: overlapping windows, blended, batched and streamed.
+
+:func:`predict_raster` turns a scene GeoTIFF of any size into per-class probability COGs without
+ever holding the scene in memory:
+
+* the scene is cut into windows of ``window_px`` overlapping by ``overlap_px``, on a grid aligned
+  to the network's stride (so a window sees the same pooling grid as the whole scene would);
+* background threads read the windows ahead as raw digital numbers (``uint16`` stays ``uint16``);
+  the batch goes to the device once and is converted there: radiometry (``(DN + offset) *
+  scale``, clipped at 0), normalisation and the nodata mask are a few tensor operations;
+* each window's probabilities are weighted by a separable sine-squared taper over the overlap
+  (the weights of two neighbours sum to exactly 1; scene borders are not tapered) and added to
+  an accumulator one window-row high, which lives on the device;
+* when a window row is done, the rows no later window touches are divided by the weight sum,
+  quantised and handed to a writer thread (a tiled temporary GeoTIFF), and the accumulator moves
+  on; at the end the temporary file becomes a COG with overviews.
+
+Memory is bounded by the accumulator (``classes x window x scene width`` floats), the read-ahead
+queue and the network's activations, whatever the scene height.
+
+GPU: bf16 autocast, channels-last, pinned host buffers and non-blocking copies, the batch size
+chosen from free GPU memory (halved on out-of-memory; at batch 1 the run falls back to the CPU),
+optional ``torch.compile``. CPU: the same path in fp32 with batch-norm folded into the
+convolutions and channels-last, about twice the throughput of the plain network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import rasterio
+import rasterio.errors
+import rasterio.io
+import rasterio.shutil
+import rasterio.windows
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from detection.errors import DetectionError
+from models.checkpoint import Checkpoint, band_order, build_network, load_checkpoint
+from models.detector import ALERT_CLASSES
+from models.network import NetworkDetector, load_network_detector, resolve_device
+from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from tiles.files import atomic_path
+from tiles.radiometry import L2A_SCALE, boa_add_offset
+
+log = logging.getLogger(__name__)
+
+#: ``progress(stage, done, total)``, as the scan's progress callback.
+ProgressFn = Callable[[str, int, int], None]
+
+#: Value of a ``uint8`` probability pixel that was not observed.
+UINT8_NODATA = 255
+#: ``uint8`` probabilities are ``round(p * UINT8_SCALE)``: steps of 1/254.
+UINT8_SCALE = 254.0
+
+#: Dataset tag of a probability COG holding the checkpoint's per-class thresholds (JSON).
+TAG_THRESHOLDS = "MINEWATCH_THRESHOLDS"
+
+_TAG_BOA_ADD_OFFSET = "BOA_ADD_OFFSET"
+_TAG_BASELINE = "PROCESSING_BASELINE"
+_TAG_REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
+_MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How :func:`predict_raster` cuts, batches and runs a scene.
+
+    Attributes:
+        window_px: window side; rounded up to a multiple of the network's stride and shrunk to
+            the scene when the scene is smaller.
+        overlap_px: overlap of neighbouring windows; the window step (``window - overlap``) is
+            rounded down to a multiple of the stride.
+        batch_size: windows per forward pass; None = chosen from free GPU memory on CUDA, 1 on
+            the CPU (a bigger window beats a bigger batch there).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        read_ahead: batches read ahead by the reader threads.
+        read_threads: reader threads (each with its own file handle).
+        num_threads: CPU threads of the network (default: the CPUs available, at most 16).
+        compile: ``torch.compile`` the network (worth it on a GPU for whole tiles; costs about
+            a minute of compilation on a small CPU).
+        probability_dtype: ``uint8`` (``round(p * 254)``, nodata 255, GDAL scale 1/254; a
+            quarter of the size) or ``float32`` (nodata NaN).
+    """
+
+    window_px: int = 1024
+    overlap_px: int = 128
+    batch_size: int | None = None
+    device: str = "auto"
+    read_ahead: int = 2
+    read_threads: int = 2
+    num_threads: int | None = None
+    compile: bool = False
+    probability_dtype: Literal["uint8", "float32"] = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.window_px < 32:
+            raise DetectionError(f"inference: window_px {self.window_px}; expected >= 32")
+        if not 0 <= self.overlap_px <= self.window_px // 2:
+            raise DetectionError(
+                f"inference: overlap_px {self.overlap_px}; expected 0..{self.window_px // 2} "
+                f"(at most half of window_px {self.window_px})"
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise DetectionError(f"inference: batch_size {self.batch_size}; expected >= 1")
+        if self.read_ahead < 1 or self.read_threads < 1:
+            raise DetectionError(
+                f"inference: read_ahead {self.read_ahead} and read_threads {self.read_threads} "
+                "must be >= 1"
+            )
+        if self.probability_dtype not in ("uint8", "float32"):
+            raise DetectionError(
+                f"inference: probability_dtype {self.probability_dtype!r}; expected 'uint8' or "
+                "'float32'"
+            )
+
+
+@dataclass(frozen=True)
+class RasterPrediction:
+    """What :func:`predict_raster` wrote, and how fast.
+
+    Attributes:
+        path: the probability COG (one band per class, named in the band descriptions).
+        classes: the classes of its bands, in order.
+        crs: CRS of the scene.
+        transform: transform of the scene.
+        width: columns.
+        height: rows.
+        device: the device that ran the network (``cpu`` after a fallback).
+        window_px: window side used.
+        overlap_px: overlap used (after stride rounding).
+        batch_size: batch size used at the end (after any halving).
+        windows: windows predicted (windows without any valid pixel are skipped).
+        seconds: wall time, reading to COG.
+        model_seconds: time spent in the network (synchronised on CUDA).
+        megapixels_per_s: scene megapixels per wall second.
+        thresholds: per-class thresholds the checkpoint recommends (empty when it has none).
+    """
+
+    path: Path
+    classes: tuple[str, ...]
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    device: str
+    window_px: int
+    overlap_px: int
+    batch_size: int
+    windows: int
+    seconds: float
+    model_seconds: float
+    megapixels_per_s: float
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ radiometry
+
+
+@dataclass(frozen=True)
+class SceneRadiometry:
+    """How the bands a network needs are read from a scene file and become reflectance.
+
+    ``reflectance = max((value + offset) * scale, 0)`` for integer bands, the value itself for
+    float bands; ``nodata`` (or NaN) marks unobserved pixels.
+
+    Attributes:
+        indexes: 1-based band indexes in the file, in the network's band order.
+        bands: the network's band names, in order.
+        dtype: numpy dtype of the file's bands.
+        offset: per band, in file units.
+        scale: per band, reflectance per file unit.
+        nodata: the file's nodata value (0 for integer files that state none: L2A convention).
+    """
+
+    indexes: tuple[int, ...]
+    bands: tuple[str, ...]
+    dtype: np.dtype[Any]
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    nodata: float | None
+
+    @property
+    def is_float(self) -> bool:
+        return bool(np.issubdtype(self.dtype, np.floating))
+
+
+def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> SceneRadiometry:
+    """Find ``bands`` in an open scene file and how its values become reflectance.
+
+    Band names come from the band descriptions (``B02``...). Integer files: the GDAL band
+    scale/offset when set; else the tag ``REFLECTANCE_SCALE`` (composites written by
+    ``tiles.composite``, offset already applied); else L2A digital numbers,
+    ``(DN + BOA_ADD_OFFSET) * 1e-4`` with the offset from the tag ``BOA_ADD_OFFSET`` or the
+    ``PROCESSING_BASELINE`` (DESIGN.md section 3). Float files hold reflectance.
+
+    Args:
+        src: the open scene.
+        bands: the bands the network needs, in its order.
+
+    Returns:
+        The radiometry.
+
+    Raises:
+        DetectionError: the file has several dtypes, unnamed bands, or integer bands whose
+            offset is not stated.
+        BandMismatchError: a band the network needs is missing (the message names it).
+    """
+    where = src.name
+    if len(set(src.dtypes)) != 1:
+        raise DetectionError(f"{where}: bands of several dtypes {sorted(set(src.dtypes))}")
+    names = [(d or "").strip().upper() for d in src.descriptions]
+    names = [f"B0{n[1]}" if len(n) == 2 and n[0] == "B" and n[1].isdigit() else n for n in names]
+    if not any(names):
+        raise DetectionError(
+            f"{where}: its bands have no descriptions; name them (B02, B03, ...) e.g. with "
+            "rio edit-info --bidx 1 --description B02"
+        )
+    idx = band_order(bands, names, what=f"the network (scene {where})")
+    indexes = tuple(i + 1 for i in idx)
+    dtype = np.dtype(src.dtypes[0])
+    nodata = src.nodata
+    tags = src.tags()
+    n = len(indexes)
+    if np.issubdtype(dtype, np.floating):
+        return SceneRadiometry(indexes, tuple(bands), dtype, (0.0,) * n, (1.0,) * n, nodata)
+    if nodata is None:
+        nodata = 0.0  # L2A convention: DN 0 is NO_DATA
+    scales = [src.scales[i - 1] for i in indexes]
+    offsets = [src.offsets[i - 1] for i in indexes]
+    if any((s, o) != (1.0, 0.0) for s, o in zip(scales, offsets, strict=True)):
+        if any(s == 0 for s in scales):
+            raise DetectionError(f"{where}: a band has a GDAL scale of 0")
+        return SceneRadiometry(
+            indexes,
+            tuple(bands),
+            dtype,
+            tuple(o / s for s, o in zip(scales, offsets, strict=True)),
+            tuple(scales),
+            nodata,
+        )
+    if _TAG_REFLECTANCE_SCALE in tags:
+        scale = float(tags[_TAG_REFLECTANCE_SCALE])
+        return SceneRadiometry(indexes, tuple(bands), dtype, (0.0,) * n, (scale,) * n, nodata)
+    if _TAG_BOA_ADD_OFFSET in tags:
+        offset = float(tags[_TAG_BOA_ADD_OFFSET])
+    elif _TAG_BASELINE in tags:
+        offset = boa_add_offset(tags[_TAG_BASELINE])
+    else:
+        raise DetectionError(
+            f"{where}: integer (digital number) bands but neither {_TAG_BOA_ADD_OFFSET}, "
+            f"{_TAG_BASELINE}, {_TAG_REFLECTANCE_SCALE} nor a GDAL scale/offset is set, so the "
+            "reflectance offset is unknown (-1000 from baseline 04.00 on); add them from the L2A "
+            "product metadata, e.g. PROCESSING_BASELINE=04.00 and BOA_ADD_OFFSET=-1000"
+        )
+    return SceneRadiometry(
+        indexes, tuple(bands), dtype, (offset,) * n, (L2A_SCALE,) * n, nodata
+    )
+
+
+# ------------------------------------------------------------------------------ the network
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold eval-mode batch norms into the convolutions before them, in place.
+
+    Handles ``Sequential(Conv2d, BatchNorm2d, ...)`` and the ResNet naming ``convN``/``bnN``
+    (``conv1`` feeding ``bn1``...), which covers every network of the registry. The caller
+    checks the result against the original (:func:`prepare_network` does).
+
+    Args:
+        model: a network in eval mode.
+
+    Returns:
+        ``model``, with folded batch norms replaced by identities.
+    """
+    for child in model.children():
+        fold_batchnorm(child)
+    if isinstance(model, nn.Sequential):
+        keys = list(model._modules)
+        for k1, k2 in itertools.pairwise(keys):
+            a, b = model._modules[k1], model._modules[k2]
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                model._modules[k1] = fuse_conv_bn_eval(a, b)
+                model._modules[k2] = nn.Identity()
+    for i in range(1, 4):
+        conv, bn = getattr(model, f"conv{i}", None), getattr(model, f"bn{i}", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(model, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+            setattr(model, f"bn{i}", nn.Identity())
+    return model
+
+
+def prepare_network(
+    checkpoint: Checkpoint, device: torch.device, *, compile_model: bool = False
+) -> nn.Module:
+    """The checkpoint's network ready for fast inference on ``device``.
+
+    Batch norms are folded into the convolutions (checked against the unfolded network on a
+    probe input; kept unfolded if they differ), channels-last memory format, eval mode,
+    optionally ``torch.compile``.
+
+    Raises:
+        CheckpointError: the weights do not fit the architecture.
+    """
+    model = build_network(checkpoint)
+    stride = int(getattr(model, "stride", 32))
+    probe = torch.randn(1, len(checkpoint.metadata.bands), 2 * stride, 2 * stride)
+    with torch.inference_mode():
+        reference = model(probe)
+    folded = fold_batchnorm(build_network(checkpoint))
+    with torch.inference_mode():
+        err = float((folded(probe) - reference).abs().max())
+    if err <= 1e-3 * max(1.0, float(reference.abs().max())):
+        model = folded
+    else:
+        log.warning("batch-norm folding changed the output by %.2g; running unfolded", err)
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    if compile_model:  # (the compiled module forwards attribute reads such as ``stride``)
+        return cast(nn.Module, torch.compile(model, dynamic=False))
+    return model
+
+
+def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> Checkpoint:
+    if isinstance(model, NetworkDetector):
+        return model.checkpoint
+    if isinstance(model, Checkpoint):
+        return model
+    if model is None:
+        return load_checkpoint(
+            shipped_checkpoint_path(), expected_sha256=DEFAULT_MODEL.weights_sha256
+        )
+    return load_network_detector(model, device="cpu").checkpoint
+
+
+def checkpoint_thresholds(checkpoint: Checkpoint) -> dict[str, float]:
+    """Per-class probability thresholds a checkpoint recommends (``extra["thresholds"]``).
+
+    Returns:
+        ``{class: threshold}`` for the classes it names; empty when it names none.
+    """
+    raw = checkpoint.metadata.extra.get("thresholds")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        with contextlib.suppress(TypeError, ValueError):
+            out[str(name)] = float(value)
+    return out
+
+
+# ------------------------------------------------------------------------------ the grid
+
+
+def _axis_starts(size: int, window: int, step: int) -> list[int]:
+    """Window starts along one axis: multiples of ``step``, the last reaching ``size``."""
+    if size <= window:
+        return [0]
+    return [i * step for i in range(1 + math.ceil((size - window) / step))]
+
+
+def _axis_lengths(starts: list[int], size: int, window: int, stride: int) -> list[int]:
+    """Window lengths: ``window``, but the last shrinks to the scene edge (stride-rounded)."""
+    last = min(window, _round_up(size - starts[-1], stride))
+    return [window] * (len(starts) - 1) + [last]
+
+
+def _taper(length: int, overlap: int, *, lead: bool, trail: bool) -> np.ndarray:
+    """1-D blend weights: sine-squared ramps over the overlap; neighbours sum to exactly 1."""
+    w = np.ones(length, dtype=np.float64)
+    if overlap > 0:
+        ramp = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+        if lead:
+            w[:overlap] = ramp
+        if trail:
+            w[length - overlap :] = ramp[::-1]
+    return w
+
+
+def _axis_weights(
+    starts: list[int], lengths: list[int], overlap: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    weights = [
+        _taper(n, overlap, lead=i > 0, trail=i < len(starts) - 1) for i, n in enumerate(lengths)
+    ]
+    total = np.zeros(starts[-1] + lengths[-1], dtype=np.float64)
+    for s, w in zip(starts, weights, strict=True):
+        total[s : s + len(w)] += w
+    return weights, total
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+class _WindowReader:
+    """Reads padded windows of raw values on background threads.
+
+    Each read opens the file, reads and closes it again, so GDAL's block cache holds no more
+    than the windows in flight (a kept-open handle would cache up to ``GDAL_CACHEMAX`` of
+    decoded blocks, most of them never read again).
+    """
+
+    def __init__(self, path: Path, radiometry: SceneRadiometry, threads: int) -> None:
+        self._path = path
+        self._rad = radiometry
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
+        fill = radiometry.nodata
+        if fill is None or (radiometry.is_float and np.isnan(fill)):
+            fill = np.nan if radiometry.is_float else 0
+        self._fill = fill
+
+    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, bool]:
+        """``(band, height, width)`` raw values (padded with nodata) and whether any is valid."""
+        out = np.full((len(self._rad.indexes), height, width), self._fill, dtype=self._rad.dtype)
+        try:
+            with rasterio.open(self._path) as src:
+                h = min(height, src.height - row)
+                w = min(width, src.width - col)
+                src.read(
+                    list(self._rad.indexes),
+                    window=rasterio.windows.Window(col, row, w, h),
+                    out=out[:, :h, :w],
+                )
+        except RasterioIOError as exc:
+            raise DetectionError(
+                f"{self._path}: window at row {row}, col {col}: decoding failed ({exc}); the "
+                "file is truncated or corrupt"
+            ) from exc
+        if self._rad.is_float:
+            valid = np.isfinite(out).all(axis=0)
+            if self._rad.nodata is not None and not np.isnan(self._rad.nodata):
+                valid &= (out != self._rad.nodata).all(axis=0)
+            return out, bool(valid.any())
+        return out, bool((out != self._fill).all(axis=0).any())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------ the device
+
+
+class _Runner:
+    """Converts raw batches on the device, runs the network, returns alert-class probabilities."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        radiometry: SceneRadiometry,
+        device: torch.device,
+        options: InferenceOptions,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.options = options
+        self.radiometry = radiometry
+        meta = checkpoint.metadata
+        self.class_idx = [meta.classes.index(c) for c in ALERT_CLASSES]
+        self.model_seconds = 0.0
+        self._staging: dict[tuple[Any, ...], torch.Tensor] = {}  # pinned, per window shape
+        self._set_device(device)
+
+    def _set_device(self, device: torch.device) -> None:
+        self.device = device
+        self.model = prepare_network(
+            self.checkpoint, device, compile_model=self.options.compile
+        )
+        self.stride = int(getattr(self.model, "stride", 32))
+        rad, norm = self.radiometry, self.checkpoint.metadata.normalization
+        shape = (1, len(rad.bands), 1, 1)
+
+        def const(values: Sequence[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device=device).reshape(shape)
+
+        self._offset, self._scale = const(rad.offset), const(rad.scale)
+        self._mean, self._std = const(norm.mean), const(norm.std)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def host_batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """Stack raw windows into one ``(N, band, row, col)`` host tensor.
+
+        On CUDA into a reused pinned buffer (the previous batch's copy has finished: every
+        forward pass ends synchronised), so the copy to the device is non-blocking.
+        """
+        if not self.cuda:
+            return torch.from_numpy(np.stack(arrays))
+        shape = (len(arrays), *arrays[0].shape)
+        dtype = torch.from_numpy(arrays[0][:0, :0, :0]).dtype
+        buf = self._staging.get((dtype, shape[1:]))
+        if buf is None or buf.shape[0] < shape[0]:
+            buf = torch.empty(shape, dtype=dtype).pin_memory()
+            self._staging[(dtype, shape[1:])] = buf
+        out = buf[: shape[0]]
+        np.stack(arrays, out=out.numpy())
+        return out
+
+    def fall_back_to_cpu(self) -> None:
+        log.warning("CUDA is out of memory even at batch size 1; continuing on the CPU")
+        self._set_device(torch.device("cpu"))
+
+    def to_device(self, raw: torch.Tensor) -> torch.Tensor:
+        """Move a raw ``(N, band, row, col)`` batch to the device (non-blocking from pinned)."""
+        if not self.cuda:
+            return raw
+        if raw.dtype == torch.uint16:
+            # uint16 arithmetic is limited on CUDA: ship the bits as int16, widen there.
+            return raw.view(torch.int16).to(self.device, non_blocking=True)
+        return raw.to(self.device, non_blocking=True)
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        """Alert-class probabilities ``(N, class, row, col)`` of a raw batch, NaN where unobserved.
+
+        ``raw`` is on the device already (see :meth:`to_device`).
+        """
+        rad = self.radiometry
+        if raw.dtype == torch.int16 and np.dtype(rad.dtype) == np.uint16:
+            x = raw.to(torch.int32).bitwise_and_(0xFFFF).float()
+        else:
+            x = raw.float()
+        if rad.is_float:
+            valid = torch.isfinite(x).all(dim=1)
+            if rad.nodata is not None and not math.isnan(rad.nodata):
+                valid &= (x != rad.nodata).all(dim=1)
+            refl = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        else:
+            valid = (x != float(rad.nodata or 0)).all(dim=1)
+            refl = ((x + self._offset) * self._scale).clamp_(min=0.0)
+        norm = ((refl - self._mean) / self._std) * valid.unsqueeze(1)
+        norm = norm.contiguous(memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        ctx = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.cuda
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            logits = self.model(norm)
+        probs = torch.softmax(logits.float(), dim=1)[:, self.class_idx]
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        self.model_seconds += time.perf_counter() - t0
+        return probs.masked_fill_(~valid.unsqueeze(1), float("nan"))
+
+
+def _auto_batch_size(runner: _Runner, bands: int, height: int, width: int) -> int:
+    """Windows per batch that fit in 60 % of the free GPU memory (1 on the CPU)."""
+    if not runner.cuda:
+        return 1
+    device = runner.device
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    probe = torch.zeros((1, bands, height, width), dtype=torch.int16, device=device)
+    with torch.inference_mode():
+        runner(probe)
+    per_window = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _total = torch.cuda.mem_get_info(device)
+    batch = int(max(1, min(_MAX_BATCH, 0.6 * free // per_window)))
+    log.info(
+        "batch size %d from %.1f GiB free GPU memory (%.2f GiB per %dx%d window)",
+        batch,
+        free / 2**30,
+        per_window / 2**30,
+        height,
+        width,
+    )
+    return batch
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+class _Writer:
+    """Writes finished row blocks to a tiled temporary GeoTIFF on a background thread."""
+
+    def __init__(self, path: Path, profile: dict[str, Any]) -> None:
+        self._dst = rasterio.open(path, "w", **profile)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="minewatch-write")
+        self._pending: list[Future[None]] = []
+
+    def write(self, block: np.ndarray, row: int) -> None:
+        # At most two blocks wait, so memory stays bounded when the disk is slow.
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        window = rasterio.windows.Window(0, row, block.shape[2], block.shape[1])
+        self._pending.append(self._pool.submit(self._dst.write, block, window=window))
+
+    def close(self) -> None:
+        try:
+            for f in self._pending:
+                f.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._dst.close()
+
+
+# ------------------------------------------------------------------------------ the predictor
+
+
+def predict_raster(
+    src_path: str | Path,
+    model: NetworkDetector | Checkpoint | str | Path | None = None,
+    *,
+    out_path: str | Path,
+    options: InferenceOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> RasterPrediction:
+    """Predict per-class probabilities over a whole scene, window by window, into a COG.
+
+    Args:
+        src_path: a scene GeoTIFF whose band descriptions name the bands (``B02``...): L2A
+            digital numbers (``uint16`` with ``BOA_ADD_OFFSET``/``PROCESSING_BASELINE`` tags or
+            a GDAL scale/offset), scaled composites (tag ``REFLECTANCE_SCALE``) or float
+            reflectance. Bands may be in any order; extra bands are ignored.
+        model: a network detector, a checkpoint, a checkpoint file, or None for the shipped
+            model.
+        out_path: the probability COG to write (atomically): one band per alert class
+            (``mining``, ``deforestation``), named in the band descriptions.
+        options: windows, batching and device (defaults: :class:`InferenceOptions`).
+        progress: called as ``progress("windows", done, total)``.
+
+    Returns:
+        What was written and how fast.
+
+    Raises:
+        DetectionError: the scene cannot be read, a window fails to decode, the scene's
+            radiometry is not stated, or the output cannot be written.
+        BandMismatchError: the scene lacks a band the network needs.
+        ModelError: bad device (``cuda`` without CUDA).
+        CheckpointError: the checkpoint is missing or corrupt.
+    """
+    opts = options or InferenceOptions()
+    src_path, out_path = Path(src_path), Path(out_path)
+    started = time.perf_counter()
+    checkpoint = _checkpoint_of(model)
+    device = resolve_device(opts.device)
+    if device.type == "cpu":
+        _set_cpu_threads(opts.num_threads)
+    try:
+        with rasterio.open(src_path) as src:
+            radiometry = scene_radiometry(src, checkpoint.metadata.bands)
+            crs, transform = src.crs, src.transform
+            height, width = src.height, src.width
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{src_path}: cannot open the scene ({exc})") from exc
+    if crs is None:
+        raise DetectionError(f"{src_path}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
+
+    runner = _Runner(checkpoint, radiometry, device, opts)
+    stride = runner.stride
+    win = _round_up(opts.window_px, stride)
+    win_h = min(win, _round_up(height, stride))
+    win_w = min(win, _round_up(width, stride))
+    step = max(stride, ((win - opts.overlap_px) // stride) * stride)
+    overlap = win - step
+    rows = _axis_starts(height, win_h, step)
+    cols = _axis_starts(width, win_w, step)
+    # The last window of each axis shrinks to the scene edge: no network time on padding.
+    row_len = _axis_lengths(rows, height, win_h, stride)
+    col_len = _axis_lengths(cols, width, win_w, stride)
+    row_w, row_total = _axis_weights(rows, row_len, overlap)
+    col_w, col_total = _axis_weights(cols, col_len, overlap)
+    pad_w = cols[-1] + col_len[-1]
+    n_cls = len(ALERT_CLASSES)
+    batch = opts.batch_size or _auto_batch_size(runner, len(radiometry.bands), win_h, win_w)
+    origins = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+    log.info(
+        "%s: %d x %d px, %d window(s) of %d x %d px (overlap %d px, step %d), batch %d, on %s",
+        src_path.name,
+        width,
+        height,
+        len(origins),
+        win_h,
+        win_w,
+        overlap,
+        step,
+        batch,
+        runner.device,
+    )
+
+    dtype = opts.probability_dtype
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": n_cls,
+        "dtype": dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": UINT8_NODATA if dtype == "uint8" else float("nan"),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
+    thresholds = checkpoint_thresholds(checkpoint)
+    windows_done = 0
+    weights: dict[tuple[Any, ...], torch.Tensor] = {}  # by (border sides, device)
+    with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
+        reader = _WindowReader(src_path, radiometry, opts.read_threads)
+        writer = _Writer(tmp, profile)
+        acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
+        try:
+            futures: queue.SimpleQueue[tuple[int, int, Future[tuple[np.ndarray, bool]]]]
+            futures = queue.SimpleQueue()
+            submitted = 0
+
+            def submit_until(limit: int) -> None:
+                nonlocal submitted
+                while submitted < min(limit, len(origins)):
+                    i, j = origins[submitted]
+                    fut = reader.pool.submit(reader.read, rows[i], cols[j], row_len[i], col_len[j])
+                    futures.put((i, j, fut))
+                    submitted += 1
+
+            current_row = 0
+            done = 0
+            while done < len(origins):
+                submit_until(done + batch * (1 + opts.read_ahead))
+                items = []
+                for _ in range(min(batch, len(origins) - done)):
+                    i, j, fut = futures.get()
+                    raw, any_valid = fut.result()
+                    items.append((i, j, raw, any_valid))
+                done += len(items)
+                todo = [k for k, it in enumerate(items) if it[3]]
+                probs: dict[int, torch.Tensor] = {}
+                groups: dict[tuple[int, ...], list[int]] = {}
+                for k in todo:  # edge windows are smaller: one stack per shape
+                    groups.setdefault(items[k][2].shape, []).append(k)
+                for group in groups.values():
+                    stacked = runner.host_batch([items[k][2] for k in group])
+                    out, batch = _run_batch(runner, stacked, batch, opts.compile)
+                    probs.update(zip(group, out, strict=True))
+                windows_done += len(todo)
+                for k, (i, j, _raw, _valid) in enumerate(items):
+                    while i > current_row:
+                        _flush(acc, writer, current_row, rows, step, win_h, height, width,
+                               row_total, col_total, dtype, last=False)
+                        current_row += 1
+                    kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
+                    weight = weights.get(kind)
+                    if weight is None:
+                        weight = weights[kind] = _weight_2d(row_w[i], col_w[j], acc.device)
+                    acc.add(probs.get(k), weight, cols[j])
+                if progress is not None:
+                    progress("windows", done, len(origins))
+            _flush(acc, writer, current_row, rows, step, win_h, height, width,
+                   row_total, col_total, dtype, last=True)
+        finally:
+            reader.close()
+            writer.close()
+        _write_cog(tmp, final, checkpoint, thresholds)
+    seconds = time.perf_counter() - started
+    mpx = width * height / 1e6
+    log.info(
+        "%s: %.1f Mpx in %.1f s (%.2f Mpx/s, network %.1f s) -> %s",
+        src_path.name,
+        mpx,
+        seconds,
+        mpx / seconds,
+        runner.model_seconds,
+        out_path,
+    )
+    return RasterPrediction(
+        path=out_path,
+        classes=ALERT_CLASSES,
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        device=str(runner.device),
+        window_px=max(win_h, win_w),
+        overlap_px=overlap,
+        batch_size=batch,
+        windows=windows_done,
+        seconds=seconds,
+        model_seconds=runner.model_seconds,
+        megapixels_per_s=mpx / seconds,
+        thresholds=thresholds,
+    )
+
+
+def read_probabilities(
+    path: str | Path, *, window: rasterio.windows.Window | None = None
+) -> np.ndarray:
+    """Read a probability COG of :func:`predict_raster` as float32 ``(class, row, col)``.
+
+    ``uint8`` files are unscaled (``value / 254``); unobserved pixels are NaN.
+
+    Raises:
+        DetectionError: the file cannot be read.
+    """
+    try:
+        with rasterio.open(path) as src:
+            data = src.read(window=window)
+            nodata = src.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+    if data.dtype == np.uint8:
+        out = data.astype(np.float32) / np.float32(UINT8_SCALE)
+        out[data == (UINT8_NODATA if nodata is None else int(nodata))] = np.nan
+        return out
+    return data.astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class _Accumulator:
+    """Weighted probability sums of one window row, full (padded) width, on the device."""
+
+    def __init__(self, classes: int, height: int, width: int, device: torch.device) -> None:
+        self.device = device
+        self.data = torch.zeros((classes, height, width), dtype=torch.float32, device=device)
+
+    def add(self, probs: torch.Tensor | None, weight: torch.Tensor, col: int) -> None:
+        h, w = weight.shape
+        region = self.data[:, :h, col : col + w]
+        if probs is None:  # nothing observed in this window
+            region.fill_(float("nan"))
+            return
+        if probs.device != self.device:
+            probs = probs.to(self.device)
+        region.add_(probs * weight)
+
+
+def _flush(
+    acc: _Accumulator,
+    writer: _Writer,
+    row_index: int,
+    rows: list[int],
+    step: int,
+    win_h: int,
+    height: int,
+    width: int,
+    row_total: np.ndarray,
+    col_total: np.ndarray,
+    dtype: str,
+    *,
+    last: bool,
+) -> None:
+    """Write the rows of window row ``row_index`` no later window touches; shift the rest up."""
+    r0 = rows[row_index]
+    n = win_h if last else step
+    n = min(n, height - r0)
+    if n <= 0:
+        return
+    total = torch.from_numpy(
+        np.outer(row_total[r0 : r0 + n], col_total[:width]).astype(np.float32)
+    ).to(acc.device)
+    block = acc.data[:, :n, :width] / total
+    if dtype == "uint8":
+        q = torch.round(block * UINT8_SCALE).clamp_(0, UINT8_SCALE)
+        q = torch.nan_to_num(q, nan=float(UINT8_NODATA))
+        out = q.to(torch.uint8).cpu().numpy()
+    else:
+        out = block.cpu().numpy()
+    writer.write(out, r0)
+    if not last:
+        keep = win_h - step
+        acc.data[:, :keep] = acc.data[:, step : step + keep].clone()
+        acc.data[:, keep:] = 0.0
+
+
+def _weight_2d(rw: np.ndarray, cw: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.outer(rw, cw).astype(np.float32)).to(device)
+
+
+def _run_batch(
+    runner: _Runner, raw: torch.Tensor, batch: int, compiled: bool
+) -> tuple[list[torch.Tensor], int]:
+    """Run the network on ``raw`` in chunks of ``batch``; halve the batch on CUDA OOM."""
+    outs: list[torch.Tensor] = []
+    start = 0
+    while start < raw.shape[0]:
+        chunk = raw[start : start + batch]
+        n = chunk.shape[0]
+        if compiled and n < batch:  # keep one shape for torch.compile
+            pad = torch.zeros((batch - n, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = torch.cat([chunk, pad])
+        try:
+            with torch.inference_mode():
+                probs = runner(runner.to_device(chunk))[:n]
+        except (RuntimeError, torch.OutOfMemoryError) as exc:
+            if not (runner.cuda and _is_oom(exc)):
+                raise
+            torch.cuda.empty_cache()
+            if batch > 1:
+                batch = max(1, batch // 2)
+                log.warning("CUDA out of memory; batch size halved to %d", batch)
+            else:
+                runner.fall_back_to_cpu()
+            continue
+        outs.extend(probs.unbind(0))
+        start += n
+    return outs, batch
+
+
+def _write_cog(
+    tmp: Path, final: Path, checkpoint: Checkpoint, thresholds: dict[str, float]
+) -> None:
+    meta = checkpoint.metadata
+    try:
+        with rasterio.open(tmp, "r+") as dst:
+            for i, name in enumerate(ALERT_CLASSES, start=1):
+                dst.set_band_description(i, name)
+                if dst.dtypes[0] == "uint8":
+                    dst.update_tags(i, PROBABILITY_SCALE=f"{1 / UINT8_SCALE:.10f}")
+            if dst.dtypes[0] == "uint8":
+                dst.scales = (1 / UINT8_SCALE,) * len(ALERT_CLASSES)
+            dst.update_tags(
+                MODEL_NAME=meta.name,
+                MODEL_VERSION=meta.version,
+                MODEL_SHA256=meta.weights_sha256,
+                CLASSES=",".join(ALERT_CLASSES),
+                **({TAG_THRESHOLDS: json.dumps(thresholds)} if thresholds else {}),
+            )
+        with rasterio.open(tmp) as src:
+            rasterio.shutil.copy(
+                src,
+                final,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                PREDICTOR="YES",
+                BLOCKSIZE="512",
+                OVERVIEW_RESAMPLING="AVERAGE",
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+            )
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        raise DetectionError(f"{final}: cannot write the probability COG ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _temporary_beside(target: Path) -> Iterator[Path]:
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial.tif"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+    finally:
+        for leftover in tmp.parent.glob(tmp.name + "*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _set_cpu_threads(num_threads: int | None) -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = num_threads or max(1, min(cpus or 1, 16))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    log.debug("CPU inference on %d thread(s)", threads)

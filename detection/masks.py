@@ -1,0 +1,350 @@
+"""Probability rasters to site polygons: thresholds, hysteresis, morphology, minimum mapping unit.
+
+:func:`sites_from_probabilities` reads a probability COG of :func:`detection.inference.
+predict_raster` in blocks of rows (with a halo for the morphology), so memory stays bounded on a
+whole Sentinel-2 tile:
+
+1. per class, pixels at or above the class threshold (from the options, else the checkpoint's
+   thresholds recorded in the COG, else 0.5) form the mask; with hysteresis a pixel above the
+   ``low`` threshold is kept when its region (connected at or above ``low``) holds a pixel above
+   the threshold;
+2. morphology: a binary opening (removes specks) then a closing (fills pinholes) with square
+   structuring elements of ``opening_px`` / ``closing_px`` radius;
+3. each block is polygonised (:func:`detection.polygonize.polygonize_mask`); the polygons of
+   neighbouring blocks are merged (:func:`detection.sites.merge_parts`), so a site crossing a
+   block edge is one site;
+4. the minimum mapping unit (``min_area_ha``, on the equal-area projection) applies to the merged
+   sites, then outlines are simplified by ``simplify_m``.
+
+:func:`merge_tile_sites` merges the sites of several scenes or tiles the same way: a mine
+straddling two tiles is one site.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.errors
+import rasterio.windows
+from affine import Affine
+from pyproj import CRS
+from scipy import ndimage
+
+from detection.errors import DetectionError
+from detection.inference import TAG_THRESHOLDS, ProgressFn, read_probabilities
+from detection.polygonize import polygonize_mask
+from detection.sites import merge_parts
+from models.detector import ALERT_CLASSES
+
+log = logging.getLogger(__name__)
+
+#: Columns of the tables this module returns, geometry last.
+SITE_TABLE_COLUMNS: tuple[str, ...] = (
+    "alert_class",
+    "area_ha",
+    "confidence",
+    "tile_id",
+    "geometry",
+)
+
+#: Threshold of a class that neither the options nor the checkpoint name.
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """How probabilities become masks and polygons.
+
+    Attributes:
+        thresholds: per-class probability thresholds; a class not named here takes the
+            checkpoint's threshold recorded in the probability COG, else 0.5.
+        hysteresis_low: per-class low thresholds; a class named here uses hysteresis (pixels
+            ``>= low`` connected to a pixel ``>= threshold`` are kept).
+        opening_px: radius of the binary opening (0: none).
+        closing_px: radius of the binary closing (0: none).
+        min_area_ha: minimum mapping unit of a site (after merging across blocks).
+        simplify_m: outline simplification tolerance in metres (None: exact pixel outlines).
+        block_rows: rows read per block.
+        connectivity: 4 or 8.
+    """
+
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    hysteresis_low: Mapping[str, float] = field(default_factory=dict)
+    opening_px: int = 1
+    closing_px: int = 1
+    min_area_ha: float = 0.5
+    simplify_m: float | None = 5.0
+    block_rows: int = 2048
+    connectivity: int = 8
+
+    def __post_init__(self) -> None:
+        for what, values in (("thresholds", self.thresholds), ("low", self.hysteresis_low)):
+            bad = {k: v for k, v in values.items() if not 0.0 < float(v) <= 1.0}
+            unknown = sorted(set(values) - set(ALERT_CLASSES))
+            if bad or unknown:
+                raise DetectionError(
+                    f"masks: {what} {dict(values)}: expected values in (0, 1] for classes "
+                    f"{list(ALERT_CLASSES)}; bad {bad or unknown}"
+                )
+        for name, low in self.hysteresis_low.items():
+            high = self.thresholds.get(name)
+            if high is not None and low > high:
+                raise DetectionError(
+                    f"masks: hysteresis low {low} of {name} is above its threshold {high}"
+                )
+        if self.opening_px < 0 or self.closing_px < 0:
+            raise DetectionError(
+                f"masks: opening_px {self.opening_px} and closing_px {self.closing_px} must be >= 0"
+            )
+        if not self.min_area_ha >= 0 or (self.simplify_m is not None and self.simplify_m < 0):
+            raise DetectionError(
+                f"masks: min_area_ha {self.min_area_ha} and simplify_m {self.simplify_m} must be "
+                ">= 0"
+            )
+        if self.block_rows < 64 or self.connectivity not in (4, 8):
+            raise DetectionError(
+                f"masks: block_rows {self.block_rows} must be >= 64 and connectivity "
+                f"{self.connectivity} 4 or 8"
+            )
+
+    @property
+    def halo_px(self) -> int:
+        """Rows read above and below a block so that the morphology at its edges is exact."""
+        return 2 * (self.opening_px + self.closing_px) + 2
+
+
+def threshold_mask(
+    probability: np.ndarray,
+    *,
+    threshold: float,
+    low: float | None = None,
+    opening_px: int = 0,
+    closing_px: int = 0,
+    connectivity: int = 8,
+) -> np.ndarray:
+    """A ``(row, col)`` boolean mask of one class's probabilities.
+
+    Args:
+        probability: ``(row, col)`` probabilities, NaN where not observed (never detected).
+        threshold: pixels ``>= threshold`` are detected.
+        low: hysteresis: pixels ``>= low`` whose region (at or above ``low``) holds a pixel
+            ``>= threshold`` are detected too. Within this array only; across blocks see
+            :func:`sites_from_probabilities`.
+        opening_px: radius of a binary opening after thresholding (0: none).
+        closing_px: radius of a binary closing after the opening (0: none).
+        connectivity: 4 or 8 (hysteresis regions).
+
+    Returns:
+        The mask.
+
+    Raises:
+        DetectionError: ``probability`` is not 2-D.
+    """
+    if probability.ndim != 2:
+        raise DetectionError(
+            f"threshold_mask: probability shape {probability.shape}; expected (row, col)"
+        )
+    p = np.nan_to_num(probability, nan=0.0)
+    mask = p >= threshold
+    if low is not None and low < threshold:
+        structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
+        labels, n = ndimage.label(p >= low, structure=structure)
+        if n:
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[np.unique(labels[mask])] = True
+            keep[0] = False
+            mask = keep[labels]
+    if opening_px:
+        mask = ndimage.binary_opening(mask, structure=_square(opening_px))
+    if closing_px:
+        # Pad so that the closing does not erode regions touching the array edge.
+        pad = closing_px
+        padded = np.pad(mask, pad, mode="edge")
+        mask = ndimage.binary_closing(padded, structure=_square(closing_px))[pad:-pad, pad:-pad]
+    return mask & np.isfinite(probability)
+
+
+def sites_from_probabilities(
+    path: str,
+    *,
+    options: MaskOptions | None = None,
+    tile_id: str = "",
+    progress: ProgressFn | None = None,
+) -> gpd.GeoDataFrame:
+    """Sites of a probability COG, in its CRS, block by block.
+
+    Args:
+        path: a probability raster of :func:`detection.inference.predict_raster` (band
+            descriptions name the classes).
+        options: thresholds, morphology, minimum mapping unit (defaults: :class:`MaskOptions`).
+        tile_id: written into the ``tile_id`` column (provenance, for merging across tiles).
+        progress: called as ``progress("polygons", done, total)`` per block.
+
+    Returns:
+        One row per site with ``alert_class``, ``area_ha`` (EPSG:6933), ``confidence`` (mean
+        probability over the site, weighted by area), ``tile_id`` and ``geometry``, in the
+        raster's CRS.
+
+    Raises:
+        DetectionError: the raster cannot be read, has no CRS, or its bands are not named
+            after the alert classes.
+    """
+    opts = options or MaskOptions()
+    try:
+        with rasterio.open(path) as src:
+            crs, transform = src.crs, src.transform
+            height, width = src.height, src.width
+            names = [d or "" for d in src.descriptions]
+            recorded = src.tags().get(TAG_THRESHOLDS)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+    if crs is None:
+        raise DetectionError(f"{path}: has no CRS; expected a probability COG of predict_raster")
+    classes = [c for c in ALERT_CLASSES if c in names]
+    if not classes:
+        raise DetectionError(
+            f"{path}: band descriptions {names}; expected the alert classes {list(ALERT_CLASSES)}"
+        )
+    thresholds = _thresholds(opts, recorded)
+    log.info("%s: thresholds %s", path, thresholds)
+    halo = opts.halo_px
+    starts = list(range(0, height, opts.block_rows))
+    parts: list[gpd.GeoDataFrame] = []
+    high_parts: list[gpd.GeoDataFrame] = []
+    for k, r0 in enumerate(starts):
+        r1 = min(height, r0 + opts.block_rows)
+        a0, a1 = max(0, r0 - halo), min(height, r1 + halo)
+        probs = read_probabilities(
+            path, window=rasterio.windows.Window(0, a0, width, a1 - a0)
+        )
+        block_transform = transform @ Affine.translation(0, r0)
+        for name in classes:
+            prob = probs[names.index(name)]
+            low = opts.hysteresis_low.get(name)
+            across = low is not None and len(starts) > 1
+            # Across blocks, hysteresis is decided on the merged sites (below): here every
+            # pixel >= low is kept, and the pixels >= threshold are traced separately.
+            mask = threshold_mask(
+                prob,
+                threshold=low if across and low is not None else thresholds[name],
+                low=None if across else low,
+                opening_px=opts.opening_px,
+                closing_px=opts.closing_px,
+                connectivity=opts.connectivity,
+            )[r0 - a0 : r1 - a0]
+            if not mask.any():
+                continue
+            core = prob[r0 - a0 : r1 - a0]
+            gdf = polygonize_mask(
+                mask,
+                transform=block_transform,
+                crs=crs,
+                min_area_ha=0.0,
+                probabilities=core,
+                connectivity=opts.connectivity,
+            )
+            gdf["alert_class"] = name
+            gdf["tile_id"] = tile_id
+            parts.append(gdf)
+            if across:
+                high = mask & (np.nan_to_num(core, nan=0.0) >= thresholds[name])
+                if high.any():
+                    hg = polygonize_mask(
+                        high, transform=block_transform, crs=crs, min_area_ha=0.0,
+                        connectivity=opts.connectivity,
+                    )
+                    hg["alert_class"] = name
+                    high_parts.append(hg)
+        if progress is not None:
+            progress("polygons", k + 1, len(starts))
+    sites = merge_parts(parts, tolerance_m=0.5) if parts else _empty(crs)
+    if len(sites) and opts.hysteresis_low and len(starts) > 1:
+        sites = _keep_with_high(sites, high_parts, set(opts.hysteresis_low))
+    sites = sites[sites["area_ha"] >= opts.min_area_ha].reset_index(drop=True)
+    if opts.simplify_m and len(sites):
+        sites = sites.set_geometry(
+            sites.geometry.simplify(opts.simplify_m, preserve_topology=True)
+        )
+    log.info("%s: %d site(s) >= %s ha", path, len(sites), opts.min_area_ha)
+    return gpd.GeoDataFrame(sites[list(SITE_TABLE_COLUMNS)], geometry="geometry", crs=crs)
+
+
+def merge_tile_sites(
+    frames: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5
+) -> gpd.GeoDataFrame:
+    """Merge the sites of several scenes or tiles: a site straddling a tile edge becomes one.
+
+    Frames in one projected CRS are merged there (tile edges abut exactly); frames in several
+    CRSs (e.g. two UTM zones) are reprojected to ``EPSG:4326`` first.
+
+    Args:
+        frames: site tables of :func:`sites_from_probabilities`.
+        tolerance_m: sites of the same class closer than this are one site.
+
+    Returns:
+        The merged sites, in the common projected CRS or in ``EPSG:4326``.
+
+    Raises:
+        DetectionError: a frame has no CRS or lacks a column.
+    """
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty(CRS.from_epsg(4326))
+    crss = {CRS.from_user_input(f.crs).to_wkt() if f.crs is not None else "" for f in frames}
+    if "" in crss:
+        raise DetectionError("merge_tile_sites: a site table has no CRS")
+    if len(crss) > 1:
+        frames = [f.to_crs("EPSG:4326") for f in frames]
+    return merge_parts(frames, tolerance_m=tolerance_m)
+
+
+def _keep_with_high(
+    sites: gpd.GeoDataFrame, highs: list[gpd.GeoDataFrame], classes: set[str]
+) -> gpd.GeoDataFrame:
+    if not highs:
+        return sites[~sites["alert_class"].isin(classes)].reset_index(drop=True)
+    high = gpd.GeoDataFrame(pd.concat(highs, ignore_index=True), crs=sites.crs)
+    keep = np.ones(len(sites), dtype=bool)
+    for i, row in enumerate(sites.itertuples()):
+        if row.alert_class not in classes:
+            continue
+        same = high[high["alert_class"] == row.alert_class]
+        keep[i] = bool(same.intersects(row.geometry).any())
+    return sites[keep].reset_index(drop=True)
+
+
+def _thresholds(opts: MaskOptions, recorded: str | None) -> dict[str, float]:
+    from_ckpt: dict[str, float] = {}
+    if recorded:
+        try:
+            from_ckpt = {str(k): float(v) for k, v in json.loads(recorded).items()}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignoring unreadable %s tag %r", TAG_THRESHOLDS, recorded)
+    return {
+        c: float(opts.thresholds.get(c, from_ckpt.get(c, DEFAULT_THRESHOLD)))
+        for c in ALERT_CLASSES
+    }
+
+
+def _square(radius: int) -> np.ndarray:
+    return np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
+
+
+def _empty(crs: CRS) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "alert_class": pd.Series([], dtype=object),
+            "area_ha": pd.Series([], dtype=float),
+            "confidence": pd.Series([], dtype=float),
+            "tile_id": pd.Series([], dtype=object),
+        },
+        geometry=gpd.GeoSeries([], crs=crs),
+        crs=crs,
+    )

@@ -1,0 +1,399 @@
+"""Windowed whole-scene inference: seams, memory bound, outputs, devices, sites across tiles.
+
+Scenes are real COGs in ``tmp_path`` in UTM 21S (EPSG:32721) holding L2A digital numbers
+(uint16, BOA_ADD_OFFSET -1000) with the band descriptions a local scene has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from scipy import ndimage
+
+from detection.errors import DetectionError
+from detection.inference import (
+    UINT8_NODATA,
+    InferenceOptions,
+    _axis_lengths,
+    _axis_starts,
+    _axis_weights,
+    _run_batch,
+    predict_raster,
+    read_probabilities,
+)
+from detection.masks import MaskOptions, merge_tile_sites, sites_from_probabilities
+from minewatch.cli_predict import predict
+from models.checkpoint import CheckpointMetadata, save_checkpoint
+from models.errors import BandMismatchError, ModelError
+from models.normalization import Normalization
+from models.registry import DEFAULT_BANDS, build_model
+from tests.detection.conftest import X0, Y0
+from tiles.cog import is_cog, write_cog
+
+REPO = Path(__file__).resolve().parents[2]
+L2A_TAGS = {"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "05.10"}
+#: Reflectance of the bands of DEFAULT_BANDS (tiles.spectra: forest, mining pond, sediment).
+FOREST = (0.02, 0.04, 0.022, 0.31, 0.15, 0.065)
+POND = (0.07, 0.11, 0.14, 0.09, 0.025, 0.015)
+SEDIMENT = (0.09, 0.12, 0.16, 0.22, 0.3, 0.24)
+#: Seam tolerance: windows vs whole scene, max abs probability difference away from the border.
+SEAM_TOLERANCE = 0.02
+
+
+def _dn(reflectance: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(reflectance * 10000 + 1000), 1, 65535).astype(np.uint16)
+
+
+def _texture(shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), 6)
+    return 1 + 0.5 * field / max(float(np.abs(field).max()), 1e-9)
+
+
+def _forest(height: int, width: int, seed: int = 0) -> np.ndarray:
+    tex = _texture((height, width), seed)
+    rng = np.random.default_rng(seed + 1)
+    refl = np.asarray(FOREST, dtype=np.float64)[:, None, None] * tex
+    return refl + rng.normal(0, 0.003, (len(FOREST), height, width))
+
+
+def write_scene(
+    path: Path,
+    reflectance: np.ndarray,
+    *,
+    x0: float = X0,
+    y0: float = Y0,
+    bands: tuple[str, ...] = DEFAULT_BANDS,
+    tags: dict[str, str] | None = None,
+    nodata_box: tuple[slice, slice] | None = None,
+) -> Path:
+    data = _dn(reflectance)
+    if nodata_box is not None:
+        data[:, nodata_box[0], nodata_box[1]] = 0
+    write_cog(
+        path,
+        data,
+        crs="EPSG:32721",
+        transform=Affine(10.0, 0.0, x0, 0.0, -10.0, y0),
+        nodata=0,
+        band_descriptions=list(bands),
+        tags=L2A_TAGS if tags is None else tags,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random U-Net of stride 8 (four stages), enough to have a real receptive field."""
+    torch.manual_seed(0)
+    options = {"widths": [4, 8, 8, 8], "blocks": [1, 1, 1, 1]}
+    model = build_model("unet-slim", in_channels=6, options=options)
+    meta = CheckpointMetadata(
+        name="tiny",
+        version="0.0.1",
+        architecture="unet-slim",
+        options=options,
+        bands=DEFAULT_BANDS,
+        normalization=Normalization(
+            DEFAULT_BANDS, (0.05, 0.06, 0.05, 0.3, 0.15, 0.07), (0.05,) * 6
+        ),
+        patch_size_px=64,
+        extra={"thresholds": {"mining": 0.6}},
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def _opts(**kw: object) -> InferenceOptions:
+    base: dict[str, object] = {"device": "cpu", "probability_dtype": "float32", "num_threads": 2}
+    base.update(kw)
+    return InferenceOptions(**base)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ blending
+
+
+def test_blend_weights_sum_to_one_and_do_not_taper_scene_borders() -> None:
+    starts = _axis_starts(1000, 256, 224)
+    lengths = _axis_lengths(starts, 1000, 256, 16)
+    assert starts == [0, 224, 448, 672, 896] and lengths == [256, 256, 256, 256, 112]
+    assert starts[-1] + lengths[-1] >= 1000
+    weights, total = _axis_weights(starts, lengths, 32)
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert weights[0][0] == 1.0 and weights[-1][-1] == 1.0
+    assert weights[1][0] < 0.01 and weights[1][-1] < 0.01
+
+
+def test_windows_agree_with_whole_scene_prediction(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    refl = _forest(400, 456)
+    refl[:, 150:230, 200:330] = np.asarray(POND)[:, None, None]
+    scene = write_scene(tmp_path / "scene.tif", refl)
+    whole = predict_raster(
+        scene, tiny_checkpoint, out_path=tmp_path / "whole.tif", options=_opts(window_px=512)
+    )
+    windows = predict_raster(
+        scene,
+        tiny_checkpoint,
+        out_path=tmp_path / "windows.tif",
+        options=_opts(window_px=128, overlap_px=32, batch_size=3),
+    )
+    assert whole.windows == 1 and windows.windows == 4 * 5
+    a, b = read_probabilities(whole.path), read_probabilities(windows.path)
+    assert a.shape == b.shape == (2, 400, 456)
+    border = 16
+    diff = np.abs(a - b)[:, border:-border, border:-border]
+    assert float(diff.max()) < SEAM_TOLERANCE, float(diff.max())
+    assert float(diff.mean()) < SEAM_TOLERANCE / 20
+
+
+def test_batch_size_and_read_ahead_do_not_change_the_result(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    scene = write_scene(tmp_path / "scene.tif", _forest(200, 260))
+    one = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "a.tif",
+                         options=_opts(window_px=64, overlap_px=16, batch_size=1, read_ahead=1))
+    many = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "b.tif",
+                          options=_opts(window_px=64, overlap_px=16, batch_size=5, read_ahead=3,
+                                        read_threads=3))
+    np.testing.assert_allclose(read_probabilities(one.path), read_probabilities(many.path),
+                               atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def test_output_is_a_cog_with_a_band_per_class_and_nodata(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    scene = write_scene(
+        tmp_path / "scene.tif", _forest(600, 600), nodata_box=(slice(0, 600), slice(0, 176))
+    )
+    exact = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "f.tif",
+                           options=_opts(window_px=96, overlap_px=16))
+    result = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "q.tif",
+                            options=_opts(window_px=96, overlap_px=16, probability_dtype="uint8"))
+    assert is_cog(result.path)
+    with rasterio.open(result.path) as src:
+        assert src.descriptions == ("mining", "deforestation")
+        assert src.dtypes == ("uint8", "uint8") and src.nodata == UINT8_NODATA
+        assert src.overviews(1), "a COG of this size has overviews"
+        assert src.crs.to_epsg() == 32721
+        assert json.loads(src.tags()["MINEWATCH_THRESHOLDS"]) == {"mining": 0.6}
+    p = read_probabilities(result.path)
+    assert np.isnan(p[:, :, :176]).all() and np.isfinite(p[:, :, 176:]).all()
+    np.testing.assert_allclose(p, read_probabilities(exact.path), atol=0.5 / 254 + 1e-6)
+    # windows without any valid pixel (the first two columns of 8 x 8) skip the network
+    assert result.windows == 8 * 6
+
+
+def test_errors_name_the_problem(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    refl = _forest(64, 64)
+    swapped = write_scene(tmp_path / "b.tif", refl,
+                          bands=("B02", "B03", "B04", "B08", "B11", "B8A"))
+    with pytest.raises(BandMismatchError, match="B12"):
+        predict_raster(swapped, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
+    untagged = write_scene(tmp_path / "u.tif", refl, tags={})
+    with pytest.raises(DetectionError, match="BOA_ADD_OFFSET"):
+        predict_raster(untagged, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
+    with pytest.raises(DetectionError, match="overlap_px"):
+        InferenceOptions(window_px=128, overlap_px=100)
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_cuda_fails_clearly(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "s.tif", _forest(64, 64))
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "o.tif",
+                       options=_opts(device="cuda"))
+
+
+# ------------------------------------------------------------------------------ devices
+
+
+class _FakeCudaRunner:
+    """Stands in for the device runner: out of memory above ``fits`` windows per batch."""
+
+    def __init__(self, fits: int) -> None:
+        self.fits = fits
+        self.cuda = True
+        self.fell_back = False
+
+    def to_device(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw
+
+    def fall_back_to_cpu(self) -> None:
+        self.fell_back = True
+        self.cuda = False
+        self.fits = 10**6
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        if raw.shape[0] > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return raw.float()
+
+
+def test_out_of_memory_halves_the_batch_then_falls_back_to_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    raw = torch.arange(8 * 2 * 4 * 4, dtype=torch.float32).reshape(8, 2, 4, 4)
+    runner = _FakeCudaRunner(fits=3)
+    out, batch = _run_batch(runner, raw, 8, False)  # type: ignore[arg-type]
+    assert batch == 2 and not runner.fell_back
+    torch.testing.assert_close(torch.stack(out), raw)
+    runner = _FakeCudaRunner(fits=0)
+    out, batch = _run_batch(runner, raw, 2, False)  # type: ignore[arg-type]
+    assert runner.fell_back and batch == 1
+    torch.testing.assert_close(torch.stack(out), raw)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu_within_bf16_tolerance(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    refl = _forest(600, 700)
+    refl[:, 200:300, 300:420] = np.asarray(SEDIMENT)[:, None, None]
+    scene = write_scene(tmp_path / "s.tif", refl)
+    cpu = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "cpu.tif",
+                         options=_opts(window_px=256, overlap_px=32))
+    gpu = predict_raster(scene, tiny_checkpoint, out_path=tmp_path / "gpu.tif",
+                         options=_opts(window_px=256, overlap_px=32, device="cuda"))
+    assert gpu.device.startswith("cuda") and gpu.batch_size >= 1
+    diff = np.abs(read_probabilities(cpu.path) - read_probabilities(gpu.path))
+    assert float(diff.max()) < 0.05 and float(diff.mean()) < 0.005
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_on_a_large_scene(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A 4096 x 4096 x 6 scene (192 MiB of DN, 384 MiB as float reflectance) predicted in
+    256 px windows needs hardly more peak memory than a 2048 x 2048 one."""
+    size = 4096
+    rng = np.random.default_rng(0)
+    data = np.empty((6, size, size), dtype=np.uint16)
+    for b, value in enumerate(FOREST):
+        data[b] = int(value * 10000 + 1000) + rng.integers(-60, 60, (size, size), dtype=np.int16)
+    scene, small = tmp_path / "large.tif", tmp_path / "small.tif"
+    for path, arr in ((scene, data), (small, data[:, :2048, :2048])):
+        write_cog(path, arr, crs="EPSG:32721", transform=Affine(10.0, 0, X0, 0, -10.0, Y0),
+                  nodata=0, band_descriptions=list(DEFAULT_BANDS), tags=L2A_TAGS)
+    del data
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of this (large)
+    # pytest process would start with pytest's peak.
+    script = textwrap.dedent(
+        f"""
+        import json
+        from detection.inference import InferenceOptions, _checkpoint_of, predict_raster
+        def status(key):
+            for line in open("/proc/self/status"):
+                if line.startswith(key):
+                    return int(line.split()[1]) / 1024
+        ckpt = _checkpoint_of({str(tiny_checkpoint)!r})
+        opts = InferenceOptions(window_px=256, overlap_px=32, device="cpu", num_threads=2)
+        # a quarter-size scene first: libraries, thread pools, allocator arenas and GDAL's
+        # block cache are warm after it; what the full scene adds is what grows with size
+        predict_raster({str(small)!r}, ckpt, out_path={str(tmp_path / "s.tif")!r}, options=opts)
+        before = status("VmHWM")
+        r = predict_raster({str(scene)!r}, ckpt, out_path={str(tmp_path / "p.tif")!r},
+                           options=opts)
+        print(json.dumps({{"before": before, "peak": status("VmHWM"), "windows": r.windows}}))
+        """
+    )
+    # A fixed mmap threshold: glibc's adaptive one lets freed window buffers stay in the heap
+    # (RSS that is reusable, not live); the test measures what the predictor holds.
+    env = {**os.environ, "GDAL_CACHEMAX": "16", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, env=env, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    growth = stats["peak"] - stats["before"]
+    scene_mib = 6 * size * size * 2 / 2**20
+    assert stats["windows"] == 361
+    # 4x the pixels: a whole-scene method would need 3/4 x (192 MiB of DN + 384 MiB as float)
+    # more; here only GDAL's COG translation of the (uint8) output grows, ~2 bytes per pixel.
+    assert growth < 0.25 * scene_mib, stats
+
+
+# ------------------------------------------------------------------------------ sites
+
+
+def _planted_site(tiles: dict[str, float], edge_x: float) -> dict[str, np.ndarray]:
+    """Two 256 x 256 px tiles side by side; a pond with tailings around it across their edge."""
+    out = {}
+    for name, x0 in tiles.items():
+        refl = _forest(256, 256, seed=int(x0) % 97)
+        xs = x0 + 5 + 10 * np.arange(256)
+        ys = Y0 - 5 - 10 * np.arange(256)
+        xx, yy = np.meshgrid(xs, ys)
+        dx, dy = xx - edge_x, yy - (Y0 - 1280)
+        sediment = (np.abs(dx) < 450) & (np.abs(dy) < 300)
+        pond = (np.abs(dx) < 250) & (np.abs(dy) < 150)
+        refl[:, sediment] = np.asarray(SEDIMENT)[:, None]
+        refl[:, pond] = np.asarray(POND)[:, None]
+        out[name] = refl
+    return out
+
+
+def test_a_site_straddling_two_tiles_is_one_site(tmp_path: Path) -> None:
+    """The shipped model, end to end: two scenes -> probabilities -> sites -> one merged site."""
+    tiles = {"west": X0, "east": X0 + 2560}
+    edge = X0 + 2560
+    frames = []
+    for name, refl in _planted_site(tiles, edge).items():
+        scene = write_scene(tmp_path / f"{name}.tif", refl, x0=tiles[name])
+        result = predict_raster(
+            scene, None, out_path=tmp_path / f"{name}_p.tif",
+            options=InferenceOptions(device="cpu", window_px=256, overlap_px=32),
+        )
+        sites = sites_from_probabilities(
+            str(result.path), options=MaskOptions(min_area_ha=1.0), tile_id=name
+        )
+        mining = sites[sites["alert_class"] == "mining"]
+        assert len(mining) == 1, sites
+        assert (mining.geometry.bounds["maxx" if name == "west" else "minx"] - edge).abs().max() < 1
+        frames.append(sites)
+    merged = merge_tile_sites(frames)
+    mining = merged[merged["alert_class"] == "mining"]
+    assert len(mining) == 1
+    site = mining.iloc[0]
+    assert site["tile_id"] == "east,west"
+    # 90 x 60 px planted (54 ha); the model's outline may differ by a pixel ring
+    assert 40 < site["area_ha"] < 70, site["area_ha"]
+    assert site.geometry.bounds[0] < edge - 300 and site.geometry.bounds[2] > edge + 300
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def test_predict_command_writes_probabilities_and_sites(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    scene = write_scene(tmp_path / "S2_scene.tif", _forest(160, 160))
+    group = click.Group()
+    group.add_command(predict)
+    out = tmp_path / "out"
+    args = ["predict", str(scene), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+            "--device", "cpu", "--window-px", "128", "--overlap-px", "32", "--json"]
+    group.main(args, standalone_mode=False)
+    assert is_cog(out / "S2_scene_probabilities.tif")
+    collection = json.loads((out / "S2_scene_sites.geojson").read_text())
+    assert collection["type"] == "FeatureCollection" and "crs" not in collection
+    with pytest.raises(click.ClickException, match="--overwrite"):
+        group.main(args, standalone_mode=False)
+    group.main([*args, "--overwrite"], standalone_mode=False)
