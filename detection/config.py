@@ -80,6 +80,14 @@ class ScanConfig(_Strict):
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def identity(self) -> str:
+        """sha256 of what makes this the same scan: the config without ``periods`` and
+        ``output``. A scheduled scan moves its periods forward and stays the same scan."""
+        import hashlib
+
+        data = self.model_dump(mode="json", exclude={"periods", "output"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
 
 #: Config keys that hold input paths (resolved against the config file's folder).
 INPUT_KEYS = (

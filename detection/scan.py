@@ -118,11 +118,12 @@ class ScanResult:
         }
 
 
-def check_output_dir(out_dir: Path, *, config_sha256: str, overwrite: bool) -> None:
+def check_output_dir(out_dir: Path, *, scan_identity: str, overwrite: bool) -> None:
     """Refuse to write into a folder that holds results of another scan, unless ``overwrite``.
 
-    A folder whose last run had the same config is this scan's own folder: the new run updates
-    it (reusing finished units), which is what a scheduled scan does every night.
+    A folder whose last run was the same scan (the same config apart from its periods and
+    output, see ``ScanConfig.identity``) is this scan's own folder: the new run updates it,
+    reusing finished units; that is what a scheduled scan or a ``--since`` backfill does.
 
     Raises:
         OutputExistsError: results of another config exist and ``overwrite`` is False.
@@ -131,7 +132,7 @@ def check_output_dir(out_dir: Path, *, config_sha256: str, overwrite: bool) -> N
     if not existing or overwrite:
         return
     last = RunStore(out_dir).last_run() if (out_dir / STORE_NAME).exists() else None
-    if last is not None and last["config_sha256"] == config_sha256:
+    if last is not None and last["scan_identity"] == scan_identity:
         log.info("updating the scan in %s (last run %s)", out_dir, last["run_id"])
         return
     raise OutputExistsError(
@@ -197,7 +198,7 @@ def run_scan(
             "at least two: widen periods.start/end"
         )
     config_sha256 = config.digest()
-    check_output_dir(out_dir, config_sha256=config_sha256, overwrite=overwrite)
+    check_output_dir(out_dir, scan_identity=config.identity(), overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(out_dir):
         check_free_space(out_dir, min_free_mb=min_free_mb)
@@ -210,6 +211,7 @@ def run_scan(
             run_id,
             config_name=config.name,
             config_sha256=config_sha256,
+            scan_identity=config.identity(),
             model_sha256=detector.info.sha256,
             software_version=_software_version(),
             period=periods[-1].as_dict(),

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     outcome TEXT NOT NULL DEFAULT 'running',
     config_name TEXT,
     config_sha256 TEXT NOT NULL,
+    scan_identity TEXT NOT NULL DEFAULT '',
     model_sha256 TEXT NOT NULL,
     software_version TEXT NOT NULL,
     period_start TEXT,
@@ -98,16 +99,19 @@ class RunStore:
         model_sha256: str,
         software_version: str,
         period: dict[str, str],
+        scan_identity: str = "",
     ) -> None:
         with self._connect() as con:
             con.execute(
-                "INSERT INTO runs (run_id, started_at, config_name, config_sha256, model_sha256,"
-                " software_version, period_start, period_end) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (run_id, started_at, config_name, config_sha256, scan_identity,"
+                " model_sha256, software_version, period_start, period_end)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     _now(),
                     config_name,
                     config_sha256,
+                    scan_identity,
                     model_sha256,
                     software_version,
                     period["start"],

@@ -53,6 +53,18 @@ def test_runs_list_and_show_read_the_store(reference: Path) -> None:
     assert missing.returncode == 1 and "no run 'nosuchrun'" in missing.stderr
 
 
+def test_backfill_with_since_updates_the_same_folder(reference: Path) -> None:
+    """Moving the periods (a backfill, or next quarter's scan) keeps it the same scan."""
+    before = features(reference)
+    cfg = reference.parent / "scan.yaml"
+    proc = minewatch("scan", str(cfg), "--out", "out", "--since", "2024-01-01", "--json",
+                     cwd=reference.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["units_computed"] == 0 and summary["units_reused"] > 0
+    assert features(reference) == before
+
+
 def test_another_scans_folder_needs_overwrite(
     reference: Path, small_world: Path, tmp_path: Path
 ) -> None:
