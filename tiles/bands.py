@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -72,3 +73,22 @@ def check_band_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             f"unknown band name(s) {unknown}: expected Sentinel-2 names {sorted(BANDS)}"
         )
     return tuple(names)
+
+
+def check_requested_bands(bands: Sequence[str]) -> tuple[str, ...]:
+    """The bands a caller asks a source to read, checked: a non-empty sequence of distinct
+    Sentinel-2 band names, without ``SCL`` (sources read it whenever present).
+
+    Raises:
+        ValueError: ``bands`` is a string, empty, names SCL or a band twice, or an unknown band.
+    """
+    if isinstance(bands, str):
+        raise ValueError(f"bands must be a sequence of band names, got the string {bands!r}")
+    wanted = tuple(bands)
+    if not wanted:
+        raise ValueError("bands is empty: name the bands to read, e.g. ('B02', 'B03', 'B04')")
+    if SCL in wanted:
+        raise ValueError(f"bands {list(wanted)}: leave out {SCL}; it is read whenever present")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"bands {list(wanted)}: a band is named twice")
+    return check_band_names(wanted)

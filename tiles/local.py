@@ -42,7 +42,7 @@ from rasterio.io import DatasetReader
 from rasterio.warp import reproject, transform_bounds
 
 from aoi.grid import GridCell
-from tiles.bands import BANDS, SCL, check_band_names
+from tiles.bands import BANDS, SCL, check_requested_bands
 from tiles.errors import MissingBandError, SceneFormatError, SceneNotFoundError
 from tiles.radiometry import L2A_SCALE, boa_add_offset, dn_to_reflectance, parse_baseline
 from tiles.radiometry import format_baseline as _format_baseline
@@ -188,7 +188,7 @@ def read_scene(info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scen
         SceneNotFoundError: the scene's file(s) no longer exist.
         SceneFormatError: a file is truncated or corrupt, or a float band holds digital numbers.
     """
-    wanted = _check_requested(bands)
+    wanted = check_requested_bands(bands)
     local = _inspect(Path(info.href))
     missing = [b for b in wanted if b not in local.sources]
     if missing:
@@ -584,19 +584,6 @@ def _drop_duplicates(scenes: list[_LocalScene]) -> list[_LocalScene]:
 
 # --------------------------------------------------------------------------------------------
 # reading pixels
-
-
-def _check_requested(bands: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(bands, str):
-        raise ValueError(f"bands must be a sequence of band names, got the string {bands!r}")
-    wanted = tuple(bands)
-    if not wanted:
-        raise ValueError("bands is empty: name the bands to read, e.g. ('B02', 'B03', 'B04')")
-    if SCL in wanted:
-        raise ValueError(f"bands {list(wanted)}: leave out {SCL}; it is read whenever present")
-    if len(set(wanted)) != len(wanted):
-        raise ValueError(f"bands {list(wanted)}: a band is named twice")
-    return check_band_names(wanted)
 
 
 def _source_window(src: DatasetReader, cell: GridCell) -> rasterio.windows.Window | None:

@@ -40,7 +40,7 @@ from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 
 from aoi.grid import GridCell
-from tiles.bands import BANDS, SCL, check_band_names
+from tiles.bands import BANDS, check_requested_bands
 from tiles.cache import RawWindow, WindowCache, window_key
 from tiles.config import SentinelHubSourceConfig
 from tiles.errors import (
@@ -257,7 +257,7 @@ class SentinelHubSource:
             SourceUnavailableError: the service kept failing after every retry.
             SceneFormatError: the answer is not what was asked for.
         """
-        wanted = _check_requested(bands)
+        wanted = check_requested_bands(bands)
         raw = self._fetch(info, cell, wanted)
         dn = raw.data.astype(np.float32)
         norm = float(raw.nodata) if raw.nodata else _DEFAULT_NORM
@@ -287,7 +287,7 @@ class SentinelHubSource:
         """Put the answer for ``bands`` over ``cell`` in the cache; return 1 if it was
         requested, 0 when it was cached."""
         before = self.cache.misses
-        self._fetch(info, cell, _check_requested(bands))
+        self._fetch(info, cell, check_requested_bands(bands))
         return self.cache.misses - before
 
     def _fetch(self, info: SceneInfo, cell: GridCell, wanted: tuple[str, ...]) -> RawWindow:
@@ -474,19 +474,6 @@ def split_cell(cell: GridCell, *, max_px: int = 2500) -> list[tuple[int, int, in
         for r in range(0, cell.height, step_r)
         for c in range(0, cell.width, step_c)
     ]
-
-
-def _check_requested(bands: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(bands, str):
-        raise ValueError(f"bands must be a sequence of band names, got the string {bands!r}")
-    wanted = tuple(bands)
-    if not wanted:
-        raise ValueError("bands is empty: name the bands to read, e.g. ('B02', 'B03', 'B04')")
-    if SCL in wanted:
-        raise ValueError(f"bands {list(wanted)}: leave out {SCL}; it is read whenever present")
-    if len(set(wanted)) != len(wanted):
-        raise ValueError(f"bands {list(wanted)}: a band is named twice")
-    return check_band_names(wanted)
 
 
 def _status_of(exc: BaseException) -> int | None:

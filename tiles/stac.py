@@ -56,7 +56,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from aoi.grid import GridCell
-from tiles.bands import BANDS, SCL, check_band_names
+from tiles.bands import BANDS, SCL, check_requested_bands
 from tiles.cache import RawWindow, WindowCache, fetch_file, window_key
 from tiles.config import StacSourceConfig
 from tiles.errors import (
@@ -272,7 +272,7 @@ class StacSource:
             SceneFormatError: a file is truncated or corrupt, or the item states no baseline.
             SourceUnavailableError: the storage kept failing after every retry.
         """
-        wanted = _check_requested(bands)
+        wanted = check_requested_bands(bands)
         missing = [b for b in wanted if b not in info.assets]
         if missing:
             raise AssetMissingError(
@@ -321,7 +321,7 @@ class StacSource:
         Raises:
             Same as `read`.
         """
-        wanted = _check_requested(bands) + ((SCL,) if info.has_scl else ())
+        wanted = check_requested_bands(bands) + ((SCL,) if info.has_scl else ())
         before = self.cache.misses
         for name in wanted:
             if name not in info.assets:
@@ -719,19 +719,6 @@ def _raise_for_access(status: int, *, what: str) -> None:
         raise AuthenticationError(
             f"{what}: HTTP {status}, access refused (expired or missing signature/token)"
         )
-
-
-def _check_requested(bands: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(bands, str):
-        raise ValueError(f"bands must be a sequence of band names, got the string {bands!r}")
-    wanted = tuple(bands)
-    if not wanted:
-        raise ValueError("bands is empty: name the bands to read, e.g. ('B02', 'B03', 'B04')")
-    if SCL in wanted:
-        raise ValueError(f"bands {list(wanted)}: leave out {SCL}; it is read whenever present")
-    if len(set(wanted)) != len(wanted):
-        raise ValueError(f"bands {list(wanted)}: a band is named twice")
-    return check_band_names(wanted)
 
 
 def _asset_key(band: str, assets: Mapping[str, Any], overrides: Mapping[str, str]) -> str | None:
