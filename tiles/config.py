@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tiles.bands import BANDS, DEFAULT_MASKED_SCL, SCL
 from tiles.http import RetryPolicy
 from tiles.periods import Period, periods_between
 from tiles.synthetic import WorldSpec
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -149,35 +152,147 @@ class PeriodSpec(_Strict):
     label: str | None = None
 
 
+#: The ``periods.end`` value that means "the UTC date when the scan runs".
+TODAY = "today"
+
+_PERIOD_KINDS = "quarter, month or year"
+
+
+def utc_today() -> dt.date:
+    """The current date in UTC: what ``periods.end: today`` (or an absent ``end`` with ``last``)
+    means when the periods are resolved."""
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def _period_start_back(day: dt.date, *, kind: str, back: int) -> dt.date:
+    """The first day of the ``kind`` period ``back`` periods before the one containing ``day``."""
+    if kind == "quarter":
+        index = day.year * 4 + (day.month - 1) // 3 - back
+        return dt.date(index // 4, index % 4 * 3 + 1, 1)
+    if kind == "month":
+        index = day.year * 12 + day.month - 1 - back
+        return dt.date(index // 12, index % 12 + 1, 1)
+    if kind == "year":
+        return dt.date(day.year - back, 1, 1)
+    raise ValueError(f"period kind {kind!r}: expected {_PERIOD_KINDS}")
+
+
 class PeriodsConfig(_Strict):
-    """The periods a scan compares: calendar ``quarter`` (default), ``month`` or ``year`` periods
-    overlapping ``[start, end]``, or an explicit ``custom`` list."""
+    """The periods a scan compares.
+
+    - ``kind`` ``quarter`` (default), ``month`` or ``year`` with ``start`` and ``end``: every
+      calendar period overlapping ``[start, end]``.
+    - the same kinds with ``last: N`` (N >= 2) and no ``start``: a rolling window, the N most
+      recent periods ending with the period that contains ``end``. ``end`` may be a date, the
+      literal ``today`` or absent (also today). Today is the UTC date when the periods are
+      resolved, so a scheduled scan moves forward by itself; the current, still-running period is
+      included (a rerun recomputes its units as new scenes arrive). ``start`` (also set by
+      ``minewatch scan --since``) and ``last`` together are an error: one fixes the first
+      period, the other counts back from the last.
+    - ``kind: custom`` with an explicit ``custom`` list of at least two ranges.
+    """
 
     kind: Literal["quarter", "month", "year", "custom"] = "quarter"
     start: dt.date | None = None
-    end: dt.date | None = None
+    end: dt.date | Literal["today"] | None = None
+    last: int | None = None
     custom: list[PeriodSpec] = Field(default_factory=list)
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _check_end(cls, value: object) -> object:
+        if isinstance(value, str) and value != TODAY:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "expected a date (YYYY-MM-DD) or 'today' (the UTC date of the run); "
+                    "write e.g. 'end: 2024-09-30' or 'end: today'"
+                ) from None
+        return value
+
+    @field_validator("last")
+    @classmethod
+    def _check_last(cls, value: int | None) -> int | None:
+        if value is not None and value < 2:
+            raise ValueError(
+                "expected 2 or more periods (a scan compares each period with the one before); "
+                "set 'last: 2' or more"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> PeriodsConfig:
         if self.kind == "custom":
+            if self.last is not None:
+                raise ValueError(
+                    f"'last' ({self.last}) does not apply to kind 'custom', which scans the "
+                    "ranges listed under 'custom'; remove 'last', or set kind to "
+                    f"{_PERIOD_KINDS} for a rolling window"
+                )
             if len(self.custom) < 2:
                 raise ValueError("kind 'custom' needs at least two entries under 'custom'")
+        elif self.last is not None:
+            if self.start is not None:
+                raise ValueError(
+                    f"'start' ({self.start.isoformat()}) and 'last' ({self.last}) are both "
+                    "given (start may come from --since); expected one of them: 'start' fixes "
+                    "the first period, 'last' counts back from 'end'; remove 'start' (or "
+                    "--since) for a rolling window, or remove 'last' for a fixed range"
+                )
         elif self.start is None or self.end is None:
-            raise ValueError(f"kind {self.kind!r} needs both 'start' and 'end' dates")
+            missing = " and ".join(
+                repr(k) for k, v in (("start", self.start), ("end", self.end)) if v is None
+            )
+            raise ValueError(
+                f"kind {self.kind!r} needs 'start' and 'end' dates, or 'last: N' for the N most "
+                f"recent periods up to 'end' (default today); {missing} missing: add "
+                f"{'them' if ' and ' in missing else 'it'}, e.g. 'start: 2024-04-01' with "
+                "'end: today', or use 'last: 4' for a rolling window"
+            )
+        else:
+            end = self.end if isinstance(self.end, dt.date) else utc_today()
+            if end < self.start:
+                raise ValueError(
+                    f"'end' ({self.end}) is before 'start' ({self.start.isoformat()}); "
+                    "expected start <= end: fix the dates (or --since/--until)"
+                )
         return self
 
-    def resolve(self) -> list[Period]:
-        """The periods in time order."""
+    def resolve(self, *, today: dt.date | None = None) -> list[Period]:
+        """The periods in time order.
+
+        Args:
+            today: the date ``end: today`` (or an absent ``end`` with ``last``) stands for;
+                default `utc_today`.
+        """
         if self.kind == "custom":
             periods = [
                 Period(p.start, p.end, p.label or f"{p.start.isoformat()}_{p.end.isoformat()}")
                 for p in self.custom
             ]
             return sorted(periods)
-        if self.start is None or self.end is None:  # pragma: no cover - the validator checks
-            raise ValueError(f"kind {self.kind!r} needs both 'start' and 'end' dates")
-        return periods_between(self.start, self.end, kind=self.kind)
+        if isinstance(self.end, dt.date):
+            end = self.end
+            end_text = end.isoformat()
+        else:  # absent (with 'last') or 'today'
+            end = today or utc_today()
+            end_text = f"{end.isoformat()} (today, UTC)"
+        if self.last is not None:
+            start = _period_start_back(end, kind=self.kind, back=self.last - 1)
+            periods = periods_between(start, end, kind=self.kind)
+            log.info(
+                "periods: the last %d %s period(s) up to %s: %s..%s",
+                self.last,
+                self.kind,
+                end_text,
+                periods[0].label,
+                periods[-1].label,
+            )
+            return periods
+        if self.start is None:  # pragma: no cover - the validator checks
+            raise ValueError(f"kind {self.kind!r} needs 'start' and 'end' dates or 'last'")
+        return periods_between(self.start, end, kind=self.kind)
 
 
 class CompositeConfig(_Strict):
