@@ -93,6 +93,55 @@ class GridCell:
     def shape(self) -> tuple[int, int]:
         return (self.height, self.width)
 
+    def with_halo(self, halo_px: int) -> GridCell:
+        """The cell grown by ``halo_px`` pixels on every side: same name, CRS and resolution,
+        origin moved up and left by ``halo_px`` pixels (a scan reads and predicts a chip with
+        this context around it, then keeps the chip).
+
+        Raises:
+            ValueError: ``halo_px`` is negative.
+        """
+        if halo_px < 0:
+            raise ValueError(f"GridCell {self.tile_id}: halo {halo_px} px must be >= 0")
+        if halo_px == 0:
+            return self
+        return GridCell(
+            self.tile_id,
+            self.crs,
+            self.transform @ Affine.translation(-halo_px, -halo_px),
+            self.width + 2 * halo_px,
+            self.height + 2 * halo_px,
+        )
+
+    def slices_of(self, inner: GridCell) -> tuple[slice, slice]:
+        """``(rows, cols)`` of this cell's arrays that hold ``inner``, a cell on the same pixel
+        grid inside this one (``array[cell.slices_of(chip)]`` crops a halo away).
+
+        Raises:
+            ValueError: ``inner`` has another CRS or resolution, is off this cell's pixel grid, or
+                reaches outside this cell.
+        """
+        t, u = self.transform, inner.transform
+        if inner.crs != self.crs or not (math.isclose(t.a, u.a) and math.isclose(t.e, u.e)):
+            raise ValueError(
+                f"GridCell {inner.tile_id} ({inner.crs}, {u.a:g} m) is not on the grid of "
+                f"{self.tile_id} ({self.crs}, {t.a:g} m); expected the same CRS and resolution"
+            )
+        col, row = (u.c - t.c) / t.a, (u.f - t.f) / t.e
+        c0, r0 = round(col), round(row)
+        if abs(col - c0) > 1e-6 or abs(row - r0) > 1e-6:
+            raise ValueError(
+                f"GridCell {inner.tile_id} starts {col:g} columns, {row:g} rows into "
+                f"{self.tile_id}: not on its pixel grid; expected whole pixels"
+            )
+        if r0 < 0 or c0 < 0 or r0 + inner.height > self.height or c0 + inner.width > self.width:
+            raise ValueError(
+                f"GridCell {inner.tile_id} (rows {r0}..{r0 + inner.height}, columns "
+                f"{c0}..{c0 + inner.width}) reaches outside {self.tile_id} "
+                f"({self.height} x {self.width} px)"
+            )
+        return slice(r0, r0 + inner.height), slice(c0, c0 + inner.width)
+
 
 # --------------------------------------------------------------------------------------------
 # MGRS names

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aoi.config import AOIConfig
 from aoi.configfile import format_validation_error, read_config_file
@@ -25,10 +25,25 @@ class _Strict(BaseModel):
 
 
 class GridConfig(_Strict):
-    """The processing grid: UTM chips aligned to the MGRS 100 km squares."""
+    """The processing grid: UTM chips aligned to the MGRS 100 km squares.
+
+    ``halo_px``: imagery read and predicted around each chip and then cropped away, so the
+    network sees the context of pixels near a chip's edge (no seams between chips). Part of a
+    unit's key, not of the scan's identity: changing it recomputes the units in the same folder.
+    """
 
     chip_size_px: int = Field(default=512, ge=64, le=10980)
     resolution_m: float = Field(default=10.0, gt=0)
+    halo_px: int = Field(default=32, ge=0)
+
+    @model_validator(mode="after")
+    def _check_halo(self) -> GridConfig:
+        if self.halo_px > self.chip_size_px:
+            raise ValueError(
+                f"halo_px {self.halo_px} is larger than chip_size_px {self.chip_size_px}; "
+                f"expected 0..{self.chip_size_px} (32 or 64 is plenty)"
+            )
+        return self
 
 
 class DetectorConfig(_Strict):
@@ -38,6 +53,9 @@ class DetectorConfig(_Strict):
     kind: Literal["indices", "network"] = "indices"
     checkpoint: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: CPU engine of the network: ``auto`` (ONNX Runtime when installed, else PyTorch),
+    #: ``torch`` or ``onnxruntime`` (models.runtime). Not part of the scan's identity.
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     thresholds: IndexThresholds = Field(default_factory=IndexThresholds)
     probability_threshold: float = Field(default=0.5, gt=0, lt=1)
 
@@ -81,11 +99,16 @@ class ScanConfig(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()
 
     def identity(self) -> str:
-        """sha256 of what makes this the same scan: the config without ``periods`` and
-        ``output``. A scheduled scan moves its periods forward and stays the same scan."""
+        """sha256 of what makes this the same scan: the config without ``periods``,
+        ``output``, ``grid.halo_px`` and ``detector.backend``. A scheduled scan moves its
+        periods forward and stays the same scan; the halo only changes how units are computed
+        (it is in their key), the backend how fast."""
         import hashlib
 
-        data = self.model_dump(mode="json", exclude={"periods", "output"})
+        exclude: dict[str, Any] = {
+            "periods": True, "output": True, "grid": {"halo_px"}, "detector": {"backend"}
+        }
+        data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -275,6 +275,15 @@ def _scan(
         c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
     }
     active = [c for c in cells if chip_scenes[c.tile_id]]
+    # A unit reads the scenes over its chip and halo (a scene may cover only the halo); it
+    # exists when a scene covers the chip itself.
+    halo = config.grid.halo_px
+    read_scenes = {
+        c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c.with_halo(halo))]
+        if halo
+        else chip_scenes[c.tile_id]
+        for c in active
+    }
     if not active:
         raise DetectionError(
             f"no scene of {source.description} covers the AOI during "
@@ -289,6 +298,7 @@ def _scan(
         probability_threshold=config.detector.probability_threshold,
         simplify_m=config.alerts.simplify_m,
         model_sha256=detector.info.sha256,
+        halo_px=halo,
     )
     units_dir = out_dir / "units"
     grid_frame = grid_to_geodataframe(cells)
@@ -298,10 +308,10 @@ def _scan(
     finished: list[tuple[WorkUnit, UnitResult, bool]] = []
     for cell in cells:
         for period in periods:
-            infos = tuple(s for s in chip_scenes[cell.tile_id] if period.contains(s.datetime))
-            if not infos:
+            if not any(period.contains(s.datetime) for s in chip_scenes[cell.tile_id]):
                 coverage_rows.append(_coverage_row(cell, period, None, cell_geoms))
                 continue
+            infos = tuple(s for s in read_scenes[cell.tile_id] if period.contains(s.datetime))
             unit = WorkUnit(cell, period, infos)
             cached = load_unit(units_dir, cell.tile_id, period.label, key=unit.key(settings))
             if cached is None:

@@ -25,8 +25,8 @@ from shapely.geometry import box, mapping, shape
 
 from aoi.grid import GridCell
 from detection.polygonize import polygonize_mask
-from models.detector import Detector
-from tiles.composite import Composite, composite_period, write_composite
+from models.detector import Detector, Prediction
+from tiles.composite import Composite, composite_period, crop_composite, write_composite
 from tiles.errors import TileError
 from tiles.files import write_text_atomic
 from tiles.periods import Period
@@ -49,9 +49,11 @@ class UnitSettings:
     probability_threshold: float
     simplify_m: float | None
     model_sha256: str
+    #: context read and predicted around the chip, then cropped away (``grid.halo_px``)
+    halo_px: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "bands": list(self.bands),
             "method": self.method,
             "masked_scl": list(self.masked_scl),
@@ -60,6 +62,11 @@ class UnitSettings:
             "simplify_m": self.simplify_m,
             "model_sha256": self.model_sha256,
         }
+        # Only when set, so that units saved before halos existed keep their key at halo 0
+        # (their result is the same) and are computed again with any halo.
+        if self.halo_px:
+            out["halo_px"] = self.halo_px
+        return out
 
 
 @dataclass(frozen=True)
@@ -133,23 +140,14 @@ def process_unit(
 ) -> UnitResult:
     """Composite, detect and polygonise one unit; save and return its result.
 
-    A ``TileError`` (unreadable scene, no valid pixels) makes a ``failed`` result with the reason,
-    which is not saved, so the next scan tries the unit again.
+    The detector sees the chip with its halo (`predict_unit`); everything saved has the chip's
+    exact footprint. A ``TileError`` (unreadable scene, no valid pixels) makes a ``failed``
+    result with the reason, which is not saved, so the next scan tries the unit again.
     """
     cell, period = unit.cell, unit.period
     key = unit.key(settings)
     try:
-        scenes = (source.read(info, cell, bands=settings.bands) for info in unit.scenes)
-        comp = composite_period(
-            scenes,
-            cell=cell,
-            period=period,
-            bands=settings.bands,
-            method=settings.method,  # type: ignore[arg-type]
-            masked_scl=settings.masked_scl,
-            dilation_px=settings.dilation_px,
-        )
-        pred = detector.predict(comp.data, comp.bands)
+        comp, pred = predict_unit(unit, source=source, detector=detector, settings=settings)
     except TileError as exc:
         log.error("chip %s, period %s failed: %s", cell.tile_id, period.label, exc)
         return UnitResult(
@@ -199,6 +197,42 @@ def process_unit(
     )
     save_unit(result, units_dir)
     return result
+
+
+def predict_unit(
+    unit: WorkUnit, *, source: Source, detector: Detector, settings: UnitSettings
+) -> tuple[Composite, Prediction]:
+    """The composite of a unit's chip and the detector's probabilities on it.
+
+    With ``settings.halo_px`` the scenes are read and composited on the chip grown by that many
+    pixels on every side (`GridCell.with_halo`; a halo no scene covers is NaN, unobserved) and the
+    detector sees the grown composite, so pixels near the chip's edge are predicted with the
+    context a network needs instead of its zero padding. Both are then cropped back to the chip:
+    everything after this (observed share, composite file, polygons) has the chip's exact
+    footprint.
+
+    Raises:
+        TileError: a scene cannot be read.
+    """
+    cell = unit.cell
+    grown = cell.with_halo(settings.halo_px)
+    scenes = (source.read(info, grown, bands=settings.bands) for info in unit.scenes)
+    comp = composite_period(
+        scenes,
+        cell=grown,
+        period=unit.period,
+        bands=settings.bands,
+        method=settings.method,  # type: ignore[arg-type]
+        masked_scl=settings.masked_scl,
+        dilation_px=settings.dilation_px,
+        core=cell,
+    )
+    pred = detector.predict(comp.data, comp.bands)
+    if grown is cell:
+        return comp, pred
+    rows, cols = grown.slices_of(cell)
+    probs = pred.probabilities[:, rows, cols].copy()
+    return crop_composite(comp, cell), Prediction(pred.classes, probs)
 
 
 def observed_polygon(comp: Composite) -> Any:

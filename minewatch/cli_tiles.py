@@ -165,9 +165,19 @@ class _Job:
         return scenes
 
     def pairs(self, scenes: list[Any]) -> list[tuple[Any, Any]]:
+        """``(chip, scene)`` for every scene over a chip or its halo (what a scan reads)."""
         from tiles.local import scene_footprint_intersects
 
-        return [(c, s) for c in self.cells for s in scenes if scene_footprint_intersects(s, c)]
+        return [
+            (c, s)
+            for c in self.cells
+            for s in scenes
+            if scene_footprint_intersects(s, c.with_halo(self.halo_px))
+        ]
+
+    @property
+    def halo_px(self) -> int:
+        return self.config.grid.halo_px
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -267,12 +277,13 @@ def tiles_fetch(
         pairs = job.pairs(job.search())
         for i, (cell, info) in enumerate(pairs, start=1):
             fetch = getattr(job.source, "fetch", None)
+            grown = cell.with_halo(job.halo_px)  # the scan reads each chip with its halo
             try:
                 if fetch is None:
-                    job.source.read(info, cell, bands=job.bands)
+                    job.source.read(info, grown, bands=job.bands)
                     cached += 1
                 else:
-                    n = fetch(info, cell, bands=job.bands)
+                    n = fetch(info, grown, bands=job.bands)
                     read += int(n > 0)
                     cached += int(n == 0)
             except TileError as exc:
@@ -320,8 +331,9 @@ def tiles_composite(
     observation is listed as "not observed", never as "no change"."""
     import warnings
 
-    from tiles.composite import composite_period, write_composite
+    from tiles.composite import composite_period, crop_composite, write_composite
     from tiles.errors import CloudyPeriodWarning, TileError
+    from tiles.local import scene_footprint_intersects
 
     rows: list[dict[str, Any]] = []
     with progress_bar(ctx.obj["progress"]) as progress:
@@ -338,6 +350,8 @@ def tiles_composite(
         comp = job.config.composite
         for i, (cell, period) in enumerate(units, start=1):
             infos = [s for c, s in pairs if c is cell and period.contains(s.datetime)]
+            if not any(scene_footprint_intersects(s, cell) for s in infos):
+                infos = []  # scenes over the halo only: the chip has no imagery
             row: dict[str, Any] = {
                 "tile_id": cell.tile_id,
                 "period": period.label,
@@ -348,18 +362,23 @@ def tiles_composite(
                 "composite": "",
             }
             if infos:
+                # Read with the halo, as a scan does (the cache `tiles fetch` fills), and keep
+                # the chip: the composite is the one a scan writes.
+                grown = cell.with_halo(job.halo_px)
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", CloudyPeriodWarning)
                         result = composite_period(
-                            (job.source.read(s, cell, bands=job.bands) for s in infos),
-                            cell=cell,
+                            (job.source.read(s, grown, bands=job.bands) for s in infos),
+                            cell=grown,
                             period=period,
                             bands=job.bands,
                             method=comp.method,
                             masked_scl=comp.masked_scl,
                             dilation_px=comp.dilation_px,
+                            core=cell,
                         )
+                    result = crop_composite(result, cell)
                     paths = write_composite(result, folder)
                     row["observed_fraction"] = round(result.observed_fraction, 4)
                     row["status"] = "observed" if result.observed.any() else "not observed"

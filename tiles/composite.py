@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -128,6 +128,7 @@ def composite_period(
     method: Method = "median",
     masked_scl: Sequence[int] = DEFAULT_MASKED_SCL,
     dilation_px: int = 0,
+    core: GridCell | None = None,
 ) -> Composite:
     """Composite the clear observations of one cell over one period.
 
@@ -143,14 +144,19 @@ def composite_period(
         method: ``"median"`` (per band, NaN-aware) or ``"best"`` (lowest-blue observation).
         masked_scl: SCL classes that are not clear (see `tiles.masks.clear_mask`).
         dilation_px: radius by which cloud and shadow classes are grown.
+        core: the part of ``cell`` the composite is for when ``cell`` is a chip with a halo
+            around it (`GridCell.with_halo`): ``scene_ids``, the log and the not-observed warning
+            count only its pixels, so `crop_composite` to ``core`` gives the chip's composite.
+            Default: the whole cell.
 
     Returns:
-        The composite. When nothing was observed clearly, its data is all NaN and its counts 0,
-        and a `CloudyPeriodWarning` says the cell was not observed in the period.
+        The composite on ``cell``. When nothing was observed clearly (in ``core``), its data is
+        all NaN there and its counts 0, and a `CloudyPeriodWarning` says the cell was not
+        observed in the period.
 
     Raises:
         ValueError: an unknown method, band or SCL class; a scene outside the period, on another
-            grid, or given twice.
+            grid, or given twice; a ``core`` not on ``cell``'s pixel grid inside it.
         MissingBandError: a scene lacks a requested band (or B02 for ``best``).
     """
     if method not in _METHODS:
@@ -159,6 +165,8 @@ def composite_period(
     if not wanted:
         raise ValueError("bands is empty: name the bands to composite, e.g. ('B02', 'B03')")
     check_mask_options(masked_scl, dilation_px)
+    inside = cell.slices_of(core) if core is not None else (slice(None), slice(None))
+    name = (core or cell).tile_id
     height, width = cell.shape
     count = np.zeros((height, width), dtype=np.uint16)
     contributed: list[tuple[dt.datetime, str]] = []
@@ -187,7 +195,8 @@ def composite_period(
             log.debug("scene %s: no clear pixel on %s", scene.info.scene_id, cell.tile_id)
             continue
         count += clear.astype(np.uint16)
-        contributed.append((scene.info.datetime, scene.info.scene_id))
+        if clear[inside].any():
+            contributed.append((scene.info.datetime, scene.info.scene_id))
         if method == "median":
             stack.append(np.where(clear, values, np.float32(np.nan)))
         else:
@@ -217,9 +226,10 @@ def composite_period(
         scene_ids=tuple(sid for _, sid in sorted(contributed)),
         method=method,
     )
-    if not composite.observed.any():
+    observed = composite.observed[inside]
+    if not observed.any():
         warnings.warn(
-            f"tile {cell.tile_id}, period {period.label}: not observed: no clear observation in "
+            f"tile {name}, period {period.label}: not observed: no clear observation in "
             f"{n_scenes} scene(s); the composite is all NaN; report it as not observed, never as "
             "no change",
             CloudyPeriodWarning,
@@ -228,14 +238,33 @@ def composite_period(
     else:
         log.info(
             "%s %s: %s composite of %d scene(s) (%d contributed), %.1f%% observed",
-            cell.tile_id,
+            name,
             period.label,
             method,
             n_scenes,
             len(contributed),
-            100.0 * composite.observed_fraction,
+            100.0 * float(observed.mean()),
         )
     return composite
+
+
+def crop_composite(composite: Composite, cell: GridCell) -> Composite:
+    """The part of ``composite`` on ``cell``: a cell on the same pixel grid inside the
+    composite's (the chip of a composite made with a halo). ``scene_ids`` are kept: make the
+    composite with ``core=cell`` so that they are the chip's.
+
+    Raises:
+        ValueError: ``cell`` is not on the composite's pixel grid, or reaches outside it.
+    """
+    if cell == composite.cell:
+        return composite
+    rows, cols = composite.cell.slices_of(cell)
+    return replace(
+        composite,
+        cell=cell,
+        data=composite.data[:, rows, cols].copy(),
+        clear_count=composite.clear_count[rows, cols].copy(),
+    )
 
 
 def _nanmedian(stack: list[np.ndarray], n_bands: int, shape: tuple[int, int]) -> np.ndarray:

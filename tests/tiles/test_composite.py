@@ -25,7 +25,7 @@ from tests.tiles.conftest import (
     write_single,
 )
 from tiles.cog import is_cog
-from tiles.composite import Composite, composite_period, write_composite
+from tiles.composite import Composite, composite_period, crop_composite, write_composite
 from tiles.errors import CloudyPeriodWarning, MissingBandError
 from tiles.local import list_scenes, read_scene
 from tiles.scene import Scene
@@ -334,3 +334,32 @@ def test_local_scenes_of_mixed_baselines_composite_to_the_surface(
         np.testing.assert_allclose(comp.data[i][10:16, 10:16], FOREST[band], atol=1e-6)
     assert np.isnan(comp.data[:, ~world.valid]).all()
     assert comp.scene_ids == ("a_0301", "b_0400", "c_0400")
+
+
+def test_core_and_crop_give_the_chip_of_a_composite_with_a_halo(small_cell: GridCell) -> None:
+    """Composited on the chip grown by 2 px, then cropped: the chip's pixels, counts and grid; a
+    scene clear only in the halo is not one of the chip's scenes, and the not-observed warning
+    speaks of the chip."""
+    grown = small_cell.with_halo(2)
+    halo_only = np.zeros(grown.shape, dtype=bool)
+    halo_only[:2] = True  # the two rows above the chip
+    scenes = [
+        make_scene(grown, {"B02": 0.1}, scene_id="s1", when=_day(0), valid=halo_only),
+        make_scene(grown, {"B02": 0.3}, scene_id="s2", when=_day(5), valid=halo_only),
+    ]
+    with pytest.warns(CloudyPeriodWarning, match=r"tile 21MXT_0202, period 2024Q1: not observed"):
+        comp = composite_period(scenes, cell=grown, period=Q1_2024, bands=["B02"], core=small_cell)
+    assert comp.cell == grown and comp.observed[:2].all()
+    assert comp.scene_ids == ()  # nothing clear on the chip itself
+
+    scenes.append(make_scene(grown, {"B02": 0.2}, scene_id="s3", when=_day(9)))
+    comp = composite_period(scenes, cell=grown, period=Q1_2024, bands=["B02"], core=small_cell)
+    assert comp.scene_ids == ("s3",)
+    chip = crop_composite(comp, small_cell)
+    assert chip.cell == small_cell and chip.data.shape == (1, *small_cell.shape)
+    assert chip.clear_count.shape == small_cell.shape and (chip.clear_count == 1).all()
+    np.testing.assert_allclose(chip.data, 0.2)
+    assert chip.observed_fraction == 1.0 and chip.scene_ids == ("s3",)
+    assert crop_composite(chip, small_cell) is chip
+    with pytest.raises(ValueError, match="reaches outside"):
+        crop_composite(chip, grown)
