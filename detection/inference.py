@@ -20,14 +20,14 @@ queue and the network's activations, whatever the scene height.
 
 GPU: bf16 autocast, channels-last, pinned host buffers and non-blocking copies, the batch size
 chosen from free GPU memory (halved on out-of-memory; at batch 1 the run falls back to the CPU),
-optional ``torch.compile``. CPU: the same path in fp32 with batch-norm folded into the
-convolutions and channels-last, about twice the throughput of the plain network.
+optional ``torch.compile``. CPU: fp32, by default through ONNX Runtime (the folded network
+exported once, cached), else PyTorch with batch norm folded and channels-last; see
+:mod:`models.runtime`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import math
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -51,14 +51,13 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detection.errors import DetectionError
-from models.checkpoint import Checkpoint, band_order, build_network, load_checkpoint
+from models.checkpoint import Checkpoint, band_order, load_checkpoint
 from models.detector import ALERT_CLASSES
 from models.network import NetworkDetector, load_network_detector, resolve_device
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from models.runtime import BACKENDS, Engine, build_engine
 from tiles.files import atomic_path
 from tiles.radiometry import L2A_SCALE, boa_add_offset
 
@@ -98,18 +97,21 @@ class InferenceOptions:
         num_threads: CPU threads of the network (default: the CPUs available, at most 16).
         compile: ``torch.compile`` the network (worth it on a GPU for whole tiles; costs about
             a minute of compilation on a small CPU).
+        backend: on the CPU, ``auto`` (ONNX Runtime when installed, else PyTorch), ``torch`` or
+            ``onnxruntime`` (see :mod:`models.runtime`); CUDA always runs PyTorch.
         probability_dtype: ``uint8`` (``round(p * 254)``, nodata 255, GDAL scale 1/254; a
             quarter of the size) or ``float32`` (nodata NaN).
     """
 
-    window_px: int = 1024
-    overlap_px: int = 128
+    window_px: int = 768
+    overlap_px: int = 64
     batch_size: int | None = None
     device: str = "auto"
     read_ahead: int = 2
     read_threads: int = 2
     num_threads: int | None = None
     compile: bool = False
+    backend: str = "auto"
     probability_dtype: Literal["uint8", "float32"] = "uint8"
 
     def __post_init__(self) -> None:
@@ -122,6 +124,10 @@ class InferenceOptions:
             )
         if self.batch_size is not None and self.batch_size < 1:
             raise DetectionError(f"inference: batch_size {self.batch_size}; expected >= 1")
+        if self.backend not in BACKENDS:
+            raise DetectionError(
+                f"inference: backend {self.backend!r}; expected one of {', '.join(BACKENDS)}"
+            )
         if self.read_ahead < 1 or self.read_threads < 1:
             raise DetectionError(
                 f"inference: read_ahead {self.read_ahead} and read_threads {self.read_threads} "
@@ -146,6 +152,7 @@ class RasterPrediction:
         width: columns.
         height: rows.
         device: the device that ran the network (``cpu`` after a fallback).
+        backend: the engine that ran it (``torch`` or ``onnxruntime``).
         window_px: window side used.
         overlap_px: overlap used (after stride rounding).
         batch_size: batch size used at the end (after any halving).
@@ -163,6 +170,7 @@ class RasterPrediction:
     width: int
     height: int
     device: str
+    backend: str
     window_px: int
     overlap_px: int
     batch_size: int
@@ -278,66 +286,6 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
 
 
 # ------------------------------------------------------------------------------ the network
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold eval-mode batch norms into the convolutions before them, in place.
-
-    Handles ``Sequential(Conv2d, BatchNorm2d, ...)`` and the ResNet naming ``convN``/``bnN``
-    (``conv1`` feeding ``bn1``...), which covers every network of the registry. The caller
-    checks the result against the original (:func:`prepare_network` does).
-
-    Args:
-        model: a network in eval mode.
-
-    Returns:
-        ``model``, with folded batch norms replaced by identities.
-    """
-    for child in model.children():
-        fold_batchnorm(child)
-    if isinstance(model, nn.Sequential):
-        keys = list(model._modules)
-        for k1, k2 in itertools.pairwise(keys):
-            a, b = model._modules[k1], model._modules[k2]
-            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
-                model._modules[k1] = fuse_conv_bn_eval(a, b)
-                model._modules[k2] = nn.Identity()
-    for i in range(1, 4):
-        conv, bn = getattr(model, f"conv{i}", None), getattr(model, f"bn{i}", None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(model, f"conv{i}", fuse_conv_bn_eval(conv, bn))
-            setattr(model, f"bn{i}", nn.Identity())
-    return model
-
-
-def prepare_network(
-    checkpoint: Checkpoint, device: torch.device, *, compile_model: bool = False
-) -> nn.Module:
-    """The checkpoint's network ready for fast inference on ``device``.
-
-    Batch norms are folded into the convolutions (checked against the unfolded network on a
-    probe input; kept unfolded if they differ), channels-last memory format, eval mode,
-    optionally ``torch.compile``.
-
-    Raises:
-        CheckpointError: the weights do not fit the architecture.
-    """
-    model = build_network(checkpoint)
-    stride = int(getattr(model, "stride", 32))
-    probe = torch.randn(1, len(checkpoint.metadata.bands), 2 * stride, 2 * stride)
-    with torch.inference_mode():
-        reference = model(probe)
-    folded = fold_batchnorm(build_network(checkpoint))
-    with torch.inference_mode():
-        err = float((folded(probe) - reference).abs().max())
-    if err <= 1e-3 * max(1.0, float(reference.abs().max())):
-        model = folded
-    else:
-        log.warning("batch-norm folding changed the output by %.2g; running unfolded", err)
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
-    if compile_model:  # (the compiled module forwards attribute reads such as ``stride``)
-        return cast(nn.Module, torch.compile(model, dynamic=False))
-    return model
 
 
 def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> Checkpoint:
@@ -480,10 +428,14 @@ class _Runner:
 
     def _set_device(self, device: torch.device) -> None:
         self.device = device
-        self.model = prepare_network(
-            self.checkpoint, device, compile_model=self.options.compile
+        self.engine: Engine = build_engine(
+            self.checkpoint,
+            device,
+            backend=self.options.backend if device.type == "cpu" else "torch",
+            compile_model=self.options.compile,
+            num_threads=self.options.num_threads,
         )
-        self.stride = int(getattr(self.model, "stride", 32))
+        self.stride = self.engine.stride
         rad, norm = self.radiometry, self.checkpoint.metadata.normalization
         shape = (1, len(rad.bands), 1, 1)
 
@@ -547,16 +499,9 @@ class _Runner:
             valid = (x != float(rad.nodata or 0)).all(dim=1)
             refl = ((x + self._offset) * self._scale).clamp_(min=0.0)
         norm = ((refl - self._mean) / self._std) * valid.unsqueeze(1)
-        norm = norm.contiguous(memory_format=torch.channels_last)
         t0 = time.perf_counter()
-        ctx = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.cuda
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            logits = self.model(norm)
-        probs = torch.softmax(logits.float(), dim=1)[:, self.class_idx]
+        logits = self.engine(norm)
+        probs = torch.softmax(logits, dim=1)[:, self.class_idx]
         if self.cuda:
             torch.cuda.synchronize(self.device)
         self.model_seconds += time.perf_counter() - t0
@@ -660,8 +605,6 @@ def predict_raster(
     started = time.perf_counter()
     checkpoint = _checkpoint_of(model)
     device = resolve_device(opts.device)
-    if device.type == "cpu":
-        _set_cpu_threads(opts.num_threads)
     try:
         with rasterio.open(src_path) as src:
             radiometry = scene_radiometry(src, checkpoint.metadata.bands)
@@ -796,6 +739,7 @@ def predict_raster(
         width=width,
         height=height,
         device=str(runner.device),
+        backend=runner.engine.backend,
         window_px=max(win_h, win_w),
         overlap_px=overlap,
         batch_size=batch,
@@ -971,11 +915,3 @@ def _temporary_beside(target: Path) -> Iterator[Path]:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
-
-
-def _set_cpu_threads(num_threads: int | None) -> None:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = num_threads or max(1, min(cpus or 1, 16))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    log.debug("CPU inference on %d thread(s)", threads)

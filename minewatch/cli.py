@@ -125,7 +125,11 @@ def _build_detector(config: Any) -> Any:
     if config.detector.kind == "network":
         from models.network import load_network_detector
 
-        return load_network_detector(config.detector.checkpoint, device=config.detector.device)
+        return load_network_detector(
+            config.detector.checkpoint,
+            device=config.detector.device,
+            backend=config.detector.backend,
+        )
     raise click.UsageError(f"detector {config.detector.kind!r} is not available")
 
 

@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
               show_default=True, help="Output folder.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the network runs (auto: CUDA when available).")
-@click.option("--window-px", type=click.IntRange(min=32), default=1024, show_default=True,
+@click.option("--window-px", type=click.IntRange(min=32), default=768, show_default=True,
               help="Inference window side in pixels.")
-@click.option("--overlap-px", type=click.IntRange(min=0), default=128, show_default=True,
+@click.option("--overlap-px", type=click.IntRange(min=0), default=64, show_default=True,
               help="Overlap of neighbouring windows (blended smoothly).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Windows per forward pass (default: from free GPU memory; 1 on the CPU).")
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
               help="Minimum mapping unit of a site.")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the network (pays off on a GPU for whole tiles).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto",
+              show_default=True,
+              help="CPU engine (auto: ONNX Runtime when installed, else PyTorch).")
 @OVERWRITE
 @JSON
 @click.pass_context
@@ -52,6 +55,7 @@ def predict(
     batch_size: int | None,
     min_area_ha: float,
     compile_model: bool,
+    backend: str,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -82,6 +86,7 @@ def predict(
             batch_size=batch_size,
             device=device,
             compile=compile_model,
+            backend=backend,
         )
         # GDAL's block cache defaults to 5 % of RAM; whole-scene streaming needs little of it.
         with rasterio.Env(GDAL_CACHEMAX=256), progress_bar(
@@ -108,6 +113,7 @@ def predict(
         "sites": str(sites_path),
         "sites_per_class": {str(k): int(v) for k, v in counts.items()},
         "device": result.device,
+        "backend": result.backend,
         "width": result.width,
         "height": result.height,
         "windows": result.windows,
@@ -121,5 +127,6 @@ def predict(
     else:
         click.echo(
             f"{scene.name}: {len(sites)} site(s) in {summary['seconds']} s on {result.device} "
+            f"with {result.backend} "
             f"({summary['megapixels_per_s']} Mpx/s) -> {prob_path}, {sites_path}"
         )

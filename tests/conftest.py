@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINEWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# ONNX exports of the networks (models.runtime) go to a folder of this test session, not the
+# user's cache; CLI subprocesses inherit it, so each network is exported once per session.
+os.environ.setdefault("MINEWATCH_CACHE_DIR", tempfile.mkdtemp(prefix="minewatch-test-cache-"))
 
 
 @pytest.fixture(scope="session")
