@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def resolve_path(value: str | Path, *, base: Path) -> Path:
@@ -76,6 +78,31 @@ def read_config_file(
             except ValueError as exc:
                 raise error(str(exc)) from exc
     return raw
+
+
+def load_config_file(
+    path: str | Path,
+    model: type[ModelT],
+    *,
+    error: type[Exception],
+    input_keys: Iterable[tuple[str, ...]] = (),
+    overrides: dict[str, Any] | None = None,
+    sections_hint: str = "sections",
+) -> ModelT:
+    """Read a YAML config (:func:`read_config_file`) and validate it as ``model``.
+
+    Raises:
+        error: the file cannot be read, or does not validate (the message names the file and
+            the key, :func:`format_validation_error`).
+    """
+    path = Path(path)
+    raw = read_config_file(
+        path, error=error, input_keys=input_keys, overrides=overrides, sections_hint=sections_hint
+    )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise error(format_validation_error(exc, path)) from exc
 
 
 def format_validation_error(exc: ValidationError, source: Path) -> str:

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aoi.config import AOIConfig
-from aoi.configfile import format_validation_error, read_config_file
+from aoi.configfile import load_config_file
 from detection.errors import ConfigError
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
@@ -132,18 +132,14 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
         ConfigError: the file is missing, is not YAML, or does not validate; the message names the
             file and the key.
     """
-    path = Path(path)
-    raw = read_config_file(
+    return load_config_file(
         path,
+        ScanConfig,
         error=ConfigError,
         input_keys=INPUT_KEYS,
         overrides=overrides,
         sections_hint="sections (aoi, source, periods, ...)",
     )
-    try:
-        return ScanConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path)) from exc
 
 
 def default_config_dir() -> Path:

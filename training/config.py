@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aoi.configfile import format_validation_error, read_config_file
+from aoi.configfile import load_config_file
 from models.registry import DEFAULT_BANDS
 from tiles.bands import DEFAULT_MASKED_SCL, check_band_names
 from tiles.synthetic import WorldSpec
@@ -237,18 +237,14 @@ def load_train_config(path: str | Path, *, overrides: dict[str, Any] | None = No
     Raises:
         TrainConfigError: the file is missing, not YAML, or does not validate (names the key).
     """
-    path = Path(path)
-    raw = read_config_file(
+    return load_config_file(
         path,
+        TrainConfig,
         error=TrainConfigError,
         input_keys=_INPUT_KEYS,
         overrides=overrides,
         sections_hint="sections (model, data, ...)",
     )
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise TrainConfigError(format_validation_error(exc, path)) from exc
 
 
 def load_evaluate_config(
@@ -259,15 +255,11 @@ def load_evaluate_config(
     Raises:
         TrainConfigError: the file is missing, not YAML, or does not validate (names the key).
     """
-    path = Path(path)
-    raw = read_config_file(
+    return load_config_file(
         path,
+        EvaluateConfig,
         error=TrainConfigError,
         input_keys=_INPUT_KEYS,
         overrides=overrides,
         sections_hint="sections (model, data, ...)",
     )
-    try:
-        return EvaluateConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise TrainConfigError(format_validation_error(exc, path)) from exc
