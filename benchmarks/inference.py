@@ -46,8 +46,14 @@ REPO = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------------------ the scene
 
 
-def make_scene(path: Path, size: int, *, seed: int = 3) -> Path:
-    """A ``size`` x ``size`` L2A-like COG: a synthetic-world acquisition mirrored out."""
+def make_scene(
+    path: Path, size: int, *, seed: int = 3, bands: tuple[str, ...] | None = None
+) -> Path:
+    """A ``size`` x ``size`` L2A-like COG: a synthetic-world acquisition mirrored out.
+
+    ``bands``: keep only these bands (e.g. the network's six, as a GPU benchmark reads them);
+    default all 13 + SCL.
+    """
     import rasterio
     import rasterio.shutil
     from affine import Affine
@@ -66,12 +72,16 @@ def make_scene(path: Path, size: int, *, seed: int = 3) -> Path:
         tags = src.tags()
         descriptions = src.descriptions
         t = src.transform
+    if bands is not None:
+        keep = [list(descriptions).index(b) for b in bands]
+        base, descriptions = base[keep], tuple(descriptions[i] for i in keep)
+        profile["count"] = len(keep)
     n = base.shape[1]
     tile = np.concatenate([base, base[:, ::-1]], axis=1)
     tile = np.concatenate([tile, tile[:, :, ::-1]], axis=2)  # 2n x 2n, seamless mirror
     profile.update(
         driver="GTiff", width=size, height=size, tiled=True, blockxsize=512, blockysize=512,
-        compress="DEFLATE", BIGTIFF="IF_SAFER",
+        compress=None, BIGTIFF="IF_SAFER",
         transform=Affine(t.a, t.b, t.c, t.d, t.e, t.f),
     )
     for key in ("interleave",):
@@ -332,6 +342,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scene", type=Path, help="a scene GeoTIFF (default: build one)")
     parser.add_argument("--size", type=int, default=4096, help="side of the built scene")
+    parser.add_argument("--six-bands", action="store_true",
+                        help="only the six bands of the network (default: 13 + SCL)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
     parser.add_argument("--methods", default="minewatch,naive,torchgeo")
@@ -356,10 +368,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     scene = args.scene
     if scene is None:
-        scene = work / f"scene_{args.size}.tif"
+        from models.registry import DEFAULT_BANDS
+
+        bands = DEFAULT_BANDS if args.six_bands else None
+        scene = work / f"scene_{args.size}{'_6b' if bands else ''}.tif"
         if not scene.exists():
             print(f"building a {args.size} x {args.size} scene in {scene} ...", file=sys.stderr)
-            make_scene(scene, args.size)
+            make_scene(scene, args.size, bands=bands)
     import rasterio
 
     with rasterio.open(scene) as src:

@@ -5,9 +5,11 @@ ever holding the scene in memory:
 
 * the scene is cut into windows of ``window_px`` overlapping by ``overlap_px``, on a grid aligned
   to the network's stride (so a window sees the same pooling grid as the whole scene would);
-* background threads read the windows ahead as raw digital numbers (``uint16`` stays ``uint16``);
-  the batch goes to the device once and is converted there: radiometry (``(DN + offset) *
-  scale``, clipped at 0), normalisation and the nodata mask are a few tensor operations;
+* background threads read ahead as raw digital numbers (``uint16`` stays ``uint16``): on the
+  CPU window by window; on CUDA the scene in strips of whole block rows, every block decoded
+  once and copied to the GPU once, the windows cut there. The batch is converted on the
+  device: radiometry (``(DN + offset) * scale``, clipped at 0), normalisation and the nodata
+  mask are a few tensor operations;
 * each window's probabilities are weighted by a separable sine-squared taper over the overlap
   (the weights of two neighbours sum to exactly 1; scene borders are not tapered) and added to
   an accumulator one window-row high, which lives on the device;
@@ -39,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import rasterio
@@ -57,7 +59,7 @@ from models.checkpoint import Checkpoint, band_order, load_checkpoint
 from models.detector import ALERT_CLASSES
 from models.network import NetworkDetector, load_network_detector, resolve_device
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
-from models.runtime import BACKENDS, Engine, build_engine
+from models.runtime import BACKENDS, Engine, build_engine, cpu_threads
 from tiles.files import atomic_path
 from tiles.radiometry import L2A_SCALE, boa_add_offset
 
@@ -92,8 +94,10 @@ class InferenceOptions:
         batch_size: windows per forward pass; None = chosen from free GPU memory on CUDA, 1 on
             the CPU (a bigger window beats a bigger batch there).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        read_ahead: batches read ahead by the reader threads.
-        read_threads: reader threads (each with its own file handle).
+        read_ahead: batches (CPU) or strips of rows (CUDA) read ahead by the reader threads.
+        read_threads: reader threads, each with its own file handle (default: 2 on the CPU,
+            where the network needs the cores; on CUDA the CPUs available, at most 16, since
+            decoding is then the wall).
         num_threads: CPU threads of the network (default: the CPUs available, at most 16).
         compile: ``torch.compile`` the network (worth it on a GPU for whole tiles; costs about
             a minute of compilation on a small CPU).
@@ -108,7 +112,7 @@ class InferenceOptions:
     batch_size: int | None = None
     device: str = "auto"
     read_ahead: int = 2
-    read_threads: int = 2
+    read_threads: int | None = None
     num_threads: int | None = None
     compile: bool = False
     backend: str = "auto"
@@ -128,7 +132,7 @@ class InferenceOptions:
             raise DetectionError(
                 f"inference: backend {self.backend!r}; expected one of {', '.join(BACKENDS)}"
             )
-        if self.read_ahead < 1 or self.read_threads < 1:
+        if self.read_ahead < 1 or (self.read_threads is not None and self.read_threads < 1):
             raise DetectionError(
                 f"inference: read_ahead {self.read_ahead} and read_threads {self.read_threads} "
                 "must be >= 1"
@@ -359,49 +363,190 @@ def _axis_weights(
 # ------------------------------------------------------------------------------ reading
 
 
-class _WindowReader:
-    """Reads padded windows of raw values on background threads.
+#: A window to read: ``(row, col, height, width)`` in scene pixels (may reach past the edges).
+WindowSpec = tuple[int, int, int, int]
+
+
+def _fill_value(radiometry: SceneRadiometry) -> float:
+    """What pads a window past the scene edge: the nodata value (NaN or 0 when none is set)."""
+    fill = radiometry.nodata
+    if fill is None or (radiometry.is_float and np.isnan(fill)):
+        return np.nan if radiometry.is_float else 0
+    return fill
+
+
+def _valid_pixels(raw: np.ndarray, radiometry: SceneRadiometry, fill: float) -> np.ndarray:
+    """``(row, col)``: whether each pixel of ``(band, row, col)`` raw values is observed."""
+    if radiometry.is_float:
+        valid = np.isfinite(raw).all(axis=0)
+        if radiometry.nodata is not None and not np.isnan(radiometry.nodata):
+            valid &= (raw != radiometry.nodata).all(axis=0)
+    else:
+        valid = (raw != fill).all(axis=0)
+    return cast(np.ndarray, valid)
+
+
+def _read_into(
+    path: Path, radiometry: SceneRadiometry, out: np.ndarray, row: int, col: int
+) -> None:
+    """Read the scene's part of ``out`` (``(band, height, width)``, pre-filled) at ``row, col``.
 
     Each read opens the file, reads and closes it again, so GDAL's block cache holds no more
-    than the windows in flight (a kept-open handle would cache up to ``GDAL_CACHEMAX`` of
+    than the reads in flight (a kept-open handle would cache up to ``GDAL_CACHEMAX`` of
     decoded blocks, most of them never read again).
     """
-
-    def __init__(self, path: Path, radiometry: SceneRadiometry, threads: int) -> None:
-        self._path = path
-        self._rad = radiometry
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
-        fill = radiometry.nodata
-        if fill is None or (radiometry.is_float and np.isnan(fill)):
-            fill = np.nan if radiometry.is_float else 0
-        self._fill = fill
-
-    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, bool]:
-        """``(band, height, width)`` raw values (padded with nodata) and whether any is valid."""
-        out = np.full((len(self._rad.indexes), height, width), self._fill, dtype=self._rad.dtype)
-        try:
-            with rasterio.open(self._path) as src:
-                h = min(height, src.height - row)
-                w = min(width, src.width - col)
+    try:
+        with rasterio.open(path) as src:
+            h = min(out.shape[1], src.height - row)
+            w = min(out.shape[2], src.width - col)
+            if h > 0 and w > 0:
                 src.read(
-                    list(self._rad.indexes),
+                    list(radiometry.indexes),
                     window=rasterio.windows.Window(col, row, w, h),
                     out=out[:, :h, :w],
                 )
-        except RasterioIOError as exc:
-            raise DetectionError(
-                f"{self._path}: window at row {row}, col {col}: decoding failed ({exc}); the "
-                "file is truncated or corrupt"
-            ) from exc
-        if self._rad.is_float:
-            valid = np.isfinite(out).all(axis=0)
-            if self._rad.nodata is not None and not np.isnan(self._rad.nodata):
-                valid &= (out != self._rad.nodata).all(axis=0)
-            return out, bool(valid.any())
-        return out, bool((out != self._fill).all(axis=0).any())
+    except RasterioIOError as exc:
+        raise DetectionError(
+            f"{path}: window at row {row}, col {col}: decoding failed ({exc}); the "
+            "file is truncated or corrupt"
+        ) from exc
+
+
+class _WindowReader:
+    """Reads padded windows of raw values on background threads, a few batches ahead (CPU).
+
+    Blocks on window edges are decoded by each window that touches them; on a CPU the network,
+    not decoding, is the wall, and nothing but the windows in flight is held.
+    """
+
+    def __init__(
+        self, path: Path, radiometry: SceneRadiometry, threads: int, ahead: int
+    ) -> None:
+        self._path = path
+        self._rad = radiometry
+        self._ahead = ahead
+        self._fill = _fill_value(radiometry)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
+
+    def _read(self, spec: WindowSpec) -> tuple[np.ndarray, bool]:
+        row, col, height, width = spec
+        out = np.full((len(self._rad.indexes), height, width), self._fill, dtype=self._rad.dtype)
+        _read_into(self._path, self._rad, out, row, col)
+        return out, bool(_valid_pixels(out, self._rad, self._fill).any())
+
+    def windows(self, specs: Sequence[WindowSpec]) -> Iterator[tuple[np.ndarray, bool]]:
+        """The raw values of each window, in order, and whether any pixel is observed."""
+        pending: queue.SimpleQueue[Future[tuple[np.ndarray, bool]]] = queue.SimpleQueue()
+        submitted = 0
+        for done in range(len(specs)):
+            while submitted < min(done + self._ahead, len(specs)):
+                pending.put(self._pool.submit(self._read, specs[submitted]))
+                submitted += 1
+            yield pending.get().result()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _StripReader:
+    """Reads the scene once, in strips of whole block rows, onto the GPU (CUDA path).
+
+    A strip (the file's block height, the scene's width) is read as block-aligned column
+    chunks on ``threads`` threads, so every block of the file is decoded exactly once (the
+    windows overlap, and a window reader decodes the blocks on window edges two to four
+    times), into pinned host buffers copied to the device without blocking, as raw values
+    (``uint16`` as ``int16`` bits), once. Windows are cut from the strips on the device; a strip
+    is dropped when no later window needs it, so the GPU holds a window's height of rows plus
+    the strips read ahead.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        radiometry: SceneRadiometry,
+        threads: int,
+        *,
+        size: tuple[int, int],
+        padded: tuple[int, int],
+        device: torch.device,
+        ahead: int,
+    ) -> None:
+        self._path = path
+        self._rad = radiometry
+        self._fill = _fill_value(radiometry)
+        self._height, self._width = size
+        self._pad_h, self._pad_w = padded
+        self._device = device
+        self._ahead = ahead
+        with rasterio.open(path) as src:
+            block_h, block_w = src.block_shapes[0]
+        # Striped files (blocks a few rows high, the whole width): strips of 512 rows, whole.
+        self.strip_h = block_h if block_h >= 64 else 512
+        blocks = max(1, math.ceil(self._width / block_w))
+        self._chunk_w = block_w * max(1, math.ceil(blocks / threads))
+        self._np_dtype = np.dtype(radiometry.dtype)
+        # uint16 arithmetic is limited on CUDA: the bits travel as int16, widened there.
+        bits = np.dtype(np.int16) if self._np_dtype == np.uint16 else self._np_dtype
+        self._dtype = torch.from_numpy(np.empty(0, bits)).dtype
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
+        # strip index -> (raw values on the device, observed pixels on the host, reads)
+        self._strips: dict[int, tuple[torch.Tensor, np.ndarray, list[Future[None]]]] = {}
+        self._submitted = 0
+
+    def _submit(self, k: int) -> None:
+        r0 = k * self.strip_h
+        rows = min(self.strip_h, self._pad_h - r0)
+        bands = len(self._rad.indexes)
+        strip = torch.empty((bands, rows, self._pad_w), dtype=self._dtype, device=self._device)
+        observed = np.zeros((rows, self._pad_w), dtype=bool)
+        futures = [
+            self._pool.submit(self._read_chunk, strip, observed, r0, c0,
+                              min(c0 + self._chunk_w, self._pad_w))
+            for c0 in range(0, self._pad_w, self._chunk_w)
+        ]
+        self._strips[k] = (strip, observed, futures)
+
+    def _read_chunk(
+        self, strip: torch.Tensor, observed: np.ndarray, r0: int, c0: int, c1: int
+    ) -> None:
+        shape = (strip.shape[0], strip.shape[1], c1 - c0)
+        host = torch.empty(shape, dtype=self._dtype, pin_memory=self._device.type == "cuda")
+        out = host.numpy().view(self._np_dtype)
+        out.fill(self._fill)
+        _read_into(self._path, self._rad, out, r0, c0)
+        observed[:, c0:c1] = _valid_pixels(out, self._rad, self._fill)
+        strip[:, :, c0:c1].copy_(host, non_blocking=True)
+
+    def _strip(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        last = (self._pad_h - 1) // self.strip_h
+        while self._submitted <= min(k + self._ahead, last):
+            self._submit(self._submitted)
+            self._submitted += 1
+        strip, observed, futures = self._strips[k]
+        for f in futures:
+            f.result()
+        return strip, observed
+
+    def windows(self, specs: Sequence[WindowSpec]) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Each window's raw values on the device, in order, and whether any is observed.
+
+        ``specs`` go row by row (a strip is dropped once a window starts below it).
+        """
+        h_s = self.strip_h
+        for row, col, height, width in specs:
+            for k in [k for k in self._strips if (k + 1) * h_s <= row]:
+                del self._strips[k]
+            parts, valid = [], False
+            for k in range(row // h_s, (row + height - 1) // h_s + 1):
+                strip, observed = self._strip(k)
+                a, b = max(row, k * h_s) - k * h_s, min(row + height, (k + 1) * h_s) - k * h_s
+                parts.append(strip[:, a:b, col : col + width])
+                valid = valid or bool(observed[a:b, col : col + width].any())
+            yield (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)), valid
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._strips.clear()
 
 
 # ------------------------------------------------------------------------------ the device
@@ -423,7 +568,6 @@ class _Runner:
         meta = checkpoint.metadata
         self.class_idx = [meta.classes.index(c) for c in ALERT_CLASSES]
         self.model_seconds = 0.0
-        self._staging: dict[tuple[Any, ...], torch.Tensor] = {}  # pinned, per window shape
         self._set_device(device)
 
     def _set_device(self, device: torch.device) -> None:
@@ -449,36 +593,18 @@ class _Runner:
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def host_batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """Stack raw windows into one ``(N, band, row, col)`` host tensor.
-
-        On CUDA into a reused pinned buffer (the previous batch's copy has finished: every
-        forward pass ends synchronised), so the copy to the device is non-blocking.
-        """
-        if not self.cuda:
-            return torch.from_numpy(np.stack(arrays))
-        shape = (len(arrays), *arrays[0].shape)
-        dtype = torch.from_numpy(arrays[0][:0, :0, :0]).dtype
-        buf = self._staging.get((dtype, shape[1:]))
-        if buf is None or buf.shape[0] < shape[0]:
-            buf = torch.empty(shape, dtype=dtype).pin_memory()
-            self._staging[(dtype, shape[1:])] = buf
-        out = buf[: shape[0]]
-        np.stack(arrays, out=out.numpy())
-        return out
-
     def fall_back_to_cpu(self) -> None:
         log.warning("CUDA is out of memory even at batch size 1; continuing on the CPU")
         self._set_device(torch.device("cpu"))
 
     def to_device(self, raw: torch.Tensor) -> torch.Tensor:
-        """Move a raw ``(N, band, row, col)`` batch to the device (non-blocking from pinned)."""
-        if not self.cuda:
+        """Move a raw ``(N, band, row, col)`` batch to the device (a no-op where it is)."""
+        if raw.device == self.device:
             return raw
-        if raw.dtype == torch.uint16:
+        if raw.dtype == torch.uint16 and self.cuda:
             # uint16 arithmetic is limited on CUDA: ship the bits as int16, widen there.
-            return raw.view(torch.int16).to(self.device, non_blocking=True)
-        return raw.to(self.device, non_blocking=True)
+            raw = raw.view(torch.int16)
+        return raw.to(self.device)
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """Alert-class probabilities ``(N, class, row, col)`` of a raw batch, NaN where unobserved.
@@ -522,7 +648,10 @@ def _auto_batch_size(runner: _Runner, bands: int, height: int, width: int) -> in
         runner(probe)
     per_window = max(torch.cuda.max_memory_allocated(device) - before, 1)
     free, _total = torch.cuda.mem_get_info(device)
-    batch = int(max(1, min(_MAX_BATCH, 0.6 * free // per_window)))
+    # CUDA kernels index with 32-bit integers: a full-resolution activation of the batch (up to
+    # 64 channels in the registry's networks) must stay under 2**31 elements.
+    int_limit = (2**31 - 1) // (64 * height * width)
+    batch = int(max(1, min(_MAX_BATCH, int_limit, 0.6 * free // per_window)))
     log.info(
         "batch size %d from %.1f GiB free GPU memory (%.2f GiB per %dx%d window)",
         batch,
@@ -666,39 +795,37 @@ def predict_raster(
     windows_done = 0
     weights: dict[tuple[Any, ...], torch.Tensor] = {}  # by (border sides, device)
     with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
-        reader = _WindowReader(src_path, radiometry, opts.read_threads)
+        specs = [(rows[i], cols[j], row_len[i], col_len[j]) for i, j in origins]
+        reader: _WindowReader | _StripReader
+        if runner.cuda:
+            reader = _StripReader(
+                src_path, radiometry, opts.read_threads or cpu_threads(),
+                size=(height, width), padded=(rows[-1] + row_len[-1], pad_w),
+                device=runner.device, ahead=opts.read_ahead,
+            )
+        else:
+            reader = _WindowReader(
+                src_path, radiometry, opts.read_threads or 2, batch * (1 + opts.read_ahead)
+            )
         writer = _Writer(tmp, profile)
         acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
         try:
-            futures: queue.SimpleQueue[tuple[int, int, Future[tuple[np.ndarray, bool]]]]
-            futures = queue.SimpleQueue()
-            submitted = 0
-
-            def submit_until(limit: int) -> None:
-                nonlocal submitted
-                while submitted < min(limit, len(origins)):
-                    i, j = origins[submitted]
-                    fut = reader.pool.submit(reader.read, rows[i], cols[j], row_len[i], col_len[j])
-                    futures.put((i, j, fut))
-                    submitted += 1
-
+            stream: Iterator[tuple[Any, bool]] = reader.windows(specs)
             current_row = 0
             done = 0
             while done < len(origins):
-                submit_until(done + batch * (1 + opts.read_ahead))
-                items = []
-                for _ in range(min(batch, len(origins) - done)):
-                    i, j, fut = futures.get()
-                    raw, any_valid = fut.result()
+                items: list[tuple[int, int, Any, bool]] = []
+                for i, j in origins[done : done + batch]:
+                    raw, any_valid = next(stream)
                     items.append((i, j, raw, any_valid))
                 done += len(items)
                 todo = [k for k, it in enumerate(items) if it[3]]
                 probs: dict[int, torch.Tensor] = {}
                 groups: dict[tuple[int, ...], list[int]] = {}
                 for k in todo:  # edge windows are smaller: one stack per shape
-                    groups.setdefault(items[k][2].shape, []).append(k)
+                    groups.setdefault(tuple(items[k][2].shape), []).append(k)
                 for group in groups.values():
-                    stacked = runner.host_batch([items[k][2] for k in group])
+                    stacked = _stack([items[k][2] for k in group])
                     out, batch = _run_batch(runner, stacked, batch, opts.compile)
                     probs.update(zip(group, out, strict=True))
                 windows_done += len(todo)
@@ -831,6 +958,13 @@ def _flush(
         keep = win_h - step
         acc.data[:, :keep] = acc.data[:, step : step + keep].clone()
         acc.data[:, keep:] = 0.0
+
+
+def _stack(windows: list[Any]) -> torch.Tensor:
+    """One ``(N, band, row, col)`` batch of windows (numpy arrays, or tensors on the device)."""
+    if isinstance(windows[0], torch.Tensor):
+        return torch.stack(windows)
+    return torch.from_numpy(np.stack(windows))
 
 
 def _weight_2d(rw: np.ndarray, cw: np.ndarray, device: torch.device) -> torch.Tensor:

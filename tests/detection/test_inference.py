@@ -29,8 +29,11 @@ from detection.inference import (
     _axis_starts,
     _axis_weights,
     _run_batch,
+    _StripReader,
+    _WindowReader,
     predict_raster,
     read_probabilities,
+    scene_radiometry,
 )
 from detection.masks import MaskOptions, merge_tile_sites, sites_from_probabilities
 from minewatch.cli_predict import predict
@@ -174,6 +177,58 @@ def test_batch_size_and_read_ahead_do_not_change_the_result(
 
 
 # ------------------------------------------------------------------------------ outputs
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["cog-128", "striped"])
+def test_strip_reader_cuts_the_windows_the_window_reader_reads(
+    tmp_path: Path, device: str, layout: str
+) -> None:
+    """The CUDA path reads each block once, in strips, and cuts windows from them: the same raw
+    values as reading each window, padding past the edges included, and the same windows found
+    unobserved (they skip the network)."""
+    refl = _forest(700, 650)
+    data = _dn(refl)
+    data[:, 0:300, 0:260] = 0  # a swath edge: whole windows unobserved
+    data[:, 500:520, 600:630] = 0
+    path = tmp_path / "scene.tif"
+    profile = {"crs": "EPSG:32721", "transform": Affine(10.0, 0.0, X0, 0.0, -10.0, Y0)}
+    if layout == "striped":
+        with rasterio.open(path, "w", driver="GTiff", width=650, height=700, count=6,
+                           dtype="uint16", nodata=0, **profile) as dst:
+            dst.write(data)
+            for i, band in enumerate(DEFAULT_BANDS, start=1):
+                dst.set_band_description(i, band)
+            dst.update_tags(**L2A_TAGS)
+    else:
+        write_cog(path, data, nodata=0, band_descriptions=list(DEFAULT_BANDS), tags=L2A_TAGS,
+                  blocksize=128, **profile)
+    with rasterio.open(path) as src:
+        rad = scene_radiometry(src, DEFAULT_BANDS)
+    starts = _axis_starts(700, 128, 96)
+    col_starts = _axis_starts(650, 128, 96)
+    specs = [(r, c, 128, 128) for r in starts for c in col_starts]
+    padded = (starts[-1] + 128, col_starts[-1] + 128)
+    windows = _WindowReader(path, rad, 3, 4)
+    strips = _StripReader(path, rad, 3, size=(700, 650), padded=padded,
+                          device=torch.device(device), ahead=1)
+    try:
+        expected = list(windows.windows(specs))
+        got = list(strips.windows(specs))
+    finally:
+        windows.close()
+        strips.close()
+    assert len(got) == len(expected) == len(specs)
+    skipped = 0
+    for (want, want_valid), (raw, valid) in zip(expected, got, strict=True):
+        assert raw.device.type == device
+        np.testing.assert_array_equal(raw.cpu().numpy().view(np.uint16), want)
+        assert valid == want_valid
+        skipped += not valid
+    assert skipped >= 2  # the unobserved corner is skipped
 
 
 def test_output_is_a_cog_with_a_band_per_class_and_nodata(
