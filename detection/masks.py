@@ -42,7 +42,7 @@ from scipy import ndimage
 
 from detection.errors import DetectionError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
-from detection.polygonize import RASTERIO_LOCK, TracedRegions, regions_frame, trace_regions
+from detection.polygonize import TracedRegions, regions_frame, trace_regions
 from detection.sites import merge_parts
 from models.detector import ALERT_CLASSES
 from models.runtime import cpu_threads
@@ -57,6 +57,10 @@ SITE_TABLE_COLUMNS: tuple[str, ...] = (
     "tile_id",
     "geometry",
 )
+
+#: Per box of a block: its mask and probabilities (the block's own rows), the mask of the pixels
+#: above the class threshold when hysteresis crosses blocks, and the box's transform.
+_Boxes = list[tuple[np.ndarray, np.ndarray, "np.ndarray | None", Affine]]
 
 #: Threshold of a class that neither the options nor the checkpoint name.
 DEFAULT_THRESHOLD = 0.5
@@ -222,15 +226,13 @@ def sites_from_probabilities(
     starts = list(range(0, height, opts.block_rows))
     bands = {name: names.index(name) for name in classes}
 
-    def block_class(
-        raw: np.ndarray, nodata: float | None, r0: int, a0: int, name: str
-    ) -> tuple[TracedRegions, TracedRegions]:
-        """The regions of one class in one block (rows ``r0``...; ``raw`` starts at ``a0``)."""
+    def block_class(raw: np.ndarray, nodata: float | None, r0: int, a0: int, name: str) -> _Boxes:
+        """The masks of one class in one block (rows ``r0``...; ``raw`` starts at ``a0``)."""
         r1 = min(height, r0 + opts.block_rows)
         values = raw[bands[name]]
         low = opts.hysteresis_low.get(name)
         across = low is not None and len(starts) > 1
-        traced, high = TracedRegions(), TracedRegions()
+        out: _Boxes = []
         # Every pixel of the final mask lies within the morphology's reach of a pixel at or
         # above the lowest threshold: only boxes around those are worked on.
         seed = _at_least(values, low if low is not None else thresholds[name], nodata)
@@ -252,22 +254,25 @@ def sites_from_probabilities(
                 connectivity=opts.connectivity,
             )
             core = (slice(k0 - b0, k1 - b0), slice(v0 - c0, v1 - c0))
-            box_transform = transform @ Affine.translation(v0, a0 + k0)
-            trace_regions(mask[core], box_transform, probabilities=prob[core],
-                          connectivity=opts.connectivity, into=traced)
+            strong = None
             if across:
                 strong = mask[core] & (np.nan_to_num(prob[core], nan=0.0) >= thresholds[name])
-                trace_regions(strong, box_transform, connectivity=opts.connectivity, into=high)
-        return traced, high
+            box_transform = transform @ Affine.translation(v0, a0 + k0)
+            out.append((mask[core], prob[core], strong, box_transform))
+        return out
 
     parts: list[gpd.GeoDataFrame] = []
     high_parts: list[gpd.GeoDataFrame] = []
 
-    def collect(
-        k: int, futures: list[tuple[str, Future[tuple[TracedRegions, TracedRegions]]]]
-    ) -> None:
+    def collect(k: int, futures: list[tuple[str, Future[_Boxes]]]) -> None:
         for name, future in futures:  # in block and class order: the result never varies
-            traced, high = future.result()
+            traced, high = TracedRegions(), TracedRegions()
+            for mask, prob, strong, box_transform in future.result():
+                trace_regions(mask, box_transform, probabilities=prob,
+                              connectivity=opts.connectivity, into=traced)
+                if strong is not None:
+                    trace_regions(strong, box_transform, connectivity=opts.connectivity,
+                                  into=high)
             if traced.geometries:
                 gdf = regions_frame(traced, crs)
                 gdf["alert_class"] = name
@@ -280,11 +285,13 @@ def sites_from_probabilities(
         if progress is not None:
             progress("polygons", k + 1, len(starts))
 
-    # Blocks are read here and worked on by threads, one task per block and class (the
+    # Blocks are read here and their masks made by threads, one task per block and class (the
     # morphology and most array work release the GIL); at most `threads` tasks' blocks are held.
+    # Outlines are traced here, on this thread: rasterio.features.shapes relies on
+    # warnings.catch_warnings, which other threads' catch_warnings (pandas) would undo.
     threads = min(len(starts) * len(bands), cpu_threads())
     in_flight = max(1, threads // len(bands))
-    pending: deque[tuple[int, list[tuple[str, Future[tuple[TracedRegions, TracedRegions]]]]]]
+    pending: deque[tuple[int, list[tuple[str, Future[_Boxes]]]]]
     pending = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="minewatch-sites") as pool:
         for k, r0 in enumerate(starts):
@@ -343,7 +350,7 @@ def _read_block(path: str, window: rasterio.windows.Window) -> tuple[np.ndarray,
     """Raw values of a probability raster's window and its nodata value (``uint8``: 255)."""
     try:
         # GDAL decodes the window's blocks on all cores.
-        with RASTERIO_LOCK, rasterio.open(path, NUM_THREADS=str(cpu_threads())) as src:
+        with rasterio.open(path, NUM_THREADS=str(cpu_threads())) as src:
             raw = src.read(window=window)
             nodata = src.nodata
     except rasterio.errors.RasterioIOError as exc:

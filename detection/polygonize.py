@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +17,6 @@ from scipy import ndimage
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
-
-#: Held around rasterio calls made from several threads: rasterio wraps some of them (the
-#: in-memory datasets of ``rasterio.features.shapes``) in ``warnings.catch_warnings``, which is
-#: not thread-safe, so concurrent calls lift each other's warning filters.
-RASTERIO_LOCK = threading.Lock()
 
 
 #: Equal-area CRS (WGS 84 / NSIDC EASE-Grid 2.0 Global) used for every area in detection.
@@ -189,11 +183,9 @@ def trace_regions(
 
     # 4-connected outlines of each label; an 8-connected label may come back in several pieces.
     pieces: dict[int, list[shapely.Polygon]] = {}
-    with RASTERIO_LOCK:
-        shapes = list(
-            rasterio.features.shapes(labels, mask=labels > 0, connectivity=4, transform=transform)
-        )
-    for geojson, value in shapes:
+    for geojson, value in rasterio.features.shapes(
+        labels, mask=labels > 0, connectivity=4, transform=transform
+    ):
         pieces.setdefault(int(value), []).append(shapely.geometry.shape(geojson))
     ids = sorted(pieces)
     geoms = np.array(
