@@ -373,7 +373,7 @@ def _at_least(raw: np.ndarray, threshold: float, nodata: float | None) -> np.nda
     """Pixels whose probability is ``>= threshold``, compared as :func:`threshold_mask` does,
     without making floats of a whole block."""
     if raw.dtype != np.uint8:
-        return cast(np.ndarray, np.nan_to_num(raw, nan=0.0) >= threshold)
+        return cast(np.ndarray, np.nan_to_num(_probabilities(raw, nodata), nan=0.0) >= threshold)
     levels = (np.arange(256, dtype=np.float32) / np.float32(UINT8_SCALE)) >= threshold
     levels[int(cast(float, nodata))] = False
     if not levels.any():
