@@ -7,8 +7,9 @@ minewatch's path alone, so a figure says which stage is the wall:
 
 - ``decode``: the scene's bands read and decoded with N threads, three ways: block-aligned
   chunks (every 512 px tile decoded once), GDAL's own multi-threaded decoding of whole strips
-  (``NUM_THREADS`` open option), and the windows of ``predict_raster`` (768/64: tiles on window
-  edges are decoded more than once).
+  (``NUM_THREADS`` open option), the 768/64 windows of ``predict_raster`` read each on its own
+  (tiles on window edges decoded more than once), and ``predict_raster``'s reader (the same
+  windows cut from chunks read once).
 - ``model``: the engine alone on random inputs already on the device, per window size and batch,
   timed with CUDA events after a warm-up; scaled to the windows a whole tile needs. ``--compile``
   adds ``torch.compile``.
@@ -70,7 +71,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     import rasterio
     from rasterio.windows import Window
 
-    from detection.inference import _axis_starts, _StripReader, _WindowReader, scene_radiometry
+    from detection.inference import _axis_starts, _BlockReader, _read_into, scene_radiometry
     from models.registry import DEFAULT_BANDS
 
     rows: list[dict[str, Any]] = []
@@ -102,22 +103,20 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
 
     starts = _axis_starts(height, 768, 704)
     specs = [(r, c, 768, 768) for r in starts for c in starts]
-    padded = (starts[-1] + 768, starts[-1] + 768)
 
-    def windows(n: int) -> None:
-        reader = _WindowReader(scene, rad, n, 2 * n)
-        try:
-            for _ in reader.windows(specs):
-                pass
-        finally:
-            reader.close()
+    def windows(n: int) -> None:  # each window read on its own (blocks on edges decoded again)
+        def read(spec: tuple[int, int, int, int]) -> None:
+            out = np.zeros((len(idx), spec[2], spec[3]), dtype=np.uint16)
+            _read_into(scene, rad, out, spec[0], spec[1])
 
-    def strips(n: int) -> None:
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(read, specs))
+
+    def blocks(n: int) -> None:  # minewatch's reader: every block decoded once
         import torch
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        reader = _StripReader(scene, rad, n, size=(height, width), padded=padded,
-                              device=device, ahead=2)
+        reader = _BlockReader(scene, rad, n, specs, device=device, ahead=64)
         try:
             for _ in reader.windows(specs):
                 pass
@@ -127,7 +126,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
             reader.close()
 
     ways = (("chunks", chunks), ("gdal-threads", gdal_threads), ("windows-768", windows),
-            ("strips-768", strips))
+            ("blocks-768", blocks))
     for name, fn in ways:
         for n in threads:
             t0 = time.perf_counter()

@@ -5,11 +5,12 @@ ever holding the scene in memory:
 
 * the scene is cut into windows of ``window_px`` overlapping by ``overlap_px``, on a grid aligned
   to the network's stride (so a window sees the same pooling grid as the whole scene would);
-* background threads read ahead as raw digital numbers (``uint16`` stays ``uint16``): on the
-  CPU window by window; on CUDA the scene in strips of whole block rows, every block decoded
-  once and copied to the GPU once, the windows cut there. The batch is converted on the
-  device: radiometry (``(DN + offset) * scale``, clipped at 0), normalisation and the nodata
-  mask are a few tensor operations;
+* background threads read ahead as raw digital numbers (``uint16`` stays ``uint16``), in
+  block-aligned chunks, every block decoded once (on CUDA copied to the GPU once), and the
+  windows are cut from the chunks. The batch is converted on the device (on the CPU on a
+  background thread, while the network runs the previous one): radiometry
+  (``(DN + offset) * scale``, clipped at 0), normalisation and the nodata mask are a few
+  tensor operations;
 * each window's probabilities are weighted by a separable sine-squared taper over the overlap
   (the weights of two neighbours sum to exactly 1; scene borders are not tapered) and added to
   an accumulator one window-row high, which lives on the device;
@@ -34,10 +35,9 @@ import json
 import logging
 import math
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,7 @@ class InferenceOptions:
         batch_size: windows per forward pass; None = chosen from free GPU memory on CUDA, 1 on
             the CPU (a bigger window beats a bigger batch there).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        read_ahead: batches (CPU) or strips of rows (CUDA) read ahead by the reader threads.
+        read_ahead: batches of windows read ahead by the reader threads.
         read_threads: reader threads, each with its own file handle (default: 2 on the CPU,
             where the network needs the cores; on CUDA the CPUs available, at most 16, since
             decoding is then the wall).
@@ -412,52 +412,18 @@ def _read_into(
         ) from exc
 
 
-class _WindowReader:
-    """Reads padded windows of raw values on background threads, a few batches ahead (CPU).
+class _BlockReader:
+    """Reads the scene's blocks once, in block-aligned chunks, and cuts the windows from them.
 
-    Blocks on window edges are decoded by each window that touches them; on a CPU the network,
-    not decoding, is the wall, and nothing but the windows in flight is held.
-    """
-
-    def __init__(
-        self, path: Path, radiometry: SceneRadiometry, threads: int, ahead: int
-    ) -> None:
-        self._path = path
-        self._rad = radiometry
-        self._ahead = ahead
-        self._fill = _fill_value(radiometry)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
-
-    def _read(self, spec: WindowSpec) -> tuple[np.ndarray, bool]:
-        row, col, height, width = spec
-        out = np.full((len(self._rad.indexes), height, width), self._fill, dtype=self._rad.dtype)
-        _read_into(self._path, self._rad, out, row, col)
-        return out, bool(_valid_pixels(out, self._rad, self._fill).any())
-
-    def windows(self, specs: Sequence[WindowSpec]) -> Iterator[tuple[np.ndarray, bool]]:
-        """The raw values of each window, in order, and whether any pixel is observed."""
-        pending: queue.SimpleQueue[Future[tuple[np.ndarray, bool]]] = queue.SimpleQueue()
-        submitted = 0
-        for done in range(len(specs)):
-            while submitted < min(done + self._ahead, len(specs)):
-                pending.put(self._pool.submit(self._read, specs[submitted]))
-                submitted += 1
-            yield pending.get().result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _StripReader:
-    """Reads the scene once, in strips of whole block rows, onto the GPU (CUDA path).
-
-    A strip (the file's block height, the scene's width) is read as block-aligned column
-    chunks on ``threads`` threads, so every block of the file is decoded exactly once (the
-    windows overlap, and a window reader decodes the blocks on window edges two to four
-    times), into pinned host buffers copied to the device without blocking, as raw values
-    (``uint16`` as ``int16`` bits), once. Windows are cut from the strips on the device; a strip
-    is dropped when no later window needs it, so the GPU holds a window's height of rows plus
-    the strips read ahead.
+    Windows overlap, so a reader that reads window by window decodes the blocks on window
+    edges two to four times (three times the blocks of a scene at 768 px windows on 512 px
+    blocks). This one reads each chunk (whole blocks, at least 512 x 512 px; the whole width of
+    a striped file) once, on ``threads`` threads, as raw values (``uint16`` stays 2 bytes a
+    pixel), for the windows up to ``ahead`` past the one being cut, and drops a chunk once no
+    later window needs it: what it holds is the chunk rows the next window row shares with this
+    one (at most the scene's width by two chunk heights) and the chunks read ahead. On CUDA a
+    chunk is read into a pinned buffer and copied to the GPU without blocking (``uint16`` as
+    ``int16`` bits) and the windows are cut there.
     """
 
     def __init__(
@@ -465,88 +431,87 @@ class _StripReader:
         path: Path,
         radiometry: SceneRadiometry,
         threads: int,
+        specs: Sequence[WindowSpec],
         *,
-        size: tuple[int, int],
-        padded: tuple[int, int],
         device: torch.device,
         ahead: int,
     ) -> None:
         self._path = path
         self._rad = radiometry
         self._fill = _fill_value(radiometry)
-        self._height, self._width = size
-        self._pad_h, self._pad_w = padded
+        self._specs = list(specs)
         self._device = device
         self._ahead = ahead
         with rasterio.open(path) as src:
             block_h, block_w = src.block_shapes[0]
-        # Striped files (blocks a few rows high, the whole width): strips of 512 rows, whole.
-        self.strip_h = block_h if block_h >= 64 else 512
-        blocks = max(1, math.ceil(self._width / block_w))
-        self._chunk_w = block_w * max(1, math.ceil(blocks / threads))
+            width = src.width
+        self.chunk_h = _round_up(512, block_h)
+        self.chunk_w = width if block_w >= width else _round_up(512, block_w)
         self._np_dtype = np.dtype(radiometry.dtype)
         # uint16 arithmetic is limited on CUDA: the bits travel as int16, widened there.
-        bits = np.dtype(np.int16) if self._np_dtype == np.uint16 else self._np_dtype
+        cuda = device.type == "cuda"
+        bits = np.dtype(np.int16) if cuda and self._np_dtype == np.uint16 else self._np_dtype
         self._dtype = torch.from_numpy(np.empty(0, bits)).dtype
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
-        # strip index -> (raw values on the device, observed pixels on the host, reads)
-        self._strips: dict[int, tuple[torch.Tensor, np.ndarray, list[Future[None]]]] = {}
-        self._submitted = 0
+        # chunk (row, col) -> its read; and the last window that needs each chunk
+        self._chunks: dict[tuple[int, int], Future[tuple[torch.Tensor, np.ndarray]]] = {}
+        self._last_use: dict[tuple[int, int], int] = {}
+        for n, spec in enumerate(self._specs):
+            for key in self._keys(spec):
+                self._last_use[key] = n
+        self._submitted = 0  # windows whose chunks are submitted
 
-    def _submit(self, k: int) -> None:
-        r0 = k * self.strip_h
-        rows = min(self.strip_h, self._pad_h - r0)
-        bands = len(self._rad.indexes)
-        strip = torch.empty((bands, rows, self._pad_w), dtype=self._dtype, device=self._device)
-        observed = np.zeros((rows, self._pad_w), dtype=bool)
-        futures = [
-            self._pool.submit(self._read_chunk, strip, observed, r0, c0,
-                              min(c0 + self._chunk_w, self._pad_w))
-            for c0 in range(0, self._pad_w, self._chunk_w)
+    def _keys(self, spec: WindowSpec) -> list[tuple[int, int]]:
+        row, col, height, width = spec
+        return [
+            (k, c)
+            for k in range(row // self.chunk_h, (row + height - 1) // self.chunk_h + 1)
+            for c in range(col // self.chunk_w, (col + width - 1) // self.chunk_w + 1)
         ]
-        self._strips[k] = (strip, observed, futures)
 
-    def _read_chunk(
-        self, strip: torch.Tensor, observed: np.ndarray, r0: int, c0: int, c1: int
-    ) -> None:
-        shape = (strip.shape[0], strip.shape[1], c1 - c0)
-        host = torch.empty(shape, dtype=self._dtype, pin_memory=self._device.type == "cuda")
+    def _read_chunk(self, k: int, c: int) -> tuple[torch.Tensor, np.ndarray]:
+        r0, c0 = k * self.chunk_h, c * self.chunk_w
+        shape = (len(self._rad.indexes), self.chunk_h, self.chunk_w)
+        cuda = self._device.type == "cuda"
+        host = torch.empty(shape, dtype=self._dtype, pin_memory=cuda)
         out = host.numpy().view(self._np_dtype)
         out.fill(self._fill)
         _read_into(self._path, self._rad, out, r0, c0)
-        observed[:, c0:c1] = _valid_pixels(out, self._rad, self._fill)
-        strip[:, :, c0:c1].copy_(host, non_blocking=True)
-
-    def _strip(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
-        last = (self._pad_h - 1) // self.strip_h
-        while self._submitted <= min(k + self._ahead, last):
-            self._submit(self._submitted)
-            self._submitted += 1
-        strip, observed, futures = self._strips[k]
-        for f in futures:
-            f.result()
-        return strip, observed
+        observed = _valid_pixels(out, self._rad, self._fill)
+        return host.to(self._device, non_blocking=True), observed
 
     def windows(self, specs: Sequence[WindowSpec]) -> Iterator[tuple[torch.Tensor, bool]]:
         """Each window's raw values on the device, in order, and whether any is observed.
 
-        ``specs`` go row by row (a strip is dropped once a window starts below it).
+        ``specs`` are the windows the reader was made for.
         """
-        h_s = self.strip_h
-        for row, col, height, width in specs:
-            for k in [k for k in self._strips if (k + 1) * h_s <= row]:
-                del self._strips[k]
-            parts, valid = [], False
-            for k in range(row // h_s, (row + height - 1) // h_s + 1):
-                strip, observed = self._strip(k)
-                a, b = max(row, k * h_s) - k * h_s, min(row + height, (k + 1) * h_s) - k * h_s
-                parts.append(strip[:, a:b, col : col + width])
-                valid = valid or bool(observed[a:b, col : col + width].any())
-            yield (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)), valid
+        if list(specs) != self._specs:
+            raise ValueError("_BlockReader.windows: not the windows the reader was made for")
+        ch, cw = self.chunk_h, self.chunk_w
+        for n, (row, col, height, width) in enumerate(self._specs):
+            while self._submitted < min(n + 1 + self._ahead, len(self._specs)):
+                for key in self._keys(self._specs[self._submitted]):
+                    if key not in self._chunks:
+                        self._chunks[key] = self._pool.submit(self._read_chunk, *key)
+                self._submitted += 1
+            bands, valid = [], False
+            for k in range(row // ch, (row + height - 1) // ch + 1):
+                a, b = max(row, k * ch) - k * ch, min(row + height, (k + 1) * ch) - k * ch
+                parts = []
+                for c in range(col // cw, (col + width - 1) // cw + 1):
+                    x0, x1 = max(col, c * cw) - c * cw, min(col + width, (c + 1) * cw) - c * cw
+                    chunk, observed = self._chunks[k, c].result()
+                    parts.append(chunk[:, a:b, x0:x1])
+                    valid = valid or bool(observed[a:b, x0:x1].any())
+                bands.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
+            for key in self._keys((row, col, height, width)):
+                if self._last_use[key] == n:
+                    del self._chunks[key]
+            yield (bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)), valid
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._strips.clear()
+        self._chunks.clear()
 
 
 # ------------------------------------------------------------------------------ the device
@@ -611,22 +576,35 @@ class _Runner:
 
         ``raw`` is on the device already (see :meth:`to_device`).
         """
+        return self.infer(*self.prepare(raw))
+
+    def prepare(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's input of a raw batch, and which pixels are observed.
+
+        Radiometry (``(DN + offset) * scale`` clipped at 0, or float reflectance), the
+        checkpoint's normalisation, unobserved pixels set to 0. On the CPU this runs on a
+        background thread while the network computes the previous batch.
+        """
         rad = self.radiometry
         if raw.dtype == torch.int16 and np.dtype(rad.dtype) == np.uint16:
             x = raw.to(torch.int32).bitwise_and_(0xFFFF).float()
-        else:
-            x = raw.float()
+        else:  # a copy: the operations below work in place
+            x = raw.to(torch.float32, copy=True)
         if rad.is_float:
             valid = torch.isfinite(x).all(dim=1)
             if rad.nodata is not None and not math.isnan(rad.nodata):
                 valid &= (x != rad.nodata).all(dim=1)
-            refl = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            x = torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
         else:
             valid = (x != float(rad.nodata or 0)).all(dim=1)
-            refl = ((x + self._offset) * self._scale).clamp_(min=0.0)
-        norm = ((refl - self._mean) / self._std) * valid.unsqueeze(1)
+            x = x.add_(self._offset).mul_(self._scale).clamp_(min=0.0)
+        x = x.sub_(self._mean).div_(self._std).mul_(valid.unsqueeze(1))
+        return x, valid
+
+    def infer(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Alert-class probabilities of a prepared batch (:meth:`prepare`)."""
         t0 = time.perf_counter()
-        logits = self.engine(norm)
+        logits = self.engine(x)
         probs = torch.softmax(logits, dim=1)[:, self.class_idx]
         if self.cuda:
             torch.cuda.synchronize(self.device)
@@ -796,51 +774,44 @@ def predict_raster(
     weights: dict[tuple[Any, ...], torch.Tensor] = {}  # by (border sides, device)
     with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
         specs = [(rows[i], cols[j], row_len[i], col_len[j]) for i, j in origins]
-        reader: _WindowReader | _StripReader
-        if runner.cuda:
-            reader = _StripReader(
-                src_path, radiometry, opts.read_threads or cpu_threads(),
-                size=(height, width), padded=(rows[-1] + row_len[-1], pad_w),
-                device=runner.device, ahead=opts.read_ahead,
-            )
-        else:
-            reader = _WindowReader(
-                src_path, radiometry, opts.read_threads or 2, batch * (1 + opts.read_ahead)
-            )
+        reader = _BlockReader(
+            src_path, radiometry, opts.read_threads or (cpu_threads() if runner.cuda else 2),
+            specs, device=runner.device, ahead=batch * opts.read_ahead,
+        )
         writer = _Writer(tmp, profile)
         acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
         try:
-            stream: Iterator[tuple[Any, bool]] = reader.windows(specs)
+            work = _batches(reader.windows(specs), origins, batch)
+            if not runner.cuda:  # the CPU converts the next batch while the network runs
+                work = _prefetch(
+                    (items, [(ks, runner.prepare(raw)) for ks, raw in groups])
+                    for items, groups in work
+                )
             current_row = 0
             done = 0
-            while done < len(origins):
-                items: list[tuple[int, int, Any, bool]] = []
-                for i, j in origins[done : done + batch]:
-                    raw, any_valid = next(stream)
-                    items.append((i, j, raw, any_valid))
-                done += len(items)
-                todo = [k for k, it in enumerate(items) if it[3]]
-                probs: dict[int, torch.Tensor] = {}
-                groups: dict[tuple[int, ...], list[int]] = {}
-                for k in todo:  # edge windows are smaller: one stack per shape
-                    groups.setdefault(tuple(items[k][2].shape), []).append(k)
-                for group in groups.values():
-                    stacked = _stack([items[k][2] for k in group])
-                    out, batch = _run_batch(runner, stacked, batch, opts.compile)
-                    probs.update(zip(group, out, strict=True))
-                windows_done += len(todo)
-                for k, (i, j, _raw, _valid) in enumerate(items):
-                    while i > current_row:
-                        _flush(acc, writer, current_row, rows, step, win_h, height, width,
-                               row_total, col_total, dtype, last=False)
-                        current_row += 1
-                    kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
-                    weight = weights.get(kind)
-                    if weight is None:
-                        weight = weights[kind] = _weight_2d(row_w[i], col_w[j], acc.device)
-                    acc.add(probs.get(k), weight, cols[j])
-                if progress is not None:
-                    progress("windows", done, len(origins))
+            with contextlib.closing(work):
+                for items, groups in work:
+                    probs: dict[int, torch.Tensor] = {}
+                    for ks, data in groups:
+                        if runner.cuda:
+                            out, batch = _run_batch(runner, data, batch, opts.compile)
+                        else:
+                            out = list(runner.infer(*data).unbind(0))
+                        probs.update(zip(ks, out, strict=True))
+                        windows_done += len(ks)
+                    done += len(items)
+                    for k, (i, j) in enumerate(items):
+                        while i > current_row:
+                            _flush(acc, writer, current_row, rows, step, win_h, height, width,
+                                   row_total, col_total, dtype, last=False)
+                            current_row += 1
+                        kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
+                        weight = weights.get(kind)
+                        if weight is None:
+                            weight = weights[kind] = _weight_2d(row_w[i], col_w[j], acc.device)
+                        acc.add(probs.get(k), weight, cols[j])
+                    if progress is not None:
+                        progress("windows", done, len(origins))
             _flush(acc, writer, current_row, rows, step, win_h, height, width,
                    row_total, col_total, dtype, last=True)
         finally:
@@ -946,18 +917,52 @@ def _flush(
     # The weight sums are separable: a column of row sums times a row of column sums.
     rt = torch.from_numpy(row_total[r0 : r0 + n].astype(np.float32)).to(acc.device)
     ct = torch.from_numpy(col_total[:width].astype(np.float32)).to(acc.device)
-    block = acc.data[:, :n, :width] / (rt[:, None] * ct[None, :])
+    # In place: these rows are written now and no later window adds to them.
+    block = acc.data[:, :n, :width].div_(rt[:, None] * ct[None, :])
     if dtype == "uint8":
-        q = torch.round(block * UINT8_SCALE).clamp_(0, UINT8_SCALE)
-        q = torch.nan_to_num(q, nan=float(UINT8_NODATA))
-        out = q.to(torch.uint8).cpu().numpy()
-    else:
-        out = block.cpu().numpy()
+        block.mul_(UINT8_SCALE).round_().clamp_(0, UINT8_SCALE)
+        out = block.nan_to_num_(nan=float(UINT8_NODATA)).to(torch.uint8).cpu().numpy()
+    else:  # a copy: the writer thread reads it while the accumulator moves on
+        out = block.to("cpu", copy=True).numpy()
     writer.write(out, r0)
     if not last:
         keep = win_h - step
         acc.data[:, :keep] = acc.data[:, step : step + keep].clone()
         acc.data[:, keep:] = 0.0
+
+
+#: A batch of windows: their ``(i, j)`` and ``(positions, stacked values)`` per shape.
+_Batch = tuple[list[tuple[int, int]], list[tuple[list[int], Any]]]
+
+
+def _batches(
+    stream: Iterator[tuple[Any, bool]], origins: list[tuple[int, int]], batch: int
+) -> Generator[_Batch, None, None]:
+    """Batches of windows: each window's ``(i, j)``, and the observed ones stacked by shape.
+
+    Windows without an observed pixel skip the network; edge windows are smaller, so a batch
+    holds one stack per shape: ``(positions in the batch, stacked raw values)``.
+    """
+    for start in range(0, len(origins), batch):
+        items = origins[start : start + batch]
+        groups: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
+        for k in range(len(items)):
+            raw, observed = next(stream)
+            if observed:
+                groups.setdefault(tuple(raw.shape), []).append((k, raw))
+        yield items, [([k for k, _ in g], _stack([r for _, r in g])) for g in groups.values()]
+
+
+def _prefetch(items: Iterator[_Batch]) -> Generator[_Batch, None, None]:
+    """``items``, each computed on a background thread while the caller uses the previous one."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="minewatch-prepare")
+    try:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _stack(windows: list[Any]) -> torch.Tensor:

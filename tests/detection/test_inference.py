@@ -7,6 +7,7 @@ Scenes are real COGs in ``tmp_path`` in UTM 21S (EPSG:32721) holding L2A digital
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,9 +29,10 @@ from detection.inference import (
     _axis_lengths,
     _axis_starts,
     _axis_weights,
+    _BlockReader,
+    _read_into,
     _run_batch,
-    _StripReader,
-    _WindowReader,
+    _valid_pixels,
     predict_raster,
     read_probabilities,
     scene_radiometry,
@@ -184,12 +186,12 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["cog-128", "striped"])
-def test_strip_reader_cuts_the_windows_the_window_reader_reads(
-    tmp_path: Path, device: str, layout: str
+def test_block_reader_reads_each_chunk_once_and_cuts_the_windows_a_window_read_gives(
+    tmp_path: Path, device: str, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CUDA path reads each block once, in strips, and cuts windows from them: the same raw
+    """The reader decodes each block once, in chunks, and cuts windows from them: the same raw
     values as reading each window, padding past the edges included, and the same windows found
-    unobserved (they skip the network)."""
+    unobserved (they skip the network); a chunk is dropped once no later window needs it."""
     refl = _forest(700, 650)
     data = _dn(refl)
     data[:, 0:300, 0:260] = 0  # a swath edge: whole windows unobserved
@@ -212,15 +214,34 @@ def test_strip_reader_cuts_the_windows_the_window_reader_reads(
     col_starts = _axis_starts(650, 128, 96)
     specs = [(r, c, 128, 128) for r in starts for c in col_starts]
     padded = (starts[-1] + 128, col_starts[-1] + 128)
-    windows = _WindowReader(path, rad, 3, 4)
-    strips = _StripReader(path, rad, 3, size=(700, 650), padded=padded,
-                          device=torch.device(device), ahead=1)
+    fill = 0
+    expected = []
+    for r, c, h, w in specs:
+        want = np.full((6, h, w), fill, dtype=np.uint16)
+        _read_into(path, rad, want, r, c)
+        expected.append((want, bool(_valid_pixels(want, rad, fill).any())))
+    reads: list[tuple[int, int]] = []
+    read_chunk = _BlockReader._read_chunk
+
+    def counted(self: _BlockReader, k: int, c: int) -> tuple[torch.Tensor, np.ndarray]:
+        reads.append((k, c))
+        return read_chunk(self, k, c)
+
+    monkeypatch.setattr(_BlockReader, "_read_chunk", counted)
+    reader = _BlockReader(path, rad, 3, specs, device=torch.device(device), ahead=2)
+    got, held_in_last_row = [], set()
     try:
-        expected = list(windows.windows(specs))
-        got = list(strips.windows(specs))
+        for (r, _c, _h, _w), window in zip(specs, reader.windows(specs), strict=True):
+            got.append(window)
+            if r == starts[-1]:
+                held_in_last_row |= {k for k, _ in reader._chunks}
+        assert not reader._chunks  # each dropped after its last window
     finally:
-        windows.close()
-        strips.close()
+        reader.close()
+    chunks = {(k, c) for k in range(math.ceil(padded[0] / reader.chunk_h))
+              for c in range(math.ceil(padded[1] / reader.chunk_w))}
+    assert sorted(reads) == sorted(chunks)  # every chunk read, and read once
+    assert held_in_last_row == {padded[0] // reader.chunk_h}  # the chunk row above is gone
     assert len(got) == len(expected) == len(specs)
     skipped = 0
     for (want, want_valid), (raw, valid) in zip(expected, got, strict=True):
