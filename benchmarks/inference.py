@@ -20,7 +20,7 @@
 
 Each method runs in its own subprocess, so peak host memory (``ru_maxrss``: the whole process,
 torch included) is its own. Prints one table (markdown) and, with ``--json``, the raw numbers.
-The scene (``--size``) is a synthetic-world L2A acquisition (``tiles.synthetic``, all 13 bands +
+The scene (``--size``) is a synthetic-world L2A acquisition (``tiles.synthetic``, its ten bands +
 SCL, uint16 DN, BOA_ADD_OFFSET -1000, COG) mirrored out to the requested size.
 """
 
@@ -52,7 +52,7 @@ def make_scene(
     """A ``size`` x ``size`` L2A-like COG: a synthetic-world acquisition mirrored out.
 
     ``bands``: keep only these bands (e.g. the network's six, as a GPU benchmark reads them);
-    default all 13 + SCL.
+    default its ten bands + SCL.
     """
     import rasterio
     import rasterio.shutil
@@ -343,7 +343,7 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, help="a scene GeoTIFF (default: build one)")
     parser.add_argument("--size", type=int, default=4096, help="side of the built scene")
     parser.add_argument("--six-bands", action="store_true",
-                        help="only the six bands of the network (default: 13 + SCL)")
+                        help="only the six bands of the network (default: ten bands + SCL)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
     parser.add_argument("--methods", default="minewatch,naive,torchgeo")
