@@ -118,7 +118,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         reader = _BlockReader(scene, rad, n, specs, device=device, ahead=64)
         try:
-            for _ in reader.windows(specs):
+            for _ in reader.windows():
                 pass
             if device.type == "cuda":
                 torch.cuda.synchronize()

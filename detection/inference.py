@@ -480,13 +480,8 @@ class _BlockReader:
         observed = _valid_pixels(out, self._rad, self._fill)
         return host.to(self._device, non_blocking=True), observed
 
-    def windows(self, specs: Sequence[WindowSpec]) -> Iterator[tuple[torch.Tensor, bool]]:
-        """Each window's raw values on the device, in order, and whether any is observed.
-
-        ``specs`` are the windows the reader was made for.
-        """
-        if list(specs) != self._specs:
-            raise ValueError("_BlockReader.windows: not the windows the reader was made for")
+    def windows(self) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Each window's raw values on the device, in order, and whether any is observed."""
         ch, cw = self.chunk_h, self.chunk_w
         for n, (row, col, height, width) in enumerate(self._specs):
             while self._submitted < min(n + 1 + self._ahead, len(self._specs)):
@@ -781,7 +776,7 @@ def predict_raster(
         writer = _Writer(tmp, profile)
         acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
         try:
-            work = _batches(reader.windows(specs), origins, batch)
+            work = _batches(reader.windows(), origins, batch)
             if not runner.cuda:  # the CPU converts the next batch while the network runs
                 work = _prefetch(
                     (items, [(ks, runner.prepare(raw)) for ks, raw in groups])

@@ -231,7 +231,7 @@ def test_block_reader_reads_each_chunk_once_and_cuts_the_windows_a_window_read_g
     reader = _BlockReader(path, rad, 3, specs, device=torch.device(device), ahead=2)
     got, held_in_last_row = [], set()
     try:
-        for (r, _c, _h, _w), window in zip(specs, reader.windows(specs), strict=True):
+        for (r, _c, _h, _w), window in zip(specs, reader.windows(), strict=True):
             got.append(window)
             if r == starts[-1]:
                 held_in_last_row |= {k for k, _ in reader._chunks}
