@@ -42,7 +42,7 @@ from scipy import ndimage
 
 from detection.errors import DetectionError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
-from detection.polygonize import TracedRegions, regions_frame, trace_regions
+from detection.polygonize import TracedRegions, regions_frame, simplify_metres, trace_regions
 from detection.sites import merge_parts
 from models.detector import ALERT_CLASSES
 from models.runtime import cpu_threads
@@ -308,26 +308,51 @@ def sites_from_probabilities(
     sites = merge_parts(parts, tolerance_m=0.5) if parts else _empty(crs)
     if len(sites) and opts.hysteresis_low and len(starts) > 1:
         sites = _keep_with_high(sites, high_parts, set(opts.hysteresis_low))
-    sites = sites[sites["area_ha"] >= opts.min_area_ha].reset_index(drop=True)
-    if opts.simplify_m and len(sites):
-        sites = sites.set_geometry(
-            sites.geometry.simplify(opts.simplify_m, preserve_topology=True)
-        )
+    sites = finish_sites(sites, min_area_ha=opts.min_area_ha, simplify_m=opts.simplify_m)
     log.info("%s: %d site(s) >= %s ha", path, len(sites), opts.min_area_ha)
     return gpd.GeoDataFrame(sites[list(SITE_TABLE_COLUMNS)], geometry="geometry", crs=crs)
 
 
+def finish_sites(
+    sites: gpd.GeoDataFrame, *, min_area_ha: float = 0.0, simplify_m: float | None = None
+) -> gpd.GeoDataFrame:
+    """The minimum mapping unit, then outline simplification, of merged sites.
+
+    Applied after merging: a mine cut by a block or tile edge is measured whole.
+
+    Args:
+        sites: sites with ``area_ha`` (any CRS; simplification runs in metres, in a local UTM
+            zone where the CRS is not metric).
+        min_area_ha: sites smaller than this are dropped.
+        simplify_m: simplification tolerance in metres (None or 0: none).
+    """
+    sites = sites[sites["area_ha"] >= min_area_ha].reset_index(drop=True)
+    if simplify_m and len(sites):
+        sites = sites.set_geometry(simplify_metres(sites.geometry, simplify_m))
+    return sites
+
+
 def merge_tile_sites(
-    frames: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5
+    frames: Sequence[gpd.GeoDataFrame],
+    *,
+    tolerance_m: float = 0.5,
+    min_area_ha: float = 0.0,
+    simplify_m: float | None = None,
 ) -> gpd.GeoDataFrame:
     """Merge the sites of several scenes or tiles: a site straddling a tile edge becomes one.
 
     Frames in one projected CRS are merged there (tile edges abut exactly); frames in several
-    CRSs (e.g. two UTM zones) are reprojected to ``EPSG:4326`` first.
+    CRSs (e.g. two UTM zones) are reprojected to ``EPSG:4326`` first. Sites of overlapping
+    tiles that overlap are one site, measured on their union.
+
+    To keep a mine whose pieces on each tile are below the minimum mapping unit, make the
+    frames with ``MaskOptions(min_area_ha=0, simplify_m=None)`` and give the unit here.
 
     Args:
         frames: site tables of :func:`sites_from_probabilities`.
         tolerance_m: sites of the same class closer than this are one site.
+        min_area_ha: minimum mapping unit of the merged sites (:func:`finish_sites`).
+        simplify_m: outline simplification of the merged sites, in metres.
 
     Returns:
         The merged sites, in the common projected CRS or in ``EPSG:4326``.
@@ -343,7 +368,8 @@ def merge_tile_sites(
         raise DetectionError("merge_tile_sites: a site table has no CRS")
     if len(crss) > 1:
         frames = [f.to_crs("EPSG:4326") for f in frames]
-    return merge_parts(frames, tolerance_m=tolerance_m)
+    merged = merge_parts(frames, tolerance_m=tolerance_m)
+    return finish_sites(merged, min_area_ha=min_area_ha, simplify_m=simplify_m)
 
 
 def _read_block(path: str, window: rasterio.windows.Window) -> tuple[np.ndarray, float | None]:

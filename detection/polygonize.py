@@ -121,7 +121,7 @@ def polygonize_mask(
         min_area_ha,
     )
     if simplify_m and len(kept):
-        kept = kept.set_geometry(_simplify(kept.geometry, simplify_m))
+        kept = kept.set_geometry(simplify_metres(kept.geometry, simplify_m))
     return kept[list(POLYGON_COLUMNS)]
 
 
@@ -219,7 +219,7 @@ def regions_frame(traced: TracedRegions, crs: CRS) -> gpd.GeoDataFrame:
     return gdf[list(POLYGON_COLUMNS)]
 
 
-def _simplify(geoms: gpd.GeoSeries, tolerance_m: float) -> gpd.GeoSeries:
+def simplify_metres(geoms: gpd.GeoSeries, tolerance_m: float) -> gpd.GeoSeries:
     """Simplify ``geoms`` by ``tolerance_m`` metres, in a metric CRS when theirs is not."""
     crs = CRS.from_user_input(geoms.crs)
     metric = crs.is_projected and all(

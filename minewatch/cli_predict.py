@@ -1,4 +1,4 @@
-"""``minewatch predict``: one scene GeoTIFF -> per-class probability COG + site polygons.
+"""``minewatch predict``: scene GeoTIFFs -> per-class probability COGs + site polygons, merged.
 
 Exported as :data:`predict` for ``minewatch.cli`` to register. Errors become one line (exit 1)
 via :class:`click.ClickException`.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,7 +22,11 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.argument(
-    "scene", metavar="SCENE.tif", type=click.Path(path_type=Path, dir_okay=False, exists=True)
+    "scenes",
+    metavar="SCENE.tif...",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
 )
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Checkpoint (.pt) to run (default: the shipped model).")
@@ -35,18 +41,21 @@ log = logging.getLogger(__name__)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Windows per forward pass (default: from free GPU memory; 1 on the CPU).")
 @click.option("--min-area-ha", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Minimum mapping unit of a site.")
+              help="Minimum mapping unit of a site (of the merged site where it spans scenes).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the network (pays off on a GPU for whole tiles).")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto",
               show_default=True,
               help="CPU engine (auto: ONNX Runtime when installed, else PyTorch).")
+@click.option("--resume", is_flag=True,
+              help="Keep the probability COGs in --out that this model wrote (a batch cut short "
+                   "goes on where it stopped); their sites are made again.")
 @OVERWRITE
 @JSON
 @click.pass_context
 def predict(
     ctx: click.Context,
-    scene: Path,
+    scenes: tuple[Path, ...],
     checkpoint: Path | None,
     out: Path,
     device: str,
@@ -56,29 +65,58 @@ def predict(
     min_area_ha: float,
     compile_model: bool,
     backend: str,
+    resume: bool,
     overwrite: bool,
     as_json: bool,
 ) -> None:
-    """Predict mining and deforestation over a whole scene: writes OUT/<scene>_probabilities.tif
-    (a COG, one band per class) and OUT/<scene>_sites.geojson (RFC 7946)."""
+    """Predict mining and deforestation over whole scenes.
+
+    Writes OUT/<scene>_probabilities.tif (a COG, one band per class) and
+    OUT/<scene>_sites.geojson (RFC 7946) per scene; with several scenes (adjacent or overlapping
+    tiles, even in different UTM zones) also OUT/sites.geojson, their sites merged: a mine
+    straddling two tiles is one site, measured whole. The network is loaded once for all.
+    """
     import rasterio
 
     from detection.errors import DetectionError
-    from detection.inference import InferenceOptions, predict_raster
-    from detection.masks import MaskOptions, sites_from_probabilities
+    from detection.inference import InferenceOptions, ScenePredictor
+    from detection.masks import (
+        MaskOptions,
+        finish_sites,
+        merge_tile_sites,
+        sites_from_probabilities,
+    )
     from models.errors import ModelError
     from tiles.errors import TileError
-    from tiles.files import write_text_atomic
 
-    prob_path = out / f"{scene.stem}_probabilities.tif"
-    sites_path = out / f"{scene.stem}_sites.geojson"
-    existing = [p for p in (prob_path, sites_path) if p.exists()]
-    if existing and not overwrite:
+    if resume and overwrite:
+        raise click.UsageError("pass --resume (keep finished scenes) or --overwrite (redo them), "
+                               "not both")
+    by_name: dict[str, Path] = {}
+    for scene in scenes:
+        other = by_name.setdefault(scene.stem, scene)
+        if other != scene:
+            raise click.UsageError(
+                f"scenes {other} and {scene} would both write {scene.stem}_probabilities.tif "
+                "into --out; rename one, or predict them into separate --out folders"
+            )
+    several = len(scenes) > 1
+    merged_path = out / "sites.geojson"
+    outputs = [
+        (out / f"{s.stem}_probabilities.tif", out / f"{s.stem}_sites.geojson") for s in scenes
+    ]
+    derived = [sites for _, sites in outputs] + ([merged_path] if several else [])
+    existing = [p for p in [prob for prob, _ in outputs] + derived if p.exists()]
+    if existing and not (overwrite or resume):
         raise click.ClickException(
-            f"{existing[0]} exists; pass --overwrite to replace it or choose another --out"
+            f"{existing[0]} exists; pass --resume to keep the finished scenes, --overwrite to "
+            "replace them, or choose another --out"
         )
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     started = time.monotonic()
+    done: list[dict[str, Any]] = []
+    frames = []
+    mask_options = MaskOptions(min_area_ha=min_area_ha)
     try:
         options = InferenceOptions(
             window_px=window_px,
@@ -88,30 +126,78 @@ def predict(
             compile=compile_model,
             backend=backend,
         )
+        predictor = ScenePredictor(checkpoint, options)
         # GDAL's block cache defaults to 5 % of RAM; whole-scene streaming needs little of it.
         with rasterio.Env(GDAL_CACHEMAX=256), progress_bar(
             bool(obj.get("progress", True))
         ) as progress:
-            result = predict_raster(
-                scene, checkpoint, out_path=prob_path, options=options, progress=progress
-            )
-            sites = sites_from_probabilities(
-                str(prob_path),
-                options=MaskOptions(min_area_ha=min_area_ha),
-                tile_id=scene.stem,
-                progress=progress,
-            )
-        collection = json.loads(sites.to_crs("EPSG:4326").to_json(drop_id=True, to_wgs84=True))
-        collection.pop("crs", None)
-        write_text_atomic(sites_path, json.dumps(collection))
+            for scene, (prob_path, sites_path) in zip(scenes, outputs, strict=True):
+                try:
+                    summary: dict[str, Any] = {"scene": str(scene)}
+                    if resume and prob_path.exists():
+                        _check_model(prob_path, predictor.checkpoint.metadata.weights_sha256)
+                        summary["reused"] = True
+                        log.info("%s: keeping %s (--resume)", scene.name, prob_path)
+                    else:
+                        result = predictor.predict(scene, out_path=prob_path, progress=progress)
+                        summary |= _run_summary(result)
+                    # Sites whole, before the minimum mapping unit: a mine cut by a tile edge
+                    # is measured after the merge.
+                    whole = sites_from_probabilities(
+                        str(prob_path),
+                        options=replace(mask_options, min_area_ha=0.0, simplify_m=None),
+                        tile_id=scene.stem,
+                        progress=progress,
+                    )
+                    sites = finish_sites(
+                        whole, min_area_ha=min_area_ha, simplify_m=mask_options.simplify_m
+                    )
+                    _write_geojson(sites_path, sites)
+                except (DetectionError, ModelError, TileError, OSError) as exc:
+                    if not done:
+                        raise
+                    raise click.ClickException(
+                        f"{exc}\n{len(done)} scene(s) before {scene.name} are written to {out}; "
+                        "fix this one (or leave it out) and rerun with --resume to go on"
+                    ) from exc
+                frames.append(whole)
+                done.append(summary | _site_summary(prob_path, sites_path, sites))
+            if several:
+                merged = merge_tile_sites(
+                    frames, min_area_ha=min_area_ha, simplify_m=mask_options.simplify_m
+                )
+                _write_geojson(merged_path, merged)
     except (DetectionError, ModelError, TileError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    counts = sites["alert_class"].value_counts().to_dict() if len(sites) else {}
-    summary = {
-        "scene": str(scene),
-        "probabilities": str(prob_path),
-        "sites": str(sites_path),
-        "sites_per_class": {str(k): int(v) for k, v in counts.items()},
+    seconds = round(time.monotonic() - started, 2)
+    report: dict[str, Any]
+    if several:
+        report = {"scenes": done, "sites": str(merged_path), "seconds": seconds,
+                  "sites_per_class": _per_class(merged)}
+    else:
+        report = done[0] | {"seconds": seconds}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for item in done:
+        ran = (
+            "kept (--resume)"
+            if item.get("reused")
+            else f"on {item['device']} with {item['backend']} ({item['megapixels_per_s']} Mpx/s)"
+        )
+        click.echo(
+            f"{Path(item['scene']).name}: {item['site_count']} site(s), probabilities {ran} "
+            f"-> {item['probabilities']}, {item['sites']}"
+        )
+    if several:
+        click.echo(
+            f"{len(done)} scenes: {len(merged)} site(s) merged across their edges in {seconds} s "
+            f"-> {merged_path}"
+        )
+
+
+def _run_summary(result: Any) -> dict[str, Any]:
+    return {
         "device": result.device,
         "backend": result.backend,
         "width": result.width,
@@ -120,13 +206,47 @@ def predict(
         "batch_size": result.batch_size,
         "megapixels_per_s": round(result.megapixels_per_s, 3),
         "model_seconds": round(result.model_seconds, 2),
-        "seconds": round(time.monotonic() - started, 2),
     }
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(
-            f"{scene.name}: {len(sites)} site(s) in {summary['seconds']} s on {result.device} "
-            f"with {result.backend} "
-            f"({summary['megapixels_per_s']} Mpx/s) -> {prob_path}, {sites_path}"
+
+
+def _site_summary(prob_path: Path, sites_path: Path, sites: Any) -> dict[str, Any]:
+    return {
+        "probabilities": str(prob_path),
+        "sites": str(sites_path),
+        "site_count": len(sites),
+        "sites_per_class": _per_class(sites),
+    }
+
+
+def _per_class(sites: Any) -> dict[str, int]:
+    counts = sites["alert_class"].value_counts().to_dict() if len(sites) else {}
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def _write_geojson(path: Path, sites: Any) -> None:
+    """RFC 7946: WGS 84, no ``crs`` member; written atomically."""
+    from tiles.files import write_text_atomic
+
+    collection = json.loads(sites.to_crs("EPSG:4326").to_json(drop_id=True, to_wgs84=True))
+    collection.pop("crs", None)
+    write_text_atomic(path, json.dumps(collection))
+
+
+def _check_model(prob_path: Path, sha256: str) -> None:
+    """--resume keeps only what this model wrote."""
+    import rasterio
+
+    from detection.errors import DetectionError
+
+    try:
+        with rasterio.open(prob_path) as src:
+            tags = src.tags()
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{prob_path}: cannot read it to resume ({exc})") from exc
+    written_by = tags.get("MODEL_SHA256")
+    if written_by != sha256:
+        raise DetectionError(
+            f"{prob_path}: written by model {tags.get('MODEL_NAME', '?')} (sha256 "
+            f"{written_by or 'unknown'}), not the one asked for ({sha256}); pass --overwrite "
+            "to predict it again, or choose another --out"
         )

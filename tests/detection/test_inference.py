@@ -13,13 +13,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import click
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 import torch
 from affine import Affine
+from click.testing import CliRunner
 from scipy import ndimage
 
 from detection.errors import DetectionError
@@ -37,7 +40,6 @@ from detection.inference import (
     read_probabilities,
     scene_radiometry,
 )
-from detection.masks import MaskOptions, merge_tile_sites, sites_from_probabilities
 from minewatch.cli_predict import predict
 from models.checkpoint import CheckpointMetadata, save_checkpoint
 from models.errors import BandMismatchError, ModelError
@@ -426,32 +428,111 @@ def _planted_site(tiles: dict[str, float], edge_x: float) -> dict[str, np.ndarra
     return out
 
 
-def test_a_site_straddling_two_tiles_is_one_site(tmp_path: Path) -> None:
-    """The shipped model, end to end: two scenes -> probabilities -> sites -> one merged site."""
+def _run(args: list[str]) -> dict:
+    group = click.Group()
+    group.add_command(predict)
+    out = CliRunner().invoke(group, ["predict", *args, "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def _mining(path: Path) -> list[dict]:
+    collection = json.loads(path.read_text())
+    assert collection["type"] == "FeatureCollection" and "crs" not in collection
+    return [f for f in collection["features"] if f["properties"]["alert_class"] == "mining"]
+
+
+def test_a_site_straddling_two_tiles_is_one_site_measured_whole(tmp_path: Path) -> None:
+    """The shipped model, from the command line: two scenes -> one merged site.
+
+    A 54 ha mine is cut in two ~27 ha halves by the tile edge: with a 40 ha unit neither tile
+    has it alone, the merged sites have it whole; --resume keeps both COGs and only remakes
+    the sites.
+    """
     tiles = {"west": X0, "east": X0 + 2560}
     edge = X0 + 2560
-    frames = []
-    for name, refl in _planted_site(tiles, edge).items():
-        scene = write_scene(tmp_path / f"{name}.tif", refl, x0=tiles[name])
-        result = predict_raster(
-            scene, None, out_path=tmp_path / f"{name}_p.tif",
-            options=InferenceOptions(device="cpu", window_px=256, overlap_px=32),
-        )
-        sites = sites_from_probabilities(
-            str(result.path), options=MaskOptions(min_area_ha=1.0), tile_id=name
-        )
-        mining = sites[sites["alert_class"] == "mining"]
-        assert len(mining) == 1, sites
-        assert (mining.geometry.bounds["maxx" if name == "west" else "minx"] - edge).abs().max() < 1
-        frames.append(sites)
-    merged = merge_tile_sites(frames)
-    mining = merged[merged["alert_class"] == "mining"]
-    assert len(mining) == 1
-    site = mining.iloc[0]
+    scenes = [
+        write_scene(tmp_path / f"{name}.tif", refl, x0=tiles[name])
+        for name, refl in _planted_site(tiles, edge).items()
+    ]
+    out = tmp_path / "out"
+    common = [*map(str, scenes), "--out", str(out), "--device", "cpu", "--window-px", "256",
+              "--overlap-px", "32"]
+    report = _run([*common, "--min-area-ha", "40"])
+    assert [Path(s["scene"]).stem for s in report["scenes"]] == ["west", "east"]
+    assert all(not s.get("reused") and s["backend"] for s in report["scenes"])
+    for name in tiles:
+        assert is_cog(out / f"{name}_probabilities.tif")
+        assert _mining(out / f"{name}_sites.geojson") == []  # each half is under the unit
+    merged = _mining(out / "sites.geojson")
+    assert report["sites"] == str(out / "sites.geojson")
+    assert len(merged) == 1 and report["sites_per_class"]["mining"] == 1
+    site = merged[0]["properties"]
     assert site["tile_id"] == "east,west"
     # 90 x 60 px planted (54 ha); the model's outline may differ by a pixel ring
-    assert 40 < site["area_ha"] < 70, site["area_ha"]
-    assert site.geometry.bounds[0] < edge - 300 and site.geometry.bounds[2] > edge + 300
+    assert 40 < site["area_ha"] < 70, site
+    whole = gpd.read_file(out / "sites.geojson").to_crs("EPSG:32721")
+    minx, _, maxx, _ = whole[whole["alert_class"] == "mining"].total_bounds
+    assert minx < edge - 300 and maxx > edge + 300
+
+    cogs = {p: p.stat().st_mtime_ns for p in out.glob("*_probabilities.tif")}
+    again = _run([*common, "--min-area-ha", "1", "--resume"])
+    assert all(s["reused"] for s in again["scenes"])
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*_probabilities.tif")} == cogs
+    for name in tiles:  # with a 1 ha unit each tile has its half, cut at the edge
+        half = gpd.read_file(out / f"{name}_sites.geojson").to_crs("EPSG:32721")
+        half = half[half["alert_class"] == "mining"]
+        assert len(half) == 1 and 15 < half["area_ha"].iloc[0] < 40, half
+        minx, _, maxx, _ = half.total_bounds
+        assert abs((maxx if name == "west" else minx) - edge) < 1
+    assert len(_mining(out / "sites.geojson")) == 1
+
+
+def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detection.inference
+
+    built = []
+    real = detection.inference.build_engine
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detection.inference, "build_engine", counting)
+    a = write_scene(tmp_path / "a.tif", _forest(160, 160))
+    b = write_scene(tmp_path / "b.tif", _forest(160, 160, seed=3), x0=X0 + 1600)
+    out = tmp_path / "out"
+    model = ["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--window-px", "128",
+             "--overlap-px", "32"]
+    common = [*model, "--out", str(out)]
+    report = _run([str(a), str(b), *common])
+    assert len(built) == 1 and len(report["scenes"]) == 2
+    assert (out / "sites.geojson").exists()
+
+    group = click.Group()
+    group.add_command(predict)
+    runner = CliRunner()
+    # Two scenes with one name would overwrite each other's outputs.
+    (tmp_path / "other").mkdir()
+    twin = write_scene(tmp_path / "other" / "a.tif", _forest(64, 64))
+    res = runner.invoke(group, ["predict", str(a), str(twin), *common, "--overwrite"])
+    assert res.exit_code == 2 and "both write a_probabilities.tif" in res.output
+    # A scene that cannot be read stops the batch, naming it; the scenes before it are kept.
+    broken = tmp_path / "c.tif"
+    broken.write_bytes(b"not a GeoTIFF")
+    fresh = tmp_path / "fresh"
+    args = ["predict", str(a), str(broken), *model, "--out", str(fresh)]
+    res = runner.invoke(group, args)
+    assert res.exit_code == 1, res.output
+    assert "c.tif" in res.output and "--resume" in res.output and "Traceback" not in res.output
+    assert is_cog(fresh / "a_probabilities.tif") and (fresh / "a_sites.geojson").exists()
+    assert not (fresh / "sites.geojson").exists()
+    # --resume keeps only what this model wrote.
+    res = runner.invoke(group, ["predict", str(a), str(b), "--out", str(out), "--device", "cpu",
+                                "--resume"])
+    assert res.exit_code == 1 and "not the one asked for" in res.output, res.output
+    assert "--overwrite" in res.output
 
 
 # ------------------------------------------------------------------------------ the command
