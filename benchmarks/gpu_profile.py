@@ -16,6 +16,9 @@ minewatch's path alone, so a figure says which stage is the wall:
 - ``predict``: :func:`detection.inference.predict_raster` end to end (COG in, COG out).
 - ``sites``: :func:`detection.masks.sites_from_probabilities` on that output.
 - ``parity``: the CUDA path (bf16) against the CPU path (fp32) on a 2048 px crop.
+- ``command``: ``minewatch predict`` on ``--tiles`` tiles (links to the scene) in one process,
+  COG in to merged polygons out: each tile's seconds from its COG to its sites (the first
+  builds the engine), and the whole command's.
 
 ``--arch unet-resnet18`` times a randomly initialised U-Net-ResNet-18 (the speed of a network
 does not depend on its weights); the default is the shipped model. Prints one table; ``--json``
@@ -271,6 +274,43 @@ def step_sites(path: Path) -> list[dict[str, Any]]:
     return [{"step": "sites", "seconds": s, "sites": len(sites)}]
 
 
+def step_command(scene: Path, checkpoint: Path, workdir: Path, tiles: int, device: str,
+                 compile_model: bool) -> list[dict[str, Any]]:
+    import click.testing
+
+    from minewatch.cli_predict import predict
+
+    folder = workdir / "command"
+    folder.mkdir(exist_ok=True)
+    links = []
+    for k in range(tiles):
+        link = folder / f"tile_{k}.tif"
+        link.unlink(missing_ok=True)
+        link.symlink_to(scene.resolve())
+        links.append(str(link))
+    args = [*links, "--checkpoint", str(checkpoint), "--out", str(folder / "out"), "--device",
+            device, "--overwrite", "--json", *(["--compile"] if compile_model else [])]
+    group = click.Group()
+    group.add_command(predict)
+    runner = click.testing.CliRunner()
+    t0 = time.perf_counter()
+    result = runner.invoke(group, ["predict", *args], catch_exceptions=False)
+    total = time.perf_counter() - t0
+    if result.exit_code:
+        raise SystemExit(result.output)
+    report = json.loads(result.stdout)
+    scenes = report["scenes"] if tiles > 1 else [report]
+    rows = [{"step": "command", "tile": k, "seconds": s["seconds"], "model_s": s["model_seconds"],
+             "sites": s["site_count"]} for k, s in enumerate(scenes)]
+    rows.append({"step": "command", "tile": "all", "seconds": total,
+                 "sites": len(json.loads((folder / "out" / "sites.geojson").read_text())
+                              ["features"]) if tiles > 1 else scenes[0]["site_count"]})
+    for row in rows:
+        print(f"minewatch predict, tile {row['tile']}: {row['seconds']:.2f} s, "
+              f"{row['sites']} sites", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scene", type=Path)
@@ -284,6 +324,7 @@ def main() -> None:
     parser.add_argument("--predict", default="768:0,1024:0")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="cuda", help="of the predict step (cpu: a dry run)")
+    parser.add_argument("--tiles", type=int, default=3, help="of the command step")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -313,6 +354,9 @@ def main() -> None:
         rows += step_parity(scene, checkpoint, args.workdir, 2048)
     if "sites" in steps and out.exists():
         rows += step_sites(out)
+    if "command" in steps:
+        rows += step_command(scene, checkpoint, args.workdir, args.tiles, args.device,
+                             args.compile)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -132,6 +132,7 @@ def predict(
             bool(obj.get("progress", True))
         ) as progress:
             for scene, (prob_path, sites_path) in zip(scenes, outputs, strict=True):
+                scene_started = time.monotonic()
                 try:
                     summary: dict[str, Any] = {"scene": str(scene)}
                     if resume and prob_path.exists():
@@ -161,6 +162,7 @@ def predict(
                         "fix this one (or leave it out) and rerun with --resume to go on"
                     ) from exc
                 frames.append(whole)
+                summary["seconds"] = round(time.monotonic() - scene_started, 2)
                 done.append(summary | _site_summary(prob_path, sites_path, sites))
             if several:
                 merged = merge_tile_sites(
