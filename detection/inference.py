@@ -16,7 +16,8 @@ ever holding the scene in memory:
   an accumulator one window-row high, which lives on the device;
 * when a window row is done, the rows no later window touches are divided by the weight sum,
   quantised and handed to a writer thread (a tiled temporary GeoTIFF), and the accumulator moves
-  on; at the end the temporary file becomes a COG with overviews.
+  on; a thread averages each written block into the overview levels as it goes, and at the
+  end the temporary file and its levels become a COG.
 
 Memory is bounded by the accumulator (``classes x window x scene width`` floats), the read-ahead
 queue and the network's activations, whatever the scene height.
@@ -42,6 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
+from xml.etree import ElementTree
 
 import numpy as np
 import rasterio
@@ -80,6 +82,8 @@ _TAG_BOA_ADD_OFFSET = "BOA_ADD_OFFSET"
 _TAG_BASELINE = "PROCESSING_BASELINE"
 _TAG_REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
 _MAX_BATCH = 64
+#: Overviews halve the probability COG until its longer side is at most this (GDAL's rule).
+_OVERVIEW_MIN_PX = 512
 
 
 @dataclass(frozen=True)
@@ -827,6 +831,7 @@ class ScenePredictor:
                 specs, device=runner.device, ahead=batch * opts.read_ahead,
             )
             writer = _Writer(tmp, profile)
+            pyramid = _Pyramid(tmp, profile)
             acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
             try:
                 work = _batches(reader.windows(), origins, batch)
@@ -850,8 +855,8 @@ class ScenePredictor:
                         done += len(items)
                         for k, (i, j) in enumerate(items):
                             while i > current_row:
-                                _flush(acc, writer, current_row, rows, step, win_h, height, width,
-                                       row_total, col_total, dtype, last=False)
+                                _flush(acc, writer, pyramid, current_row, rows, step, win_h,
+                                       height, width, row_total, col_total, dtype, last=False)
                                 current_row += 1
                             kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
                             weight = weights.get(kind)
@@ -860,12 +865,13 @@ class ScenePredictor:
                             acc.add(probs.get(k), weight, cols[j])
                         if progress is not None:
                             progress("windows", done, len(origins))
-                _flush(acc, writer, current_row, rows, step, win_h, height, width,
+                _flush(acc, writer, pyramid, current_row, rows, step, win_h, height, width,
                        row_total, col_total, dtype, last=True)
             finally:
-                reader.close()
-                writer.close()
-            _write_cog(tmp, final, checkpoint, thresholds)
+                with contextlib.ExitStack() as closing:  # each is closed even if one fails
+                    for part in (pyramid, writer, reader):
+                        closing.callback(part.close)
+            _write_cog(tmp, final, checkpoint, thresholds, pyramid.paths)
         seconds = time.perf_counter() - started
         mpx = width * height / 1e6
         log.info(
@@ -947,9 +953,122 @@ class _Accumulator:
         region.add_(probs * weight)
 
 
+def _quantize(block: torch.Tensor, dtype: str) -> np.ndarray:
+    """Probabilities (NaN: unobserved) as written: ``uint8`` in place, or a ``float32`` copy."""
+    if dtype == "uint8":
+        block.mul_(UINT8_SCALE).round_().clamp_(0, UINT8_SCALE)
+        return block.nan_to_num_(nan=float(UINT8_NODATA)).to(torch.uint8).cpu().numpy()
+    # a copy: the writer thread reads it while the accumulator moves on
+    return block.to("cpu", copy=True).numpy()
+
+
+class _Pyramid:
+    """The probability COG's overviews, averaged from the rows as they are written.
+
+    GDAL's COG driver would compute them after the run, from the whole file (1.6 s of its 2.4 s
+    for a tile on 2 cores); here a thread halves each written block level by level while the
+    network runs, and writes each level to its own temporary GeoTIFF. Levels halve (rounding
+    up) until the longer side is at most 512 px, as GDAL's do. A level pixel is the mean of the
+    written values of the observed pixels it covers, rounded (GDAL's ``AVERAGE``); sums and
+    counts are halved rather than means, so every level is exact.
+    """
+
+    def __init__(self, tmp: Path, profile: dict[str, Any]) -> None:
+        self.paths: list[Path] = []
+        self._float = np.dtype(profile["dtype"]).kind == "f"
+        self._nodata = profile["nodata"]
+        self._levels: list[rasterio.io.DatasetWriter] = []
+        self._rows: list[int] = []
+        self._carry: list[tuple[np.ndarray, np.ndarray] | None] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="minewatch-overviews")
+        self._pending: list[Future[None]] = []
+        height, width, factor = int(profile["height"]), int(profile["width"]), 1
+        while max(height, width) > _OVERVIEW_MIN_PX:
+            height, width, factor = -(-height // 2), -(-width // 2), factor * 2
+            path = tmp.with_name(f"{tmp.name}.ovr{factor}.tif")
+            level = profile | {
+                "height": height,
+                "width": width,
+                "transform": profile["transform"] * Affine.scale(factor),
+            }
+            self._levels.append(rasterio.open(path, "w", **level))
+            self.paths.append(path)
+            self._rows.append(0)
+            self._carry.append(None)
+
+    def add(self, block: np.ndarray, *, last: bool) -> None:
+        """The next rows ``(class, row, col)`` of the full resolution, as written."""
+        if not self._levels:
+            return
+        while len(self._pending) >= 2:  # bounded, like the writer
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._add, block, last))
+
+    def _add(self, block: np.ndarray, last: bool) -> None:
+        valid = ~np.isnan(block) if self._float else block != self._nodata
+        sums, counts = (block if valid.all() else np.where(valid, block, 0)), valid
+        for k, dst in enumerate(self._levels):
+            sums, counts = self._halve(k, sums, counts, last)
+            rows = sums.shape[1]
+            if rows == 0 and not last:
+                return
+            if rows:
+                window = rasterio.windows.Window(0, self._rows[k], sums.shape[2], rows)
+                dst.write(self._mean(sums, counts), window=window)
+                self._rows[k] += rows
+
+    def _mean(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        seen = counts > 0
+        if self._float:
+            return np.where(seen, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+        mean = (sums + counts // 2) // np.maximum(counts, 1)
+        return np.where(seen, mean, self._nodata).astype(np.uint8)
+
+    def _halve(
+        self, k: int, sums: np.ndarray, counts: np.ndarray, last: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Level ``k``'s sums and counts of the rows that are complete (an odd row waits)."""
+        carry = self._carry[k]
+        if carry is not None:
+            sums = np.concatenate([carry[0], sums], 1)
+            counts = np.concatenate([carry[1], counts], 1)
+            self._carry[k] = None
+        if sums.shape[1] % 2 and not last:
+            self._carry[k] = (sums[:, -1:].copy(), counts[:, -1:].copy())
+            sums, counts = sums[:, :-1], counts[:, :-1]
+        return _pair_sum(sums), _pair_sum(counts)
+
+    def close(self) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            for dst in self._levels:
+                dst.close()
+
+
+def _pair_sum(a: np.ndarray) -> np.ndarray:
+    """Sums of 2 x 2 pixels of ``(class, row, col)``; an odd last row or column sums alone.
+
+    Bytes and booleans sum in ``uint16`` (at most 4 x 255), integers in ``int32`` (exact for
+    eleven levels of ``uint8``), floats in ``float64``.
+    """
+    if a.dtype.kind == "f":
+        wide: type[np.generic] = np.float64
+    else:
+        wide = np.uint16 if a.dtype.itemsize == 1 else np.int32
+    rows = a[:, 0::2].astype(wide)
+    rows[:, : a.shape[1] // 2] += a[:, 1::2]
+    out = rows[:, :, 0::2].copy()
+    out[:, :, : a.shape[2] // 2] += rows[:, :, 1::2]
+    return out
+
+
 def _flush(
     acc: _Accumulator,
     writer: _Writer,
+    pyramid: _Pyramid,
     row_index: int,
     rows: list[int],
     step: int,
@@ -973,12 +1092,9 @@ def _flush(
     ct = torch.from_numpy(col_total[:width].astype(np.float32)).to(acc.device)
     # In place: these rows are written now and no later window adds to them.
     block = acc.data[:, :n, :width].div_(rt[:, None] * ct[None, :])
-    if dtype == "uint8":
-        block.mul_(UINT8_SCALE).round_().clamp_(0, UINT8_SCALE)
-        out = block.nan_to_num_(nan=float(UINT8_NODATA)).to(torch.uint8).cpu().numpy()
-    else:  # a copy: the writer thread reads it while the accumulator moves on
-        out = block.to("cpu", copy=True).numpy()
+    out = _quantize(block, dtype)
     writer.write(out, r0)
+    pyramid.add(out, last=last)
     if not last:
         keep = win_h - step
         acc.data[:, :keep] = acc.data[:, step : step + keep].clone()
@@ -1061,8 +1177,17 @@ def _run_batch(
 
 
 def _write_cog(
-    tmp: Path, final: Path, checkpoint: Checkpoint, thresholds: dict[str, float]
+    tmp: Path,
+    final: Path,
+    checkpoint: Checkpoint,
+    thresholds: dict[str, float],
+    overviews: Sequence[Path] = (),
 ) -> None:
+    """``tmp`` (and its ``overviews``, finest first) into the COG ``final``, with its metadata.
+
+    With overviews the COG driver reads a VRT of ``tmp`` that names them, and copies them
+    instead of computing its own.
+    """
     meta = checkpoint.metadata
     try:
         with rasterio.open(tmp, "r+") as dst:
@@ -1079,7 +1204,8 @@ def _write_cog(
                 CLASSES=",".join(ALERT_CLASSES),
                 **({TAG_THRESHOLDS: json.dumps(thresholds)} if thresholds else {}),
             )
-        with rasterio.open(tmp) as src:
+        source = _with_overviews(tmp, overviews) if overviews else tmp
+        with rasterio.open(source) as src:
             rasterio.shutil.copy(
                 src,
                 final,
@@ -1095,6 +1221,21 @@ def _write_cog(
             )
     except (rasterio.errors.RasterioError, OSError) as exc:
         raise DetectionError(f"{final}: cannot write the probability COG ({exc})") from exc
+
+
+def _with_overviews(tmp: Path, overviews: Sequence[Path]) -> Path:
+    """A VRT of ``tmp`` whose bands have ``overviews`` (GDAL's explicit VRT overviews)."""
+    vrt = tmp.with_name(tmp.name + ".vrt")
+    rasterio.shutil.copy(tmp, vrt, driver="VRT")
+    tree = ElementTree.parse(vrt)
+    for band in tree.getroot().iter("VRTRasterBand"):
+        for path in overviews:
+            overview = ElementTree.SubElement(band, "Overview")
+            source = ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0")
+            source.text = str(path.resolve())
+            ElementTree.SubElement(overview, "SourceBand").text = band.get("band", "1")
+    tree.write(vrt)
+    return vrt
 
 
 @contextlib.contextmanager

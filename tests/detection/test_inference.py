@@ -33,6 +33,7 @@ from detection.inference import (
     _axis_starts,
     _axis_weights,
     _BlockReader,
+    _Pyramid,
     _read_into,
     _run_batch,
     _valid_pixels,
@@ -276,6 +277,65 @@ def test_output_is_a_cog_with_a_band_per_class_and_nodata(
     np.testing.assert_allclose(p, read_probabilities(exact.path), atol=0.5 / 254 + 1e-6)
     # windows without any valid pixel (the first two columns of 8 x 8) skip the network
     assert result.windows == 8 * 6
+    # The overviews, made during the run, are the means of the observed written values.
+    for path, nodata in ((result.path, UINT8_NODATA), (exact.path, None)):
+        with rasterio.open(path) as src, rasterio.open(path, overview_level=0) as half:
+            assert src.overviews(1) == [2]
+            np.testing.assert_allclose(
+                half.read(), _mean_overview(src.read(), 2, nodata), atol=1e-6, equal_nan=True
+            )
+
+
+def _mean_overview(full: np.ndarray, factor: int, nodata: float | None) -> np.ndarray:
+    """Each ``factor`` x ``factor`` cell's mean of observed values (rounded for integers)."""
+    c, h, w = full.shape
+    rows, cols = -(-h // factor), -(-w // factor)
+    valid = np.isfinite(full) if nodata is None else full != nodata
+    sums = np.zeros((c, rows * factor, cols * factor))
+    counts = np.zeros_like(sums)
+    sums[:, :h, :w] = np.where(valid, full, 0)
+    counts[:, :h, :w] = valid
+    sums = sums.reshape(c, rows, factor, cols, factor).sum((2, 4))
+    counts = counts.reshape(c, rows, factor, cols, factor).sum((2, 4))
+    mean = sums / np.maximum(counts, 1)
+    if nodata is None:
+        return np.where(counts > 0, mean, np.nan)
+    return np.where(counts > 0, np.floor(mean + 0.5), nodata)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_overviews_of_rows_written_in_odd_blocks_are_exact_means(
+    dtype: str, tmp_path: Path
+) -> None:
+    """Odd sides, odd blocks, unobserved cells: every level is its cells' mean, none missing."""
+    rng = np.random.default_rng(5)
+    h, w = 1100, 1037
+    full = rng.uniform(0, 1, (2, h, w))
+    full[:, 100:117, 3:300] = np.nan  # cells of both levels partly and wholly unobserved
+    full[:, -3:, -5:] = np.nan
+    nodata = UINT8_NODATA if dtype == "uint8" else None
+    if dtype == "uint8":
+        written = np.where(np.isnan(full), UINT8_NODATA, np.round(full * 254)).astype(np.uint8)
+    else:
+        written = full.astype(np.float32)
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 2, "dtype": dtype,
+               "crs": "EPSG:32721", "transform": Affine(10.0, 0, X0, 0, -10.0, Y0),
+               "nodata": nodata if nodata is not None else float("nan"), "tiled": True,
+               "blockxsize": 512, "blockysize": 512}
+    pyramid = _Pyramid(tmp_path / "p.tif", profile)
+    row = 0
+    for rows in (97, 300, 1, 2, 699, 1):
+        pyramid.add(written[:, row : row + rows].copy(), last=row + rows == h)
+        row += rows
+    pyramid.close()
+    assert [p.name for p in pyramid.paths] == ["p.tif.ovr2.tif", "p.tif.ovr4.tif"]  # 275 <= 512
+    for factor, path in zip((2, 4), pyramid.paths, strict=True):
+        with rasterio.open(path) as level:
+            got = level.read()
+        expected = _mean_overview(written, factor, nodata)
+        assert got.shape == expected.shape == (2, -(-h // factor), -(-w // factor))
+        np.testing.assert_allclose(got, expected, atol=1e-6, equal_nan=True)
+        assert (np.isnan(got) if nodata is None else got == nodata).any()
 
 
 def test_errors_name_the_problem(tiny_checkpoint: Path, tmp_path: Path) -> None:
