@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 
 #: ``progress(stage, done, total)``, as the scan's progress callback.
 ProgressFn = Callable[[str, int, int], None]
+#: Called with each finished row block of the probability raster, ``(class, row, col)`` as
+#: written, and its first row, in order, on a background thread.
+RowsFn = Callable[[np.ndarray, int], None]
 
 #: Value of a ``uint8`` probability pixel that was not observed.
 UINT8_NODATA = 255
@@ -218,6 +221,22 @@ class SceneRadiometry:
     @property
     def is_float(self) -> bool:
         return bool(np.issubdtype(self.dtype, np.floating))
+
+
+def scene_grid(path: str | Path) -> tuple[CRS, Affine, int, int]:
+    """A scene's CRS, transform, height and width: the grid of its probability raster.
+
+    Raises:
+        DetectionError: the scene cannot be opened or has no CRS.
+    """
+    try:
+        with rasterio.open(path) as src:
+            crs, transform, height, width = src.crs, src.transform, src.height, src.width
+    except rasterio.errors.RasterioIOError as exc:
+        raise DetectionError(f"{path}: cannot open the scene ({exc})") from exc
+    if crs is None:
+        raise DetectionError(f"{path}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
+    return crs, transform, height, width
 
 
 def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> SceneRadiometry:
@@ -643,28 +662,69 @@ def _is_oom(exc: BaseException) -> bool:
 # ------------------------------------------------------------------------------ writing
 
 
-class _Writer:
-    """Writes finished row blocks to a tiled temporary GeoTIFF on a background thread."""
+class _InOrder:
+    """Runs calls in order on one background thread; at most two wait, so memory stays bounded
+    when the consumer (a slow disk, say) falls behind."""
 
-    def __init__(self, path: Path, profile: dict[str, Any]) -> None:
-        self._dst = rasterio.open(path, "w", **profile)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="minewatch-write")
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._pending: list[Future[None]] = []
 
-    def write(self, block: np.ndarray, row: int) -> None:
-        # At most two blocks wait, so memory stays bounded when the disk is slow.
+    def submit(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         while len(self._pending) >= 2:
             self._pending.pop(0).result()
-        window = rasterio.windows.Window(0, row, block.shape[2], block.shape[1])
-        self._pending.append(self._pool.submit(self._dst.write, block, window=window))
+        self._pending.append(self._pool.submit(fn, *args, **kwargs))
 
     def close(self) -> None:
         try:
             for f in self._pending:
                 f.result()
         finally:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Writer:
+    """Writes finished row blocks to a tiled temporary GeoTIFF on a background thread."""
+
+    def __init__(self, path: Path, profile: dict[str, Any]) -> None:
+        self._dst = rasterio.open(path, "w", **profile)
+        self._queue = _InOrder("minewatch-write")
+
+    def write(self, block: np.ndarray, row: int) -> None:
+        window = rasterio.windows.Window(0, row, block.shape[2], block.shape[1])
+        self._queue.submit(self._dst.write, block, window=window)
+
+    def close(self) -> None:
+        try:
+            self._queue.close()
+        finally:
             self._dst.close()
+
+
+class _Outputs:
+    """Where the finished rows go: the temporary GeoTIFF, its overviews, and ``on_rows``."""
+
+    def __init__(self, tmp: Path, profile: dict[str, Any], on_rows: RowsFn | None) -> None:
+        self._on_rows = on_rows
+        with contextlib.ExitStack() as opened:  # closes what was opened if one fails to open
+            self.writer = _Writer(tmp, profile)
+            opened.callback(self.writer.close)
+            self.pyramid = _Pyramid(tmp, profile)
+            opened.callback(self.pyramid.close)
+            self._rows = _InOrder("minewatch-rows") if on_rows is not None else None
+            if self._rows is not None:
+                opened.callback(self._rows.close)
+            self._closing = opened.pop_all()
+
+    def put(self, block: np.ndarray, row: int, *, last: bool) -> None:
+        self.writer.write(block, row)
+        self.pyramid.add(block, last=last)
+        if self._rows is not None and self._on_rows is not None:
+            self._rows.submit(self._on_rows, block, row)
+
+    def close(self) -> None:
+        """Waits for all of them; each is closed even if another fails."""
+        self._closing.close()
 
 
 # ------------------------------------------------------------------------------ the predictor
@@ -677,6 +737,7 @@ def predict_raster(
     out_path: str | Path,
     options: InferenceOptions | None = None,
     progress: ProgressFn | None = None,
+    on_rows: RowsFn | None = None,
 ) -> RasterPrediction:
     """Predict per-class probabilities over a whole scene, window by window, into a COG.
 
@@ -693,6 +754,8 @@ def predict_raster(
             (``mining``, ``deforestation``), named in the band descriptions.
         options: windows, batching and device (defaults: :class:`InferenceOptions`).
         progress: called as ``progress("windows", done, total)``.
+        on_rows: called with each finished row block ``(class, row, col)`` as written and its
+            first row, in order, on a background thread (:data:`RowsFn`).
 
     Returns:
         What was written and how fast.
@@ -704,7 +767,9 @@ def predict_raster(
         ModelError: bad device (``cuda`` without CUDA).
         CheckpointError: the checkpoint is missing or corrupt.
     """
-    return ScenePredictor(model, options).predict(src_path, out_path=out_path, progress=progress)
+    return ScenePredictor(model, options).predict(
+        src_path, out_path=out_path, progress=progress, on_rows=on_rows
+    )
 
 
 class ScenePredictor:
@@ -753,26 +818,33 @@ class ScenePredictor:
         *,
         out_path: str | Path,
         progress: ProgressFn | None = None,
+        on_rows: RowsFn | None = None,
     ) -> RasterPrediction:
-        """One scene into its probability COG: see :func:`predict_raster`."""
-        return self._predict(Path(src_path), Path(out_path), progress)
+        """One scene into its probability COG: see :func:`predict_raster`.
+
+        ``on_rows`` gets each finished row block as it is written (e.g.
+        :class:`detection.masks.SiteStream`'s ``add``, so the sites are traced while the
+        network runs); an error it raises stops the prediction.
+        """
+        return self._predict(Path(src_path), Path(out_path), progress, on_rows)
 
     def _predict(
-        self, src_path: Path, out_path: Path, progress: ProgressFn | None
+        self,
+        src_path: Path,
+        out_path: Path,
+        progress: ProgressFn | None,
+        on_rows: RowsFn | None,
     ) -> RasterPrediction:
         opts = self.options
         started = time.perf_counter()
         checkpoint = self.checkpoint
         device = self.device
+        crs, transform, height, width = scene_grid(src_path)
         try:
             with rasterio.open(src_path) as src:
                 radiometry = scene_radiometry(src, checkpoint.metadata.bands)
-                crs, transform = src.crs, src.transform
-                height, width = src.height, src.width
         except rasterio.errors.RasterioIOError as exc:
             raise DetectionError(f"{src_path}: cannot open the scene ({exc})") from exc
-        if crs is None:
-            raise DetectionError(f"{src_path}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
 
         runner = _Runner(checkpoint, radiometry, device, opts, self.engine)
         stride = runner.stride
@@ -830,8 +902,7 @@ class ScenePredictor:
                 src_path, radiometry, opts.read_threads or (cpu_threads() if runner.cuda else 2),
                 specs, device=runner.device, ahead=batch * opts.read_ahead,
             )
-            writer = _Writer(tmp, profile)
-            pyramid = _Pyramid(tmp, profile)
+            outputs = _Outputs(tmp, profile, on_rows)
             acc = _Accumulator(n_cls, win_h, pad_w, runner.device)
             try:
                 work = _batches(reader.windows(), origins, batch)
@@ -855,7 +926,7 @@ class ScenePredictor:
                         done += len(items)
                         for k, (i, j) in enumerate(items):
                             while i > current_row:
-                                _flush(acc, writer, pyramid, current_row, rows, step, win_h,
+                                _flush(acc, outputs, current_row, rows, step, win_h,
                                        height, width, row_total, col_total, dtype, last=False)
                                 current_row += 1
                             kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
@@ -865,13 +936,13 @@ class ScenePredictor:
                             acc.add(probs.get(k), weight, cols[j])
                         if progress is not None:
                             progress("windows", done, len(origins))
-                _flush(acc, writer, pyramid, current_row, rows, step, win_h, height, width,
+                _flush(acc, outputs, current_row, rows, step, win_h, height, width,
                        row_total, col_total, dtype, last=True)
             finally:
                 with contextlib.ExitStack() as closing:  # each is closed even if one fails
-                    for part in (pyramid, writer, reader):
-                        closing.callback(part.close)
-            _write_cog(tmp, final, checkpoint, thresholds, pyramid.paths)
+                    closing.callback(outputs.close)
+                    closing.callback(reader.close)
+            _write_cog(tmp, final, checkpoint, thresholds, outputs.pyramid.paths)
         seconds = time.perf_counter() - started
         mpx = width * height / 1e6
         log.info(
@@ -980,8 +1051,7 @@ class _Pyramid:
         self._levels: list[rasterio.io.DatasetWriter] = []
         self._rows: list[int] = []
         self._carry: list[tuple[np.ndarray, np.ndarray] | None] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="minewatch-overviews")
-        self._pending: list[Future[None]] = []
+        self._queue = _InOrder("minewatch-overviews")
         height, width, factor = int(profile["height"]), int(profile["width"]), 1
         while max(height, width) > _OVERVIEW_MIN_PX:
             height, width, factor = -(-height // 2), -(-width // 2), factor * 2
@@ -1000,9 +1070,7 @@ class _Pyramid:
         """The next rows ``(class, row, col)`` of the full resolution, as written."""
         if not self._levels:
             return
-        while len(self._pending) >= 2:  # bounded, like the writer
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._add, block, last))
+        self._queue.submit(self._add, block, last)
 
     def _add(self, block: np.ndarray, last: bool) -> None:
         valid = ~np.isnan(block) if self._float else block != self._nodata
@@ -1040,10 +1108,8 @@ class _Pyramid:
 
     def close(self) -> None:
         try:
-            for future in self._pending:
-                future.result()
+            self._queue.close()
         finally:
-            self._pool.shutdown(wait=True)
             for dst in self._levels:
                 dst.close()
 
@@ -1067,8 +1133,7 @@ def _pair_sum(a: np.ndarray) -> np.ndarray:
 
 def _flush(
     acc: _Accumulator,
-    writer: _Writer,
-    pyramid: _Pyramid,
+    outputs: _Outputs,
     row_index: int,
     rows: list[int],
     step: int,
@@ -1093,8 +1158,7 @@ def _flush(
     # In place: these rows are written now and no later window adds to them.
     block = acc.data[:, :n, :width].div_(rt[:, None] * ct[None, :])
     out = _quantize(block, dtype)
-    writer.write(out, r0)
-    pyramid.add(out, last=last)
+    outputs.put(out, r0, last=last)
     if not last:
         keep = win_h - step
         acc.data[:, :keep] = acc.data[:, step : step + keep].clone()

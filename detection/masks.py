@@ -211,39 +211,183 @@ def sites_from_probabilities(
             height, width = src.height, src.width
             names = [d or "" for d in src.descriptions]
             recorded = src.tags().get(TAG_THRESHOLDS)
+            nodata = src.nodata
+            dtype = src.dtypes[0]
     except rasterio.errors.RasterioIOError as exc:
         raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
     if crs is None:
         raise DetectionError(f"{path}: has no CRS; expected a probability COG of predict_raster")
-    classes = [c for c in ALERT_CLASSES if c in names]
-    if not classes:
-        raise DetectionError(
-            f"{path}: band descriptions {names}; expected the alert classes {list(ALERT_CLASSES)}"
-        )
-    thresholds = _thresholds(opts, recorded)
-    log.info("%s: thresholds %s", path, thresholds)
-    halo = opts.halo_px
-    starts = list(range(0, height, opts.block_rows))
-    bands = {name: names.index(name) for name in classes}
+    stream = SiteStream(
+        crs=crs,
+        transform=transform,
+        height=height,
+        width=width,
+        bands=names,
+        nodata=UINT8_NODATA if dtype == "uint8" and nodata is None else nodata,
+        recorded_thresholds=_recorded(recorded),
+        options=opts,
+        tile_id=tile_id,
+        progress=progress,
+        name=path,
+    )
+    for r0 in range(0, height, opts.block_rows):
+        rows = min(opts.block_rows, height - r0)
+        stream.add(_read_block(path, rasterio.windows.Window(0, r0, width, rows)), r0)
+    return stream.finish()
 
-    def block_class(raw: np.ndarray, nodata: float | None, r0: int, a0: int, name: str) -> _Boxes:
+
+class SiteStream:
+    """Sites of a probability raster fed row block by row block, in order, as it is written.
+
+    :meth:`add` takes rows of any height. Each block of ``options.block_rows`` rows is made
+    into masks as soon as its rows and the morphology's halo below it have arrived, on threads
+    (one task per block and class: the morphology and most array work release the GIL), and
+    traced on the thread that calls :meth:`add` (``rasterio.features.shapes`` relies on
+    ``warnings.catch_warnings``, which other threads' ``catch_warnings`` would undo). So the
+    sites of a scene are ready soon after its last row: :func:`sites_from_probabilities` feeds
+    it from a file, ``minewatch predict`` from the predictor while the network runs. The result
+    is the same whatever the heights of the rows added.
+
+    Args:
+        crs, transform, height, width: the raster's.
+        bands: the name of each band; those named after an alert class are used.
+        nodata: the value of unobserved pixels (``uint8``: 255; float: NaN or None).
+        recorded_thresholds: per-class thresholds the model recommends (the options' win).
+        options: thresholds, morphology, minimum mapping unit.
+        tile_id: written into the ``tile_id`` column.
+        progress: called as ``progress("polygons", done, total)`` per block.
+        name: the raster, in log messages.
+
+    Raises:
+        DetectionError: no band is named after an alert class.
+    """
+
+    def __init__(
+        self,
+        *,
+        crs: CRS,
+        transform: Affine,
+        height: int,
+        width: int,
+        bands: Sequence[str],
+        nodata: float | None,
+        recorded_thresholds: Mapping[str, float] | None = None,
+        options: MaskOptions | None = None,
+        tile_id: str = "",
+        progress: ProgressFn | None = None,
+        name: str = "probabilities",
+    ) -> None:
+        self.opts = opts = options or MaskOptions()
+        classes = [c for c in ALERT_CLASSES if c in bands]
+        if not classes:
+            raise DetectionError(
+                f"{name}: band descriptions {list(bands)}; expected the alert classes "
+                f"{list(ALERT_CLASSES)}"
+            )
+        self.crs, self.transform, self.height, self.width = crs, transform, height, width
+        self.nodata, self.tile_id, self.progress, self.name = nodata, tile_id, progress, name
+        self.thresholds = _thresholds(opts, recorded_thresholds or {})
+        log.info("%s: thresholds %s", name, self.thresholds)
+        self.bands = {c: list(bands).index(c) for c in classes}
+        self.starts = list(range(0, height, opts.block_rows))
+        self.parts: list[gpd.GeoDataFrame] = []
+        self.high_parts: list[gpd.GeoDataFrame] = []
+        # The rows received and not yet needed, from row `self._first` on.
+        self._rows: list[np.ndarray] = []
+        self._first = 0
+        self._received = 0
+        self._next = 0  # the next block to start
+        threads = min(len(self.starts) * len(self.bands), cpu_threads())
+        self._in_flight = max(1, threads // len(self.bands))
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="minewatch-sites")
+        self._pending: deque[tuple[int, list[tuple[str, Future[_Boxes]]]]] = deque()
+
+    def add(self, rows: np.ndarray, row: int) -> None:
+        """The raster's rows ``row...`` as ``(band, row, col)`` raw values (in order)."""
+        if row != self._received or rows.shape[2] != self.width:
+            raise DetectionError(
+                f"{self.name}: rows {row}.. of width {rows.shape[2]} added after row "
+                f"{self._received}; expected rows {self._received}.. of width {self.width}, "
+                "in order"
+            )
+        self._rows.append(rows)
+        self._received += rows.shape[1]
+        self._start_blocks(final=False)
+
+    def finish(self) -> gpd.GeoDataFrame:
+        """The sites (before the minimum mapping unit when ``min_area_ha`` is 0)."""
+        try:
+            if self._received != self.height:
+                raise DetectionError(
+                    f"{self.name}: {self._received} of {self.height} rows were added"
+                )
+            self._start_blocks(final=True)
+            while self._pending:
+                self._collect(*self._pending.popleft())
+        finally:
+            self.close()
+        opts, crs = self.opts, self.crs
+        sites = merge_parts(self.parts, tolerance_m=0.5) if self.parts else _empty(crs)
+        if len(sites) and opts.hysteresis_low and len(self.starts) > 1:
+            sites = _keep_with_high(sites, self.high_parts, set(opts.hysteresis_low))
+        sites = finish_sites(sites, min_area_ha=opts.min_area_ha, simplify_m=opts.simplify_m)
+        log.info("%s: %d site(s) >= %s ha", self.name, len(sites), opts.min_area_ha)
+        return gpd.GeoDataFrame(sites[list(SITE_TABLE_COLUMNS)], geometry="geometry", crs=crs)
+
+    def close(self) -> None:
+        """Stops its threads: after :meth:`finish`, or when the rows stop coming."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> SiteStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_blocks(self, *, final: bool) -> None:
+        halo, block_rows = self.opts.halo_px, self.opts.block_rows
+        while self._next < len(self.starts):
+            r0 = self.starts[self._next]
+            a0 = max(0, r0 - halo)
+            a1 = min(self.height, r0 + block_rows + halo)
+            if self._received < a1 and not final:
+                return
+            raw = self._take(a0, a1, keep_from=max(0, r0 + block_rows - halo))
+            while len(self._pending) >= self._in_flight:
+                self._collect(*self._pending.popleft())
+            tasks = [
+                (n, self._pool.submit(self._block_class, raw, r0, a0, n)) for n in self.bands
+            ]
+            self._pending.append((self._next, tasks))
+            self._next += 1
+
+    def _take(self, a0: int, a1: int, keep_from: int) -> np.ndarray:
+        """Rows ``a0:a1`` of those received; rows before ``keep_from`` are let go."""
+        held = self._rows[0] if len(self._rows) == 1 else np.concatenate(self._rows, axis=1)
+        raw = held[:, a0 - self._first : a1 - self._first]
+        self._rows = [held[:, keep_from - self._first :].copy()]  # not a view: frees `held`
+        self._first = keep_from
+        return raw
+
+    def _block_class(self, raw: np.ndarray, r0: int, a0: int, name: str) -> _Boxes:
         """The masks of one class in one block (rows ``r0``...; ``raw`` starts at ``a0``)."""
-        r1 = min(height, r0 + opts.block_rows)
-        values = raw[bands[name]]
+        opts, thresholds = self.opts, self.thresholds
+        r1 = min(self.height, r0 + opts.block_rows)
+        values = raw[self.bands[name]]
         low = opts.hysteresis_low.get(name)
-        across = low is not None and len(starts) > 1
+        across = low is not None and len(self.starts) > 1
         out: _Boxes = []
         # Every pixel of the final mask lies within the morphology's reach of a pixel at or
         # above the lowest threshold: only boxes around those are worked on.
-        seed = _at_least(values, low if low is not None else thresholds[name], nodata)
-        for (b0, b1, c0, c1), (w0, w1, v0, v1) in _boxes(seed, halo):
+        seed = _at_least(values, low if low is not None else thresholds[name], self.nodata)
+        for (b0, b1, c0, c1), (w0, w1, v0, v1) in _boxes(seed, opts.halo_px):
             # The part of the box in this block's own rows (the halo rows belong to the
             # neighbouring blocks).
             k0, k1 = max(w0, r0 - a0), min(w1, r1 - a0)
             if k1 <= k0:
                 continue
-            prob = _probabilities(values[b0:b1, c0:c1], nodata)
-            # Across blocks, hysteresis is decided on the merged sites (below): here every
+            prob = _probabilities(values[b0:b1, c0:c1], self.nodata)
+            # Across blocks, hysteresis is decided on the merged sites (finish): here every
             # pixel >= low is kept, and the pixels >= threshold are traced separately.
             mask = threshold_mask(
                 prob,
@@ -257,60 +401,30 @@ def sites_from_probabilities(
             strong = None
             if across:
                 strong = mask[core] & (np.nan_to_num(prob[core], nan=0.0) >= thresholds[name])
-            box_transform = transform @ Affine.translation(v0, a0 + k0)
+            box_transform = self.transform @ Affine.translation(v0, a0 + k0)
             out.append((mask[core], prob[core], strong, box_transform))
         return out
 
-    parts: list[gpd.GeoDataFrame] = []
-    high_parts: list[gpd.GeoDataFrame] = []
-
-    def collect(k: int, futures: list[tuple[str, Future[_Boxes]]]) -> None:
+    def _collect(self, k: int, futures: list[tuple[str, Future[_Boxes]]]) -> None:
+        connectivity = self.opts.connectivity
         for name, future in futures:  # in block and class order: the result never varies
             traced, high = TracedRegions(), TracedRegions()
             for mask, prob, strong, box_transform in future.result():
                 trace_regions(mask, box_transform, probabilities=prob,
-                              connectivity=opts.connectivity, into=traced)
+                              connectivity=connectivity, into=traced)
                 if strong is not None:
-                    trace_regions(strong, box_transform, connectivity=opts.connectivity,
-                                  into=high)
+                    trace_regions(strong, box_transform, connectivity=connectivity, into=high)
             if traced.geometries:
-                gdf = regions_frame(traced, crs)
+                gdf = regions_frame(traced, self.crs)
                 gdf["alert_class"] = name
-                gdf["tile_id"] = tile_id
-                parts.append(gdf)
+                gdf["tile_id"] = self.tile_id
+                self.parts.append(gdf)
             if high.geometries:
-                hg = regions_frame(high, crs)
+                hg = regions_frame(high, self.crs)
                 hg["alert_class"] = name
-                high_parts.append(hg)
-        if progress is not None:
-            progress("polygons", k + 1, len(starts))
-
-    # Blocks are read here and their masks made by threads, one task per block and class (the
-    # morphology and most array work release the GIL); at most `threads` tasks' blocks are held.
-    # Outlines are traced here, on this thread: rasterio.features.shapes relies on
-    # warnings.catch_warnings, which other threads' catch_warnings (pandas) would undo.
-    threads = min(len(starts) * len(bands), cpu_threads())
-    in_flight = max(1, threads // len(bands))
-    pending: deque[tuple[int, list[tuple[str, Future[_Boxes]]]]]
-    pending = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="minewatch-sites") as pool:
-        for k, r0 in enumerate(starts):
-            while len(pending) >= in_flight:
-                collect(*pending.popleft())
-            a0 = max(0, r0 - halo)
-            a1 = min(height, r0 + opts.block_rows + halo)
-            raw, nodata = _read_block(path, rasterio.windows.Window(0, a0, width, a1 - a0))
-            pending.append(
-                (k, [(n, pool.submit(block_class, raw, nodata, r0, a0, n)) for n in bands])
-            )
-        while pending:
-            collect(*pending.popleft())
-    sites = merge_parts(parts, tolerance_m=0.5) if parts else _empty(crs)
-    if len(sites) and opts.hysteresis_low and len(starts) > 1:
-        sites = _keep_with_high(sites, high_parts, set(opts.hysteresis_low))
-    sites = finish_sites(sites, min_area_ha=opts.min_area_ha, simplify_m=opts.simplify_m)
-    log.info("%s: %d site(s) >= %s ha", path, len(sites), opts.min_area_ha)
-    return gpd.GeoDataFrame(sites[list(SITE_TABLE_COLUMNS)], geometry="geometry", crs=crs)
+                self.high_parts.append(hg)
+        if self.progress is not None:
+            self.progress("polygons", k + 1, len(self.starts))
 
 
 def finish_sites(
@@ -372,18 +486,14 @@ def merge_tile_sites(
     return finish_sites(merged, min_area_ha=min_area_ha, simplify_m=simplify_m)
 
 
-def _read_block(path: str, window: rasterio.windows.Window) -> tuple[np.ndarray, float | None]:
-    """Raw values of a probability raster's window and its nodata value (``uint8``: 255)."""
+def _read_block(path: str, window: rasterio.windows.Window) -> np.ndarray:
+    """Raw values of a probability raster's window."""
     try:
         # GDAL decodes the window's blocks on all cores.
         with rasterio.open(path, NUM_THREADS=str(cpu_threads())) as src:
-            raw = src.read(window=window)
-            nodata = src.nodata
+            return cast(np.ndarray, src.read(window=window))
     except rasterio.errors.RasterioIOError as exc:
         raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
-    if raw.dtype == np.uint8 and nodata is None:
-        nodata = UINT8_NODATA
-    return raw, nodata
 
 
 def _probabilities(raw: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -474,13 +584,18 @@ def _keep_with_high(
     return sites[keep].reset_index(drop=True)
 
 
-def _thresholds(opts: MaskOptions, recorded: str | None) -> dict[str, float]:
-    from_ckpt: dict[str, float] = {}
-    if recorded:
-        try:
-            from_ckpt = {str(k): float(v) for k, v in json.loads(recorded).items()}
-        except (ValueError, TypeError, AttributeError):
-            log.warning("ignoring unreadable %s tag %r", TAG_THRESHOLDS, recorded)
+def _recorded(tag: str | None) -> dict[str, float]:
+    """The thresholds a probability COG records (:data:`TAG_THRESHOLDS`); {} if unreadable."""
+    if not tag:
+        return {}
+    try:
+        return {str(k): float(v) for k, v in json.loads(tag).items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("ignoring unreadable %s tag %r", TAG_THRESHOLDS, tag)
+        return {}
+
+
+def _thresholds(opts: MaskOptions, from_ckpt: Mapping[str, float]) -> dict[str, float]:
     return {
         c: float(opts.thresholds.get(c, from_ckpt.get(c, DEFAULT_THRESHOLD)))
         for c in ALERT_CLASSES

@@ -79,13 +79,21 @@ def predict(
     import rasterio
 
     from detection.errors import DetectionError
-    from detection.inference import InferenceOptions, ScenePredictor
+    from detection.inference import (
+        UINT8_NODATA,
+        InferenceOptions,
+        ScenePredictor,
+        checkpoint_thresholds,
+        scene_grid,
+    )
     from detection.masks import (
         MaskOptions,
+        SiteStream,
         finish_sites,
         merge_tile_sites,
         sites_from_probabilities,
     )
+    from models.detector import ALERT_CLASSES
     from models.errors import ModelError
     from tiles.errors import TileError
 
@@ -117,6 +125,7 @@ def predict(
     done: list[dict[str, Any]] = []
     frames = []
     mask_options = MaskOptions(min_area_ha=min_area_ha)
+    whole_options = replace(mask_options, min_area_ha=0.0, simplify_m=None)
     try:
         options = InferenceOptions(
             window_px=window_px,
@@ -139,17 +148,27 @@ def predict(
                         _check_model(prob_path, predictor.checkpoint.metadata.weights_sha256)
                         summary["reused"] = True
                         log.info("%s: keeping %s (--resume)", scene.name, prob_path)
+                        # Sites whole, before the minimum mapping unit: a mine cut by a tile
+                        # edge is measured after the merge.
+                        whole = sites_from_probabilities(
+                            str(prob_path), options=whole_options, tile_id=scene.stem,
+                            progress=progress,
+                        )
                     else:
-                        result = predictor.predict(scene, out_path=prob_path, progress=progress)
+                        # The sites are traced from the rows as they are written, while the
+                        # network runs on the next ones.
+                        crs, transform, height, width = scene_grid(scene)
+                        with SiteStream(
+                            crs=crs, transform=transform, height=height, width=width,
+                            bands=ALERT_CLASSES, nodata=UINT8_NODATA, options=whole_options,
+                            recorded_thresholds=checkpoint_thresholds(predictor.checkpoint),
+                            tile_id=scene.stem, progress=progress, name=str(prob_path),
+                        ) as stream:
+                            result = predictor.predict(
+                                scene, out_path=prob_path, progress=progress, on_rows=stream.add
+                            )
+                            whole = stream.finish()
                         summary |= _run_summary(result)
-                    # Sites whole, before the minimum mapping unit: a mine cut by a tile edge
-                    # is measured after the merge.
-                    whole = sites_from_probabilities(
-                        str(prob_path),
-                        options=replace(mask_options, min_area_ha=0.0, simplify_m=None),
-                        tile_id=scene.stem,
-                        progress=progress,
-                    )
                     sites = finish_sites(
                         whole, min_area_ha=min_area_ha, simplify_m=mask_options.simplify_m
                     )
