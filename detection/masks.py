@@ -242,7 +242,8 @@ class SiteStream:
     :meth:`add` takes rows of any height. Each block of ``options.block_rows`` rows is made
     into masks as soon as its rows and the morphology's halo below it have arrived, on threads
     (one task per block and class: the morphology and most array work release the GIL), and
-    traced on the thread that calls :meth:`add` (``rasterio.features.shapes`` relies on
+    traced on the thread that calls :meth:`add` and then :meth:`finish`, one after the other
+    (``rasterio.features.shapes`` relies on
     ``warnings.catch_warnings``, which other threads' ``catch_warnings`` would undo). So the
     sites of a scene are ready soon after its last row: :func:`sites_from_probabilities` feeds
     it from a file, ``minewatch predict`` from the predictor while the network runs. The result

@@ -100,6 +100,7 @@ def predict(
     if resume and overwrite:
         raise click.UsageError("pass --resume (keep finished scenes) or --overwrite (redo them), "
                                "not both")
+    scenes = tuple(dict.fromkeys(scenes))  # a scene named twice is predicted once
     by_name: dict[str, Path] = {}
     for scene in scenes:
         other = by_name.setdefault(scene.stem, scene)

@@ -571,8 +571,8 @@ def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
     model = ["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--window-px", "128",
              "--overlap-px", "32"]
     common = [*model, "--out", str(out)]
-    report = _run([str(a), str(b), *common])
-    assert len(built) == 1 and len(report["scenes"]) == 2
+    report = _run([str(a), str(b), str(a), *common])
+    assert len(built) == 1 and len(report["scenes"]) == 2  # a repeated scene runs once
     assert (out / "sites.geojson").exists()
 
     group = click.Group()
