@@ -598,6 +598,12 @@ def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
                                 "--resume"])
     assert res.exit_code == 1 and "not the one asked for" in res.output, res.output
     assert "--overwrite" in res.output
+    res = runner.invoke(group, ["predict", str(a), *common, "--resume", "--overwrite"])
+    assert res.exit_code == 2 and "not both" in res.output, res.output
+    # A probability file that is not a GeoTIFF is not kept silently.
+    (fresh / "a_probabilities.tif").write_bytes(b"cut short")
+    res = runner.invoke(group, ["predict", str(a), *model, "--out", str(fresh), "--resume"])
+    assert res.exit_code == 1 and "cannot read it to resume" in res.output, res.output
 
 
 # ------------------------------------------------------------------------------ the command

@@ -136,9 +136,19 @@ def test_sites_streamed_in_rows_of_any_height_are_those_of_the_file(
         assert list(got["alert_class"]) == list(expected["alert_class"])
         assert got.geometry.geom_equals_exact(expected.geometry, tolerance=0).all()
         np.testing.assert_allclose(got["confidence"], expected["confidence"])
+    def fresh() -> SiteStream:
+        return SiteStream(crs=CRS.from_epsg(32721), transform=transform, height=420, width=230,
+                          bands=["mining", "deforestation"], nodata=nodata)
+
     with pytest.raises(DetectionError, match="in order"):
-        SiteStream(crs=CRS.from_epsg(32721), transform=Affine.identity(), height=420, width=230,
-                   bands=["mining"], nodata=None).add(raw[:, 10:20], 10)
+        fresh().add(raw[:, 10:20], 10)
+    short = fresh()
+    short.add(raw[:, :100], 0)
+    with pytest.raises(DetectionError, match="100 of 420 rows were added"):
+        short.finish()
+    with pytest.raises(DetectionError, match="expected the alert classes"):
+        SiteStream(crs=CRS.from_epsg(32721), transform=transform, height=420, width=230,
+                   bands=["B04"], nodata=nodata)
 
 
 def test_hysteresis_across_blocks(tmp_path: Path) -> None:
