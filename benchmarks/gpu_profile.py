@@ -55,7 +55,7 @@ def random_checkpoint(path: Path, arch: str) -> Path:
 
     shipped = load_checkpoint(shipped_checkpoint_path())
     torch.manual_seed(0)
-    model = build_model(arch, in_channels=len(shipped.metadata.bands))
+    model = build_model(arch, in_channels=shipped.metadata.input_channels)
     meta = dataclasses.replace(
         shipped.metadata, name=f"random-{arch}", architecture=arch,
         options=architecture_options(arch), extra={}, metrics={},
@@ -159,7 +159,7 @@ def step_model(checkpoint: Path, size: int, windows: list[int], batches: list[in
         build_s = time.perf_counter() - t0
         for win in windows:
             for b in batches:
-                x = torch.randn(b, len(ckpt.metadata.bands), win, win, device=device)
+                x = torch.randn(b, ckpt.metadata.input_channels, win, win, device=device)
                 try:
                     t0 = time.perf_counter()
                     engine(x)

@@ -57,7 +57,10 @@ class DetectorConfig(_Strict):
     #: ``torch`` or ``onnxruntime`` (models.runtime). Not part of the scan's identity.
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     thresholds: IndexThresholds = Field(default_factory=IndexThresholds)
-    probability_threshold: float = Field(default=0.5, gt=0, lt=1)
+    #: The probability a pixel is called a class at. None: the network checkpoint's own
+    #: per-class thresholds (chosen on its validation data; 0.5 for a class it names none),
+    #: 0.5 for the index detector.
+    probability_threshold: float | None = Field(default=None, gt=0, lt=1)
 
 
 class ConfidenceLevels(_Strict):

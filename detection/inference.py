@@ -613,6 +613,9 @@ class _Runner:
             valid = (x != float(rad.nodata or 0)).all(dim=1)
             x = x.add_(self._offset).mul_(self._scale).clamp_(min=0.0)
         x = x.sub_(self._mean).div_(self._std).mul_(valid.unsqueeze(1))
+        n_flags = len(self.checkpoint.metadata.optional_bands)
+        if n_flags:  # every band is read from the scene: each optional band is available
+            x = torch.cat([x, x.new_ones((x.shape[0], n_flags, *x.shape[2:]))], dim=1)
         return x, valid
 
     def infer(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

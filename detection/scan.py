@@ -295,7 +295,8 @@ def _scan(
         method=config.composite.method,
         masked_scl=tuple(config.composite.masked_scl),
         dilation_px=config.composite.dilation_px,
-        probability_threshold=config.detector.probability_threshold,
+        probability_threshold=config.detector.probability_threshold or 0.5,
+        class_thresholds=_class_thresholds(config, detector),
         simplify_m=config.alerts.simplify_m,
         model_sha256=detector.info.sha256,
         halo_px=halo,
@@ -572,3 +573,15 @@ def _write_run_json(result: ScanResult, *, config: ScanConfig) -> None:
         "periods": [p.label for p in result.periods],
     }
     write_text_atomic(result.out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _class_thresholds(config: ScanConfig, detector: Any) -> tuple[tuple[str, float], ...]:
+    """A network checkpoint's own per-class thresholds, unless the config sets one."""
+    if config.detector.probability_threshold is not None:
+        return ()
+    checkpoint = getattr(detector, "checkpoint", None)
+    if checkpoint is None:
+        return ()
+    from detection.inference import checkpoint_thresholds
+
+    return tuple(sorted(checkpoint_thresholds(checkpoint).items()))

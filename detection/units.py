@@ -51,6 +51,12 @@ class UnitSettings:
     model_sha256: str
     #: context read and predicted around the chip, then cropped away (``grid.halo_px``)
     halo_px: int = 0
+    #: per-class thresholds replacing ``probability_threshold`` (a checkpoint's own)
+    class_thresholds: tuple[tuple[str, float], ...] = ()
+
+    def threshold(self, cls: str) -> float:
+        """The probability at which a pixel is called ``cls``."""
+        return dict(self.class_thresholds).get(cls, self.probability_threshold)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +72,8 @@ class UnitSettings:
         # (their result is the same) and are computed again with any halo.
         if self.halo_px:
             out["halo_px"] = self.halo_px
+        if self.class_thresholds:
+            out["class_thresholds"] = dict(self.class_thresholds)
         return out
 
 
@@ -159,7 +167,7 @@ def process_unit(
     detections: dict[str, int] = {}
     for cls in pred.classes:
         prob = pred.of(cls)
-        mask = np.nan_to_num(prob, nan=0.0) >= settings.probability_threshold
+        mask = np.nan_to_num(prob, nan=0.0) >= settings.threshold(cls)
         if not mask.any():
             continue
         gdf = polygonize_mask(

@@ -152,7 +152,8 @@ def evaluate(
         click.echo(json.dumps({**report.as_dict(), "files": {k: str(v) for k, v in paths.items()}},
                               indent=2))
     else:
-        click.echo(report_markdown(report).split("## Per region")[0].rstrip())
+        text = report_markdown(report)
+        click.echo(text.split("## Per region")[0].split("## Per set")[0].rstrip())
         click.echo(f"report written to {config.output.folder}")
 
 
@@ -193,6 +194,11 @@ def build(
             raise click.ClickException(
                 f"{config_path}: data.kind is 'chips' already; dataset build needs 'scenes' or "
                 "'synthetic' data"
+            )
+        if config.data is None:
+            raise click.ClickException(
+                f"{config_path}: no data section; dataset build cuts chips of pixel-labelled "
+                "data (kind 'scenes' or 'synthetic')"
             )
         _check_out(out, overwrite=overwrite, marker="chips.csv")
         images = load_labelled_images(config.data, bands=config.bands, composite=config.composite)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,10 @@ class CheckpointMetadata:
         weights_sha256: sha256 of the weights (:func:`weights_sha256`); filled on save.
         created: UTC ISO time of the save.
         extra: anything else (config, software versions).
+        optional_bands: bands of ``bands`` the network can do without. Each has an availability
+            channel after the bands (1 = the band was given, 0 = not: its values are the band
+            mean), so one network takes RGB-only chips and six-band composites alike
+            (:func:`network_input`).
     """
 
     name: str
@@ -71,8 +76,25 @@ class CheckpointMetadata:
     weights_sha256: str = ""
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    optional_bands: tuple[str, ...] = ()
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the network takes: the bands, then an availability flag per optional band."""
+        return len(self.bands) + len(self.optional_bands)
+
+    @property
+    def required_bands(self) -> tuple[str, ...]:
+        """Bands an input must have."""
+        return tuple(b for b in self.bands if b not in self.optional_bands)
 
     def __post_init__(self) -> None:
+        stray = [b for b in self.optional_bands if b not in self.bands]
+        if stray:
+            raise CheckpointError(
+                f"checkpoint {self.name}: optional band(s) {stray} are not among its bands "
+                f"{list(self.bands)}"
+            )
         if tuple(self.normalization.bands) != tuple(self.bands):
             raise CheckpointError(
                 f"checkpoint {self.name}: normalization bands {list(self.normalization.bands)} "
@@ -100,6 +122,7 @@ class CheckpointMetadata:
             "weights_sha256": self.weights_sha256,
             "created": self.created,
             "extra": self.extra,
+            "optional_bands": list(self.optional_bands),
         }
 
     @classmethod
@@ -126,6 +149,7 @@ class CheckpointMetadata:
                 weights_sha256=str(value.get("weights_sha256", "")),
                 created=str(value.get("created", "")),
                 extra=dict(value.get("extra", {})),
+                optional_bands=tuple(str(b) for b in value.get("optional_bands", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: metadata is malformed ({exc!r})") from exc
@@ -285,7 +309,7 @@ def build_network(checkpoint: Checkpoint) -> nn.Module:
         architecture_options(meta.architecture, meta.options)
         model = build_model(
             meta.architecture,
-            in_channels=len(meta.bands),
+            in_channels=meta.input_channels,
             num_classes=len(meta.classes),
             options=meta.options,
         )
@@ -309,7 +333,7 @@ def build_network(checkpoint: Checkpoint) -> nn.Module:
             parts.append(f"unexpected {unexpected[:5]}")
         raise CheckpointError(
             f"{where}: weights do not fit architecture {meta.architecture!r} with "
-            f"{len(meta.bands)} band(s) and {len(meta.classes)} class(es): "
+            f"{meta.input_channels} input channel(s) and {len(meta.classes)} class(es): "
             + ", ".join(parts)
         )
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in checkpoint.state_dict.items()})
@@ -333,3 +357,42 @@ def band_order(
             "(e.g. composite.bands in the config) or use a checkpoint trained on the given bands"
         )
     return [list(offered).index(b) for b in required]
+
+
+def network_input(
+    meta: CheckpointMetadata, data: np.ndarray, bands: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The network's input of a ``(band, row, col)`` reflectance image.
+
+    The checkpoint's bands in its order, normalised (NaN -> 0, the band mean), then one
+    availability channel per optional band: 1 where ``bands`` has it, 0 (and the band at its
+    mean) where it does not.
+
+    Args:
+        meta: the checkpoint's metadata.
+        data: reflectance, NaN where unobserved.
+        bands: names of ``data``'s bands (any order; a superset is fine).
+
+    Returns:
+        ``(input (channels, row, col) float32, valid (row, col))``: valid where every band given
+        is observed.
+
+    Raises:
+        BandMismatchError: a required band is missing (names it, the bands given and the fix).
+    """
+    band_order(meta.required_bands, bands, what=f"network {meta.name}")
+    offered = list(bands)
+    present = [b in offered for b in meta.bands]
+    h, w = data.shape[1:]
+    x = np.full((len(meta.bands), h, w), np.nan, dtype=np.float32)
+    for i, b in enumerate(meta.bands):
+        if present[i]:
+            x[i] = data[offered.index(b)]
+    valid = np.all(np.isfinite(x[np.array(present)]), axis=0)
+    norm = meta.normalization.apply(x)
+    flags = [
+        np.full((h, w), float(present[meta.bands.index(b)]), dtype=np.float32)
+        for b in meta.optional_bands
+    ]
+    out = np.concatenate([norm, np.stack(flags)]) if flags else norm
+    return out, valid

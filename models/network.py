@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import Checkpoint, band_order, load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint, network_input
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
 from models.errors import ModelError
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
@@ -144,7 +144,9 @@ class NetworkDetector:
             band the network uses is NaN.
 
         Raises:
-            BandMismatchError: a band the network needs is not in ``bands``.
+            BandMismatchError: a band the network requires is not in ``bands`` (an optional
+                band may be missing: the network is told, see
+                :func:`models.checkpoint.network_input`).
             ModelError: ``data`` is not ``(band, row, col)`` with ``len(bands)`` bands.
         """
         if data.ndim != 3 or data.shape[0] != len(bands):
@@ -152,13 +154,10 @@ class NetworkDetector:
                 f"network input shape {data.shape} with {len(bands)} band name(s): expected "
                 "(band, row, col) with one name per band"
             )
-        idx = band_order(self.bands, bands, what=f"network {self._ckpt.metadata.name}")
-        x = data[idx]
-        valid = np.all(np.isfinite(x), axis=0)
+        x, valid = network_input(self._ckpt.metadata, data, bands)
         probs = np.full((len(ALERT_CLASSES), *x.shape[1:]), np.nan, dtype=np.float32)
         if valid.any():
-            norm = self._ckpt.metadata.normalization.apply(x)
-            full = self.predict_probabilities(norm)
+            full = self.predict_probabilities(x)
             probs[:] = full[self._class_idx]
             probs[:, ~valid] = np.nan
         return Prediction(ALERT_CLASSES, probs)

@@ -313,11 +313,19 @@ class ShippedModel:
     weights_sha256: str
 
 
-#: The default network of ``minewatch demo`` / ``scan`` (``detector: {kind: network}``).
-DEFAULT_MODEL = ShippedModel(
+#: The network trained on the synthetic world only (the starting point of the default).
+SYNTHETIC_MODEL = ShippedModel(
     name="minewatch-unet-slim-synthetic",
     filename="minewatch-unet-slim-synthetic.pt",
     weights_sha256="cd276f481338ace63f0ed008be7b115e09b82d8a34b712dc0a05d8a95132131d",
+)
+
+#: The default network of ``minewatch demo`` / ``scan`` (``detector: {kind: network}``):
+#: trained on real gallery chips and the synthetic world (models/weights/MODEL_CARD.md).
+DEFAULT_MODEL = ShippedModel(
+    name="minewatch-unet-slim-real",
+    filename="minewatch-unet-slim-real.pt",
+    weights_sha256="205d5550945ae27015b182f54539bbd0bca047ed7d21ea6dccdce801c16d71c5",
 )
 
 

@@ -94,7 +94,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 def _probe(checkpoint: Checkpoint, stride: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     side = 2 * stride
-    return torch.randn(1, len(checkpoint.metadata.bands), side, side, generator=gen)
+    return torch.randn(1, checkpoint.metadata.input_channels, side, side, generator=gen)
 
 
 def _close(out: torch.Tensor, reference: torch.Tensor) -> float:

@@ -4,13 +4,14 @@ jitter on the image only. They act on reflectance, before normalisation."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from training.config import AugmentConfig
+if TYPE_CHECKING:
+    from training.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 

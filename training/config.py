@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aoi.configfile import load_config_file
 from models.registry import DEFAULT_BANDS
@@ -50,6 +50,9 @@ class ModelConfig(_Strict):
     """A local state dict to initialise the encoder (e.g. SSL4EO-S12 ResNet weights)."""
     encoder_bands: list[str] | None = None
     """Bands of the encoder weights' first convolution, to pick channels by name."""
+    init_from: Path | None = None
+    """A checkpoint of the same architecture to start from (fine-tuning); availability
+    channels it lacks start at zero weight."""
 
 
 class CompositeOptions(_Strict):
@@ -120,6 +123,69 @@ class ScenesData(_Strict):
 DataConfig = Annotated[ChipsData | ScenesData | SyntheticData, Field(discriminator="kind")]
 
 
+class PatchSplit(_Strict):
+    """Splits of patch-labelled chips: whole sets or whole regions, never single chips
+    (neighbouring chips leak). Named sets/regions, or shares of them drawn with ``seed``."""
+
+    by: Literal["set", "region"] = "region"
+    val: list[str] | float = 0.15
+    test: list[str] | float = 0.15
+    seed: int = 0
+
+
+class GalleryData(_Strict):
+    """Patch-labelled form (d): a folder of chip mosaics (Amazon Mining Watch's galleries;
+    :func:`training.patches.read_gallery`)."""
+
+    kind: Literal["gallery"]
+    folder: Path
+    include_unused: bool = False
+    """Also read ``unused_in_final_model_training/``."""
+    exclude: list[str] = Field(default_factory=list)
+    """Sets left out."""
+    chip_px: dict[str, int] = Field(default_factory=dict)
+    """File-name pattern -> chip side (default 48; 32 for the GeoCompass negatives)."""
+    regions: dict[str, str] = Field(default_factory=dict)
+    """Set-name pattern (regular expression) -> region; other sets are their own region."""
+    split: PatchSplit | None = None
+    """None: every chip (evaluation); training needs one."""
+
+
+class ChipCsvData(_Strict):
+    """Patch-labelled form (e): chip files (PNG/GeoTIFF) listed in ``labels.csv``
+    (:func:`training.patches.read_chip_csv`)."""
+
+    kind: Literal["chip_csv"]
+    folder: Path
+    bands: list[str] | None = None
+    """Band names of the files' channels (default: GeoTIFF descriptions; RGB = B04 B03 B02)."""
+    scale: float | None = Field(default=None, gt=0)
+    """Reflectance per stored value (default by type)."""
+    radiometry: Literal["toa", "boa"] = "boa"
+    regions: dict[str, str] = Field(default_factory=dict)
+    split: PatchSplit | None = None
+
+
+PatchData = Annotated[GalleryData | ChipCsvData, Field(discriminator="kind")]
+
+
+class PatchTraining(_Strict):
+    """Patch-labelled real chips in training: a multiple-instance loss beside the pixel loss."""
+
+    data: PatchData
+    weight: float = Field(default=1.0, ge=0)
+    """Weight of the multiple-instance loss against the pixel loss."""
+    pixel_weight: float = Field(default=0.5, ge=0)
+    """Weight of the 'no pixel of a negative chip is mining' term."""
+    pool_k: int = Field(default=16, ge=1)
+    """Pixels pooled into a chip's score (the mean of its k most probable mining pixels)."""
+    chip_batch_size: int = Field(default=64, ge=2)
+    min_specificity: float = Field(default=0.97, gt=0, lt=1)
+    """The stored threshold is the most sensitive one reaching this on the validation chips."""
+    toa_offset_sigma: float = Field(default=0.012, ge=0)
+    """Spread of the top-of-atmosphere -> surface offsets in augmentation (reflectance)."""
+
+
 class SamplingConfig(_Strict):
     patch_size_px: int = Field(default=128, ge=16)
     patches_per_epoch: int = Field(default=1024, ge=1)
@@ -146,6 +212,8 @@ class AugmentConfig(_Strict):
 
 class OptimConfig(_Strict):
     epochs: int = Field(default=20, ge=1)
+    steps_per_epoch: int | None = Field(default=None, ge=1)
+    """Optimiser steps per epoch (default: one pass over the pixel patches, else the chips)."""
     batch_size: int = Field(default=16, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
@@ -170,7 +238,15 @@ class TrainConfig(_Strict):
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     bands: list[str] = Field(default_factory=lambda: list(DEFAULT_BANDS))
-    data: DataConfig
+    optional_bands: list[str] = Field(default_factory=list)
+    """Bands the network can do without (an availability channel each); real RGB chips need
+    the others optional."""
+    band_dropout: float = Field(default=0.5, ge=0, le=1)
+    """Probability of hiding a pixel patch's optional bands (with optional_bands)."""
+    data: DataConfig | None = None
+    """Pixel-labelled data (synthetic worlds, chip folders, scenes + polygons)."""
+    patches: PatchTraining | None = None
+    """Patch-labelled real chips (gallery or labels.csv)."""
     composite: CompositeOptions = Field(default_factory=CompositeOptions)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -196,16 +272,37 @@ class TrainConfig(_Strict):
             raise ValueError(f"bands {value}: a band is listed twice")
         return value
 
+    @model_validator(mode="after")
+    def _check_data(self) -> TrainConfig:
+        if self.data is None and self.patches is None:
+            raise ValueError("give data (pixel labels), patches (chip labels), or both")
+        stray = [b for b in self.optional_bands if b not in self.bands]
+        if stray:
+            raise ValueError(f"optional_bands {stray} are not in bands {self.bands}")
+        if self.patches is not None and self.patches.data.split is None:
+            raise ValueError(
+                "patches.data.split is missing: training needs validation chips; give "
+                "split: {by: region, val: [...], test: [...]}"
+            )
+        return self
+
 
 class EvaluateConfig(_Strict):
     """Everything ``minewatch evaluate`` needs."""
 
     checkpoint: Path | None = None
     """The checkpoint to evaluate (default: the shipped model)."""
-    data: DataConfig
+    compare: Path | None = None
+    """A second checkpoint scored on the same chips (patch-labelled data)."""
+    data: Annotated[
+        ChipsData | ScenesData | SyntheticData | GalleryData | ChipCsvData,
+        Field(discriminator="kind"),
+    ]
     splits: list[Split] = Field(default_factory=_test_split)
     composite: CompositeOptions = Field(default_factory=CompositeOptions)
     probability_threshold: float = Field(default=0.5, gt=0, lt=1)
+    """Pixel data: the probability a pixel is called a class at. Patch data uses each
+    checkpoint's stored threshold."""
     min_site_area_ha: float = Field(default=0.5, ge=0)
     baseline: bool = True
     """Also evaluate the spectral-index detector on the same data."""
@@ -222,6 +319,9 @@ _INPUT_KEYS = {
     ("data", "scenes"),
     ("data", "labels"),
     ("model", "encoder_weights"),
+    ("model", "init_from"),
+    ("patches", "data", "folder"),
+    ("compare",),
     ("resume",),
     ("checkpoint",),
 }

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import json
 import logging
-import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,11 +37,12 @@ from tiles.periods import Period
 from tiles.synthetic import TruthClass, WorldSpec, generate_world, parse_quarter
 from training.config import CompositeOptions, RegionSplit
 from training.errors import DatasetError
+from training.mixed import IGNORE_INDEX
+from training.splits import assign_splits as _assign
 
 log = logging.getLogger(__name__)
 
 BACKGROUND, MINING, DEFORESTATION = 0, 1, 2
-IGNORE_INDEX = 255
 CHIPS_CSV = "chips.csv"
 
 Progress = Callable[[str, int, int], None]
@@ -399,36 +399,12 @@ def scene_label_images(
 
 # ----------------------------------------------------------------------------- splits
 def assign_splits(regions: Iterable[str], split: RegionSplit) -> dict[str, str]:
-    """Region -> ``train``/``val``/``test``: named regions as listed, else shares of the
-    regions drawn with ``split.seed``.
+    """Region -> ``train``/``val``/``test`` as ``split`` says (:mod:`training.splits`).
 
     Raises:
         DatasetError: a named region does not exist, or is named for both val and test.
     """
-    names = sorted(set(regions))
-    out = {r: "train" for r in names}
-    rng = random.Random(split.seed)
-    pool = names[:]
-    rng.shuffle(pool)
-    for which in ("test", "val"):
-        spec = getattr(split, which)
-        if isinstance(spec, list):
-            unknown = [r for r in spec if r not in out]
-            if unknown:
-                raise DatasetError(f"split.{which}: unknown region(s) {unknown}; regions: {names}")
-            clash = [r for r in spec if out[r] != "train"]
-            if clash:
-                raise DatasetError(f"split.{which}: region(s) {clash} already in another split")
-            chosen = spec
-        else:
-            n = round(spec * len(names))
-            if spec > 0 and n == 0 and len(names) >= 3:
-                n = 1
-            chosen = [r for r in pool if out[r] == "train"][:n]
-        for r in chosen:
-            out[r] = which
-    log.info("splits by region: %s", out)
-    return out
+    return _assign(regions, val=split.val, test=split.test, seed=split.seed)
 
 
 # ----------------------------------------------------------------------------- windows

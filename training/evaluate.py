@@ -28,9 +28,15 @@ from models.detector import ALERT_CLASSES, Detector
 from models.indices import IndexDetector
 from models.network import load_network_detector
 from models.registry import NETWORK_CLASSES
-from training.config import EvaluateConfig
+from training.config import ChipCsvData, EvaluateConfig, GalleryData
 from training.data import IGNORE_INDEX, LabelledImage
 from training.metrics import ConfusionMatrix, SiteScores, match_sites
+from training.patch_evaluate import (
+    PatchReport,
+    evaluate_patches,
+    patch_markdown,
+    write_patch_report,
+)
 from training.train import load_labelled_images
 
 log = logging.getLogger(__name__)
@@ -172,8 +178,11 @@ def score_detector(
     return out, kept
 
 
-def evaluate(config: EvaluateConfig, *, progress: Progress | None = None) -> EvaluationReport:
-    """Evaluate a checkpoint (and the index baseline) on the config's labelled images.
+def evaluate(
+    config: EvaluateConfig, *, progress: Progress | None = None
+) -> EvaluationReport | PatchReport:
+    """Evaluate a checkpoint (and the index baseline) on the config's labelled images, or on
+    its patch-labelled chips (:mod:`training.patch_evaluate`).
 
     Raises:
         CheckpointError: the checkpoint is missing or corrupt.
@@ -182,6 +191,8 @@ def evaluate(config: EvaluateConfig, *, progress: Progress | None = None) -> Eva
     """
     from training.errors import DatasetError
 
+    if isinstance(config.data, GalleryData | ChipCsvData):
+        return evaluate_patches(config, progress=progress)
     detector = load_network_detector(config.checkpoint, device=config.device)
     images = load_labelled_images(config.data, bands=detector.bands, composite=config.composite,
                                   splits=tuple(config.splits))
@@ -210,12 +221,15 @@ def evaluate(config: EvaluateConfig, *, progress: Progress | None = None) -> Eva
     )
 
 
-def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md``, ``confusion.png`` and ``predictions.png``.
+def write_report(report: EvaluationReport | PatchReport, out_dir: Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``confusion.png`` and ``predictions.png`` (patch
+    reports: ``report.json``, ``report.md``, ``chips.png``).
 
     Returns:
         The paths written, by kind.
     """
+    if isinstance(report, PatchReport):
+        return write_patch_report(report, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md",
              "confusion": out_dir / "confusion.png", "predictions": out_dir / "predictions.png"}
@@ -226,8 +240,10 @@ def write_report(report: EvaluationReport, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def report_markdown(report: EvaluationReport) -> str:
+def report_markdown(report: EvaluationReport | PatchReport) -> str:
     """The report as Markdown tables."""
+    if isinstance(report, PatchReport):
+        return patch_markdown(report)
     s = report.settings
     lines = [
         "# Evaluation",

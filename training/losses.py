@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from training.config import LossConfig
-from training.data import IGNORE_INDEX
+from training.mixed import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from training.config import LossConfig
 
 
 def soft_dice_loss(

@@ -1,19 +1,16 @@
 """The training loop: ``minewatch train CONFIG.yaml``.
 
 Writes into ``output.folder``: ``last.pt`` (every epoch, with the optimiser state to resume),
-``best.pt`` (best validation score: the mean IoU of mining and deforestation), ``model.pt`` (the
+``best.pt`` (best validation score, :func:`training.mixed.fit`), ``model.pt`` (the
 best weights, the file to ship; float16 when ``half_checkpoint``), ``log.csv`` (losses and
 metrics per epoch), ``MODEL_CARD.md`` and ``config.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from models.checkpoint import (
-    CheckpointMetadata,
-    build_network,
-    load_checkpoint,
-    save_checkpoint,
-)
+from models.checkpoint import CheckpointMetadata, build_network, load_checkpoint
 from models.errors import BandMismatchError
 from models.network import resolve_device
 from models.normalization import Normalization, normalization_from_images
@@ -37,14 +27,15 @@ from models.registry import NETWORK_CLASSES, architecture_options, build_model, 
 from tiles.periods import Period
 from training.augment import make_augment
 from training.config import (
+    ChipCsvData,
     ChipsData,
     CompositeOptions,
+    GalleryData,
     ScenesData,
     SyntheticData,
     TrainConfig,
 )
 from training.data import (
-    IGNORE_INDEX,
     LabelledImage,
     PatchDataset,
     assign_splits,
@@ -52,20 +43,22 @@ from training.data import (
     scene_label_images,
     synthetic_images,
 )
-from training.errors import DatasetError, TrainingError
+from training.errors import DatasetError
 from training.losses import SegmentationLoss
-from training.metrics import ConfusionMatrix
+from training.mixed import (
+    TOA_OFFSETS,
+    ChipAugment,
+    FitRecipe,
+    chip_arrays,
+    fit,
+    init_from_checkpoint,
+)
+from training.patches import ChipGroup, read_chip_csv, read_gallery, split_groups
+from training.patches import summary as chip_summary
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-
-LOG_FIELDS = (
-    "epoch", "steps", "train_loss", "val_loss", "val_mining_iou", "val_mining_f1",
-    "val_deforestation_iou", "val_deforestation_f1", "val_score", "lr", "seconds",
-    "chips_per_s",
-)
-
 
 @dataclass
 class TrainResult:
@@ -158,48 +151,31 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
-def _pad_to(x: torch.Tensor, y: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        x = nn.functional.pad(x, (0, pw, 0, ph))
-        y = nn.functional.pad(y, (0, pw, 0, ph), value=IGNORE_INDEX)
-    return x, y
+def load_chip_groups(
+    data: GalleryData | ChipCsvData, *, splits: tuple[str, ...] | None = None
+) -> list[ChipGroup]:
+    """The chip groups of patch-labelled data, split as its config says (every chip when it
+    names no split; then ``splits`` is ignored).
 
-
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def validate(
-    model: nn.Module,
-    loader: DataLoader[Any],
-    loss_fn: nn.Module,
-    *,
-    device: torch.device,
-    amp: bool,
-) -> tuple[float, ConfusionMatrix]:
-    """Mean loss and confusion matrix (argmax) of ``model`` over ``loader``."""
-    model.eval()
-    cm = ConfusionMatrix(NETWORK_CLASSES, ignore_index=IGNORE_INDEX)
-    total, n = 0.0, 0
-    stride = int(getattr(model, "stride", 32))
-    with torch.inference_mode():
-        for x, y in loader:
-            x, y = _pad_to(x, y, stride)
-            x, y = x.to(device), y.to(device)
-            with _autocast(device, amp):
-                logits = model(x)
-            total += float(loss_fn(logits.float(), y)) * len(x)
-            n += len(x)
-            cm.update(logits.argmax(1).cpu().numpy(), y.cpu().numpy())
-    return total / max(n, 1), cm
+    Raises:
+        DatasetError: the data is missing or malformed, or a split leaks.
+    """
+    if isinstance(data, GalleryData):
+        groups = read_gallery(data.folder, regions=data.regions, chip_px=data.chip_px,
+                              include_unused=data.include_unused, exclude=data.exclude)
+    else:
+        groups = read_chip_csv(data.folder, bands=data.bands, scale=data.scale,
+                               radiometry=data.radiometry, regions=data.regions)
+    if data.split is None:
+        return groups
+    groups = split_groups(groups, by=data.split.by, val=data.split.val, test=data.split.test,
+                          seed=data.split.seed)
+    return [g for g in groups if splits is None or g.split in splits]
 
 
 def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResult:
-    """Train a network as ``config`` says.
+    """Train a network as ``config`` says: pixel labels (``data``), patch labels
+    (``patches``), or both in each step (:func:`training.mixed.fit`).
 
     Args:
         config: the training config.
@@ -211,7 +187,8 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     Raises:
         DatasetError: the data is missing, malformed, or a split is empty.
         BandMismatchError: ``resume`` is a checkpoint of other bands.
-        CheckpointError: ``resume`` or ``model.encoder_weights`` is unreadable.
+        CheckpointError: ``resume``, ``model.init_from`` or ``model.encoder_weights`` is
+            unreadable.
         TrainingError: the loss is not finite.
     """
     out_dir = config.output.folder
@@ -219,192 +196,144 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    generator = seed_everything(config.seed)
+    seed_everything(config.seed)
     bands = tuple(config.bands)
 
-    images = load_labelled_images(
-        config.data, bands=bands, composite=config.composite, splits=("train", "val")
-    )
-    train_images = [im for im in images if im.split == "train"]
-    val_images = [im for im in images if im.split == "val"]
-    if not train_images:
-        raise DatasetError("no training images: give at least one region with split 'train'")
-    log.info(
-        "data: %d training image(s) of %d region(s), %d validation image(s) of %d region(s)",
-        len(train_images), len({i.region for i in train_images}),
-        len(val_images), len({i.region for i in val_images}),
-    )
+    train_images: list[LabelledImage] = []
+    val_images: list[LabelledImage] = []
+    if config.data is not None:
+        images = load_labelled_images(
+            config.data, bands=bands, composite=config.composite, splits=("train", "val")
+        )
+        train_images = [im for im in images if im.split == "train"]
+        val_images = [im for im in images if im.split == "val"]
+        if not train_images:
+            raise DatasetError("no training images: give at least one region with split 'train'")
+        log.info(
+            "pixel data: %d training image(s) of %d region(s), %d validation image(s) of %d "
+            "region(s)", len(train_images), len({i.region for i in train_images}),
+            len(val_images), len({i.region for i in val_images}),
+        )
+    chip_groups: list[ChipGroup] = []
+    if config.patches is not None:
+        chip_groups = load_chip_groups(config.patches.data, splits=("train", "val"))
+        if not any(g.split == "train" for g in chip_groups):
+            raise DatasetError("patches: no chip in split 'train'")
+        log.info("chips: %s", chip_summary(chip_groups))
 
     resume = load_checkpoint(config.resume) if config.resume else None
     normalization: Normalization
     if resume is not None:
-        meta = resume.metadata
-        if tuple(meta.bands) != bands:
+        meta0 = resume.metadata
+        if tuple(meta0.bands) != bands:
             raise BandMismatchError(
-                f"resume {config.resume}: checkpoint bands {list(meta.bands)} differ from the "
+                f"resume {config.resume}: checkpoint bands {list(meta0.bands)} differ from the "
                 f"config's bands {list(bands)}; set bands to the checkpoint's or start afresh"
             )
-        normalization = meta.normalization
+        normalization = meta0.normalization
         model = build_network(resume).train()
     else:
-        normalization = normalization_from_images([im.image for im in train_images], bands,
-                                                  seed=config.seed)
-        model = build_model(config.model.architecture, in_channels=len(bands),
+        if train_images:
+            normalization = normalization_from_images(
+                [im.image for im in train_images], bands, seed=config.seed)
+        elif config.model.init_from is not None:
+            normalization = load_checkpoint(config.model.init_from).metadata.normalization
+        else:
+            raise DatasetError(
+                "chips alone cannot set the normalisation of bands they lack: give data "
+                "(pixel labels) or model.init_from"
+            )
+        if config.model.init_from is not None:
+            init_norm = load_checkpoint(config.model.init_from).metadata.normalization
+            if tuple(init_norm.bands) == bands:
+                normalization = init_norm  # the network starts in its own units
+        model = build_model(config.model.architecture,
+                            in_channels=len(bands) + len(config.optional_bands),
                             num_classes=len(NETWORK_CLASSES), options=config.model.options)
-        if config.model.encoder_weights is not None:
+        if config.model.init_from is not None:
+            init_from_checkpoint(model, config.model.init_from,
+                                 optional_channels=len(config.optional_bands))
+        elif config.model.encoder_weights is not None:
             load_encoder_weights(model, config.model.encoder_weights, bands=bands,
                                  file_bands=config.model.encoder_bands)
-    model.to(device)
     options = architecture_options(config.model.architecture, config.model.options)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (%d parameters) on %s", config.model.architecture, n_params, device)
 
     P = config.sampling.patch_size_px
-    train_ds = PatchDataset(
-        train_images, normalization=normalization, patch_px=P,
-        n_patches=config.sampling.patches_per_epoch,
-        positive_share=config.sampling.positive_share, edge_share=config.sampling.edge_share,
-        augment=make_augment(config.augment), seed=config.seed,
-    )
-    val_loader = None
+    pixel_train = pixel_val = None
+    if train_images:
+        pixel_train = PatchDataset(
+            train_images, normalization=normalization, patch_px=P,
+            n_patches=config.sampling.patches_per_epoch,
+            positive_share=config.sampling.positive_share, edge_share=config.sampling.edge_share,
+            augment=make_augment(config.augment), seed=config.seed,
+        )
     if val_images:
-        val_ds = PatchDataset(val_images, normalization=normalization, patch_px=2 * P,
-                              stride_px=config.sampling.val_stride_px or 2 * P)
-        val_loader = DataLoader(val_ds, batch_size=max(1, config.optim.batch_size // 4))
+        pixel_val = PatchDataset(val_images, normalization=normalization, patch_px=2 * P,
+                                 stride_px=config.sampling.val_stride_px or 2 * P)
+    chips_train = chips_val = None
+    patches = config.patches
+    if patches is not None:
+        chips_train = chip_arrays([g for g in chip_groups if g.split == "train"], bands)
+        val_groups = [g for g in chip_groups if g.split == "val"]
+        chips_val = chip_arrays(val_groups, bands) if val_groups else None
 
-    opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr,
-                            weight_decay=config.optim.weight_decay)
-    steps_per_epoch = -(-len(train_ds) // config.optim.batch_size)
-    total_steps = steps_per_epoch * config.optim.epochs
-    if config.optim.max_steps:
-        total_steps = min(total_steps, config.optim.max_steps)
-    sched: torch.optim.lr_scheduler.LRScheduler
-    if config.optim.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.optim.lr,
-                                                    total_steps=max(total_steps, 1), pct_start=0.15)
-    elif config.optim.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    loss_fn = SegmentationLoss(config.loss).to(device)
-
-    start_epoch, step, best = 0, 0, -1.0
-    history: list[dict[str, Any]] = []
-    if resume is not None and resume.training_state:
-        st = resume.training_state
-        opt.load_state_dict(st["optimizer"])
-        fresh = {k: getattr(sched, k) for k in ("total_steps", "_schedule_phases", "T_max")
-                 if hasattr(sched, k)}
-        sched.load_state_dict(st["scheduler"])
-        # A resumed run may have more epochs: keep the schedule of the new total length.
-        for k, v in fresh.items():
-            setattr(sched, k, v)
-        start_epoch, step, best = int(st["epoch"]), int(st["step"]), float(st["best_score"])
-        history = list(st.get("history", []))
-        log.info("resumed from %s at epoch %d (step %d)", config.resume, start_epoch, step)
-
+    extra: dict[str, Any] = {"config": json.loads(config.model_dump_json()),
+                             "parameters": n_params, "torch": str(torch.__version__)}
+    if patches is not None:
+        extra["toa_offsets"] = dict(TOA_OFFSETS)
     meta = CheckpointMetadata(
         name=config.model.name, version=config.model.version,
         architecture=config.model.architecture, options=options, bands=bands,
         normalization=normalization, classes=NETWORK_CLASSES, patch_size_px=P,
-        training_data=describe_data(config, train_images, val_images),
-        extra={"config": json.loads(config.model_dump_json()), "parameters": n_params,
-               "torch": str(torch.__version__)},
+        training_data=describe_data(config, train_images, val_images, chip_groups),
+        extra=extra, optional_bands=tuple(config.optional_bands),
     )
-    log_path = out_dir / "log.csv"
     (out_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    best_path, last_path = out_dir / "best.pt", out_dir / "last.pt"
+    recipe = recipe_of(config)
+    fitted = fit(
+        model, meta=meta, recipe=recipe, out_dir=out_dir, device=device,
+        pixel_train=pixel_train, pixel_val=pixel_val,
+        pixel_loss=SegmentationLoss(config.loss).to(device) if pixel_train is not None else None,
+        chips_train=chips_train, chips_val=chips_val,
+        resume_state=resume.training_state if resume is not None else None,
+        half_checkpoint=config.half_checkpoint, progress=progress,
+    )
     model_path = out_dir / "model.pt"
-    rates: list[float] = []
-    epochs_run = 0
-    for epoch in range(start_epoch, config.optim.epochs):
-        if config.optim.max_steps and step >= config.optim.max_steps:
-            break
-        train_ds.resample(epoch)
-        loader = DataLoader(train_ds, batch_size=config.optim.batch_size, shuffle=True,
-                            generator=generator, drop_last=len(train_ds) > config.optim.batch_size)
-        model.train()
-        t0 = time.monotonic()
-        losses: list[float] = []
-        chips = 0
-        for i, (x, y) in enumerate(loader, start=1):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, config.amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"epoch {epoch + 1} step {step + 1}: loss is {float(loss)}; lower optim.lr"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step < total_steps:
-                sched.step()
-            step += 1
-            chips += len(x)
-            losses.append(float(loss.detach()))
-            if progress:
-                progress(f"epoch {epoch + 1}/{config.optim.epochs}", i, len(loader))
-            if config.optim.max_steps and step >= config.optim.max_steps:
-                break
-        seconds = time.monotonic() - t0
-        rate = chips / max(seconds, 1e-9)
-        rates.append(rate)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "steps": step, "train_loss": round(float(np.mean(losses)), 5),
-            "lr": f"{opt.param_groups[0]['lr']:.3g}", "seconds": round(seconds, 1),
-            "chips_per_s": round(rate, 2),
-        }
-        score = -float(np.mean(losses))
-        if val_loader is not None:
-            vloss, cm = validate(model, val_loader, loss_fn, device=device, amp=config.amp)
-            mi, de = cm.scores("mining"), cm.scores("deforestation")
-            score = (mi.iou + de.iou) / 2
-            row.update({"val_loss": round(vloss, 5), "val_mining_iou": round(mi.iou, 4),
-                        "val_mining_f1": round(mi.f1, 4), "val_deforestation_iou": round(de.iou, 4),
-                        "val_deforestation_f1": round(de.f1, 4), "val_score": round(score, 4)})
-        history.append(row)
-        _write_log(log_path, history)
-        log.info("epoch %d: %s", epoch + 1, row)
-        metrics = {"validation": {k: v for k, v in row.items() if k.startswith("val_")},
-                   "epoch": epoch + 1}
-        if score > best:
-            best = score
-            save_checkpoint(best_path, model, _with(meta, metrics))
-        state = {"epoch": epoch + 1, "step": step, "best_score": best,
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "history": history}
-        save_checkpoint(last_path, model, _with(meta, metrics), training_state=state)
-        epochs_run += 1
-    if not best_path.is_file():
-        save_checkpoint(best_path, model, _with(meta, {}))
-    best_ckpt = load_checkpoint(best_path)
-    save_checkpoint(model_path, build_network(best_ckpt), best_ckpt.metadata,
-                    half=config.half_checkpoint)
-    mean_rate = float(np.mean(rates)) if rates else 0.0
-    result = TrainResult(out_dir, best_path, last_path, model_path, best, epochs_run, history,
-                         mean_rate)
+    result = TrainResult(out_dir, out_dir / "best.pt", out_dir / "last.pt", model_path,
+                         fitted.best_score, fitted.epochs, fitted.history, fitted.chips_per_s)
     write_model_card(out_dir / "MODEL_CARD.md", load_checkpoint(model_path).metadata,
-                     history=history, chips_per_s=mean_rate, device=str(device))
+                     history=fitted.history, chips_per_s=fitted.chips_per_s, device=str(device))
     return result
 
 
-def _with(meta: CheckpointMetadata, metrics: dict[str, Any]) -> CheckpointMetadata:
-    from dataclasses import replace
-
-    return replace(meta, metrics=metrics)
-
-
-def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(LOG_FIELDS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
+def recipe_of(config: TrainConfig) -> FitRecipe:
+    """The loop's recipe of a training config."""
+    o, a, p = config.optim, config.augment, config.patches
+    chip_aug = ChipAugment(
+        flips=a.flips, rot90=a.rot90, gain_sigma=a.gain_sigma, band_gain_sigma=a.band_gain_sigma,
+        offset_sigma=a.offset_sigma, noise_sigma=a.noise_sigma,
+        toa_offset_sigma=p.toa_offset_sigma if p is not None else 0.0,
+    )
+    return FitRecipe(
+        epochs=o.epochs, steps_per_epoch=o.steps_per_epoch, batch_size=o.batch_size,
+        chip_batch_size=p.chip_batch_size if p is not None else 64, lr=o.lr,
+        weight_decay=o.weight_decay, schedule=o.schedule, max_steps=o.max_steps,
+        mil_weight=p.weight if p is not None else 0.0,
+        mil_pixel_weight=p.pixel_weight if p is not None else 0.0,
+        pool_k=p.pool_k if p is not None else 16,
+        band_dropout=config.band_dropout if config.optional_bands else 0.0,
+        min_specificity=p.min_specificity if p is not None else 0.97,
+        amp=config.amp, seed=config.seed, chip_augment=chip_aug,
+    )
 
 
 def describe_data(
-    config: TrainConfig, train_images: list[LabelledImage], val_images: list[LabelledImage]
+    config: TrainConfig,
+    train_images: list[LabelledImage],
+    val_images: list[LabelledImage],
+    chip_groups: list[ChipGroup] | None = None,
 ) -> dict[str, Any]:
     """What the network was trained on, for the checkpoint's metadata."""
 
@@ -415,7 +344,7 @@ def describe_data(
         return int(sum(int((im.label == code).sum()) for im in images))
 
     out: dict[str, Any] = {
-        "kind": config.data.kind,
+        "kind": config.data.kind if config.data is not None else None,
         "train_regions": regions(train_images),
         "val_regions": regions(val_images),
         "train_images": len(train_images),
@@ -424,6 +353,15 @@ def describe_data(
         "train_deforestation_pixels": pixels(train_images, 2),
         "composite": config.composite.model_dump(),
     }
+    if chip_groups:
+        out["patches"] = {
+            "kind": config.patches.data.kind if config.patches else None,
+            "chips": chip_summary(chip_groups),
+            "sets": {s: sorted({g.set for g in chip_groups if g.split == s})
+                     for s in ("train", "val")},
+            "regions": {s: sorted({g.region for g in chip_groups if g.split == s})
+                        for s in ("train", "val")},
+        }
     if isinstance(config.data, SyntheticData):
         out["worlds"] = [
             {"region": r.region, "split": r.split, **r.world.model_dump(mode="json")}

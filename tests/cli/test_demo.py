@@ -74,7 +74,7 @@ def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, obje
     # the shipped network is the demo's default detector (issue 4)
     from models.registry import DEFAULT_MODEL
 
-    assert meta["model"]["name"] == "minewatch-unet-slim-synthetic"
+    assert meta["model"]["name"] == "minewatch-unet-slim-real"
     assert meta["model"]["sha256"] == DEFAULT_MODEL.weights_sha256
     for feat in fc["features"]:
         props = feat["properties"]

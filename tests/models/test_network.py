@@ -135,7 +135,7 @@ def _planted_mine(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.slow
 def test_shipped_model_finds_a_planted_mine() -> None:
     det = load_network_detector(None, device="cpu")
-    assert det.info.name == "minewatch-unet-slim-synthetic"
+    assert det.info.name == "minewatch-unet-slim-real"
     image, mine = _planted_mine()
     p = det.predict(image, DEFAULT_BANDS).of("mining")
     assert np.nanmean(p[mine] >= 0.5) > 0.5

@@ -78,7 +78,7 @@ def test_engines_agree_with_the_plain_network_on_any_shape(
 
 def test_shipped_network_through_onnx_runtime_matches_pytorch(tmp_path: Path) -> None:
     checkpoint = load_checkpoint(shipped_checkpoint_path())
-    x = torch.randn(1, len(checkpoint.metadata.bands), 128, 192)
+    x = torch.randn(1, checkpoint.metadata.input_channels, 128, 192)
     onnx = build_engine(checkpoint, CPU, backend="onnxruntime", cache_dir=tmp_path)
     np.testing.assert_allclose(onnx(x), _plain(checkpoint, x), atol=1e-3)
 

@@ -1,0 +1,288 @@
+"""Train the real-chip recipe on a GPU machine that has no GDAL (run by hand).
+
+``minewatch train configs/train-real.yaml`` is the recipe; it composites the synthetic worlds
+with rasterio, which a bare GPU machine lacks. This script splits the run in two:
+
+1. here (any machine with minewatch installed)::
+
+       python benchmarks/train_gpu.py bank configs/train-real.yaml --out gpu-bank
+
+   draws the synthetic pixel patches of the recipe's training and validation worlds once
+   (random 128 px windows, as ``minewatch train`` draws them per epoch), stores them as
+   quantised ``uint8`` reflectance in ``gpu-bank/synthetic.npz``, and copies the recipe's
+   training and validation gallery mosaics into ``gpu-bank/gallery/``;
+2. on the GPU machine (PyTorch, NumPy, Pillow and PyYAML only)::
+
+       python benchmarks/train_gpu.py run configs/train-real.yaml --bank gpu-bank --out OUT \\
+           [--variant NAME:key=value,...]
+
+   runs :func:`training.mixed.fit`, the loop ``minewatch train`` runs, on those arrays, once
+   per variant, and writes each variant's ``model.pt``, ``log.csv`` and a summary.
+
+The bank's patches are fixed (``minewatch train`` redraws windows each epoch), so a GPU run
+is the recipe up to which windows are drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _light_training_package() -> None:
+    """Import ``training``'s light modules without its ``__init__`` (which imports the GDAL
+    readers a bare GPU machine lacks)."""
+    if "training" not in sys.modules:
+        pkg = types.ModuleType("training")
+        pkg.__path__ = [str(ROOT / "training")]
+        sys.modules["training"] = pkg
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def make_bank(config_path: Path, out: Path, n_train: int, n_val: int) -> None:
+    from training.config import load_train_config
+    from training.data import PatchDataset, _cut
+    from training.train import load_chip_groups, load_labelled_images
+
+    config = load_train_config(config_path)
+    assert config.data is not None and config.patches is not None
+    images = load_labelled_images(config.data, bands=config.bands, composite=config.composite,
+                                  splits=("train", "val"))
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"bands": np.array(config.bands)}
+    from models.normalization import normalization_from_images
+
+    train_images = [im for im in images if im.split == "train"]
+    norm = normalization_from_images([im.image for im in train_images], config.bands,
+                                     seed=config.seed)
+    arrays["norm_mean"] = np.array(norm.mean)
+    arrays["norm_std"] = np.array(norm.std)
+    # uint8 quantisation: 0.001 reflectance steps for the visible bands, 0.002 beyond (below
+    # the augmentation's pixel noise); 255 = unobserved.
+    scale = np.array([0.001 if b in ("B02", "B03", "B04") else 0.002 for b in config.bands],
+                     dtype=np.float32)
+    arrays["scale"] = scale
+    P = config.sampling.patch_size_px
+    for split, n, size in (("train", n_train, P), ("val", n_val, 2 * P)):
+        chosen = [im for im in images if im.split == split]
+        ds = PatchDataset(chosen, normalization=norm, patch_px=size, n_patches=n,
+                          positive_share=config.sampling.positive_share,
+                          edge_share=config.sampling.edge_share, seed=config.seed)
+        xs, ys = [], []
+        for i, r, c in ds.windows:
+            x, y = _cut(chosen[i], r, c, size)
+            q = np.round(x / scale[:, None, None])
+            xs.append(np.where(np.isfinite(x), np.clip(q, 0, 254), 255).astype(np.uint8))
+            ys.append(y)
+        arrays[f"{split}_x"] = np.stack(xs)
+        arrays[f"{split}_y"] = np.stack(ys)
+    np.savez_compressed(out / "synthetic.npz", **arrays)
+    groups = load_chip_groups(config.patches.data, splits=("train", "val"))
+    gal = out / "gallery"
+    gal.mkdir(exist_ok=True)
+    folder = config.patches.data.folder
+    for g in groups:
+        src = next(iter(folder.rglob(g.name + ".png")))
+        shutil.copy2(src, gal / src.name)
+    print(json.dumps({k: list(v.shape) for k, v in arrays.items()}))
+    print("bank:", sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, "MiB")
+
+
+class _BankPatches:
+    """Pixel patches of the bank as ``(normalised x, label)`` (augmented when training)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, scale: np.ndarray, mean: np.ndarray,
+                 std: np.ndarray, augment: Any) -> None:
+        self.x, self.y, self.augment = x, y, augment
+        self.scale = scale.reshape(-1, 1, 1).astype(np.float32)
+        self.mean = mean.reshape(-1, 1, 1).astype(np.float32)
+        self.std = std.reshape(-1, 1, 1).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        import torch
+
+        raw = self.x[i]
+        x = np.where(raw == 255, np.nan, raw.astype(np.float32) * self.scale).astype(np.float32)
+        y = torch.from_numpy(self.y[i].astype(np.int64))
+        xt = torch.from_numpy(x)
+        if self.augment is not None:
+            xt, y = self.augment(xt, y)
+        x = xt.numpy()
+        y = y.clone()
+        y[torch.from_numpy(~np.all(np.isfinite(x), axis=0))] = 255
+        norm = np.nan_to_num((x - self.mean) / self.std, nan=0.0).astype(np.float32)
+        return torch.from_numpy(norm), y
+
+
+def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
+    _light_training_package()
+    import torch
+
+    from models.checkpoint import CheckpointMetadata, load_checkpoint
+    from models.normalization import Normalization
+    from models.registry import NETWORK_CLASSES, architecture_options, build_model
+    from training.losses import SegmentationLoss
+    from training.mixed import (
+        TOA_OFFSETS,
+        ChipAugment,
+        FitRecipe,
+        chip_arrays,
+        fit,
+        init_from_checkpoint,
+    )
+    from training.patches import read_gallery, split_groups
+
+    cfg = _yaml(config_path)
+    bands = tuple(cfg["bands"])
+    optional = tuple(cfg.get("optional_bands", ()))
+    data = np.load(bank / "synthetic.npz")
+    pdata = cfg["patches"]["data"]
+    groups = read_gallery(bank / "gallery", regions=pdata.get("regions"),
+                          include_unused=False)
+    sp = pdata["split"]
+    # The bank holds the training and validation sets only: the test regions stay here.
+    groups = split_groups(groups, by=sp.get("by", "region"), val=sp["val"], test=[],
+                          seed=sp.get("seed", 0))
+    chips_train = chip_arrays([g for g in groups if g.split == "train"], bands)
+    chips_val = chip_arrays([g for g in groups if g.split == "val"], bands)
+    print("chips train", len(chips_train), int(chips_train.labels.sum()), "val", len(chips_val),
+          int(chips_val.labels.sum()), flush=True)
+    init_path = (config_path.parent / cfg["model"]["init_from"]).resolve()
+    init = load_checkpoint(init_path)
+    norm = init.metadata.normalization
+    if tuple(norm.bands) != bands:
+        norm = Normalization(bands, tuple(data["norm_mean"]), tuple(data["norm_std"]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    a, o, pt = cfg["augment"], cfg["optim"], cfg["patches"]
+
+    class _Aug:
+        def __init__(self) -> None:
+            from torchvision import tv_tensors
+            from torchvision.transforms import v2
+
+            from training.augment import RadiometricJitter, RandomRot90
+
+            self.tv = tv_tensors
+            self.pipe = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                                    RandomRot90(),
+                                    RadiometricJitter(a["gain_sigma"], a["band_gain_sigma"],
+                                                      a["offset_sigma"], a["noise_sigma"])])
+
+        def __call__(self, x: Any, y: Any) -> Any:
+            img, msk = self.pipe(self.tv.Image(x), self.tv.Mask(y))
+            return img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor)
+
+    pixel_train = _BankPatches(data["train_x"], data["train_y"], data["scale"],
+                               np.array(norm.mean), np.array(norm.std), _Aug())
+    pixel_val = _BankPatches(data["val_x"], data["val_y"], data["scale"], np.array(norm.mean),
+                             np.array(norm.std), None)
+    base = {
+        "epochs": o["epochs"], "steps_per_epoch": o.get("steps_per_epoch"),
+        "batch_size": o["batch_size"], "chip_batch_size": pt["chip_batch_size"], "lr": o["lr"],
+        "weight_decay": o["weight_decay"], "schedule": o["schedule"],
+        "mil_weight": pt["weight"], "mil_pixel_weight": pt["pixel_weight"],
+        "pool_k": pt["pool_k"], "band_dropout": cfg.get("band_dropout", 0.5),
+        "min_specificity": pt["min_specificity"], "amp": True, "seed": cfg.get("seed", 0),
+    }
+    summary: list[dict[str, Any]] = []
+    work = Path(tempfile.mkdtemp(prefix="minewatch-gpu-"))
+    for spec in variants:
+        name, _, rest = spec.partition(":")
+        kw = dict(base)
+        init_weights = True
+        for item in filter(None, rest.split(",")):
+            k, v = item.split("=")
+            if k == "init":
+                init_weights = v == "1"
+                continue
+            kw[k] = type(base[k])(float(v)) if isinstance(base[k], (int, float)) and not \
+                isinstance(base[k], bool) else v
+        recipe = FitRecipe(**kw, chip_augment=ChipAugment(
+            gain_sigma=a["gain_sigma"], band_gain_sigma=a["band_gain_sigma"],
+            offset_sigma=a["offset_sigma"], noise_sigma=a["noise_sigma"],
+            toa_offset_sigma=pt["toa_offset_sigma"]))
+        model = build_model(cfg["model"]["architecture"], in_channels=len(bands) + len(optional),
+                            num_classes=len(NETWORK_CLASSES), options=cfg["model"]["options"])
+        if init_weights:
+            init_from_checkpoint(model, init_path, optional_channels=len(optional))
+        meta = CheckpointMetadata(
+            name=cfg["model"]["name"], version=cfg["model"]["version"],
+            architecture=cfg["model"]["architecture"],
+            options=architecture_options(cfg["model"]["architecture"], cfg["model"]["options"]),
+            bands=bands, normalization=norm, classes=NETWORK_CLASSES,
+            patch_size_px=cfg["sampling"]["patch_size_px"],
+            training_data={"kind": "synthetic", "bank": "benchmarks/train_gpu.py",
+                           "patches": {"kind": "gallery", "variant": name}},
+            extra={"config": cfg, "variant": spec, "toa_offsets": dict(TOA_OFFSETS),
+                   "parameters": sum(p.numel() for p in model.parameters()),
+                   "torch": str(torch.__version__),
+                   "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"},
+            optional_bands=optional,
+        )
+        t0 = time.perf_counter()
+        res = fit(model, meta=meta, recipe=recipe, out_dir=work / name, device=device,
+                  pixel_train=pixel_train, pixel_val=pixel_val,
+                  pixel_loss=SegmentationLoss(_LossCfg(cfg["loss"])).to(device),
+                  chips_train=chips_train, chips_val=chips_val, half_checkpoint=True)
+        secs = time.perf_counter() - t0
+        row = {"variant": spec, "best_score": res.best_score, "threshold": res.threshold,
+               "seconds": round(secs, 1), "chips_per_s": round(res.chips_per_s, 1),
+               "last": res.history[-1] if res.history else {}}
+        summary.append(row)
+        print(json.dumps(row), flush=True)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for f in ("model.pt", "log.csv"):  # what comes back from the machine
+            shutil.copy2(work / name / f, out / name / f)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+class _LossCfg:
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.kind = d.get("kind", "dice_ce")
+        self.class_weights = d.get("class_weights", [1.0, 2.0, 2.0])
+        self.dice_weight = d.get("dice_weight", 1.0)
+        self.focal_gamma = d.get("focal_gamma", 2.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bank")
+    b.add_argument("config", type=Path)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--train-patches", type=int, default=320)
+    b.add_argument("--val-patches", type=int, default=16)
+    r = sub.add_parser("run")
+    r.add_argument("config", type=Path)
+    r.add_argument("--bank", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--variant", action="append", default=[])
+    args = ap.parse_args()
+    if args.cmd == "bank":
+        make_bank(args.config, args.out, args.train_patches, args.val_patches)
+    else:
+        run(args.config, args.bank, args.out, args.variant or ["default:"])
+
+
+if __name__ == "__main__":
+    main()
