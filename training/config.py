@@ -208,6 +208,8 @@ class AugmentConfig(_Strict):
     """Std of a random reflectance offset per band (haze)."""
     noise_sigma: float = Field(default=0.003, ge=0)
     """Std of per-pixel Gaussian noise (reflectance)."""
+    contrast_sigma: float = Field(default=0.0, ge=0)
+    """Std of the log of a random contrast around each real chip's band means."""
 
 
 class OptimConfig(_Strict):
@@ -220,6 +222,8 @@ class OptimConfig(_Strict):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimiser steps (for smoke tests)."""
+    ema_decay: float = Field(default=0.0, ge=0, lt=1)
+    """Keep (and validate) an exponential moving average of the weights; 0 = off."""
 
 
 class LossConfig(_Strict):

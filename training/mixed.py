@@ -23,7 +23,7 @@ import contextlib
 import csv
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from models.checkpoint import CheckpointMetadata, save_checkpoint
@@ -217,6 +218,7 @@ class ChipAugment:
     offset_sigma: float = 0.005
     toa_offset_sigma: float = 0.012
     noise_sigma: float = 0.003
+    contrast_sigma: float = 0.0
 
     def __call__(self, x: torch.Tensor, toa: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n, c = x.shape[:2]
@@ -225,13 +227,17 @@ class ChipAugment:
         def randn(*shape: int) -> torch.Tensor:
             return torch.randn(*shape, generator=gen).to(dev)
 
+        if self.contrast_sigma > 0:  # composites differ in contrast (compositing, haze, sun)
+            mean = torch.nanmean(x.flatten(2), dim=2)[:, :, None, None]
+            con = torch.exp(self.contrast_sigma * randn(n, 1)).clamp(0.6, 1.6)
+            x = mean + (x - mean) * con[:, :, None, None]
         gain = (1 + self.gain_sigma * randn(n, 1) + self.band_gain_sigma * randn(n, c)).clamp(
             0.5, 1.5)
         offset = self.offset_sigma * randn(n, c) - self.toa_offset_sigma * randn(n, c) * toa.view(
             -1, 1).to(x.dtype)
         x = x * gain[:, :, None, None] + offset[:, :, None, None]
         if self.noise_sigma > 0:
-            x = x + self.noise_sigma * torch.randn(x.shape, generator=gen).to(dev)
+            x = x + self.noise_sigma * torch.randn(x.shape, device=dev)  # drawn where x is
         x = x.clamp(min=0.0)  # NaN stays NaN
         if self.flips and bool(torch.rand(1, generator=gen) < 0.5):
             x = x.flip(-1)
@@ -257,6 +263,8 @@ class FitRecipe:
         mil_pixel_weight: weight of the negative chips' pixel term in it.
         pool_k: pixels pooled per chip.
         band_dropout: probability of dropping a pixel patch's optional bands.
+        ema_decay: when above 0, validate and keep an exponential moving average of the
+            weights (``torch.optim.swa_utils``); the chip validation of single epochs swings.
         min_specificity: the threshold stored is the most sensitive one reaching this
             specificity on the validation chips.
         amp: bf16 autocast on CUDA.
@@ -276,6 +284,7 @@ class FitRecipe:
     mil_pixel_weight: float = 0.5
     pool_k: int = DEFAULT_POOL_K
     band_dropout: float = 0.5
+    ema_decay: float = 0.0
     min_specificity: float = 0.97
     amp: bool = True
     seed: int = 0
@@ -392,6 +401,11 @@ def fit(
         total = min(total, recipe.max_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = _schedule(opt, recipe, total)
+    ema: AveragedModel | None = None
+    if recipe.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
+                            use_buffers=True)
+    net = ema.module if ema is not None else model  # what is validated and kept
     start_epoch, step, best = 0, 0, -1.0
     history: list[dict[str, Any]] = []
     if resume_state:
@@ -404,6 +418,8 @@ def fit(
         start_epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
         best = float(resume_state["best_score"])
         history = list(resume_state.get("history", []))
+        if ema is not None and "ema" in resume_state:
+            ema.load_state_dict(resume_state["ema"])
     out_dir.mkdir(parents=True, exist_ok=True)
     best_path, last_path = out_dir / "best.pt", out_dir / "last.pt"
     model_path = out_dir / "model.pt"
@@ -413,13 +429,11 @@ def fit(
     for epoch in range(start_epoch, recipe.epochs):
         if recipe.max_steps and step >= recipe.max_steps:
             break
-        pixel_iter = None
+        pixel_iter: Any = None
         if pixel_train is not None:
             if hasattr(pixel_train, "resample"):
                 pixel_train.resample(epoch)
-            loader = DataLoader(pixel_train, batch_size=recipe.batch_size, shuffle=True,
-                                generator=gen, drop_last=True)
-            pixel_iter = iter(loader)
+            pixel_iter = _pixel_batches(pixel_train, recipe.batch_size, gen)
         model.train()
         t0 = time.monotonic()
         losses: list[float] = []
@@ -432,12 +446,7 @@ def fit(
             xs: list[torch.Tensor] = []
             y = None
             if pixel_iter is not None:
-                try:
-                    x, y = next(pixel_iter)
-                except StopIteration:
-                    pixel_iter = iter(DataLoader(pixel_train, batch_size=recipe.batch_size,  # type: ignore[arg-type]
-                                                 shuffle=True, generator=gen, drop_last=True))
-                    x, y = next(pixel_iter)
+                x, y = next(pixel_iter)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 xs.append(_with_flags(x, optional_idx, recipe.band_dropout, gen))
             if sampler is not None:
@@ -471,6 +480,8 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if step < total:
                 sched.step()
             step += 1
@@ -493,7 +504,7 @@ def fit(
             row["train_mil_loss"] = round(float(np.mean(mil_losses)), 5)
         parts: list[float] = []
         if pixel_val is not None and pixel_loss is not None:
-            vloss, (mi, de) = _validate_pixels(model, pixel_val, pixel_loss, optional_idx,
+            vloss, (mi, de) = _validate_pixels(net, pixel_val, pixel_loss, optional_idx,
                                                 device=device, amp=recipe.amp,
                                                 batch_size=max(1, recipe.batch_size // 4))
             row.update({"val_loss": round(vloss, 5), "val_mining_iou": round(mi[0], 4),
@@ -502,7 +513,7 @@ def fit(
             parts += [mi[0], de[0]]
         threshold = None
         if chips_val is not None and len(np.unique(chips_val.labels)) == 2:
-            prob = chip_probabilities(model, chips_val, normalization=meta.normalization,
+            prob = chip_probabilities(net, chips_val, normalization=meta.normalization,
                                       optional_idx=optional_idx, mining_index=mining,
                                       device=device, amp=recipe.amp)
             scores = chip_scores(prob, recipe.pool_k)
@@ -528,14 +539,16 @@ def fit(
         if score > best or not best_path.is_file():
             best = max(score, best)
             best_threshold = threshold
-            save_checkpoint(best_path, model, epoch_meta)
+            save_checkpoint(best_path, net, epoch_meta)
         state = {"epoch": epoch + 1, "step": step, "best_score": best,
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "history": history}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         save_checkpoint(last_path, model, epoch_meta, training_state=state)
         epochs_run += 1
     if not best_path.is_file():
-        save_checkpoint(best_path, model, _with(meta, {}, None, recipe.pool_k))
+        save_checkpoint(best_path, net, _with(meta, {}, None, recipe.pool_k))
     from models.checkpoint import build_network, load_checkpoint
 
     best_ckpt = load_checkpoint(best_path)
@@ -544,6 +557,19 @@ def fit(
     saved = best_ckpt.metadata.extra.get("thresholds", {}).get("mining")
     return FitResult(best, saved if saved is not None else best_threshold, history,
                      float(np.mean(rates)) if rates else 0.0, epochs_run)
+
+
+def _pixel_batches(
+    data: Any, batch_size: int, gen: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled batches of pixel patches: a dataset's through a loader, or those of an
+    object with ``sample(batch_size, gen)`` (patches kept and augmented on the device)."""
+    if hasattr(data, "sample"):
+        while True:
+            yield data.sample(batch_size, gen)
+    while True:
+        yield from DataLoader(data, batch_size=batch_size, shuffle=True, generator=gen,
+                              drop_last=True)
 
 
 def _with(
@@ -561,9 +587,15 @@ def _with(
 def _crop(
     x: torch.Tensor, y: torch.Tensor | None, side: int, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A random ``side`` window of a batch of patches (and labels); smaller patches pass."""
+    """A random ``side`` window of a batch of patches (and labels); smaller patches are padded
+    (input 0, labels ignored), so that they stack with the chips."""
     h, w = x.shape[-2:]
-    if h <= side and w <= side:
+    if h < side or w < side:
+        ph, pw = max(side - h, 0), max(side - w, 0)
+        x = nn.functional.pad(x, (0, pw, 0, ph))
+        y = nn.functional.pad(y, (0, pw, 0, ph), value=IGNORE_INDEX) if y is not None else None
+        h, w = x.shape[-2:]
+    if h == side and w == side:
         return x, y
     r = int(torch.randint(0, max(h - side, 0) + 1, (1,), generator=gen))
     c = int(torch.randint(0, max(w - side, 0) + 1, (1,), generator=gen))

@@ -313,13 +313,14 @@ def recipe_of(config: TrainConfig) -> FitRecipe:
     o, a, p = config.optim, config.augment, config.patches
     chip_aug = ChipAugment(
         flips=a.flips, rot90=a.rot90, gain_sigma=a.gain_sigma, band_gain_sigma=a.band_gain_sigma,
-        offset_sigma=a.offset_sigma, noise_sigma=a.noise_sigma,
+        offset_sigma=a.offset_sigma, noise_sigma=a.noise_sigma, contrast_sigma=a.contrast_sigma,
         toa_offset_sigma=p.toa_offset_sigma if p is not None else 0.0,
     )
     return FitRecipe(
         epochs=o.epochs, steps_per_epoch=o.steps_per_epoch, batch_size=o.batch_size,
         chip_batch_size=p.chip_batch_size if p is not None else 64, lr=o.lr,
         weight_decay=o.weight_decay, schedule=o.schedule, max_steps=o.max_steps,
+        ema_decay=o.ema_decay,
         mil_weight=p.weight if p is not None else 0.0,
         mil_pixel_weight=p.pixel_weight if p is not None else 0.0,
         pool_k=p.pool_k if p is not None else 16,

@@ -178,7 +178,11 @@ def test_evaluate_a_gallery_folder_end_to_end(gallery: Path, tmp_path: Path) -> 
                                               "aquaculture-faziendas-negatives2025-08"])}
     net = level["checkpoint"]
     assert net["detector"]["name"] == "minewatch-unet-slim-real"
-    assert net["threshold"] == pytest.approx(0.891673, abs=1e-6)
+    from models.checkpoint import load_checkpoint
+    from models.registry import shipped_checkpoint_path
+
+    stored = load_checkpoint(shipped_checkpoint_path()).metadata.extra["thresholds"]["mining"]
+    assert 0.5 < stored < 1 and net["threshold"] == pytest.approx(stored, abs=1e-6)
     c = net["counts"]
     assert c["true_positives"] + c["false_negatives"] == 25
     assert c["true_negatives"] + c["false_positives"] == 40
@@ -193,3 +197,73 @@ def test_evaluate_a_gallery_folder_end_to_end(gallery: Path, tmp_path: Path) -> 
                                    "output": {"folder": str(tmp_path / "o2")}}), encoding="utf-8")
     result = CliRunner().invoke(main, ["evaluate", str(bad)])
     assert result.exit_code == 1 and "gallery folder not found" in result.output
+
+
+DREDGE = "dredge_mining_positives2025-08_S2L1C_clear0.75_2024-08-01_2024-11-01.png"
+
+
+def test_contrast_jitter_keeps_each_chips_band_means() -> None:
+    from training.mixed import ChipAugment
+
+    x = 0.1 + torch.rand(3, 3, 8, 8) * 0.02  # stays above 0 (clamped) at any contrast
+    aug = ChipAugment(flips=False, rot90=False, gain_sigma=0, band_gain_sigma=0, offset_sigma=0,
+                      toa_offset_sigma=0, noise_sigma=0, contrast_sigma=0.3)
+    y = aug(x, torch.zeros(3, dtype=torch.bool), torch.Generator().manual_seed(1))
+    assert torch.allclose(y.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-5)
+    ratio = y.std(dim=(2, 3)) / x.std(dim=(2, 3))
+    assert not torch.allclose(ratio, torch.ones_like(ratio), atol=1e-3)
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-4)  # one factor a chip
+
+
+@pytest.mark.slow
+def test_train_mixes_gallery_chips_keeps_the_weight_average_and_resumes(
+    gallery: Path, chip_folder: Path, tmp_path: Path
+) -> None:
+    """``minewatch train`` with pixel chips and gallery mosaics: the chip validation is logged,
+    the threshold stored, the kept weights are the moving average (not the last step's), and a
+    resumed run continues the average."""
+    from models.checkpoint import load_checkpoint
+    from training.config import TrainConfig
+    from training.train import train
+
+    from .conftest import TINY_OPTIONS
+
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for name in (POS, NEG, AQUA, DREDGE):
+        shutil.copy(gallery / name, folder / name)
+    out = tmp_path / "run"
+
+    def config(epochs: int, **kw: object) -> TrainConfig:
+        return TrainConfig.model_validate({
+            "model": {"name": "tiny", "architecture": "unet-slim", "options": TINY_OPTIONS},
+            "bands": ["B02", "B03", "B04", "B08", "B11", "B12"],
+            "optional_bands": ["B08", "B11", "B12"],
+            "data": {"kind": "chips", "folder": str(chip_folder)},
+            "patches": {"data": {"kind": "gallery", "folder": str(folder),
+                                 "split": {"by": "set", "test": [],
+                                           "val": ["v3.6_2023_positives",
+                                                   "aquaculture-faziendas-negatives2025-08"]}},
+                        "weight": 4.0, "chip_batch_size": 8},
+            "sampling": {"patch_size_px": 32, "patches_per_epoch": 8},
+            "augment": {"contrast_sigma": 0.15},
+            "optim": {"epochs": epochs, "steps_per_epoch": 3, "batch_size": 4, "lr": 0.01,
+                      "ema_decay": 0.9},
+            "device": "cpu", "output": {"folder": str(out)}, **kw})
+
+    train(config(2))
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_chip_auc" in rows[0] and rows[1].split(",")[10] != ""
+    best = load_checkpoint(out / "best.pt")
+    last = load_checkpoint(out / "last.pt")
+    assert 0 <= best.metadata.extra["thresholds"]["mining"] <= 1
+    assert last.training_state is not None and "ema" in last.training_state
+    raw = last.state_dict
+    averaged = {k[len("module."):]: v for k, v in last.training_state["ema"].items()
+                if k.startswith("module.")}
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+
+    train(config(3, resume=str(out / "last.pt")))
+    assert len((out / "log.csv").read_text().splitlines()) == 4
+    assert int(load_checkpoint(out / "last.pt").training_state["ema"]["n_averaged"]) == 9
