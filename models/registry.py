@@ -325,7 +325,7 @@ SYNTHETIC_MODEL = ShippedModel(
 DEFAULT_MODEL = ShippedModel(
     name="minewatch-unet-slim-real",
     filename="minewatch-unet-slim-real.pt",
-    weights_sha256="205d5550945ae27015b182f54539bbd0bca047ed7d21ea6dccdce801c16d71c5",
+    weights_sha256="259e1773e657bacf4362d488b84c54d02a98e0ce58d5345890e8dc0249e136d2",
 )
 
 
