@@ -300,6 +300,7 @@ def _scan(
         simplify_m=config.alerts.simplify_m,
         model_sha256=detector.info.sha256,
         halo_px=halo,
+        detector_options=tuple(sorted(getattr(detector, "options", {}).items())),
     )
     units_dir = out_dir / "units"
     grid_frame = grid_to_geodataframe(cells)

@@ -130,6 +130,14 @@ def _build_detector(config: Any) -> Any:
             device=config.detector.device,
             backend=config.detector.backend,
         )
+    if config.detector.kind == "amw":
+        from models.amw import load_amw_detector
+
+        return load_amw_detector(
+            config.detector.checkpoint,
+            stride_px=config.detector.stride_px,
+            device=config.detector.device,
+        )
     raise click.UsageError(f"detector {config.detector.kind!r} is not available")
 
 

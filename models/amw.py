@@ -480,7 +480,7 @@ def convert_h5(
 
 
 # ------------------------------------------------------------------------------ the detector
-def _starts(size: int, window: int, step: int) -> list[int]:
+def window_starts(size: int, window: int, step: int) -> list[int]:
     if size <= window:
         return [0]
     starts = list(range(0, size - window, step))
@@ -622,7 +622,7 @@ class AmwDetector:
         img[:, :h, :w] = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0)
         obs = np.zeros((H, W), dtype=np.float32)
         obs[:h, :w] = valid
-        rows, cols = _starts(H, p, self.stride_px), _starts(W, p, self.stride_px)
+        rows, cols = window_starts(H, p, self.stride_px), window_starts(W, p, self.stride_px)
         # observed share of every window, from a summed-area table
         sat = np.pad(obs.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
         r, c = np.array(rows)[:, None], np.array(cols)[None, :]

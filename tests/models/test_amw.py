@@ -68,6 +68,12 @@ def test_detector_scores_one_window_as_the_original():
     order = np.random.default_rng(0).permutation(13)
     shuffled = det.predict(dn[order] / 10000, tuple(AMW_BANDS_13[k] for k in order))
     assert np.allclose(shuffled.probabilities, pred.probabilities, atol=1e-6)
+    # and the order matters: B08 and B8A named the other way round change the score
+    swapped = list(AMW_BANDS_13)
+    i8, i8a = swapped.index("B08"), swapped.index("B8A")
+    swapped[i8], swapped[i8a] = swapped[i8a], swapped[i8]
+    wrong = det.predict(dn / 10000, tuple(swapped)).of("mining")
+    assert np.abs(wrong - pred.of("mining")).max() > 1e-3
 
 
 @pytest.mark.parametrize("model", [AMW_MODEL, AMW_ENSEMBLE_MODEL], ids=lambda m: m.name)

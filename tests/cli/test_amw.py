@@ -1,0 +1,101 @@
+"""Amazon Mining Watch's classifiers end to end through the command line, on real L1C scenes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_bounds
+
+from models.registry import AMW_ENSEMBLE_MODEL, AMW_MODEL, shipped_checkpoint_path
+from tests.cli.conftest import minewatch
+
+#: eo-learn's band order of REFERENCE_SCENES (Sentinel Hub's L1C order)
+EOLEARN_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
+                 "B11", "B12")
+#: bbox of the eo-learn test patch (EPSG:32633), TestEOPatch/bbox.geojson
+BOUNDS = (465181.0522318204, 5079244.8912012065, 466180.53145382757, 5080254.63349641)
+
+
+def write_scenes(shared_data: Path, folder: Path, *, drop: tuple[str, ...] = ()) -> list[Path]:
+    """The five real L1C scenes (TOA reflectance) as float32 GeoTIFFs named by band."""
+    scenes = np.load(shared_data / "eolearn_s2_l1c" / "REFERENCE_SCENES.npy")
+    keep = [i for i, b in enumerate(EOLEARN_BANDS) if b not in drop]
+    paths = []
+    for i, scene in enumerate(scenes):
+        h, w, _ = scene.shape
+        path = folder / f"slovenia-{i}.tif"
+        with rasterio.open(
+            path, "w", driver="GTiff", width=w, height=h, count=len(keep), dtype="float32",
+            crs="EPSG:32633", transform=from_bounds(*BOUNDS, w, h), nodata=float("nan"),
+        ) as dst:
+            dst.write(scene.transpose(2, 0, 1)[keep])
+            for k, b in enumerate(keep, start=1):
+                dst.set_band_description(k, EOLEARN_BANDS[b])
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("model", [AMW_MODEL, AMW_ENSEMBLE_MODEL], ids=lambda m: m.name)
+def test_real_slovenian_forest_gives_no_mining_site(shared_data, tmp_path, model):
+    """Five real 13-band L1C scenes (forest and meadows, two cloudy, no mining) through
+    ``minewatch predict --checkpoint`` at the published threshold 0.5: no site."""
+    scenes = write_scenes(shared_data, tmp_path)
+    out = tmp_path / "out"
+    proc = minewatch(
+        "predict", *map(str, scenes), "--checkpoint", str(shipped_checkpoint_path(model)),
+        "--out", str(out), "--device", "cpu", "--json", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report["scenes"]) == 5
+    for item in report["scenes"]:
+        assert item["site_count"] == 0 and item["stride_px"] == 24
+        with rasterio.open(item["probabilities"]) as src:
+            assert src.descriptions == ("mining",) and src.count == 1
+            assert json.loads(src.tags()["MINEWATCH_THRESHOLDS"]) == {"mining": 0.5}
+            assert src.tags()["MODEL_SHA256"] == model.weights_sha256
+            prob = src.read(1)
+        # every pixel scored (all observed), all well below the threshold
+        assert (prob != 255).all() and prob.max() < 0.5 * 254
+    merged = json.loads((out / "sites.geojson").read_text())
+    assert merged["type"] == "FeatureCollection" and merged["features"] == []
+
+
+def test_a_scene_without_b10_is_refused_naming_the_band_and_the_fix(shared_data, tmp_path):
+    scene = write_scenes(shared_data, tmp_path, drop=("B10",))[0]
+    proc = minewatch(
+        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+        "--out", str(tmp_path / "out"), "--device", "cpu", cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "lacks ['B10']" in proc.stderr and "12-band AMW checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "slovenia-0_probabilities.tif").exists()
+
+
+def test_stride_option_changes_the_windows_and_needs_an_amw_checkpoint(shared_data, tmp_path):
+    scene = write_scenes(shared_data, tmp_path)[0]
+    windows = {}
+    for stride in (48, 24, 12):
+        proc = minewatch(
+            "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+            "--out", str(tmp_path / f"s{stride}"), "--device", "cpu", "--stride-px", str(stride),
+            "--json", cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        windows[stride] = json.loads(proc.stdout)["windows"]
+    # 101 x 100 px: rows 0,48,53 / cols 0,48,52 at 48; 0,24,48,53 / 0,24,48,52 at 24; ...
+    assert windows == {48: 9, 24: 16, 12: 36}
+    bad = minewatch(
+        "predict", str(scene), "--out", str(tmp_path / "n"), "--stride-px", "24", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "applies to Amazon Mining Watch checkpoints" in bad.stderr
+    too_big = minewatch(
+        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+        "--out", str(tmp_path / "b"), "--stride-px", "60", cwd=tmp_path,
+    )
+    assert too_big.returncode == 1 and "stride_px 60: expected 1..48" in too_big.stderr
