@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import yaml
+from pyproj import Transformer
 from rasterio.transform import from_bounds
 
 from models.registry import AMW_ENSEMBLE_MODEL, AMW_MODEL, shipped_checkpoint_path
@@ -20,12 +22,21 @@ EOLEARN_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", 
 BOUNDS = (465181.0522318204, 5079244.8912012065, 466180.53145382757, 5080254.63349641)
 
 
-def write_scenes(shared_data: Path, folder: Path, *, drop: tuple[str, ...] = ()) -> list[Path]:
-    """The five real L1C scenes (TOA reflectance) as float32 GeoTIFFs named by band."""
+def write_scenes(
+    shared_data: Path,
+    folder: Path,
+    *,
+    drop: tuple[str, ...] = (),
+    dates: dict[int, str] | None = None,
+) -> list[Path]:
+    """The five real L1C scenes (TOA reflectance) as float32 GeoTIFFs named by band (with
+    ``dates``: only those scenes, tagged with their acquisition time, as a local source)."""
     scenes = np.load(shared_data / "eolearn_s2_l1c" / "REFERENCE_SCENES.npy")
     keep = [i for i, b in enumerate(EOLEARN_BANDS) if b not in drop]
     paths = []
     for i, scene in enumerate(scenes):
+        if dates is not None and i not in dates:
+            continue
         h, w, _ = scene.shape
         path = folder / f"slovenia-{i}.tif"
         with rasterio.open(
@@ -35,6 +46,8 @@ def write_scenes(shared_data: Path, folder: Path, *, drop: tuple[str, ...] = ())
             dst.write(scene.transpose(2, 0, 1)[keep])
             for k, b in enumerate(keep, start=1):
                 dst.set_band_description(k, EOLEARN_BANDS[b])
+            if dates is not None:
+                dst.update_tags(ACQUISITION_DATETIME=dates[i])
         paths.append(path)
     return paths
 
@@ -99,3 +112,72 @@ def test_stride_option_changes_the_windows_and_needs_an_amw_checkpoint(shared_da
         "--out", str(tmp_path / "b"), "--stride-px", "60", cwd=tmp_path,
     )
     assert too_big.returncode == 1 and "stride_px 60: expected 1..48" in too_big.stderr
+
+
+def _scan_config(folder: Path, **detector: object) -> Path:
+    to_lonlat = Transformer.from_crs(32633, 4326, always_xy=True)
+    x0, y0 = to_lonlat.transform(BOUNDS[0] + 100, BOUNDS[1] + 100)
+    x1, y1 = to_lonlat.transform(BOUNDS[2] - 100, BOUNDS[3] - 100)
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    (folder / "aoi.geojson").write_text(json.dumps({
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {"id": "si-1", "name": "Slovenian forest"},
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}}],
+    }))
+    path = folder / "scan.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "amw-slovenia",
+        "aoi": {"path": "aoi.geojson", "buffer_m": 0},
+        "source": {"kind": "local", "path": "scenes"},
+        "periods": {"kind": "quarter", "start": "2024-04-01", "end": "2024-09-30"},
+        "grid": {"chip_size_px": 128},
+        "detector": {"kind": "amw", "device": "cpu", **detector},
+    }))
+    return path
+
+
+def test_scan_with_the_12_band_ensemble_over_a_local_source(shared_data, tmp_path):
+    """kind: amw in a scan config: real 12-band L1C scenes in a local source, two quarters, no
+    mining alert; the stride is part of the scan's identity (another stride is another scan),
+    and the same scan again reuses every unit."""
+    (tmp_path / "scenes").mkdir()
+    write_scenes(shared_data, tmp_path / "scenes", drop=("B10",),
+                 dates={2: "2024-05-10T10:00:00Z", 3: "2024-08-10T10:00:00Z"})
+    ensemble = "package:models/weights/amw-48px-v3.2-3.7ensemble.pt"
+    cfg = _scan_config(tmp_path, checkpoint=ensemble, stride_px=24)
+    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["outcome"] == "success" and summary["alerts"] == 0
+    assert summary["units_computed"] > 0 and summary["observed_fraction"]["2024Q3"] > 0
+    alerts = json.loads((tmp_path / "out" / "alerts.geojson").read_text())
+    assert alerts["minewatch"]["model"]["sha256"] == AMW_ENSEMBLE_MODEL.weights_sha256
+    again = minewatch("scan", str(_scan_config(tmp_path, checkpoint=ensemble, stride_px=48)),
+                      "--out", "out", "--json", cwd=tmp_path)
+    assert again.returncode == 1 and "holds results of another scan" in again.stderr
+    same = minewatch("scan", str(_scan_config(tmp_path, checkpoint=ensemble, stride_px=24)),
+                     "--out", "out", "--json", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert json.loads(same.stdout)["units_computed"] == 0
+
+
+def test_scan_with_the_13_band_classifier_says_no_source_reads_b10(tmp_path):
+    cfg = _scan_config(tmp_path)  # the default checkpoint: 13 bands
+    proc = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "needs band(s) ['B10'], which no imagery source" in line
+    assert "package:models/weights/amw-48px-v3.2-3.7ensemble.pt" in line
+
+
+def test_stride_px_belongs_to_kind_amw(tmp_path):
+    cfg = _scan_config(tmp_path, stride_px=24)
+    data = yaml.safe_load(cfg.read_text())
+    data["detector"]["kind"] = "network"
+    cfg.write_text(yaml.safe_dump(data))
+    proc = minewatch("scan", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 1 and "applies to kind 'amw' only" in proc.stderr
+    data["detector"] = {"kind": "amw", "stride_px": 64}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = minewatch("scan", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 1 and "detector.stride_px" in proc.stderr
