@@ -9,10 +9,10 @@ This module
 
 * reads such a Keras ``.h5`` with h5py alone (architecture from its ``model_config``, weights
   from ``model_weights``; no TensorFlow) and rebuilds it as a PyTorch module,
-  :class:`AmwNet`: ``Conv2D``, ``MaxPooling2D``, ``Flatten``, ``Dense``, ``Dropout``,
-  ``BatchNormalization``, in a ``Sequential`` or a functional ensemble of ``Sequential``
-  members joined by ``Concatenate``/``Average`` (scored as the members' mean, as upstream's
-  inference engine does);
+  :class:`AmwNet`: ``Conv2D``, ``MaxPooling2D``, ``Flatten``, ``Dense``, ``Dropout`` (the
+  layers AMW's CNNs use; anything else is refused by name), in a ``Sequential`` or a
+  functional ensemble of ``Sequential`` members joined by ``Concatenate``/``Average`` (scored
+  as the members' mean, as upstream's inference engine does);
 * writes it as a minewatch checkpoint (:func:`convert_h5`; ``python -m models.amw H5 OUT.pt``)
   whose bands are the AMW channel order, so loading enforces it;
 * runs it as a detector (:class:`AmwDetector`): the 48 px window slides over a composite with a
@@ -72,7 +72,7 @@ _ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh")
 
 # ------------------------------------------------------------------------------ the network
 class _ChannelsLastFlatten(nn.Module):
-    """Keras ``Flatten`` of a channels-last tensor: ``(N, C, H, W)`` flattened as ``(N, H, W, C)``."""
+    """Keras ``Flatten`` of channels-last data: ``(N, C, H, W)`` flattened as ``(N, H, W, C)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1).flatten(1) if x.ndim == 4 else x.flatten(1)
@@ -97,9 +97,6 @@ def _member(spec: Sequence[Mapping[str, Any]]) -> nn.Sequential:
             layers.append(_ChannelsLastFlatten())
         elif kind == "dense":
             layers += [nn.Linear(s["in"], s["out"]), _activation(s["activation"])]
-        elif kind == "batchnorm":
-            bn = nn.BatchNorm2d if s["rank"] == 4 else nn.BatchNorm1d
-            layers.append(bn(s["features"], eps=s["eps"]))
         else:
             raise ModelError(f"AMW network: unknown layer type {kind!r} in its options")
     return nn.Sequential(*layers)
@@ -171,7 +168,8 @@ def keras_layer_spec(
     def unsupported(what: str) -> CheckpointError:
         return CheckpointError(
             f"Keras layer {name!r} ({kind}): {what} is not supported by the AMW converter "
-            "(it supports Conv2D, MaxPooling2D, Flatten, Dense, Dropout, BatchNormalization)"
+            "(it supports Conv2D, MaxPooling2D, Flatten, Dense and Dropout: the layers of AMW's "
+            "CNNs)"
         )
 
     act = cfg.get("activation", "linear")
@@ -215,16 +213,6 @@ def keras_layer_spec(
         spec = {"type": "dense", "name": name, "in": channels, "out": cfg["units"],
                 "activation": act}
         return spec, int(cfg["units"]), 2
-    if kind == "BatchNormalization":
-        axis = cfg.get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) else axis
-        if axis not in (-1, 3 if rank == 4 else 1) or not cfg.get("center", True) or not cfg.get(
-            "scale", True
-        ):
-            raise unsupported(f"axis {axis} / center or scale off")
-        spec = {"type": "batchnorm", "name": name, "features": channels, "rank": rank,
-                "eps": float(cfg.get("epsilon", 1e-3))}
-        return spec, channels, rank
     raise unsupported("this layer type")
 
 
@@ -330,7 +318,7 @@ def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
         for spec in spec_list:
             mod_idx = idx
             idx += 2 if spec["type"] in ("conv2d", "dense") else 1
-            if spec["type"] not in ("conv2d", "dense", "batchnorm"):
+            if spec["type"] not in ("conv2d", "dense"):
                 continue
             got = w.get(spec["name"])
             if got is None:
@@ -339,18 +327,11 @@ def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
             if spec["type"] == "conv2d":
                 state[prefix + "weight"] = torch.from_numpy(got["kernel"]).permute(3, 2, 0, 1)
                 state[prefix + "bias"] = torch.from_numpy(got["bias"])
-            elif spec["type"] == "dense":
+            else:
                 state[prefix + "weight"] = torch.from_numpy(got["kernel"]).T
                 state[prefix + "bias"] = torch.from_numpy(got["bias"])
-            else:
-                state[prefix + "weight"] = torch.from_numpy(got["gamma"])
-                state[prefix + "bias"] = torch.from_numpy(got["beta"])
-                state[prefix + "running_mean"] = torch.from_numpy(got["moving_mean"])
-                state[prefix + "running_var"] = torch.from_numpy(got["moving_variance"])
-                state[prefix + "num_batches_tracked"] = torch.tensor(0)
     try:
-        net.load_state_dict({k: v.float().contiguous() if v.is_floating_point() else v
-                             for k, v in state.items()})
+        net.load_state_dict({k: v.float().contiguous() for k, v in state.items()})
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the architecture ({exc})") from exc
     info = {
@@ -364,11 +345,12 @@ def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
 
 
 def _weights_of(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer: {kernel|bias|gamma|...: array}}`` of a Keras weights group (and its subgroups)."""
+    """``{layer: {kernel|bias: array}}`` of a Keras weights group (and its subgroups)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     names: list[str] = []
     if "weight_names" in group.attrs:
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        raw = group.attrs["weight_names"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
         for n in names:
             layer, param = n.split("/")[-2], n.split("/")[-1].split(":")[0]
             out.setdefault(layer, {})[param] = np.asarray(group[n], dtype=np.float32)

@@ -103,7 +103,9 @@ class CheckpointMetadata:
                 f"differ from input bands {list(self.bands)}"
             )
         # Patch classifiers (Amazon Mining Watch's, models.amw) score mining alone.
-        need = ("mining",) if self.architecture in PATCH_CLASSIFIERS else ("mining", "deforestation")
+        need: tuple[str, ...] = ("mining", "deforestation")
+        if self.architecture in PATCH_CLASSIFIERS:
+            need = ("mining",)
         missing = [c for c in need if c not in self.classes]
         if missing:
             raise CheckpointError(

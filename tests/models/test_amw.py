@@ -152,3 +152,24 @@ def test_converter_refuses_a_file_that_is_not_keras(tmp_path):
         convert_h5(bad, tmp_path / "x.pt")
     assert main([str(tmp_path / "none.h5"), str(tmp_path / "y.pt")]) == 1
     assert not (tmp_path / "y.pt").exists()
+
+
+def test_converter_names_a_layer_it_does_not_support(shared_data, tmp_path):
+    """The real 13-band file with one layer changed to BatchNormalization: refused by name,
+    nothing written."""
+    import json
+    import shutil
+
+    import h5py
+
+    h5 = tmp_path / "changed.h5"
+    shutil.copy(shared_data / "amw" / "models" / H5[AMW_MODEL.name], h5)
+    h5.chmod(0o644)
+    with h5py.File(h5, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layer = config["config"]["layers"][2]
+        layer["class_name"] = "BatchNormalization"
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(CheckpointError, match=r"Keras layer 'conv2d_10' \(BatchNormalization\)"):
+        convert_h5(h5, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
