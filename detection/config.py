@@ -50,7 +50,7 @@ class DetectorConfig(_Strict):
     """Which detector turns composites into class probabilities: the segmentation ``network``
     (a checkpoint; default the shipped one), the spectral ``indices`` baseline, or ``amw``,
     Amazon Mining Watch's 48 px patch classifier slid over a 13-band (or 12-band) L1C composite
-    (``models.amw``; default checkpoint the shipped 13-band one)."""
+    (``models.amw``; default checkpoint the shipped 12-band ensemble: no source reads B10 yet)."""
 
     kind: Literal["indices", "network", "amw"] = "indices"
     checkpoint: Path | None = None

@@ -255,9 +255,9 @@ def _scan(
         raise DetectionError(
             f"detector {detector.info.name} needs band(s) {unreadable}, which no imagery source "
             f"of this minewatch reads (sources read {sorted(BANDS)}); for the 13-band Amazon "
-            "Mining Watch classifier use the 12-band one (detector.checkpoint: "
-            "package:models/weights/amw-48px-v3.2-3.7ensemble.pt), or run minewatch predict "
-            "--checkpoint on a 13-band L1C GeoTIFF"
+            "Mining Watch classifier use the 12-band ensemble (the default: leave out "
+            "detector.checkpoint, or package:models/weights/amw-48px-v3.2-3.7ensemble.pt), or "
+            "run minewatch predict --checkpoint on a 13-band L1C GeoTIFF"
         )
     aois = load_aoi(config.aoi)
     area = buffer_aoi(aois, config.aoi.buffer_m)

@@ -631,7 +631,7 @@ def load_amw_detector(
     stride_px: int | None = None,
     device: str = "auto",
 ) -> AmwDetector:
-    """The AMW detector of a checkpoint file, or of the shipped 13-band one.
+    """The AMW detector of a checkpoint file, or of the shipped default (the 12-band ensemble).
 
     Raises:
         CheckpointError: missing, corrupt, or not an AMW checkpoint.

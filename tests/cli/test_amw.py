@@ -12,7 +12,7 @@ import yaml
 from pyproj import Transformer
 from rasterio.transform import from_bounds
 
-from models.registry import AMW_ENSEMBLE_MODEL, AMW_MODEL, shipped_checkpoint_path
+from models.registry import AMW_MODEL, AMW_V421_MODEL, shipped_checkpoint_path
 from tests.cli.conftest import minewatch
 
 #: eo-learn's band order of REFERENCE_SCENES (Sentinel Hub's L1C order)
@@ -52,7 +52,7 @@ def write_scenes(
     return paths
 
 
-@pytest.mark.parametrize("model", [AMW_MODEL, AMW_ENSEMBLE_MODEL], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [AMW_V421_MODEL, AMW_MODEL], ids=lambda m: m.name)
 def test_real_slovenian_forest_gives_no_mining_site(shared_data, tmp_path, model):
     """Five real 13-band L1C scenes (forest and meadows, two cloudy, no mining) through
     ``minewatch predict --checkpoint`` at the published threshold 0.5: no site."""
@@ -81,7 +81,7 @@ def test_real_slovenian_forest_gives_no_mining_site(shared_data, tmp_path, model
 def test_a_scene_without_b10_is_refused_naming_the_band_and_the_fix(shared_data, tmp_path):
     scene = write_scenes(shared_data, tmp_path, drop=("B10",))[0]
     proc = minewatch(
-        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_V421_MODEL)),
         "--out", str(tmp_path / "out"), "--device", "cpu", cwd=tmp_path,
     )
     assert proc.returncode == 1
@@ -95,7 +95,7 @@ def test_stride_option_changes_the_windows_and_needs_an_amw_checkpoint(shared_da
     windows = {}
     for stride in (48, 24, 12):
         proc = minewatch(
-            "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+            "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_V421_MODEL)),
             "--out", str(tmp_path / f"s{stride}"), "--device", "cpu", "--stride-px", str(stride),
             "--json", cwd=tmp_path,
         )
@@ -108,7 +108,7 @@ def test_stride_option_changes_the_windows_and_needs_an_amw_checkpoint(shared_da
     )
     assert bad.returncode == 2 and "applies to Amazon Mining Watch checkpoints" in bad.stderr
     too_big = minewatch(
-        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+        "predict", str(scene), "--checkpoint", str(shipped_checkpoint_path(AMW_V421_MODEL)),
         "--out", str(tmp_path / "b"), "--stride-px", "60", cwd=tmp_path,
     )
     assert too_big.returncode == 1 and "stride_px 60: expected 1..48" in too_big.stderr
@@ -143,26 +143,25 @@ def test_scan_with_the_12_band_ensemble_over_a_local_source(shared_data, tmp_pat
     (tmp_path / "scenes").mkdir()
     write_scenes(shared_data, tmp_path / "scenes", drop=("B10",),
                  dates={2: "2024-05-10T10:00:00Z", 3: "2024-08-10T10:00:00Z"})
-    ensemble = "package:models/weights/amw-48px-v3.2-3.7ensemble.pt"
-    cfg = _scan_config(tmp_path, checkpoint=ensemble, stride_px=24)
+    cfg = _scan_config(tmp_path, stride_px=24)  # the default checkpoint: the 12-band ensemble
     proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["outcome"] == "success" and summary["alerts"] == 0
     assert summary["units_computed"] > 0 and summary["observed_fraction"]["2024Q3"] > 0
     alerts = json.loads((tmp_path / "out" / "alerts.geojson").read_text())
-    assert alerts["minewatch"]["model"]["sha256"] == AMW_ENSEMBLE_MODEL.weights_sha256
-    again = minewatch("scan", str(_scan_config(tmp_path, checkpoint=ensemble, stride_px=48)),
+    assert alerts["minewatch"]["model"]["sha256"] == AMW_MODEL.weights_sha256
+    again = minewatch("scan", str(_scan_config(tmp_path, stride_px=48)),
                       "--out", "out", "--json", cwd=tmp_path)
     assert again.returncode == 1 and "holds results of another scan" in again.stderr
-    same = minewatch("scan", str(_scan_config(tmp_path, checkpoint=ensemble, stride_px=24)),
+    same = minewatch("scan", str(_scan_config(tmp_path, stride_px=24)),
                      "--out", "out", "--json", cwd=tmp_path)
     assert same.returncode == 0, same.stderr[-2000:]
     assert json.loads(same.stdout)["units_computed"] == 0
 
 
 def test_scan_with_the_13_band_classifier_says_no_source_reads_b10(tmp_path):
-    cfg = _scan_config(tmp_path)  # the default checkpoint: 13 bands
+    cfg = _scan_config(tmp_path, checkpoint="package:models/weights/amw-48px-v4.21-cnn100ka.pt")
     proc = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]

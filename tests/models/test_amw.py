@@ -20,24 +20,24 @@ from models.amw import (
 )
 from models.checkpoint import load_checkpoint
 from models.errors import BandMismatchError, CheckpointError, ModelError
-from models.registry import AMW_ENSEMBLE_MODEL, AMW_MODEL, shipped_checkpoint_path
+from models.registry import AMW_MODEL, AMW_V421_MODEL, shipped_checkpoint_path
 
 REFERENCE = Path(__file__).parent / "data" / "amw_reference.npz"
 H5 = {
-    AMW_MODEL.name: "48px_v4.21-CNN100ka_2026-05-08ep179.h5",
-    AMW_ENSEMBLE_MODEL.name: "48px_v3.2-3.7ensemble_2024-02-13.h5",
+    AMW_V421_MODEL.name: "48px_v4.21-CNN100ka_2026-05-08ep179.h5",
+    AMW_MODEL.name: "48px_v3.2-3.7ensemble_2024-02-13.h5",
 }
-KEYS = {AMW_MODEL.name: "v4_21", AMW_ENSEMBLE_MODEL.name: "v3_ensemble"}
+KEYS = {AMW_V421_MODEL.name: "v4_21", AMW_MODEL.name: "v3_ensemble"}
 
 
 def _reference_inputs() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     ref = dict(np.load(REFERENCE))
     x13 = np.clip(ref["dn"].astype(np.float32) / np.float32(10000), 0, 1)
     x12 = np.delete(x13, AMW_BANDS_13.index("B10"), axis=-1)
-    return ref, {AMW_MODEL.name: x13, AMW_ENSEMBLE_MODEL.name: x12}
+    return ref, {AMW_V421_MODEL.name: x13, AMW_MODEL.name: x12}
 
 
-@pytest.mark.parametrize("model", [AMW_MODEL, AMW_ENSEMBLE_MODEL], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [AMW_V421_MODEL, AMW_MODEL], ids=lambda m: m.name)
 def test_shipped_conversion_matches_the_original_keras_scores(model):
     """Scores of the original (TensorFlow/Keras, tests/models/data/make_amw_reference.py) on
     real and seeded patches; the converted network agrees to 1e-4, member by member."""
@@ -60,7 +60,7 @@ def test_detector_scores_one_window_as_the_original():
     ref, _ = _reference_inputs()
     i = int(np.argmax(ref["v4_21_score"]))
     dn = ref["dn"][i].transpose(2, 0, 1).astype(np.float32)
-    det = load_amw_detector(device="cpu")
+    det = load_amw_detector(shipped_checkpoint_path(AMW_V421_MODEL), device="cpu")
     pred = det.predict(dn / 10000, AMW_BANDS_13)
     assert pred.classes == ("mining",)
     assert np.allclose(pred.of("mining"), ref["v4_21_score"][i], atol=1e-4)
@@ -76,7 +76,7 @@ def test_detector_scores_one_window_as_the_original():
     assert np.abs(wrong - pred.of("mining")).max() > 1e-3
 
 
-@pytest.mark.parametrize("model", [AMW_MODEL, AMW_ENSEMBLE_MODEL], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [AMW_V421_MODEL, AMW_MODEL], ids=lambda m: m.name)
 def test_converter_rebuilds_the_shipped_weights(shared_data, tmp_path, model):
     """python -m models.amw reproduces the shipped checkpoint's weights from the .h5 exactly."""
     h5 = shared_data / "amw" / "models" / H5[model.name]
@@ -88,7 +88,7 @@ def test_converter_rebuilds_the_shipped_weights(shared_data, tmp_path, model):
 
 
 def test_shipped_metadata_states_the_input_convention_and_published_figures():
-    meta = load_checkpoint(shipped_checkpoint_path(AMW_MODEL)).metadata
+    meta = load_checkpoint(shipped_checkpoint_path(AMW_V421_MODEL)).metadata
     assert meta.bands == AMW_BANDS_13 and meta.bands.index("B8A") < meta.bands.index("B08")
     assert meta.classes == ("mining",) and meta.patch_size_px == 48
     assert meta.extra["radiometry"] == "l1c_dn_over_10000"
@@ -98,22 +98,26 @@ def test_shipped_metadata_states_the_input_convention_and_published_figures():
     assert published["average_precision"]["val"] == pytest.approx(0.9536159881582461)
     mine = published["classification_report_at_0.5"]["test2"]["Mine"]
     assert mine["recall"] == pytest.approx(0.9694656488549618)
-    ens = load_checkpoint(shipped_checkpoint_path(AMW_ENSEMBLE_MODEL)).metadata
+    ens = load_checkpoint(shipped_checkpoint_path(AMW_MODEL)).metadata
     assert ens.bands == AMW_BANDS_12 and "B10" not in ens.bands
     assert len(ens.options["members"]) == 6 and ens.options["combine"] == "mean"
 
 
 def test_missing_band_is_refused_naming_it_and_the_fix():
-    det = load_amw_detector(device="cpu")
+    det = load_amw_detector(shipped_checkpoint_path(AMW_V421_MODEL), device="cpu")
     bands = tuple(b for b in AMW_BANDS_13 if b != "B10")
     with pytest.raises(BandMismatchError, match=r"lacks \['B10'\].*12-band AMW checkpoint"):
         det.predict(np.zeros((12, 64, 64), np.float32), bands)
+    default = load_amw_detector(device="cpu")  # the 12-band ensemble
+    assert default.info.sha256 == AMW_MODEL.weights_sha256 and "B10" not in default.bands
     with pytest.raises(BandMismatchError, match=r"lacks \['B01', 'B05'"):
-        det.predict(np.zeros((6, 64, 64), np.float32), ("B02", "B03", "B04", "B08", "B11", "B12"))
+        default.predict(
+            np.zeros((6, 64, 64), np.float32), ("B02", "B03", "B04", "B08", "B11", "B12")
+        )
 
 
 def test_stride_sets_the_windows_and_is_checked(monkeypatch):
-    ckpt = load_checkpoint(shipped_checkpoint_path(AMW_MODEL))
+    ckpt = load_checkpoint(shipped_checkpoint_path(AMW_V421_MODEL))
     data = np.full((13, 96, 120), 0.05, np.float32)
     data[:, :10, :10] = np.nan  # unobserved corner stays NaN
     seen: dict[int, int] = {}
@@ -163,7 +167,7 @@ def test_converter_names_a_layer_it_does_not_support(shared_data, tmp_path):
     import h5py
 
     h5 = tmp_path / "changed.h5"
-    shutil.copy(shared_data / "amw" / "models" / H5[AMW_MODEL.name], h5)
+    shutil.copy(shared_data / "amw" / "models" / H5[AMW_V421_MODEL.name], h5)
     h5.chmod(0o644)
     with h5py.File(h5, "r+") as f:
         config = json.loads(f.attrs["model_config"])
