@@ -625,6 +625,77 @@ class AmwDetector:
         return Prediction(self.classes, prob[None])
 
 
+class AmwAgreement:
+    """A detector whose ``mining`` pixels need a second opinion from an AMW classifier.
+
+    The primary detector (the segmentation network) outlines; the AMW patch score decides: a
+    pixel keeps its ``mining`` probability only where the AMW raster (the highest score of the
+    48 px windows covering it) reaches ``threshold``, else 0. So a site is alerted only where
+    both agree, with the network's outline. Other classes pass unchanged. It reads the union of
+    both detectors' bands.
+
+    Args:
+        primary: the detector that outlines (e.g. :class:`models.network.NetworkDetector`).
+        amw: the AMW classifier.
+        threshold: the AMW patch score needed (default: its checkpoint's, 0.5).
+
+    Raises:
+        ModelError: the threshold is not in (0, 1).
+    """
+
+    def __init__(self, primary: Any, amw: AmwDetector, *, threshold: float | None = None) -> None:
+        self.primary = primary
+        self.amw = amw
+        if threshold is None:
+            recorded = amw.checkpoint.metadata.extra.get("thresholds", {})
+            threshold = float(recorded.get("mining", AMW_THRESHOLD))
+        self.threshold = threshold
+        if not 0.0 < self.threshold < 1.0:
+            raise ModelError(f"second opinion threshold {self.threshold}: expected 0 < t < 1")
+        self._bands = tuple(dict.fromkeys((*primary.bands, *amw.bands)))
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The primary's checkpoint (its per-class thresholds apply)."""
+        return getattr(self.primary, "checkpoint", None)
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.primary, "device", "cpu"))
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self._bands
+
+    @property
+    def info(self) -> ModelInfo:
+        p, a = self.primary.info, self.amw.info
+        digest = hashlib.sha256(f"{p.sha256}+{a.sha256}".encode()).hexdigest()
+        return ModelInfo(name=f"{p.name}+{a.name}", version=p.version, sha256=digest)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"second_opinion": self.amw.info.sha256, "second_opinion_threshold": self.threshold,
+                **self.amw.options, **getattr(self.primary, "options", {})}
+
+    def predict(self, data: np.ndarray, bands: tuple[str, ...]) -> Prediction:
+        """The primary's probabilities, ``mining`` kept only where the AMW score agrees.
+
+        Raises:
+            BandMismatchError: a band either detector needs is missing.
+        """
+        self.amw.check_bands(bands)  # before the network's work
+        pred = self.primary.predict(data, bands)
+        if "mining" not in pred.classes:
+            return pred
+        score = self.amw.predict(data, bands).of("mining")
+        probs = pred.probabilities.copy()
+        i = pred.classes.index("mining")
+        agree = np.nan_to_num(score, nan=0.0) >= self.threshold
+        probs[i] = np.where(agree | np.isnan(probs[i]), probs[i], 0.0)
+        return Prediction(pred.classes, probs)
+
+
 def load_amw_detector(
     checkpoint: str | Path | None = None,
     *,

@@ -180,3 +180,28 @@ def test_stride_px_belongs_to_kind_amw(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     proc = minewatch("scan", str(cfg), cwd=tmp_path)
     assert proc.returncode == 1 and "detector.stride_px" in proc.stderr
+
+
+def test_network_scan_with_an_amw_second_opinion(shared_data, tmp_path):
+    """kind: network with second_opinion: the shipped U-Net and the 12-band AMW ensemble both
+    run over real L1C scenes of a local source; the alert file names both models."""
+    (tmp_path / "scenes").mkdir()
+    write_scenes(shared_data, tmp_path / "scenes", drop=("B10",),
+                 dates={2: "2024-05-10T10:00:00Z", 3: "2024-08-10T10:00:00Z"})
+    cfg = _scan_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text())
+    data["detector"] = {"kind": "network", "device": "cpu", "backend": "torch",
+                        "second_opinion": {"stride_px": 48, "threshold": 0.6}}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["outcome"] == "success" and summary["units_computed"] > 0
+    model = json.loads((tmp_path / "out" / "alerts.geojson").read_text())["minewatch"]["model"]
+    assert model["name"] == f"minewatch-unet-slim-real+{AMW_MODEL.name}"
+    # no mining alert: the AMW ensemble agrees with no mining pixel over Slovenian forest
+    assert not any(k.startswith("mining") for k in summary["alerts_by_class_status"])
+    data["detector"] = {"kind": "amw", "second_opinion": {}}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = minewatch("scan", str(cfg), "--out", "other", cwd=tmp_path)
+    assert proc.returncode == 1 and "second_opinion applies to kind 'network' only" in proc.stderr

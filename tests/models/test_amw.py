@@ -177,3 +177,32 @@ def test_converter_names_a_layer_it_does_not_support(shared_data, tmp_path):
     with pytest.raises(CheckpointError, match=r"Keras layer 'conv2d_10' \(BatchNormalization\)"):
         convert_h5(h5, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_second_opinion_keeps_network_mining_only_where_the_amw_score_agrees():
+    """The shipped U-Net beside the 12-band AMW ensemble on a 48 x 96 composite: left a patch
+    the ensemble scores ~1 (from the fixture), right a real forest patch it scores ~0. Mining
+    stays the network's on the left, is 0 on the right; deforestation is untouched."""
+    from models.amw import AmwAgreement
+    from models.network import load_network_detector
+
+    ref, _ = _reference_inputs()
+    score = ref["v3_ensemble_score"]
+    hi, lo = int(np.argmax(score)), int(np.argmin(score))
+    assert score[hi] > 0.9 and score[lo] < 0.01
+    dn = np.concatenate([ref["dn"][hi], ref["dn"][lo]], axis=1)  # (48, 96, 13)
+    data = dn.transpose(2, 0, 1).astype(np.float32) / 10000
+    network = load_network_detector(device="cpu", backend="torch")
+    amw = load_amw_detector(device="cpu", stride_px=48)
+    both = AmwAgreement(network, amw)
+    assert both.threshold == 0.5 and set(network.bands) <= set(both.bands)
+    assert both.info.name == f"{network.info.name}+{amw.info.name}"
+    alone = network.predict(data, AMW_BANDS_13)
+    agreed = both.predict(data, AMW_BANDS_13)
+    assert agreed.classes == alone.classes
+    mining, m0 = agreed.of("mining"), alone.of("mining")
+    assert np.array_equal(mining[:, :48], m0[:, :48])
+    assert (m0[:, 48:] > 0).all() and (mining[:, 48:] == 0).all()
+    assert np.array_equal(agreed.of("deforestation"), alone.of("deforestation"))
+    with pytest.raises(BandMismatchError, match="lacks"):
+        both.predict(data[:6], AMW_BANDS_13[:6])
