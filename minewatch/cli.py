@@ -136,7 +136,10 @@ def _build_detector(config: Any) -> Any:
         from models.amw import AmwAgreement, load_amw_detector
 
         amw = load_amw_detector(
-            second.checkpoint, stride_px=second.stride_px, device=config.detector.device
+            second.checkpoint,
+            stride_px=second.stride_px,
+            device=config.detector.device,
+            backend=config.detector.backend,
         )
         return AmwAgreement(network, amw, threshold=second.threshold)
     if config.detector.kind == "amw":
@@ -146,6 +149,7 @@ def _build_detector(config: Any) -> Any:
             config.detector.checkpoint,
             stride_px=config.detector.stride_px,
             device=config.detector.device,
+            backend=config.detector.backend,
         )
     raise click.UsageError(f"detector {config.detector.kind!r} is not available")
 

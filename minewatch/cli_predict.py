@@ -144,7 +144,7 @@ def predict(
             compile=compile_model,
             backend=backend,
         )
-        amw = _amw_detector(checkpoint, stride_px=stride_px, device=device)
+        amw = _amw_detector(checkpoint, stride_px=stride_px, device=device, backend=backend)
         predictor: Any = amw or ScenePredictor(checkpoint, options)
         # GDAL's block cache defaults to 5 % of RAM; whole-scene streaming needs little of it.
         with rasterio.Env(GDAL_CACHEMAX=256), progress_bar(
@@ -238,7 +238,9 @@ def predict(
         )
 
 
-def _amw_detector(checkpoint: Path | None, *, stride_px: int | None, device: str) -> Any:
+def _amw_detector(
+    checkpoint: Path | None, *, stride_px: int | None, device: str, backend: str
+) -> Any:
     """The AMW detector when ``checkpoint`` is an AMW classifier, else None.
 
     Raises:
@@ -249,7 +251,7 @@ def _amw_detector(checkpoint: Path | None, *, stride_px: int | None, device: str
 
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
     if ckpt is not None and is_amw_checkpoint(ckpt):
-        return AmwDetector(ckpt, stride_px=stride_px, device=device)
+        return AmwDetector(ckpt, stride_px=stride_px, device=device, backend=backend)
     if stride_px is not None:
         raise click.UsageError(
             f"--stride-px {stride_px} applies to Amazon Mining Watch checkpoints "

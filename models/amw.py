@@ -484,10 +484,14 @@ class AmwDetector:
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: windows per forward pass.
         num_threads: CPU threads (default: the CPUs available, at most 16).
+        backend: on the CPU, ``auto`` (ONNX Runtime when it loads and agrees with PyTorch to
+            1e-5 on a probe, else PyTorch), ``torch`` or ``onnxruntime``; CUDA runs PyTorch. The
+            ONNX export is made once per checkpoint and cached as the network's are
+            (:mod:`models.runtime`); ONNX Runtime ran these CNNs about 4x faster on 2 cores.
 
     Raises:
         CheckpointError: not an AMW checkpoint, or its weights do not fit.
-        ModelError: bad stride or device.
+        ModelError: bad stride, device or backend.
     """
 
     classes: tuple[str, ...] = ("mining",)
@@ -500,9 +504,10 @@ class AmwDetector:
         device: str = "auto",
         batch_size: int = 128,
         num_threads: int | None = None,
+        backend: str = "auto",
     ) -> None:
         from models.network import resolve_device
-        from models.runtime import cpu_threads
+        from models.runtime import BACKENDS, cpu_threads
 
         self._ckpt = checkpoint
         meta = checkpoint.metadata
@@ -524,10 +529,35 @@ class AmwDetector:
         if batch_size < 1:
             raise ModelError(f"AMW batch_size {batch_size}: expected >= 1")
         self._batch = batch_size
-        if self._device.type == "cpu":
-            threads = cpu_threads(num_threads)
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+        if backend not in BACKENDS:
+            raise ModelError(f"AMW backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        if backend == "onnxruntime" and self._device.type != "cpu":
+            raise ModelError("AMW backend 'onnxruntime' runs on the CPU; use device 'cpu'")
+        self._backend = backend
+        self._threads = cpu_threads(num_threads)
+        self._session: Any = None
+        self._tried_onnx = False
+        if self._device.type == "cpu" and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"], state["_tried_onnx"] = None, False  # rebuilt where it is used
+        return state
+
+    def _onnx(self) -> Any:
+        """The ONNX Runtime session (None: PyTorch runs), built on first use."""
+        if self._tried_onnx or self._device.type != "cpu" or self._backend == "torch":
+            return self._session
+        self._tried_onnx = True
+        try:
+            self._session = _onnx_session(self._ckpt, self._net, self._threads)
+        except Exception as exc:  # an optimisation failing must not stop a scan
+            if self._backend == "onnxruntime":
+                raise ModelError(f"AMW backend 'onnxruntime' failed: {exc}") from exc
+            log.warning("ONNX Runtime unavailable for %s (%s); using PyTorch",
+                        self._ckpt.metadata.name, exc)
+        return self._session
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -539,7 +569,8 @@ class AmwDetector:
 
     @property
     def backend(self) -> str:
-        return "torch"
+        """``onnxruntime`` or ``torch`` (builds the ONNX session when it may be used)."""
+        return "onnxruntime" if self._onnx() is not None else "torch"
 
     @property
     def info(self) -> ModelInfo:
@@ -576,6 +607,12 @@ class AmwDetector:
     def scores(self, patches: np.ndarray) -> np.ndarray:
         """Mining scores of ``(N, band, 48, 48)`` inputs already in AMW's convention."""
         out = np.empty(len(patches), dtype=np.float32)
+        session = self._onnx()
+        if session is not None:
+            for i in range(0, len(patches), self._batch):
+                arr = np.ascontiguousarray(patches[i : i + self._batch], dtype=np.float32)
+                out[i : i + len(arr)] = session.run(None, {"x": arr})[0]
+            return out
         with torch.inference_mode():
             for i in range(0, len(patches), self._batch):
                 x = torch.from_numpy(np.ascontiguousarray(patches[i : i + self._batch]))
@@ -623,6 +660,58 @@ class AmwDetector:
         prob = prob[:h, :w]
         prob[~valid] = np.nan
         return Prediction(self.classes, prob[None])
+
+
+class _Score(nn.Module):
+    def __init__(self, net: AmwNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.score(x)
+
+
+def _onnx_session(checkpoint: Checkpoint, net: AmwNet, threads: int) -> Any:
+    """An ONNX Runtime session of ``net``'s score (cached export), checked against PyTorch.
+
+    Raises:
+        ImportError: onnxruntime is missing.
+        ModelError: the session disagrees with PyTorch by more than 1e-5 on a probe.
+    """
+    import onnxruntime as ort
+
+    from models.runtime import _cached_export, _export_path, _save_export
+
+    meta = checkpoint.metadata
+    probe = torch.rand(
+        4, len(meta.bands), meta.patch_size_px, meta.patch_size_px,
+        generator=torch.Generator().manual_seed(0),
+    )
+    path = _export_path(checkpoint, None)
+    data = _cached_export(path) if path is not None else None
+    if data is None:
+        log.info("exporting %s to ONNX (once per checkpoint)", meta.name)
+        program: Any = torch.onnx.export(
+            _Score(net).eval(), (probe,), dynamo=True, verbose=False, input_names=["x"],
+            output_names=["score"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        )
+        data = program.model_proto.SerializeToString()
+        if path is not None:
+            _save_export(path, data)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        reference = net.score(probe).numpy()
+    err = float(np.abs(session.run(None, {"x": probe.numpy()})[0] - reference).max())
+    if err > 1e-5:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise ModelError(f"the ONNX export differs from the PyTorch network by {err:.2g}")
+    log.info("AMW classifier %s on CPU with ONNX Runtime, %d thread(s)", meta.name, threads)
+    return session
 
 
 class AmwAgreement:
@@ -701,6 +790,7 @@ def load_amw_detector(
     *,
     stride_px: int | None = None,
     device: str = "auto",
+    backend: str = "auto",
 ) -> AmwDetector:
     """The AMW detector of a checkpoint file, or of the shipped default (the 12-band ensemble).
 
@@ -722,7 +812,7 @@ def load_amw_detector(
             f"an AMW patch classifier; use detector kind 'network' for it, or give an AMW "
             "checkpoint (python -m models.amw H5 OUT.pt)"
         )
-    return AmwDetector(ckpt, stride_px=stride_px, device=device)
+    return AmwDetector(ckpt, stride_px=stride_px, device=device, backend=backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,11 @@ def test_shipped_conversion_matches_the_original_keras_scores(model):
     assert np.abs(members - ref[f"{key}_members"]).max() <= 1e-4
     score = members.mean(axis=1)
     assert np.abs(score - ref[f"{key}_score"]).max() <= 1e-4
+    # the detector's CPU engine (ONNX Runtime, exported from the converted network) too
+    det = AmwDetector(ckpt, device="cpu", backend="onnxruntime")
+    assert det.backend == "onnxruntime"
+    fast = det.scores(inputs[model.name].transpose(0, 3, 1, 2))
+    assert np.abs(fast - ref[f"{key}_score"]).max() <= 1e-4
     # the fixture spans the range, both sides of the threshold
     assert (ref[f"{key}_score"] > 0.5).sum() >= 3 and (ref[f"{key}_score"] < 0.5).sum() >= 10
 
