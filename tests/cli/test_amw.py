@@ -205,3 +205,29 @@ def test_network_scan_with_an_amw_second_opinion(shared_data, tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     proc = minewatch("scan", str(cfg), "--out", "other", cwd=tmp_path)
     assert proc.returncode == 1 and "second_opinion applies to kind 'network' only" in proc.stderr
+
+
+def test_integer_l1c_digital_numbers_give_the_float_scene_s_probabilities(shared_data, tmp_path):
+    """The same real scene as uint16 DN of processing baseline 04.00 (offset -1000 in the
+    file's values) and as float reflectance: the same probability COG."""
+    scene = write_scenes(shared_data, tmp_path)[2]
+    with rasterio.open(scene) as src:
+        profile, data, names = src.profile, src.read(), src.descriptions
+    dn_path = tmp_path / "slovenia-2-dn.tif"
+    profile.update(dtype="uint16", nodata=0)
+    with rasterio.open(dn_path, "w", **profile) as dst:
+        dst.write(np.round(data * 10000 + 1000).astype("uint16"))
+        for k, name in enumerate(names, start=1):
+            dst.set_band_description(k, name)
+        dst.update_tags(PROCESSING_BASELINE="04.00")
+    probs = []
+    for path in (scene, dn_path):
+        proc = minewatch(
+            "predict", str(path), "--checkpoint", str(shipped_checkpoint_path(AMW_MODEL)),
+            "--out", str(tmp_path / path.stem), "--device", "cpu", "--json", cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        with rasterio.open(json.loads(proc.stdout)["probabilities"]) as src:
+            probs.append(src.read(1).astype(int))
+    assert probs[0].max() > 0  # the ensemble's scores here reach ~0.015 (4/254)
+    assert np.abs(probs[0] - probs[1]).max() <= 1
