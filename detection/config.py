@@ -46,12 +46,29 @@ class GridConfig(_Strict):
         return self
 
 
+class SecondOpinionConfig(_Strict):
+    """An Amazon Mining Watch classifier that must agree with the network (``models.amw``)."""
+
+    #: an AMW checkpoint (default: the shipped 12-band ensemble)
+    checkpoint: Path | None = None
+    stride_px: int | None = Field(default=None, ge=1, le=48)
+    #: the AMW patch score needed (default: its checkpoint's, 0.5)
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+
+
 class DetectorConfig(_Strict):
     """Which detector turns composites into class probabilities: the segmentation ``network``
-    (a checkpoint; default the shipped one) or the spectral ``indices`` baseline."""
+    (a checkpoint; default the shipped one), the spectral ``indices`` baseline, or ``amw``,
+    Amazon Mining Watch's 48 px patch classifier slid over a 13-band (or 12-band) L1C composite
+    (``models.amw``; default checkpoint the shipped 12-band ensemble: no source reads B10 yet)."""
 
-    kind: Literal["indices", "network"] = "indices"
+    kind: Literal["indices", "network", "amw"] = "indices"
     checkpoint: Path | None = None
+    #: ``amw`` only: the window step in pixels, 1..48 (default: the checkpoint's, 24).
+    stride_px: int | None = Field(default=None, ge=1, le=48)
+    #: ``network`` only: an AMW classifier must agree (a mining pixel is kept only where its
+    #: patch score reaches its threshold; the network outlines what the AMW score finds).
+    second_opinion: SecondOpinionConfig | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: CPU engine of the network: ``auto`` (ONNX Runtime when installed, else PyTorch),
     #: ``torch`` or ``onnxruntime`` (models.runtime). Not part of the scan's identity.
@@ -61,6 +78,20 @@ class DetectorConfig(_Strict):
     #: per-class thresholds (chosen on its validation data; 0.5 for a class it names none),
     #: 0.5 for the index detector.
     probability_threshold: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check_stride(self) -> DetectorConfig:
+        if self.stride_px is not None and self.kind != "amw":
+            raise ValueError(
+                f"stride_px {self.stride_px} applies to kind 'amw' only (this detector is "
+                f"{self.kind!r}); remove it or set kind: amw"
+            )
+        if self.second_opinion is not None and self.kind != "network":
+            raise ValueError(
+                f"second_opinion applies to kind 'network' only (this detector is "
+                f"{self.kind!r}); remove it or set kind: network"
+            )
+        return self
 
 
 class ConfidenceLevels(_Strict):
@@ -119,6 +150,7 @@ class ScanConfig(_Strict):
 INPUT_KEYS = (
     ("aoi", "path"),
     ("detector", "checkpoint"),
+    ("detector", "second_opinion", "checkpoint"),
     ("source", "path"),
     ("source", "cache_dir"),
 )

@@ -38,6 +38,7 @@ from detection.sites import append_history, merge_parts, track_sites
 from detection.store import STORE_NAME, RunStore
 from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
+from tiles.bands import BANDS
 from tiles.files import write_text_atomic
 from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
@@ -249,6 +250,15 @@ def _scan(
     progress: ProgressFn | None,
     min_free_mb: float,
 ) -> ScanResult:
+    unreadable = [b for b in detector.bands if b not in BANDS]
+    if unreadable:
+        raise DetectionError(
+            f"detector {detector.info.name} needs band(s) {unreadable}, which no imagery source "
+            f"of this minewatch reads (sources read {sorted(BANDS)}); for the 13-band Amazon "
+            "Mining Watch classifier use the 12-band ensemble (the default: leave out "
+            "detector.checkpoint, or package:models/weights/amw-48px-v3.2-3.7ensemble.pt), or "
+            "run minewatch predict --checkpoint on a 13-band L1C GeoTIFF"
+        )
     aois = load_aoi(config.aoi)
     area = buffer_aoi(aois, config.aoi.buffer_m)
     area_geom = shapely.union_all(area.geometry.values)
@@ -300,6 +310,7 @@ def _scan(
         simplify_m=config.alerts.simplify_m,
         model_sha256=detector.info.sha256,
         halo_px=halo,
+        detector_options=tuple(sorted(getattr(detector, "options", {}).items())),
     )
     units_dir = out_dir / "units"
     grid_frame = grid_to_geodataframe(cells)

@@ -53,6 +53,8 @@ class UnitSettings:
     halo_px: int = 0
     #: per-class thresholds replacing ``probability_threshold`` (a checkpoint's own)
     class_thresholds: tuple[tuple[str, float], ...] = ()
+    #: detector settings that change its output beside the weights (the AMW stride)
+    detector_options: tuple[tuple[str, Any], ...] = ()
 
     def threshold(self, cls: str) -> float:
         """The probability at which a pixel is called ``cls``."""
@@ -74,6 +76,8 @@ class UnitSettings:
             out["halo_px"] = self.halo_px
         if self.class_thresholds:
             out["class_thresholds"] = dict(self.class_thresholds)
+        if self.detector_options:
+            out["detector_options"] = dict(self.detector_options)
         return out
 
 

@@ -125,8 +125,29 @@ def _build_detector(config: Any) -> Any:
     if config.detector.kind == "network":
         from models.network import load_network_detector
 
-        return load_network_detector(
+        network = load_network_detector(
             config.detector.checkpoint,
+            device=config.detector.device,
+            backend=config.detector.backend,
+        )
+        second = config.detector.second_opinion
+        if second is None:
+            return network
+        from models.amw import AmwAgreement, load_amw_detector
+
+        amw = load_amw_detector(
+            second.checkpoint,
+            stride_px=second.stride_px,
+            device=config.detector.device,
+            backend=config.detector.backend,
+        )
+        return AmwAgreement(network, amw, threshold=second.threshold)
+    if config.detector.kind == "amw":
+        from models.amw import load_amw_detector
+
+        return load_amw_detector(
+            config.detector.checkpoint,
+            stride_px=config.detector.stride_px,
             device=config.detector.device,
             backend=config.detector.backend,
         )

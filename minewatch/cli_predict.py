@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto",
               show_default=True,
               help="CPU engine (auto: ONNX Runtime when installed, else PyTorch).")
+@click.option("--stride-px", type=click.IntRange(min=1), default=None,
+              help="AMW checkpoints only: step of the 48 px window (default: the checkpoint's, "
+                   "24).")
 @click.option("--resume", is_flag=True,
               help="Keep the probability COGs in --out that this model wrote (a batch cut short "
                    "goes on where it stopped); their sites are made again.")
@@ -65,11 +68,16 @@ def predict(
     min_area_ha: float,
     compile_model: bool,
     backend: str,
+    stride_px: int | None,
     resume: bool,
     overwrite: bool,
     as_json: bool,
 ) -> None:
     """Predict mining and deforestation over whole scenes.
+
+    With an Amazon Mining Watch checkpoint (models/weights/amw-*.pt) the scenes must hold the
+    13 (or 12) L1C bands it names, and the output has one band, mining: each pixel the highest
+    score of the 48 px windows (every --stride-px pixels) that cover it.
 
     Writes OUT/<scene>_probabilities.tif (a COG, one band per class) and
     OUT/<scene>_sites.geojson (RFC 7946) per scene; with several scenes (adjacent or overlapping
@@ -136,7 +144,8 @@ def predict(
             compile=compile_model,
             backend=backend,
         )
-        predictor = ScenePredictor(checkpoint, options)
+        amw = _amw_detector(checkpoint, stride_px=stride_px, device=device, backend=backend)
+        predictor: Any = amw or ScenePredictor(checkpoint, options)
         # GDAL's block cache defaults to 5 % of RAM; whole-scene streaming needs little of it.
         with rasterio.Env(GDAL_CACHEMAX=256), progress_bar(
             bool(obj.get("progress", True))
@@ -155,6 +164,17 @@ def predict(
                             str(prob_path), options=whole_options, tile_id=scene.stem,
                             progress=progress,
                         )
+                    elif amw is not None:
+                        from detection.amw import predict_scene_amw
+
+                        amw_result = predict_scene_amw(
+                            scene, amw, out_path=prob_path, progress=progress
+                        )
+                        whole = sites_from_probabilities(
+                            str(prob_path), options=whole_options, tile_id=scene.stem,
+                            progress=progress,
+                        )
+                        summary |= _run_summary(amw_result) | {"stride_px": amw.stride_px}
                     else:
                         # The sites are traced from the rows as they are written, while the
                         # network runs on the next ones.
@@ -216,6 +236,28 @@ def predict(
             f"{len(done)} scenes: {len(merged)} site(s) merged across their edges in {seconds} s "
             f"-> {merged_path}"
         )
+
+
+def _amw_detector(
+    checkpoint: Path | None, *, stride_px: int | None, device: str, backend: str
+) -> Any:
+    """The AMW detector when ``checkpoint`` is an AMW classifier, else None.
+
+    Raises:
+        click.UsageError: ``--stride-px`` with a checkpoint that is not an AMW classifier.
+    """
+    from models.amw import AmwDetector, is_amw_checkpoint
+    from models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and is_amw_checkpoint(ckpt):
+        return AmwDetector(ckpt, stride_px=stride_px, device=device, backend=backend)
+    if stride_px is not None:
+        raise click.UsageError(
+            f"--stride-px {stride_px} applies to Amazon Mining Watch checkpoints "
+            "(models/weights/amw-*.pt) only; the network predicts every pixel"
+        )
+    return None
 
 
 def _run_summary(result: Any) -> dict[str, Any]:

@@ -130,6 +130,6 @@ def scale_options(func: Any) -> Any:
 DETECTOR = click.option(
     "--detector",
     "detector_kind",
-    type=click.Choice(["network", "indices"]),
+    type=click.Choice(["network", "indices", "amw"]),
     help="Detector to use (default: the config's).",
 )

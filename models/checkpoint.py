@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "minewatch-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
+#: Architectures that score whole patches for ``mining`` only (``models.amw``).
+PATCH_CLASSIFIERS = frozenset({"amw-cnn"})
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,15 @@ class CheckpointMetadata:
                 f"checkpoint {self.name}: normalization bands {list(self.normalization.bands)} "
                 f"differ from input bands {list(self.bands)}"
             )
-        missing = [c for c in ("mining", "deforestation") if c not in self.classes]
+        # Patch classifiers (Amazon Mining Watch's, models.amw) score mining alone.
+        need: tuple[str, ...] = ("mining", "deforestation")
+        if self.architecture in PATCH_CLASSIFIERS:
+            need = ("mining",)
+        missing = [c for c in need if c not in self.classes]
         if missing:
             raise CheckpointError(
                 f"checkpoint {self.name}: classes {list(self.classes)} lack {missing}; detection "
-                "needs 'mining' and 'deforestation'"
+                f"needs {list(need)}"
             )
 
     def as_dict(self) -> dict[str, Any]:

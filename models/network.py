@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import Checkpoint, load_checkpoint, network_input
+from models.checkpoint import PATCH_CLASSIFIERS, Checkpoint, load_checkpoint, network_input
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
-from models.errors import ModelError
+from models.errors import CheckpointError, ModelError
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
 from models.runtime import BACKENDS, Engine, build_engine
 
@@ -236,6 +236,12 @@ def load_network_detector(
         ckpt = load_checkpoint(path, expected_sha256=DEFAULT_MODEL.weights_sha256)
     else:
         ckpt = load_checkpoint(checkpoint)
+    if ckpt.metadata.architecture in PATCH_CLASSIFIERS:
+        raise CheckpointError(
+            f"{checkpoint}: {ckpt.metadata.name} is an Amazon Mining Watch patch classifier, "
+            "not a segmentation network; run it with detector kind 'amw' (or minewatch predict "
+            "--checkpoint, which recognises it)"
+        )
     log.info(
         "checkpoint %s: %s %s (%s), bands %s",
         ckpt.path,

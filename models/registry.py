@@ -329,6 +329,24 @@ DEFAULT_MODEL = ShippedModel(
 )
 
 
+#: Amazon Mining Watch's 13-band L1C patch classifier (one CNN100k member of their 2026 lineage,
+#: the one with published figures), converted from Keras (``models.amw``;
+#: models/weights/MODEL_CARD-amw.md).
+AMW_V421_MODEL = ShippedModel(
+    name="amw-48px-v4.21-cnn100ka",
+    filename="amw-48px-v4.21-cnn100ka.pt",
+    weights_sha256="44324edf3d536ad7c32f73ca59afeda45642c11a2194761c6f97f4eb0450c411",
+)
+
+#: Amazon Mining Watch's 2024 production ensemble (six 12-band L1C CNNs, no B10), converted.
+#: The default of ``detector: {kind: amw}``: the imagery sources do not read B10 yet.
+AMW_MODEL = ShippedModel(
+    name="amw-48px-v3.2-3.7ensemble",
+    filename="amw-48px-v3.2-3.7ensemble.pt",
+    weights_sha256="76d8dca864cd0b20e9ac92a19792861e7203fffab2944a355af159989a46b7cd",
+)
+
+
 def shipped_checkpoint_path(model: ShippedModel = DEFAULT_MODEL) -> Path:
     """Path of a shipped checkpoint inside the installed package.
 
