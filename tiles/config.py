@@ -65,7 +65,11 @@ PLANETARY_COMPUTER_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1
 
 
 class StacSourceConfig(_Strict):
-    """Sentinel-2 L2A COGs found through a STAC API (Earth Search v1 by default).
+    """Sentinel-2 L2A (or L1C) COGs found through a STAC API (Earth Search v1 by default).
+
+    ``collection: sentinel-2-l1c`` reads Level-1C (top of atmosphere, 13 bands with B10, no SCL);
+    the level of each item is taken from ``s2:product_type`` / ``processing:level`` and else from
+    the collection's name.
 
     ``cache_dir`` (default ``<output>/cache``) holds the windows read, so a rerun reads nothing
     twice. ``asset_keys`` maps band names to asset keys where a catalog names them unusually.
@@ -296,8 +300,16 @@ class PeriodsConfig(_Strict):
 
 
 class CompositeConfig(_Strict):
-    """How a period's clear observations become one composite per chip."""
+    """How a period's clear observations become one composite per chip.
+
+    ``cloud_mask`` decides how clouds and shadows are found (`tiles.clouds`): ``scl`` the L2A
+    scene classification only (scenes without it are used unmasked, with a warning);
+    ``ukis-csmask`` the trained detector on every scene; ``auto`` (default) the SCL where a scene
+    has one, else the detector, and a scan that needs the detector without it installed is
+    refused with the fix. ``masked_scl`` applies to the SCL, ``dilation_px`` to both.
+    """
 
     method: Literal["median", "best"] = "median"
     masked_scl: tuple[int, ...] = DEFAULT_MASKED_SCL
     dilation_px: int = Field(default=1, ge=0, le=50)
+    cloud_mask: Literal["scl", "ukis-csmask", "auto"] = "auto"
