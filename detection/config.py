@@ -112,6 +112,10 @@ class ScanConfig(_Strict):
             "periods": True, "output": True, "grid": {"halo_px"}, "detector": {"backend"}
         }
         data = self.model_dump(mode="json", exclude=exclude)
+        if data["composite"].get("cloud_mask") == "auto":
+            # The default since cloud_mask exists: output folders of scans made before keep
+            # their identity (their units are recomputed, since the mask is in the unit key).
+            del data["composite"]["cloud_mask"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -130,6 +130,14 @@ def mask_bands(bands: Sequence[str], available: Sequence[str]) -> tuple[str, ...
     return tuple(bands) + tuple(b for b in need if b not in bands and b in available)
 
 
+def bands_to_read(bands: Sequence[str], info: SceneInfo, cloud_mask: str) -> tuple[str, ...]:
+    """The bands to read of a scene so it can be composited from ``bands`` and masked under
+    ``cloud_mask``: ``bands``, plus the detector's when the scene is masked by it."""
+    if uses_detector(cloud_mask, has_scl=info.has_scl):
+        return mask_bands(bands, info.bands)
+    return tuple(bands)
+
+
 def detect_clouds(scene: Scene, *, threads: int = 0) -> np.ndarray:
     """Clear / cloud / shadow per pixel of ``scene``, by the ``ukis-csmask`` networks.
 
@@ -225,6 +233,7 @@ __all__ = [
     "DETECTOR_BANDS",
     "SHADOW",
     "CloudMask",
+    "bands_to_read",
     "check_cloud_mask",
     "detect_clouds",
     "detector_available",

@@ -117,12 +117,14 @@ SENTINELHUB_ENDPOINTS: dict[str, tuple[str, str]] = {
 
 
 class SentinelHubSourceConfig(_Strict):
-    """Sentinel-2 L2A through the Sentinel Hub Catalog and Process APIs, on the commercial
+    """Sentinel-2 L2A (or L1C: ``collection: sentinel-2-l1c``) through the Sentinel Hub Catalog
+    and Process APIs, on the commercial
     service (``endpoint: commercial``) or the Copernicus Data Space (``endpoint: cdse``);
     ``base_url``/``token_url`` override the endpoint's URLs. The OAuth client id and secret are
     read from the environment variables named by ``client_id_env``/``client_secret_env``, never
-    from the file. ``cloud_mask: scl`` returns the scene classification; ``clm`` the s2cloudless
-    mask (cloud as SCL class 9, clear as 4)."""
+    from the file. ``cloud_mask: scl`` returns the scene classification (L2A only: L1C scenes
+    then come without a mask and the composite's cloud detector masks them); ``clm`` the
+    s2cloudless mask (cloud as SCL class 9, clear as 4)."""
 
     kind: Literal["sentinelhub"] = "sentinelhub"
     endpoint: Literal["commercial", "cdse"] = "commercial"
