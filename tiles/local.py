@@ -656,7 +656,14 @@ def _drop_duplicates(scenes: list[_LocalScene]) -> list[_LocalScene]:
     """Keep one scene per (acquisition time, footprint): the newest baseline, then last id."""
     groups: dict[tuple[Any, ...], list[_LocalScene]] = {}
     for s in scenes:
-        key = (s.info.datetime, s.info.crs.to_string(), tuple(round(v) for v in s.footprint))
+        # (the level too: an L1C and an L2A of one acquisition are no duplicates but a mix of
+        # levels, which a scan refuses)
+        key = (
+            s.info.datetime,
+            s.info.crs.to_string(),
+            tuple(round(v) for v in s.footprint),
+            s.info.processing_level,
+        )
         groups.setdefault(key, []).append(s)
     kept: list[_LocalScene] = []
     for group in groups.values():

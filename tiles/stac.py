@@ -948,6 +948,7 @@ def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
             s.datetime.replace(microsecond=0),
             s.crs.to_string(),
             tuple(round(v) for v in s.bounds),
+            s.processing_level,
         )
         groups.setdefault(key, []).append(s)
     kept: list[SceneInfo] = []
