@@ -68,7 +68,7 @@ def reference_chip(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return img, truth
 
 
-def make_scene(img: np.ndarray, bands: tuple[str, ...], *, res: float, level: str):  # noqa: ANN201
+def make_scene(img: np.ndarray, bands: tuple[str, ...], *, res: float, level: str):
     """A `tiles.scene.Scene` over ``img`` ``(row, col, band)`` with pixels of ``res`` metres."""
     from tiles.scene import Scene, SceneInfo
 
@@ -103,7 +103,7 @@ def scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_csmask(scene, threads: int) -> np.ndarray:  # noqa: ANN001
+def run_csmask(scene, threads: int) -> np.ndarray:
     from tiles.clouds import detect_clouds
 
     return detect_clouds(scene, threads=threads)
@@ -119,7 +119,7 @@ def s2cloudless_mask(img13: np.ndarray, threads: int) -> tuple[np.ndarray, np.nd
     return prob[0], mask[0].astype(np.uint8)
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
+def timed(fn, repeats: int) -> float:
     fn()  # warm-up (model load, allocations)
     runs = []
     for _ in range(repeats):
@@ -154,7 +154,7 @@ def main() -> int:
 
         out["s2cloudless_version"] = version("s2cloudless")
         have_s2c = True
-    except Exception:  # noqa: BLE001
+    except Exception:
         print("s2cloudless is not installed: its columns are skipped", file=sys.stderr)
         have_s2c = False
 
@@ -195,7 +195,11 @@ def main() -> int:
     rep = -(-1024 // img.shape[0])
     big6 = np.tile(np.repeat(np.repeat(img, 3, 0), 3, 1), (rep, rep, 1))[:1024, :1024]
     scene = make_scene(big6, CHIP_BANDS, res=10.0, level="L1C")
-    timing = {"ukis-csmask (6 bands, via 30 m)": timed(lambda: run_csmask(scene, args.threads), args.repeats)}
+    timing = {
+        "ukis-csmask (6 bands, via 30 m)": timed(
+            lambda: run_csmask(scene, args.threads), args.repeats
+        )
+    }
     if have_s2c:
         reps = -(-1024 // scenes.shape[1])
         big13 = np.tile(scenes[0], (reps, reps, 1))[:1024, :1024]

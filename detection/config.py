@@ -109,7 +109,10 @@ class ScanConfig(_Strict):
         import hashlib
 
         exclude: dict[str, Any] = {
-            "periods": True, "output": True, "grid": {"halo_px"}, "detector": {"backend"}
+            "periods": True,
+            "output": True,
+            "grid": {"halo_px"},
+            "detector": {"backend"},
         }
         data = self.model_dump(mode="json", exclude=exclude)
         if data["composite"].get("cloud_mask") == "auto":

@@ -334,9 +334,9 @@ def tiles_composite(
 
     from tiles.clouds import bands_to_read, require_detector
     from tiles.composite import composite_period, crop_composite, write_composite
-    from tiles.radiometry import check_one_level
     from tiles.errors import CloudyPeriodWarning, TileError
     from tiles.local import scene_footprint_intersects
+    from tiles.radiometry import check_one_level
 
     rows: list[dict[str, Any]] = []
     with progress_bar(ctx.obj["progress"]) as progress:

@@ -200,9 +200,7 @@ def detect_clouds(scene: Scene, *, threads: int = 0) -> np.ndarray:
     return np.ascontiguousarray(classes[:height, :width])
 
 
-def _block_mean(
-    stack: np.ndarray, valid: np.ndarray, factor: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _block_mean(stack: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Average ``(band, row, col)`` over ``factor`` x ``factor`` blocks, valid pixels only.
 
     Returns the coarse stack (invalid blocks filled with the mean of the valid ones, so the

@@ -11,10 +11,11 @@ A folder holds scenes in either layout, side by side:
         {"datetime": "2024-01-15T14:03:21Z", "processing_baseline": "04.00",
          "boa_add_offset": -1000, "scene_id": "optional name"}
 
-A scene is L2A unless it declares itself L1C: the tag ``PROCESSING_LEVEL=L1C`` (or ``"processing_level":
-"L1C"`` in scene.json). An L1C scene holds top-of-atmosphere reflectance, may hold all 13 bands
-(B10 included) and never an SCL; its integer offset is ``RADIO_ADD_OFFSET`` (``"radio_add_offset"``),
-the L1C counterpart of ``BOA_ADD_OFFSET``, with the same rule (-1000 from baseline 04.00 on).
+A scene is L2A unless it declares itself L1C: the tag ``PROCESSING_LEVEL=L1C`` (or
+``"processing_level": "L1C"`` in scene.json). An L1C scene holds top-of-atmosphere reflectance, may
+hold all 13 bands (B10 included) and never an SCL; its integer offset is ``RADIO_ADD_OFFSET``
+(``"radio_add_offset"``), the L1C counterpart of ``BOA_ADD_OFFSET``, with the same rule (-1000
+from baseline 04.00 on).
 
 Radiometry: float bands hold surface reflectance and are used as they are; integer bands hold L2A
 digital numbers, converted with the GDAL band scale/offset when the file sets them, else
@@ -82,8 +83,14 @@ _SCENE_JSON_KEYS = frozenset(
     }
 )
 #: Spellings of the processing levels accepted in tags and scene.json.
-_LEVELS = {"L1C": "L1C", "LEVEL-1C": "L1C", "S2MSI1C": "L1C", "L2A": "L2A", "LEVEL-2A": "L2A",
-           "S2MSI2A": "L2A"}
+_LEVELS = {
+    "L1C": "L1C",
+    "LEVEL-1C": "L1C",
+    "S2MSI1C": "L1C",
+    "L2A": "L2A",
+    "LEVEL-2A": "L2A",
+    "S2MSI2A": "L2A",
+}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _SHORT_BAND = re.compile(r"^B(\d)$")
 #: Source pixels read around the cell's footprint, so that bilinear kernels at its edge are whole.
@@ -423,7 +430,7 @@ class _Radiometry:
         if name == "B10" and self.level == "L2A":
             raise SceneFormatError(
                 f"{self.where}: band B10 (cirrus) exists only in L1C products; declare the scene "
-                f"L1C with the tag {TAG_PROCESSING_LEVEL}=L1C (or \"processing_level\": \"L1C\" in "
+                f'L1C with the tag {TAG_PROCESSING_LEVEL}=L1C (or "processing_level": "L1C" in '
                 f"{SCENE_JSON}), or drop the band"
             )
         if np.issubdtype(dtype, np.floating):
@@ -469,9 +476,7 @@ def _level(value: Any, *, where: str, key: str) -> str:
     return level
 
 
-def _radiometry(
-    values: Mapping[str, Any], *, where: str, keys: Mapping[str, str]
-) -> _Radiometry:
+def _radiometry(values: Mapping[str, Any], *, where: str, keys: Mapping[str, str]) -> _Radiometry:
     """What a scene states about its radiometry; ``keys`` names where each value came from
     (``level``, ``boa``, ``radio``, ``baseline``: tag names or scene.json keys)."""
     level = _level(values.get("level"), where=where, key=keys["level"])

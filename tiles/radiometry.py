@@ -5,8 +5,8 @@ reflectance, both as 16-bit digital numbers (DN). Since processing baseline 04.0
 both carry an offset of -1000 DN so that dark surfaces (water, shadows) keep their noise instead
 of being clipped at zero: ``BOA_ADD_OFFSET`` in L2A metadata, ``RADIO_ADD_OFFSET`` in L1C::
 
-    L2A: reflectance = (DN + BOA_ADD_OFFSET) / QUANTIFICATION_VALUE    (QUANTIFICATION_VALUE = 10000)
-    L1C: reflectance = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE
+    L2A: reflectance = (DN + BOA_ADD_OFFSET) / QUANTIFICATION_VALUE
+    L1C: reflectance = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE   (both 10000)
 
 The offset must be applied exactly once: forgetting it makes every 04.00 scene 0.1 brighter than
 a 03.xx scene of the same surface, applying it twice makes it 0.1 darker. Both look like change.

@@ -1,5 +1,6 @@
 """The ``sentinelhub`` imagery source: Sentinel-2 L2A or L1C through the Sentinel Hub Catalog and
-Process APIs (DESIGN.md section 3), on the commercial service or the Copernicus Data Space Ecosystem.
+Process APIs (DESIGN.md section 3), on the commercial service or the Copernicus Data Space
+Ecosystem.
 
 ``collection: sentinel-2-l1c`` reads Level-1C (top of atmosphere, all 13 bands with B10, no SCL:
 with ``cloud_mask: scl`` no mask is asked for and the scan's ``composite.cloud_mask`` detector
@@ -376,9 +377,7 @@ class SentinelHubSource:
         log.debug("Process API request for %s", what)
         with self._errors(what):
             answer = self._download(request.download_list[0], what=what)
-        return decode_process_answer(
-            answer, n_bands=self._n_out(wanted), shape=(h, w), what=what
-        )
+        return decode_process_answer(answer, n_bands=self._n_out(wanted), shape=(h, w), what=what)
 
     def _n_out(self, wanted: tuple[str, ...]) -> int:
         """Bands of a Process answer: the reflectance bands, the mask (if any), dataMask."""

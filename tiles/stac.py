@@ -602,9 +602,7 @@ def item_baseline(properties: Mapping[str, Any], *, item_id: str) -> str:
     )
 
 
-def item_boa_offset(
-    properties: Mapping[str, Any], *, scene_id: str, level: str = "L2A"
-) -> float:
+def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str, level: str = "L2A") -> float:
     """The DN offset to apply to an item's COG values (``-1000.0`` or ``0.0``):
     ``BOA_ADD_OFFSET`` for L2A, ``RADIO_ADD_OFFSET`` for L1C (same rule: from baseline 04.00).
 

@@ -70,8 +70,19 @@ ES_KEYS_L1C = {"B01": "coastal", "B09": "nir09", "B10": "cirrus"}
 #: Top-of-atmosphere minus surface reflectance over dark tropical forest (path radiance), per
 #: band: what the L1C variant adds to the synthetic world's surface reflectance.
 TOA_HAZE = {
-    "B01": 0.10, "B02": 0.074, "B03": 0.044, "B04": 0.030, "B05": 0.025, "B06": 0.02,
-    "B07": 0.02, "B08": 0.015, "B8A": 0.015, "B09": 0.01, "B10": 0.0, "B11": 0.005, "B12": 0.003,
+    "B01": 0.10,
+    "B02": 0.074,
+    "B03": 0.044,
+    "B04": 0.030,
+    "B05": 0.025,
+    "B06": 0.02,
+    "B07": 0.02,
+    "B08": 0.015,
+    "B8A": 0.015,
+    "B09": 0.01,
+    "B10": 0.0,
+    "B11": 0.005,
+    "B12": 0.003,
 }
 
 

@@ -39,7 +39,9 @@ TOA = {b: round(0.05 + 0.01 * i, 4) for i, b in enumerate(BANDS)}
 
 
 def _cell(size: int = SIZE) -> GridCell:
-    return GridCell("21MXT_L1C", CRS_UTM21S, Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]), size, size)
+    return GridCell(
+        "21MXT_L1C", CRS_UTM21S, Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]), size, size
+    )
 
 
 def write_l1c_folder(folder: Path, *, meta: dict, offset: float) -> Path:
@@ -93,7 +95,10 @@ def test_radio_add_offset_from_baseline_0400_on() -> None:
     ("meta", "offset"),
     [
         ({"processing_level": "L1C", "processing_baseline": "05.10"}, -1000.0),
-        ({"processing_level": "L1C", "processing_baseline": "04.00", "radio_add_offset": -1000}, -1000.0),
+        (
+            {"processing_level": "L1C", "processing_baseline": "04.00", "radio_add_offset": -1000},
+            -1000.0,
+        ),
         ({"processing_level": "L1C", "processing_baseline": "03.01"}, 0.0),
         ({"processing_level": "L1C", "radio_add_offset": 0}, 0.0),
     ],
@@ -205,7 +210,7 @@ def test_composite_refuses_mixed_levels() -> None:
                 scl=np.full((16, 16), 4, np.uint8),
             )
         )
-    with pytest.raises(LevelMixError, match="L1C .* and L2A"):
+    with pytest.raises(LevelMixError, match=r"L1C .* and L2A"):
         composite_period(scenes, cell=cell, period=Q1, bands=["B02"])
 
 
@@ -308,17 +313,23 @@ def _scan_folder(tmp_path: Path, levels: tuple[str, ...]) -> Path:
             data = json.loads(meta_file.read_text())
             data["datetime"] = when.isoformat()
             meta_file.write_text(json.dumps(data))
-    from shapely.geometry import box, mapping
     import geopandas as gpd
+    from shapely.geometry import box, mapping
 
-    footprint = box(ORIGIN[0] + 100, ORIGIN[1] - SIZE * 10 + 100, ORIGIN[0] + SIZE * 10 - 100, ORIGIN[1] - 100)
+    footprint = box(
+        ORIGIN[0] + 100, ORIGIN[1] - SIZE * 10 + 100, ORIGIN[0] + SIZE * 10 - 100, ORIGIN[1] - 100
+    )
     geom = gpd.GeoSeries([footprint], crs=CRS_UTM21S).to_crs("EPSG:4326").iloc[0]
     (tmp_path / "aoi.geojson").write_text(
         json.dumps(
             {
                 "type": "FeatureCollection",
                 "features": [
-                    {"type": "Feature", "properties": {"id": "T1", "name": "Test"}, "geometry": mapping(geom)}
+                    {
+                        "type": "Feature",
+                        "properties": {"id": "T1", "name": "Test"},
+                        "geometry": mapping(geom),
+                    }
                 ],
             }
         )
@@ -336,7 +347,9 @@ detector: {kind: indices}
     return cfg
 
 
-def _minewatch(args: list[str], *, block: str | None = None, cwd: Path) -> subprocess.CompletedProcess:
+def _minewatch(
+    args: list[str], *, block: str | None = None, cwd: Path
+) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh interpreter; ``block`` names a module made unimportable there by a
     `sys.meta_path` finder, as if the package were not installed."""
     prelude = ""

@@ -38,7 +38,7 @@ class L1CStack:
         self.root = root
 
     @property
-    def area(self):  # noqa: ANN201
+    def area(self):
         return shape(self.world.items[0]["geometry"]).buffer(-0.001)
 
 
@@ -57,10 +57,12 @@ def _source(stack: L1CStack, tmp_path: Path) -> StacSource:
 
 
 def _cell(world: StacWorld, size: int = 384) -> GridCell:
-    return GridCell("21MVN_L1C", world.crs, world.transform @ Affine.translation(64, 64), size, size)
+    return GridCell(
+        "21MVN_L1C", world.crs, world.transform @ Affine.translation(64, 64), size, size
+    )
 
 
-def _search(stack: L1CStack, tmp_path: Path) -> list:  # noqa: ANN001
+def _search(stack: L1CStack, tmp_path: Path) -> list:
     import datetime as dt
 
     return _source(stack, tmp_path).search(
