@@ -399,3 +399,26 @@ def test_auto_without_the_detector_refuses_with_the_fix(tmp_path: Path) -> None:
     res = _minewatch(["scan", str(cfg), "--out", str(out), "--json"], cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (out / "alerts.geojson").is_file()
+
+
+def test_cloud_mask_in_the_unit_key_default_not_in_the_scan_identity() -> None:
+    from detection.config import default_config_dir, load_config
+    from detection.units import UnitSettings
+
+    config = load_config(default_config_dir() / "demo.yaml")
+    assert config.composite.cloud_mask == "auto"
+    scl = config.model_copy(
+        update={"composite": config.composite.model_copy(update={"cloud_mask": "scl"})}
+    )
+    assert scl.identity() != config.identity()
+    base = {
+        "bands": ("B02",),
+        "method": "median",
+        "masked_scl": (3, 8, 9),
+        "dilation_px": 1,
+        "probability_threshold": 0.5,
+        "simplify_m": None,
+        "model_sha256": "x",
+    }
+    keys = {m: UnitSettings(**base, cloud_mask=m).as_dict()["cloud_mask"] for m in ("auto", "scl")}
+    assert keys == {"auto": "auto", "scl": "scl"}
