@@ -238,12 +238,12 @@ def tiles_search(
         )
         return
     width = max(len(r["scene_id"]) for r in rows)
-    click.echo(f"{'scene':<{width}}  {'acquired (UTC)':<20}  {'cloud %':>7}  baseline")
+    click.echo(f"{'scene':<{width}}  {'acquired (UTC)':<20}  {'cloud %':>7}  baseline  level")
     for r in rows:
         cloud = "-" if r["cloud_cover_pct"] is None else f"{r['cloud_cover_pct']:.1f}"
         click.echo(
             f"{r['scene_id']:<{width}}  {r['datetime'][:19]:<20}  {cloud:>7}  "
-            f"{r['processing_baseline']}"
+            f"{r['processing_baseline']:<8}  {r['processing_level']}"
         )
     click.echo(f"{len(rows)} scene(s) from {job.source.description}", err=True)
 

@@ -185,3 +185,17 @@ def test_minewatch_scan_of_l1c_items_end_to_end(l1c: L1CStack, tmp_path: Path) -
         assert summary
     # the detector removed cloudy observations that `scl` (no SCL in L1C) kept as clear
     assert observed["auto"] < observed["scl"] - 0.02, observed
+
+
+def test_tiles_search_lists_the_level(l1c: L1CStack, tmp_path: Path) -> None:
+    from minewatch.cli import cli
+
+    cfg = _scan_config(l1c, tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["tiles", "search", str(cfg), "--out", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["scenes"]
+    assert {r["processing_level"] for r in rows} == {"L1C"}
+    assert all("B10" in r["bands"] and "SCL" not in r["bands"] for r in rows)
+    res = runner.invoke(cli, ["tiles", "search", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0 and "05.10     L1C" in res.stdout
