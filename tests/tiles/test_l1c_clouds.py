@@ -422,3 +422,21 @@ def test_cloud_mask_in_the_unit_key_default_not_in_the_scan_identity() -> None:
     }
     keys = {m: UnitSettings(**base, cloud_mask=m).as_dict()["cloud_mask"] for m in ("auto", "scl")}
     assert keys == {"auto": "auto", "scl": "scl"}
+
+
+@pytest.mark.parametrize("level", ["l1c", "l2a"])
+def test_classify_is_csmask_with_its_network_kept(shared_data: Path, level: str) -> None:
+    """`tiles.clouds.classify` reuses one ONNX session per network; it must give exactly what
+    the package's own `CSmask` gives (this pins the package's internals it relies on)."""
+    from ukis_csmask.mask import CSmask
+
+    from tiles.clouds import classify
+
+    img, _ = _chip(shared_data)
+    image = np.moveaxis(img, 0, -1).copy()
+    order = ["blue", "green", "red", "nir", "swir16", "swir22"]
+    theirs = CSmask(image.copy(), order, product_level=level, invalid_buffer=0).csm[..., 0]
+    ours = classify(image, order, level=level)
+    assert (ours == theirs).mean() >= 0.9999
+    four = classify(image[..., :4], order[:4], level=level)  # the 4-band network
+    assert four.shape == ours.shape and (four == ours).mean() > 0.8
