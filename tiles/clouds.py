@@ -7,8 +7,8 @@ PyPI package and runs offline: ``ukis-csmask`` (DLR, Apache-2.0), a U-Net (Effic
 encoder) exported to ONNX, one network for L1C and one for L2A, run by ONNX Runtime. It was chosen
 over ``s2cloudless`` by measurement (``benchmarks/cloud_detectors.py``, docs/imagery.md):
 on the real reference chip it scores Cohen's kappa 0.81 over {clear, cloud, shadow}, cloud recall
-0.986, shadow recall 0.963, in 2.95 s per 1024 px chip on 2 cores; s2cloudless needs five bands
-that chip lacks (B01, B05, B8A, B09, B10) and has no shadow class.
+0.986, shadow recall 0.963, in 1.7 CPU seconds per 1024 px chip (2 threads); s2cloudless needs
+five bands that chip lacks (B01, B05, B8A, B09, B10) and has no shadow class.
 
 The networks were trained on about 30 m pixels. `detect_clouds` averages the scene's bands onto a
 grid of about 30 m, classifies it and brings the classes back to the scene's grid (nearest).
