@@ -140,9 +140,16 @@ class ScanConfig(_Strict):
         import hashlib
 
         exclude: dict[str, Any] = {
-            "periods": True, "output": True, "grid": {"halo_px"}, "detector": {"backend"}
+            "periods": True,
+            "output": True,
+            "grid": {"halo_px"},
+            "detector": {"backend"},
         }
         data = self.model_dump(mode="json", exclude=exclude)
+        if data["composite"].get("cloud_mask") == "auto":
+            # The default since cloud_mask exists: output folders of scans made before keep
+            # their identity (their units are recomputed, since the mask is in the unit key).
+            del data["composite"]["cloud_mask"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -39,9 +39,11 @@ from detection.store import STORE_NAME, RunStore
 from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
 from tiles.bands import BANDS
+from tiles.clouds import require_detector
 from tiles.files import write_text_atomic
 from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
+from tiles.radiometry import check_one_level
 from tiles.sources import SyntheticSource, open_source
 
 log = logging.getLogger(__name__)
@@ -275,6 +277,12 @@ def _scan(
     scenes = source.search(area_geom, periods[0].start, periods[-1].end)
     in_periods = [s for s in scenes if any(p.contains(s.datetime) for p in periods)]
     log.info("%d scene(s) from %s inside the scan's periods", len(in_periods), source.description)
+    # One processing level per scan, and the cloud detector there when scenes need it: both
+    # refused here, before any unit is computed, with the fix.
+    level = check_one_level(in_periods)
+    require_detector(config.composite.cloud_mask, in_periods)
+    if level is not None:
+        log.info("processing level %s", level)
     # Scenes the source could not read (truncated, corrupt): the scan goes on without them, and
     # says so; the next run tries them again.
     scene_failures = [
@@ -305,6 +313,7 @@ def _scan(
         method=config.composite.method,
         masked_scl=tuple(config.composite.masked_scl),
         dilation_px=config.composite.dilation_px,
+        cloud_mask=config.composite.cloud_mask,
         probability_threshold=config.detector.probability_threshold or 0.5,
         class_thresholds=_class_thresholds(config, detector),
         simplify_m=config.alerts.simplify_m,

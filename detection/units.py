@@ -26,6 +26,7 @@ from shapely.geometry import box, mapping, shape
 from aoi.grid import GridCell
 from detection.polygonize import polygonize_mask
 from models.detector import Detector, Prediction
+from tiles.clouds import bands_to_read
 from tiles.composite import Composite, composite_period, crop_composite, write_composite
 from tiles.errors import TileError
 from tiles.files import write_text_atomic
@@ -55,6 +56,8 @@ class UnitSettings:
     class_thresholds: tuple[tuple[str, float], ...] = ()
     #: detector settings that change its output beside the weights (the AMW stride)
     detector_options: tuple[tuple[str, Any], ...] = ()
+    #: how clouds are found: ``scl``, ``ukis-csmask`` or ``auto`` (`tiles.clouds`)
+    cloud_mask: str = "auto"
 
     def threshold(self, cls: str) -> float:
         """The probability at which a pixel is called ``cls``."""
@@ -69,6 +72,9 @@ class UnitSettings:
             "probability_threshold": self.probability_threshold,
             "simplify_m": self.simplify_m,
             "model_sha256": self.model_sha256,
+            # Always in the key: units made before the detector existed left scenes without SCL
+            # unmasked; they are computed again.
+            "cloud_mask": self.cloud_mask,
         }
         # Only when set, so that units saved before halos existed keep their key at halo 0
         # (their result is the same) and are computed again with any halo.
@@ -228,7 +234,10 @@ def predict_unit(
     """
     cell = unit.cell
     grown = cell.with_halo(settings.halo_px)
-    scenes = (source.read(info, grown, bands=settings.bands) for info in unit.scenes)
+    scenes = (
+        source.read(info, grown, bands=bands_to_read(settings.bands, info, settings.cloud_mask))
+        for info in unit.scenes
+    )
     comp = composite_period(
         scenes,
         cell=grown,
@@ -238,6 +247,7 @@ def predict_unit(
         masked_scl=settings.masked_scl,
         dilation_px=settings.dilation_px,
         core=cell,
+        cloud_mask=settings.cloud_mask,
     )
     pred = detector.predict(comp.data, comp.bands)
     if grown is cell:

@@ -194,6 +194,7 @@ def _scene_row(info: Any) -> dict[str, Any]:
         "datetime": info.datetime.isoformat().replace("+00:00", "Z"),
         "cloud_cover_pct": None if cloud is None else round(float(cloud), 2),
         "processing_baseline": info.processing_baseline,
+        "processing_level": info.processing_level,
         "boa_offset_applied": props.get("earthsearch:boa_offset_applied"),
         "crs": info.crs.to_string(),
         "bands": list(info.bands) + (["SCL"] if info.has_scl else []),
@@ -237,12 +238,12 @@ def tiles_search(
         )
         return
     width = max(len(r["scene_id"]) for r in rows)
-    click.echo(f"{'scene':<{width}}  {'acquired (UTC)':<20}  {'cloud %':>7}  baseline")
+    click.echo(f"{'scene':<{width}}  {'acquired (UTC)':<20}  {'cloud %':>7}  baseline  level")
     for r in rows:
         cloud = "-" if r["cloud_cover_pct"] is None else f"{r['cloud_cover_pct']:.1f}"
         click.echo(
             f"{r['scene_id']:<{width}}  {r['datetime'][:19]:<20}  {cloud:>7}  "
-            f"{r['processing_baseline']}"
+            f"{r['processing_baseline']:<8}  {r['processing_level']}"
         )
     click.echo(f"{len(rows)} scene(s) from {job.source.description}", err=True)
 
@@ -331,9 +332,11 @@ def tiles_composite(
     observation is listed as "not observed", never as "no change"."""
     import warnings
 
+    from tiles.clouds import bands_to_read, require_detector
     from tiles.composite import composite_period, crop_composite, write_composite
     from tiles.errors import CloudyPeriodWarning, TileError
     from tiles.local import scene_footprint_intersects
+    from tiles.radiometry import check_one_level
 
     rows: list[dict[str, Any]] = []
     with progress_bar(ctx.obj["progress"]) as progress:
@@ -345,9 +348,11 @@ def tiles_composite(
                 f"{str(folder)!r} already holds composites; pass --overwrite to replace them"
             )
         scenes = job.search()
+        comp = job.config.composite
+        check_one_level(scenes)
+        require_detector(comp.cloud_mask, scenes)
         pairs = job.pairs(scenes)
         units = [(c, p) for c in job.cells for p in job.periods]
-        comp = job.config.composite
         for i, (cell, period) in enumerate(units, start=1):
             infos = [s for c, s in pairs if c is cell and period.contains(s.datetime)]
             if not any(scene_footprint_intersects(s, cell) for s in infos):
@@ -369,7 +374,12 @@ def tiles_composite(
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", CloudyPeriodWarning)
                         result = composite_period(
-                            (job.source.read(s, grown, bands=job.bands) for s in infos),
+                            (
+                                job.source.read(
+                                    s, grown, bands=bands_to_read(job.bands, s, comp.cloud_mask)
+                                )
+                                for s in infos
+                            ),
                             cell=grown,
                             period=period,
                             bands=job.bands,
@@ -377,6 +387,7 @@ def tiles_composite(
                             masked_scl=comp.masked_scl,
                             dilation_px=comp.dilation_px,
                             core=cell,
+                            cloud_mask=comp.cloud_mask,
                         )
                     result = crop_composite(result, cell)
                     paths = write_composite(result, folder)

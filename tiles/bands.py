@@ -28,6 +28,7 @@ BANDS: dict[str, Band] = {
         Band("B08", 10, 832.8, "NIR"),
         Band("B8A", 20, 864.7, "narrow NIR"),
         Band("B09", 60, 945.1, "water vapour"),
+        Band("B10", 60, 1373.5, "SWIR cirrus (L1C only)"),
         Band("B11", 20, 1613.7, "SWIR 1"),
         Band("B12", 20, 2202.4, "SWIR 2"),
     )

@@ -1,7 +1,8 @@
 """Per-period cloud-free composites and clear-observation counts (DESIGN.md section 4).
 
-For one grid cell and one period, every scene is masked (`tiles.masks.clear_mask`) and the clear
-observations are combined per pixel:
+For one grid cell and one period, every scene is masked (`tiles.masks.clear_mask`: its SCL, or
+the trained cloud/shadow detector of `tiles.clouds` when it has none, per ``cloud_mask``) and the
+clear observations are combined per pixel:
 
 - ``median`` (default): the NaN-aware median of every clear observation, band by band.
 - ``best``: the whole spectrum of the clear observation with the lowest blue (B02) reflectance.
@@ -14,7 +15,8 @@ NaN in the composite and 0 in the count: "not observed", never "no change".
 
 Scenes must already be on the cell's grid and in reflectance (as `tiles.local.read_scene` gives
 them); scenes of different processing baselines can be mixed since each was converted to
-reflectance with its own offset when read.
+reflectance with its own offset when read. Scenes of different processing levels (L1C top of
+atmosphere, L2A surface) are never mixed (`tiles.errors.LevelMixError`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import numpy as np
 
 from aoi.grid import GridCell
 from tiles.bands import DEFAULT_MASKED_SCL, check_band_names
+from tiles.clouds import check_cloud_mask, uses_detector
 from tiles.cog import write_cog
 from tiles.errors import CloudyPeriodWarning
 from tiles.masks import check_mask_options, clear_mask
 from tiles.periods import Period
+from tiles.radiometry import check_one_level
 from tiles.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -129,6 +133,7 @@ def composite_period(
     masked_scl: Sequence[int] = DEFAULT_MASKED_SCL,
     dilation_px: int = 0,
     core: GridCell | None = None,
+    cloud_mask: str = "auto",
 ) -> Composite:
     """Composite the clear observations of one cell over one period.
 
@@ -148,6 +153,9 @@ def composite_period(
             around it (`GridCell.with_halo`): ``scene_ids``, the log and the not-observed warning
             count only its pixels, so `crop_composite` to ``core`` gives the chip's composite.
             Default: the whole cell.
+        cloud_mask: ``scl``, ``ukis-csmask`` or ``auto`` (default: the SCL where a scene has
+            one, else the detector; see `tiles.clouds`). Scenes masked by the detector must hold
+            its bands (read them with `tiles.clouds.mask_bands`).
 
     Returns:
         The composite on ``cell``. When nothing was observed clearly (in ``core``), its data is
@@ -157,7 +165,10 @@ def composite_period(
     Raises:
         ValueError: an unknown method, band or SCL class; a scene outside the period, on another
             grid, or given twice; a ``core`` not on ``cell``'s pixel grid inside it.
-        MissingBandError: a scene lacks a requested band (or B02 for ``best``).
+        MissingBandError: a scene lacks a requested band (or B02 for ``best``), or the bands the
+            cloud detector needs.
+        LevelMixError: scenes of different processing levels (L1C and L2A).
+        CloudDetectorMissingError: a scene needs the cloud detector and it is not installed.
     """
     if method not in _METHODS:
         raise ValueError(f"composite method {method!r}: expected one of {list(_METHODS)}")
@@ -165,6 +176,7 @@ def composite_period(
     if not wanted:
         raise ValueError("bands is empty: name the bands to composite, e.g. ('B02', 'B03')")
     check_mask_options(masked_scl, dilation_px)
+    check_cloud_mask(cloud_mask)
     inside = cell.slices_of(core) if core is not None else (slice(None), slice(None))
     name = (core or cell).tile_id
     height, width = cell.shape
@@ -172,6 +184,8 @@ def composite_period(
     contributed: list[tuple[dt.datetime, str]] = []
     seen: set[str] = set()
     no_scl: list[str] = []
+    detected: list[str] = []
+    first = None
     n_scenes = 0
 
     stack: list[np.ndarray] = []  # median: (band,row,col) per scene, NaN where not clear
@@ -182,10 +196,18 @@ def composite_period(
     for scene in scenes:
         n_scenes += 1
         _check_scene(scene, cell, period, seen)
-        if scene.scl is None:
+        first = first or scene.info
+        check_one_level((first, scene.info))
+        if uses_detector(cloud_mask, has_scl=scene.scl is not None):
+            detected.append(scene.info.scene_id)
+        elif scene.scl is None:
             no_scl.append(scene.info.scene_id)
         clear = clear_mask(
-            scene, masked_scl=masked_scl, dilation_px=dilation_px, log_missing_scl=False
+            scene,
+            masked_scl=masked_scl,
+            dilation_px=dilation_px,
+            log_missing_scl=False,
+            cloud_mask=cloud_mask,
         )
         values = np.stack([scene.band(b) for b in wanted]).astype(np.float32, copy=False)
         clear &= np.all(np.isfinite(values), axis=0)
@@ -204,9 +226,20 @@ def composite_period(
             best_blue[better] = blue[better]
             best[:, better] = values[:, better]
 
+    if detected:
+        log.info(
+            "%s %s: %d of %d scene(s) masked by the cloud detector (cloud_mask %s): %s",
+            cell.tile_id,
+            period.label,
+            len(detected),
+            n_scenes,
+            cloud_mask,
+            ", ".join(detected),
+        )
     if no_scl:
         log.warning(
-            "%s %s: %d of %d scene(s) have no SCL band, so no cloud mask was applied to them: %s",
+            "%s %s: %d of %d scene(s) have no SCL band, so no cloud mask was applied to them "
+            "(cloud_mask scl; 'auto' masks them with the cloud detector): %s",
             cell.tile_id,
             period.label,
             len(no_scl),

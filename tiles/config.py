@@ -65,7 +65,11 @@ PLANETARY_COMPUTER_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1
 
 
 class StacSourceConfig(_Strict):
-    """Sentinel-2 L2A COGs found through a STAC API (Earth Search v1 by default).
+    """Sentinel-2 L2A (or L1C) COGs found through a STAC API (Earth Search v1 by default).
+
+    ``collection: sentinel-2-l1c`` reads Level-1C (top of atmosphere, 13 bands with B10, no SCL);
+    the level of each item is taken from ``s2:product_type`` / ``processing:level`` and else from
+    the collection's name.
 
     ``cache_dir`` (default ``<output>/cache``) holds the windows read, so a rerun reads nothing
     twice. ``asset_keys`` maps band names to asset keys where a catalog names them unusually.
@@ -113,12 +117,14 @@ SENTINELHUB_ENDPOINTS: dict[str, tuple[str, str]] = {
 
 
 class SentinelHubSourceConfig(_Strict):
-    """Sentinel-2 L2A through the Sentinel Hub Catalog and Process APIs, on the commercial
+    """Sentinel-2 L2A (or L1C: ``collection: sentinel-2-l1c``) through the Sentinel Hub Catalog
+    and Process APIs, on the commercial
     service (``endpoint: commercial``) or the Copernicus Data Space (``endpoint: cdse``);
     ``base_url``/``token_url`` override the endpoint's URLs. The OAuth client id and secret are
     read from the environment variables named by ``client_id_env``/``client_secret_env``, never
-    from the file. ``cloud_mask: scl`` returns the scene classification; ``clm`` the s2cloudless
-    mask (cloud as SCL class 9, clear as 4)."""
+    from the file. ``cloud_mask: scl`` returns the scene classification (L2A only: L1C scenes
+    then come without a mask and the composite's cloud detector masks them); ``clm`` the
+    s2cloudless mask (cloud as SCL class 9, clear as 4)."""
 
     kind: Literal["sentinelhub"] = "sentinelhub"
     endpoint: Literal["commercial", "cdse"] = "commercial"
@@ -296,8 +302,16 @@ class PeriodsConfig(_Strict):
 
 
 class CompositeConfig(_Strict):
-    """How a period's clear observations become one composite per chip."""
+    """How a period's clear observations become one composite per chip.
+
+    ``cloud_mask`` decides how clouds and shadows are found (`tiles.clouds`): ``scl`` the L2A
+    scene classification only (scenes without it are used unmasked, with a warning);
+    ``ukis-csmask`` the trained detector on every scene; ``auto`` (default) the SCL where a scene
+    has one, else the detector, and a scan that needs the detector without it installed is
+    refused with the fix. ``masked_scl`` applies to the SCL, ``dilation_px`` to both.
+    """
 
     method: Literal["median", "best"] = "median"
     masked_scl: tuple[int, ...] = DEFAULT_MASKED_SCL
     dilation_px: int = Field(default=1, ge=0, le=50)
+    cloud_mask: Literal["scl", "ukis-csmask", "auto"] = "auto"

@@ -1,4 +1,4 @@
-"""The ``local`` imagery source: a folder of Sentinel-2 L2A scenes (DESIGN.md section 3).
+"""The ``local`` imagery source: a folder of Sentinel-2 L2A or L1C scenes (DESIGN.md section 3).
 
 A folder holds scenes in either layout, side by side:
 
@@ -10,6 +10,12 @@ A folder holds scenes in either layout, side by side:
 
         {"datetime": "2024-01-15T14:03:21Z", "processing_baseline": "04.00",
          "boa_add_offset": -1000, "scene_id": "optional name"}
+
+A scene is L2A unless it declares itself L1C: the tag ``PROCESSING_LEVEL=L1C`` (or
+``"processing_level": "L1C"`` in scene.json). An L1C scene holds top-of-atmosphere reflectance, may
+hold all 13 bands (B10 included) and never an SCL; its integer offset is ``RADIO_ADD_OFFSET``
+(``"radio_add_offset"``), the L1C counterpart of ``BOA_ADD_OFFSET``, with the same rule (-1000
+from baseline 04.00 on).
 
 Radiometry: float bands hold surface reflectance and are used as they are; integer bands hold L2A
 digital numbers, converted with the GDAL band scale/offset when the file sets them, else
@@ -26,7 +32,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,7 @@ from rasterio.warp import reproject, transform_bounds
 from aoi.grid import GridCell
 from tiles.bands import BANDS, SCL, check_requested_bands
 from tiles.errors import MissingBandError, SceneFormatError, SceneNotFoundError
-from tiles.radiometry import L2A_SCALE, boa_add_offset, dn_to_reflectance, parse_baseline
+from tiles.radiometry import L2A_SCALE, add_offset, dn_to_reflectance, parse_baseline
 from tiles.radiometry import format_baseline as _format_baseline
 from tiles.scene import Scene, SceneInfo
 
@@ -56,13 +62,35 @@ TAG_DATETIME = "ACQUISITION_DATETIME"
 TAG_BOA_ADD_OFFSET = "BOA_ADD_OFFSET"
 #: Dataset tag holding the processing baseline (e.g. ``04.00``).
 TAG_PROCESSING_BASELINE = "PROCESSING_BASELINE"
+#: Dataset tag holding the processing level (``L2A``, the default, or ``L1C``).
+TAG_PROCESSING_LEVEL = "PROCESSING_LEVEL"
+#: Dataset tag holding the DN offset of integer L1C files (e.g. ``-1000``).
+TAG_RADIO_ADD_OFFSET = "RADIO_ADD_OFFSET"
 #: The metadata file of a per-band scene folder.
 SCENE_JSON = "scene.json"
 #: ``SceneInfo.processing_baseline`` of a scene that does not state its baseline.
 UNKNOWN_BASELINE = "unknown"
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-_SCENE_JSON_KEYS = frozenset({"datetime", "processing_baseline", "boa_add_offset", "scene_id"})
+_SCENE_JSON_KEYS = frozenset(
+    {
+        "datetime",
+        "processing_baseline",
+        "boa_add_offset",
+        "radio_add_offset",
+        "processing_level",
+        "scene_id",
+    }
+)
+#: Spellings of the processing levels accepted in tags and scene.json.
+_LEVELS = {
+    "L1C": "L1C",
+    "LEVEL-1C": "L1C",
+    "S2MSI1C": "L1C",
+    "L2A": "L2A",
+    "LEVEL-2A": "L2A",
+    "S2MSI2A": "L2A",
+}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _SHORT_BAND = re.compile(r"^B(\d)$")
 #: Source pixels read around the cell's footprint, so that bilinear kernels at its edge are whole.
@@ -364,19 +392,47 @@ def _parse_offset(value: Any, *, where: str, key: str) -> float:
     return offset
 
 
+_TAG_KEYS = {
+    "level": TAG_PROCESSING_LEVEL,
+    "boa": TAG_BOA_ADD_OFFSET,
+    "radio": TAG_RADIO_ADD_OFFSET,
+    "baseline": TAG_PROCESSING_BASELINE,
+}
+_JSON_KEYS = {
+    "level": "processing_level",
+    "boa": "boa_add_offset",
+    "radio": "radio_add_offset",
+    "baseline": "processing_baseline",
+}
+
+
 @dataclass(frozen=True)
 class _Radiometry:
     """What a scene states about its digital numbers (tags or scene.json)."""
 
     where: str
-    offset: float | None  # BOA_ADD_OFFSET in DN units
+    offset: float | None  # BOA_ADD_OFFSET (L2A) or RADIO_ADD_OFFSET (L1C) in DN units
     baseline: str  # canonical "MM.mm" or UNKNOWN_BASELINE
+    level: str = "L2A"
+    offset_key: str = TAG_BOA_ADD_OFFSET
+    baseline_key: str = TAG_PROCESSING_BASELINE
 
     def band_source(self, name: str, path: Path, src: DatasetReader, bidx: int) -> _BandSource:
         dtype = np.dtype(src.dtypes[bidx - 1])
         nodata = src.nodatavals[bidx - 1]
         if name == SCL:
+            if self.level == "L1C":
+                raise SceneFormatError(
+                    f"{self.where}: an L1C scene has an SCL band ({path.name}), but SCL is an L2A "
+                    "product; drop it, or declare the scene L2A if it is surface reflectance"
+                )
             return _BandSource(name, path, bidx, False, 0 if nodata is None else nodata, 1.0, 0.0)
+        if name == "B10" and self.level == "L2A":
+            raise SceneFormatError(
+                f"{self.where}: band B10 (cirrus) exists only in L1C products; declare the scene "
+                f'L1C with the tag {TAG_PROCESSING_LEVEL}=L1C (or "processing_level": "L1C" in '
+                f"{SCENE_JSON}), or drop the band"
+            )
         if np.issubdtype(dtype, np.floating):
             return _BandSource(name, path, bidx, True, nodata, 1.0, 0.0)
         if nodata is None:
@@ -389,27 +445,57 @@ class _Radiometry:
             if self.offset is not None and abs(offset_dn - self.offset) > 0.5:
                 raise SceneFormatError(
                     f"{path}: band {name}: GDAL scale/offset ({gdal_scale}, {gdal_offset}) mean "
-                    f"an offset of {offset_dn:g} DN but {TAG_BOA_ADD_OFFSET} says "
+                    f"an offset of {offset_dn:g} DN but {self.offset_key} says "
                     f"{self.offset:g}; applying both would be wrong, so fix one of them"
                 )
             return _BandSource(name, path, bidx, False, nodata, gdal_scale, offset_dn)
         if self.offset is not None:
             offset = self.offset
         elif self.baseline != UNKNOWN_BASELINE:
-            offset = boa_add_offset(self.baseline)
+            offset = add_offset(self.baseline, level=self.level)
         else:
             raise SceneFormatError(
                 f"{self.where}: integer (digital number) band {name} but neither "
-                f"{TAG_BOA_ADD_OFFSET} nor {TAG_PROCESSING_BASELINE} is given, so the "
+                f"{self.offset_key} nor {self.baseline_key} is given, so the "
                 "reflectance offset is unknown (-1000 from baseline 04.00 on); add them from the "
-                "L2A product metadata, e.g. PROCESSING_BASELINE=04.00 and BOA_ADD_OFFSET=-1000"
+                f"{self.level} product metadata, e.g. {self.baseline_key}=04.00 and "
+                f"{self.offset_key}=-1000"
             )
         return _BandSource(name, path, bidx, False, nodata, L2A_SCALE, offset)
 
 
-def _radiometry(
-    offset_value: Any, baseline_value: Any, *, where: str, offset_key: str, baseline_key: str
-) -> _Radiometry:
+def _level(value: Any, *, where: str, key: str) -> str:
+    if value is None or str(value).strip() == "":
+        return "L2A"
+    level = _LEVELS.get(str(value).strip().upper())
+    if level is None:
+        raise SceneFormatError(
+            f"{where}: {key} {value!r} is not a Sentinel-2 processing level; expected 'L1C' or "
+            "'L2A' (the default)"
+        )
+    return level
+
+
+def _radiometry(values: Mapping[str, Any], *, where: str, keys: Mapping[str, str]) -> _Radiometry:
+    """What a scene states about its radiometry; ``keys`` names where each value came from
+    (``level``, ``boa``, ``radio``, ``baseline``: tag names or scene.json keys)."""
+    level = _level(values.get("level"), where=where, key=keys["level"])
+    offset_key = keys["radio"] if level == "L1C" else keys["boa"]
+    other_key = keys["boa"] if level == "L1C" else keys["radio"]
+    baseline_key = keys["baseline"]
+    other = values.get("boa" if level == "L1C" else "radio")
+    if other is not None and str(other).strip() != "":
+        raise SceneFormatError(
+            f"{where}: {other_key} is given but the scene is {level}, whose offset is "
+            f"{offset_key}; "
+            + (
+                f"rename it to {offset_key}"
+                if level == "L1C"
+                else f"declare the scene L1C ({keys['level']}=L1C) if it is top of atmosphere"
+            )
+        )
+    offset_value = values.get("radio" if level == "L1C" else "boa")
+    baseline_value = values.get("baseline")
     offset = None
     if offset_value is not None and str(offset_value).strip() != "":
         offset = _parse_offset(offset_value, where=where, key=offset_key)
@@ -420,7 +506,7 @@ def _radiometry(
         except SceneFormatError as exc:
             raise SceneFormatError(f"{where}: {baseline_key}: {exc}") from exc
     if offset is not None and baseline != UNKNOWN_BASELINE:
-        expected = boa_add_offset(baseline)
+        expected = add_offset(baseline, level=level)
         if offset != expected:
             log.warning(
                 "%s: %s %g differs from the %g of baseline %s; using %s as stated",
@@ -431,7 +517,14 @@ def _radiometry(
                 baseline,
                 offset_key,
             )
-    return _Radiometry(where=where, offset=offset, baseline=baseline)
+    return _Radiometry(
+        where=where,
+        offset=offset,
+        baseline=baseline,
+        level=level,
+        offset_key=offset_key,
+        baseline_key=baseline_key,
+    )
 
 
 def _inspect_file(path: Path) -> _LocalScene:
@@ -447,11 +540,14 @@ def _inspect_file(path: Path) -> _LocalScene:
             )
         when = _parse_datetime(tags[TAG_DATETIME], where=str(path), key=TAG_DATETIME)
         radiometry = _radiometry(
-            tags.get(TAG_BOA_ADD_OFFSET),
-            tags.get(TAG_PROCESSING_BASELINE),
+            {
+                "level": tags.get(TAG_PROCESSING_LEVEL),
+                "boa": tags.get(TAG_BOA_ADD_OFFSET),
+                "radio": tags.get(TAG_RADIO_ADD_OFFSET),
+                "baseline": tags.get(TAG_PROCESSING_BASELINE),
+            },
             where=str(path),
-            offset_key=TAG_BOA_ADD_OFFSET,
-            baseline_key=TAG_PROCESSING_BASELINE,
+            keys=_TAG_KEYS,
         )
         sources: dict[str, _BandSource] = {}
         for bidx, desc in zip(src.indexes, src.descriptions, strict=True):
@@ -489,11 +585,14 @@ def _inspect_folder(folder: Path) -> _LocalScene:
         )
     when = _parse_datetime(meta["datetime"], where=str(meta_path), key="datetime")
     radiometry = _radiometry(
-        meta.get("boa_add_offset"),
-        meta.get("processing_baseline"),
+        {
+            "level": meta.get("processing_level"),
+            "boa": meta.get("boa_add_offset"),
+            "radio": meta.get("radio_add_offset"),
+            "baseline": meta.get("processing_baseline"),
+        },
         where=str(meta_path),
-        offset_key="boa_add_offset",
-        baseline_key="processing_baseline",
+        keys=_JSON_KEYS,
     )
     files = _tiffs_in(folder)
     if not files:
@@ -548,6 +647,7 @@ def _make_info(
         has_scl=SCL in sources,
         processing_baseline=radiometry.baseline,
         href=href,
+        processing_level=radiometry.level,
     )
 
 
@@ -561,7 +661,14 @@ def _drop_duplicates(scenes: list[_LocalScene]) -> list[_LocalScene]:
     """Keep one scene per (acquisition time, footprint): the newest baseline, then last id."""
     groups: dict[tuple[Any, ...], list[_LocalScene]] = {}
     for s in scenes:
-        key = (s.info.datetime, s.info.crs.to_string(), tuple(round(v) for v in s.footprint))
+        # (the level too: an L1C and an L2A of one acquisition are no duplicates but a mix of
+        # levels, which a scan refuses)
+        key = (
+            s.info.datetime,
+            s.info.crs.to_string(),
+            tuple(round(v) for v in s.footprint),
+            s.info.processing_level,
+        )
         groups.setdefault(key, []).append(s)
     kept: list[_LocalScene] = []
     for group in groups.values():

@@ -1,4 +1,6 @@
-"""Cloud and shadow masks from the L2A scene classification layer (SCL)."""
+"""Cloud and shadow masks: from the L2A scene classification layer (SCL), or from the trained
+detector of `tiles.clouds` for scenes without one (``cloud_mask``: ``scl``, ``ukis-csmask`` or
+``auto``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from tiles.bands import DEFAULT_MASKED_SCL, SCL_NAMES
+from tiles.clouds import CLEAR, check_cloud_mask, detect_clouds, uses_detector
 from tiles.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -59,13 +62,20 @@ def clear_mask(
     masked_scl: Sequence[int] = DEFAULT_MASKED_SCL,
     dilation_px: int = 0,
     log_missing_scl: bool = True,
+    cloud_mask: str = "auto",
 ) -> np.ndarray:
-    """Where a scene saw the ground clearly: valid data that the SCL does not mask.
+    """Where a scene saw the ground clearly: valid data that the cloud mask does not mask.
 
-    Pixels of the classes in ``masked_scl`` are not clear. The cloud and shadow classes among them
+    With the SCL (``cloud_mask`` ``scl``, or ``auto`` on a scene that has one): pixels of the
+    classes in ``masked_scl`` are not clear. The cloud and shadow classes among them
     (`CLOUD_SHADOW_SCL`) are also grown by a disk of ``dilation_px`` pixels, to catch the thin
-    cloud and shadow edges Sen2Cor misses. A scene without an SCL gets its valid-data mask only;
-    this is logged (once per call, i.e. once per scene) since clouds then count as clear.
+    cloud and shadow edges Sen2Cor misses. Under ``scl`` a scene without an SCL gets its
+    valid-data mask only; this is logged (once per call, i.e. once per scene) since clouds then
+    count as clear.
+
+    With the detector (``ukis-csmask``, or ``auto`` on a scene without SCL): the pixels
+    `tiles.clouds.detect_clouds` calls cloud or shadow are not clear, grown by ``dilation_px``.
+    The scene must then hold the detector's bands (`tiles.clouds.mask_bands`).
 
     Args:
         scene: the scene (its ``valid`` mask and, when present, its ``scl``).
@@ -73,15 +83,26 @@ def clear_mask(
             medium and high probability cloud, thin cirrus).
         dilation_px: radius in pixels by which cloud and shadow classes are grown.
         log_missing_scl: log when the scene has no SCL (callers that summarise it set False).
+        cloud_mask: ``scl``, ``ukis-csmask`` or ``auto`` (see `tiles.clouds`).
 
     Returns:
         ``(row, col)`` bool, True where the pixel is valid and clear.
 
     Raises:
-        ValueError: an unknown SCL class, or a negative or non-integer ``dilation_px``.
+        ValueError: an unknown SCL class or ``cloud_mask``, or a negative or non-integer
+            ``dilation_px``.
+        CloudDetectorMissingError: the detector is needed but not installed.
+        MissingBandError: the detector is needed but the scene lacks its bands.
     """
     classes = check_mask_options(masked_scl, dilation_px)
+    check_cloud_mask(cloud_mask)
     clear = np.array(scene.valid, dtype=bool, copy=True)
+    if uses_detector(cloud_mask, has_scl=scene.scl is not None):
+        cloudy = detect_clouds(scene) != CLEAR
+        if dilation_px > 0 and cloudy.any():
+            cloudy = ndimage.binary_dilation(cloudy, structure=disk(dilation_px))
+        clear &= ~cloudy
+        return clear
     if scene.scl is None:
         if log_missing_scl:
             log.warning(

@@ -1,10 +1,12 @@
-"""Sentinel-2 L2A radiometry: digital numbers to surface reflectance (DESIGN.md section 3).
+"""Sentinel-2 radiometry: digital numbers to reflectance (DESIGN.md section 3).
 
-L2A products store bottom-of-atmosphere reflectance as 16-bit digital numbers (DN). Since
-processing baseline 04.00 (January 2022) the products carry ``BOA_ADD_OFFSET = -1000`` so that
-dark surfaces (water, shadows) keep their noise instead of being clipped at zero::
+L2A products store bottom-of-atmosphere (surface) reflectance, L1C products top-of-atmosphere
+reflectance, both as 16-bit digital numbers (DN). Since processing baseline 04.00 (January 2022)
+both carry an offset of -1000 DN so that dark surfaces (water, shadows) keep their noise instead
+of being clipped at zero: ``BOA_ADD_OFFSET`` in L2A metadata, ``RADIO_ADD_OFFSET`` in L1C::
 
-    reflectance = (DN + BOA_ADD_OFFSET) / QUANTIFICATION_VALUE      (QUANTIFICATION_VALUE = 10000)
+    L2A: reflectance = (DN + BOA_ADD_OFFSET) / QUANTIFICATION_VALUE
+    L1C: reflectance = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE   (both 10000)
 
 The offset must be applied exactly once: forgetting it makes every 04.00 scene 0.1 brighter than
 a 03.xx scene of the same surface, applying it twice makes it 0.1 darker. Both look like change.
@@ -14,18 +16,31 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tiles.errors import SceneFormatError
+from tiles.errors import LevelMixError, SceneFormatError
+
+if TYPE_CHECKING:
+    from tiles.scene import SceneInfo
 
 log = logging.getLogger(__name__)
 
 #: DN offset of processing baseline 04.00 and later.
 BOA_ADD_OFFSET_SINCE_0400 = -1000.0
 
+#: DN offset of L1C products of processing baseline 04.00 and later (``RADIO_ADD_OFFSET``).
+RADIO_ADD_OFFSET_SINCE_0400 = -1000.0
+
 #: L2A quantification value: reflectance = DN / 10000.
 L2A_SCALE = 1e-4
+#: L1C quantification value: the same 10000.
+L1C_SCALE = 1e-4
+
+#: The metadata name of the offset per processing level.
+OFFSET_NAME = {"L2A": "BOA_ADD_OFFSET", "L1C": "RADIO_ADD_OFFSET"}
 
 _BASELINE_N = re.compile(r"^N(\d{2})(\d{2})$", re.IGNORECASE)
 _BASELINE_DOTTED = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?$")
@@ -82,6 +97,57 @@ def boa_add_offset(processing_baseline: str) -> float:
     return BOA_ADD_OFFSET_SINCE_0400 if parse_baseline(processing_baseline) >= (4, 0) else 0.0
 
 
+def radio_add_offset(processing_baseline: str) -> float:
+    """The DN offset (``RADIO_ADD_OFFSET``) that L1C products of this baseline carry.
+
+    Returns:
+        ``-1000.0`` for baseline 04.00 and later, else ``0.0``.
+
+    Raises:
+        SceneFormatError: the value is not a processing baseline.
+    """
+    major_minor = parse_baseline(processing_baseline)
+    return RADIO_ADD_OFFSET_SINCE_0400 if major_minor >= (4, 0) else 0.0
+
+
+def add_offset(processing_baseline: str, *, level: str) -> float:
+    """The DN offset of a product of ``level`` (``"L1C"`` or ``"L2A"``) and this baseline:
+    `radio_add_offset` for L1C, `boa_add_offset` for L2A.
+
+    Raises:
+        SceneFormatError: the baseline is not understood.
+        ValueError: an unknown level.
+    """
+    if level == "L1C":
+        return radio_add_offset(processing_baseline)
+    if level == "L2A":
+        return boa_add_offset(processing_baseline)
+    raise ValueError(f"processing level {level!r}: expected 'L1C' or 'L2A'")
+
+
+def check_one_level(scenes: Iterable[SceneInfo]) -> str | None:
+    """The one processing level of ``scenes`` (None when there is none).
+
+    L1C (top of atmosphere) and L2A (surface) reflectance of the same ground differ by the
+    atmosphere (hazy blue is ~0.05 brighter at the top): compositing or comparing them would make
+    the difference look like change, so a scan keeps to one level.
+
+    Raises:
+        LevelMixError: scenes of both levels; the message names both, with a scene of each.
+    """
+    first: dict[str, str] = {}
+    for s in scenes:
+        first.setdefault(s.processing_level, s.scene_id)
+    if len(first) > 1:
+        shown = " and ".join(f"{level} (e.g. {sid})" for level, sid in sorted(first.items()))
+        raise LevelMixError(
+            f"scenes of two processing levels in one scan: {shown}; L1C is top-of-atmosphere "
+            "and L2A surface reflectance, so mixing them would look like change: scan one level "
+            "(choose one collection, or keep one level's files in the local folder)"
+        )
+    return next(iter(first), None)
+
+
 def dn_to_reflectance(
     dn: np.ndarray,
     *,
@@ -89,7 +155,7 @@ def dn_to_reflectance(
     scale: float = L2A_SCALE,
     nodata: int | float | None = 0,
 ) -> np.ndarray:
-    """Convert L2A digital numbers to surface reflectance: ``(DN + offset) * scale``.
+    """Convert L2A or L1C digital numbers to reflectance: ``(DN + offset) * scale``.
 
     The offset is applied here and only here; pass ``offset=0.0`` for data that already had it
     applied (or that predates baseline 04.00).
@@ -100,8 +166,9 @@ def dn_to_reflectance(
 
     Args:
         dn: digital numbers, any shape and integer or float dtype.
-        offset: ``BOA_ADD_OFFSET`` in DN units (``-1000.0`` for baseline 04.00 and later).
-        scale: reflectance per DN (``1e-4`` for L2A).
+        offset: ``BOA_ADD_OFFSET`` (L2A) or ``RADIO_ADD_OFFSET`` (L1C) in DN units
+            (``-1000.0`` for baseline 04.00 and later).
+        scale: reflectance per DN (``1e-4`` for L2A and L1C).
         nodata: the DN that marks missing data (L2A uses 0), or None when there is none.
 
     Returns:

@@ -14,6 +14,9 @@ from rasterio.crs import CRS
 
 from tiles.bands import check_band_names
 
+#: Sentinel-2 processing levels a source may yield: top of atmosphere (L1C) or surface (L2A).
+PROCESSING_LEVELS: tuple[str, ...] = ("L1C", "L2A")
+
 
 @dataclass(frozen=True)
 class SceneInfo:
@@ -28,13 +31,16 @@ class SceneInfo:
         height: rows at the finest band's resolution.
         bands: the bands the scene offers, without ``SCL``.
         has_scl: whether a scene classification layer is available.
-        processing_baseline: e.g. ``"04.00"``; scenes of 04.00 and later carry BOA_ADD_OFFSET -1000.
+        processing_baseline: e.g. ``"04.00"``; scenes of 04.00 and later carry an offset of
+            -1000 DN (BOA_ADD_OFFSET for L2A, RADIO_ADD_OFFSET for L1C).
         href: where the source reads the pixels (a file, a folder or a URL).
         assets: remote sources only: per band (``SCL`` included) what the source needs to read
             it, e.g. ``{"B02": {"href": "https://...", "file:size": 123, "file:checksum": ...}}``.
         properties: remote sources only: the item properties that decide how the scene is read
             (``eo:cloud_cover``, ``s2:processing_baseline``, ``earthsearch:boa_offset_applied``,
             ``collection``, ...).
+        processing_level: ``"L2A"`` (surface reflectance, may have an SCL) or ``"L1C"`` (top of
+            atmosphere reflectance, never an SCL; 13 bands with B10).
     """
 
     scene_id: str
@@ -53,8 +59,14 @@ class SceneInfo:
     properties: Mapping[str, Any] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
+    processing_level: str = "L2A"
 
     def __post_init__(self) -> None:
+        if self.processing_level not in PROCESSING_LEVELS:
+            raise ValueError(
+                f"scene {self.scene_id}: processing level {self.processing_level!r}: expected "
+                f"one of {list(PROCESSING_LEVELS)}"
+            )
         if self.datetime.tzinfo is None:
             raise ValueError(f"scene {self.scene_id}: datetime {self.datetime} has no timezone")
         check_band_names(self.bands)
@@ -74,7 +86,8 @@ class Scene:
     Attributes:
         info: the scene's metadata.
         bands: band names in the order of ``data``.
-        data: ``(band, row, col)`` float32 surface reflectance (0..1 nominal); NaN where not valid.
+        data: ``(band, row, col)`` float32 reflectance (0..1 nominal; surface for L2A, top of
+            atmosphere for L1C, see ``info.processing_level``); NaN where not valid.
         valid: ``(row, col)`` bool, True where the sensor saw the ground (not no-data).
         scl: ``(row, col)`` uint8 scene classification, or None when the source has none.
         crs: CRS of ``data``.

@@ -1,5 +1,10 @@
-"""The ``sentinelhub`` imagery source: Sentinel-2 L2A through the Sentinel Hub Catalog and Process
-APIs (DESIGN.md section 3), on the commercial service or the Copernicus Data Space Ecosystem.
+"""The ``sentinelhub`` imagery source: Sentinel-2 L2A or L1C through the Sentinel Hub Catalog and
+Process APIs (DESIGN.md section 3), on the commercial service or the Copernicus Data Space
+Ecosystem.
+
+``collection: sentinel-2-l1c`` reads Level-1C (top of atmosphere, all 13 bands with B10, no SCL:
+with ``cloud_mask: scl`` no mask is asked for and the scan's ``composite.cloud_mask`` detector
+masks the scenes; ``clm`` asks for the service's s2cloudless mask, which L1C has too).
 
 Search: the Catalog API (``POST /api/v1/catalog/1.0.0/search``) by AOI geometry, time range and
 ``eo:cloud_cover``, paged by the client.
@@ -11,7 +16,8 @@ numbers (UINT16), then SCL (or the s2cloudless CLM mask) and ``dataMask``, and w
 service's normalisation factor into ``userdata.json``; the answer is the multipart tar the service
 sends for two outputs (``default.tif`` + ``userdata.json``). Reflectance = DN x norm_factor. The
 service harmonises baselines (``harmonizeValues: true``, the default, requested explicitly): the
--1000 offset of baseline 04.00+ is applied by Sentinel Hub, so it is not applied again here.
+-1000 offset of baseline 04.00+ (BOA_ADD_OFFSET of L2A, RADIO_ADD_OFFSET of L1C) is applied by
+Sentinel Hub, so it is not applied again here.
 
 Credentials: the OAuth client id and secret come from the environment variables the config names
 (``SH_CLIENT_ID``/``SH_CLIENT_SECRET`` by default), never from files; they are never logged and
@@ -64,16 +70,16 @@ _DEFAULT_NORM = 1e-4
 
 
 def evalscript(bands: Sequence[str], *, cloud_mask: str = "scl") -> str:
-    """The Process API evalscript: bands as DN, then SCL (or CLM), then dataMask, as UINT16, and
-    the normalisation factor in ``userdata``."""
-    mask = "SCL" if cloud_mask == "scl" else "CLM"
-    inputs = ", ".join(f'"{b}"' for b in (*bands, mask, "dataMask"))
-    values = ", ".join(f"s.{b}" for b in (*bands, mask, "dataMask"))
+    """The Process API evalscript: bands as DN, then SCL (or CLM; nothing for ``none``), then
+    dataMask, as UINT16, and the normalisation factor in ``userdata``."""
+    masks = {"scl": ("SCL",), "clm": ("CLM",), "none": ()}[cloud_mask]
+    inputs = ", ".join(f'"{b}"' for b in (*bands, *masks, "dataMask"))
+    values = ", ".join(f"s.{b}" for b in (*bands, *masks, "dataMask"))
     return f"""//VERSION=3
 function setup() {{
   return {{
     input: [{{bands: [{inputs}], units: "DN"}}],
-    output: {{id: "default", bands: {len(bands) + 2}, sampleType: "UINT16"}},
+    output: {{id: "default", bands: {len(bands) + len(masks) + 1}, sampleType: "UINT16"}},
     mosaicking: "SIMPLE"
   }};
 }}
@@ -151,8 +157,14 @@ class SentinelHubSource:
         sh.max_retries = self.policy.max_tries
         self._sh = sh
         _redact_in(("requests_oauthlib", "oauthlib", "sentinelhub"), secret)
-        name = "MINEWATCH_S2L2A_" + hashlib.sha1(self.base_url.encode()).hexdigest()[:8]
-        self._collection = DataCollection.SENTINEL2_L2A.define_from(name, service_url=self.base_url)
+        self.level = "L1C" if "l1c" in config.collection.lower() else "L2A"
+        #: the mask band asked for: SCL (L2A only), CLM, or none (L1C with cloud_mask scl)
+        self.mask = (
+            "none" if self.level == "L1C" and config.cloud_mask == "scl" else config.cloud_mask
+        )
+        base = DataCollection.SENTINEL2_L1C if self.level == "L1C" else DataCollection.SENTINEL2_L2A
+        name = f"MINEWATCH_S2{self.level}_" + hashlib.sha1(self.base_url.encode()).hexdigest()[:8]
+        self._collection = base.define_from(name, service_url=self.base_url)
         self._session: Any = None
 
     def __repr__(self) -> str:
@@ -234,9 +246,10 @@ class SentinelHubSource:
             transform=Affine(10.0, 0.0, left, 0.0, -10.0, top),
             width=width,
             height=height,
-            bands=tuple(BANDS),
-            has_scl=True,
+            bands=tuple(b for b in BANDS if self.level == "L1C" or b != "B10"),
+            has_scl=self.mask != "none",
             processing_baseline=baseline,
+            processing_level=self.level,
             href=f"{self.base_url}/api/v1/process",
             properties={
                 "eo:cloud_cover": props.get("eo:cloud_cover"),
@@ -262,17 +275,19 @@ class SentinelHubSource:
         dn = raw.data.astype(np.float32)
         norm = float(raw.nodata) if raw.nodata else _DEFAULT_NORM
         n = len(wanted)
-        valid = dn[n + 1] > 0
+        valid = dn[-1] > 0
         data = dn[:n] * np.float32(norm)
         data[:, ~valid] = np.nan
-        mask = raw.data[n].astype(np.uint16)
-        if self.config.cloud_mask == "clm":
-            scl = np.zeros(mask.shape, dtype=np.uint8)
-            for clm, cls in CLM_TO_SCL.items():
-                scl[mask == clm] = cls
-        else:
-            scl = mask.astype(np.uint8)
-        scl[~valid] = 0
+        scl: np.ndarray | None = None
+        if self.mask != "none":
+            mask = raw.data[n].astype(np.uint16)
+            if self.mask == "clm":
+                scl = np.zeros(mask.shape, dtype=np.uint8)
+                for clm, cls in CLM_TO_SCL.items():
+                    scl[mask == clm] = cls
+            else:
+                scl = mask.astype(np.uint8)
+            scl[~valid] = 0
         return Scene(
             info=info,
             bands=wanted,
@@ -293,7 +308,7 @@ class SentinelHubSource:
     def _fetch(self, info: SceneInfo, cell: GridCell, wanted: tuple[str, ...]) -> RawWindow:
         key = window_key(
             scene_id=info.scene_id,
-            band="+".join((*wanted, self.config.cloud_mask, "dataMask")),
+            band="+".join((*wanted, self.mask, "dataMask")),
             href=self.base_url,
             window=(0, 0, cell.width, cell.height),
             grid={
@@ -305,7 +320,7 @@ class SentinelHubSource:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        out = np.zeros((len(wanted) + 2, cell.height, cell.width), dtype=np.uint16)
+        out = np.zeros((self._n_out(wanted), cell.height, cell.width), dtype=np.uint16)
         norms: set[float] = set()
         for row0, col0, h, w in split_cell(cell, max_px=self.config.max_request_px):
             block, norm = self._process(info, cell, wanted, row0, col0, h, w)
@@ -339,7 +354,7 @@ class SentinelHubSource:
         left, top = t.c + col0 * t.a, t.f + row0 * t.e
         bbox = BBox((left, top + h * t.e, left + w * t.a, top), crs=SHCRS(cell.crs.to_epsg()))
         request = SentinelHubRequest(
-            evalscript=evalscript(wanted, cloud_mask=self.config.cloud_mask),
+            evalscript=evalscript(wanted, cloud_mask=self.mask),
             input_data=[
                 SentinelHubRequest.input_data(
                     data_collection=self._collection,
@@ -362,7 +377,11 @@ class SentinelHubSource:
         log.debug("Process API request for %s", what)
         with self._errors(what):
             answer = self._download(request.download_list[0], what=what)
-        return decode_process_answer(answer, n_bands=len(wanted) + 2, shape=(h, w), what=what)
+        return decode_process_answer(answer, n_bands=self._n_out(wanted), shape=(h, w), what=what)
+
+    def _n_out(self, wanted: tuple[str, ...]) -> int:
+        """Bands of a Process answer: the reflectance bands, the mask (if any), dataMask."""
+        return len(wanted) + (0 if self.mask == "none" else 1) + 1
 
     # ------------------------------------------------------------------------------- internals
 

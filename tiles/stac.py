@@ -1,4 +1,4 @@
-"""The ``stac`` imagery source: Sentinel-2 L2A COGs found through any STAC API (DESIGN.md
+"""The ``stac`` imagery source: Sentinel-2 L2A or L1C COGs found through any STAC API (DESIGN.md
 section 3).
 
 Search: `pystac_client` against the configured API (Earth Search v1 by default, no account),
@@ -19,9 +19,14 @@ Planetary Computer and older catalogs by band (``B02``, ``SCL``); both are recog
 ``sign: planetary_computer`` fetches one per collection, refreshes it before it expires and once
 more when the storage answers 403.
 
+Level: an item is L1C when its ``s2:product_type`` is ``S2MSI1C`` or its ``processing:level`` is
+``L1C``, else when its collection is named like ``sentinel-2-l1c``; otherwise L2A. L1C items
+offer all 13 bands (Earth Search names B10 ``cirrus``) and no SCL.
+
 Radiometry (applied exactly once, here): ``reflectance = (DN + offset) / 10000`` where ``offset``
 is ``-1000`` for processing baseline 04.00 and later (``s2:processing_baseline``, else the
-``_Nxxxx_`` of the product id) unless the item says ``earthsearch:boa_offset_applied: true``,
+``_Nxxxx_`` of the product id): ``BOA_ADD_OFFSET`` for L2A, ``RADIO_ADD_OFFSET`` for L1C (top of
+atmosphere reflectance), unless the item says ``earthsearch:boa_offset_applied: true``,
 meaning Earth Search already subtracted it in the COG. The ``raster:bands`` scale/offset of Earth
 Search items is not used: it is known to disagree with that flag (Element84/earth-search#66, #71).
 An item that states no baseline is refused, never guessed.
@@ -74,7 +79,7 @@ from tiles.http import (
     make_session,
     retry_call,
 )
-from tiles.radiometry import L2A_SCALE, boa_add_offset, dn_to_reflectance, format_baseline
+from tiles.radiometry import L2A_SCALE, add_offset, dn_to_reflectance, format_baseline
 from tiles.scene import Scene, SceneInfo
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ EARTH_SEARCH_ASSETS: dict[str, str] = {
     "B08": "nir",
     "B8A": "nir08",
     "B09": "nir09",
+    "B10": "cirrus",
     "B11": "swir16",
     "B12": "swir22",
     SCL: "scl",
@@ -102,6 +108,8 @@ KEPT_PROPERTIES = (
     "s2:processing_baseline",
     "earthsearch:boa_offset_applied",
     "s2:product_uri",
+    "s2:product_type",
+    "processing:level",
     "s2:mgrs_tile",
     "grid:code",
     "mgrs:utm_zone",
@@ -125,7 +133,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 class StacSource:
-    """Sentinel-2 L2A scenes from a STAC API, read window by window over HTTP.
+    """Sentinel-2 L2A or L1C scenes from a STAC API, read window by window over HTTP.
 
     Args:
         config: the ``source`` section (kind ``stac``).
@@ -263,7 +271,8 @@ class StacSource:
     # ------------------------------------------------------------------------------------ read
 
     def read(self, info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scene:
-        """The scene's bands (and SCL) on ``cell``'s grid, as surface reflectance.
+        """The scene's bands (and SCL) on ``cell``'s grid, as reflectance (surface for L2A, top
+        of atmosphere for L1C).
 
         Raises:
             ValueError: ``bands`` is empty, repeats a band or names SCL or an unknown band.
@@ -280,7 +289,9 @@ class StacSource:
                 f"{sorted(info.assets)} (set asset_keys in the source config if the catalog "
                 "names them differently)"
             )
-        offset = item_boa_offset(info.properties, scene_id=info.scene_id)
+        offset = item_boa_offset(
+            info.properties, scene_id=info.scene_id, level=info.processing_level
+        )
         data = np.full((len(wanted), cell.height, cell.width), np.nan, dtype=np.float32)
         for i, name in enumerate(wanted):
             raw = self._window(info, name, cell)
@@ -530,6 +541,10 @@ def item_to_scene_info(
         )
     transform, (height, width) = grid
     baseline = item_baseline(props, item_id=item_id)
+    level = item_level(item)
+    if level == "L1C" and SCL in found:
+        log.debug("item %s: L1C with an SCL asset; SCL is ignored", item_id)
+        del found[SCL]
     kept = {k: props[k] for k in KEPT_PROPERTIES if k in props}
     kept["processing_baseline"] = baseline
     kept["collection"] = item.get("collection")
@@ -547,7 +562,21 @@ def item_to_scene_info(
         href=_self_href(item) or item_id,
         assets=found,
         properties=kept,
+        processing_level=level,
     )
+
+
+def item_level(item: Mapping[str, Any]) -> str:
+    """``"L1C"`` or ``"L2A"``: from ``s2:product_type`` (``S2MSI1C``/``S2MSI2A``), else
+    ``processing:level``, else the collection id (``...l1c...``); L2A when nothing says."""
+    props = item.get("properties") or {}
+    product = str(props.get("s2:product_type") or "").upper()
+    if product in ("S2MSI1C", "S2MSI2A"):
+        return "L1C" if product == "S2MSI1C" else "L2A"
+    level = str(props.get("processing:level") or "").upper()
+    if level in ("L1C", "L2A"):
+        return level
+    return "L1C" if "l1c" in str(item.get("collection") or "").lower() else "L2A"
 
 
 def item_baseline(properties: Mapping[str, Any], *, item_id: str) -> str:
@@ -573,8 +602,9 @@ def item_baseline(properties: Mapping[str, Any], *, item_id: str) -> str:
     )
 
 
-def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str) -> float:
-    """The DN offset to apply to an item's COG values (``-1000.0`` or ``0.0``).
+def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str, level: str = "L2A") -> float:
+    """The DN offset to apply to an item's COG values (``-1000.0`` or ``0.0``):
+    ``BOA_ADD_OFFSET`` for L2A, ``RADIO_ADD_OFFSET`` for L1C (same rule: from baseline 04.00).
 
     ``earthsearch:boa_offset_applied: true`` means the COG values already had it applied.
 
@@ -584,7 +614,7 @@ def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str) -> float:
     baseline = properties.get("processing_baseline") or item_baseline(properties, item_id=scene_id)
     if properties.get("earthsearch:boa_offset_applied") is True:
         return 0.0
-    return boa_add_offset(str(baseline))
+    return add_offset(str(baseline), level=level)
 
 
 class SasSigner:
@@ -916,6 +946,7 @@ def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
             s.datetime.replace(microsecond=0),
             s.crs.to_string(),
             tuple(round(v) for v in s.bounds),
+            s.processing_level,
         )
         groups.setdefault(key, []).append(s)
     kept: list[SceneInfo] = []
@@ -942,5 +973,6 @@ __all__ = [
     "StacSource",
     "item_baseline",
     "item_boa_offset",
+    "item_level",
     "item_to_scene_info",
 ]

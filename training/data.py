@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from aoi.grid import GridCell
 from models.normalization import Normalization
 from models.registry import NETWORK_CLASSES
+from tiles.clouds import bands_to_read
 from tiles.composite import composite_period
 from tiles.local import list_scenes, read_scene
 from tiles.periods import Period
@@ -189,7 +190,8 @@ def _composite(
         # A cloudy period is expected here: its gaps are NaN and ignored in training.
         warnings.simplefilter("ignore")
         comp = composite_period(
-            (read_scene(i, cell, bands=bands) for i in chosen),
+            # (scenes without SCL are masked by the cloud detector, which needs its own bands)
+            (read_scene(i, cell, bands=bands_to_read(bands, i, "auto")) for i in chosen),
             cell=cell,
             period=period,
             bands=bands,

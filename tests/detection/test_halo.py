@@ -236,6 +236,7 @@ def _identity_before_halo(config: ScanConfig) -> str:
     data = config.model_dump(mode="json", exclude={"periods", "output"})
     data["grid"].pop("halo_px")
     data.get("detector", {}).pop("backend", None)  # not part of the identity either
+    data["composite"].pop("cloud_mask")  # nor is the default cloud_mask (auto), added later
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

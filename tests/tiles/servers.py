@@ -64,6 +64,26 @@ ES_KEYS = {
     "SCL": "scl",
 }
 BANDS_20M = {"B05", "B06", "B07", "B8A", "B11", "B12", "SCL"}
+BANDS_60M = {"B01", "B09", "B10"}
+#: Earth Search v1 keys of the bands only L1C items add.
+ES_KEYS_L1C = {"B01": "coastal", "B09": "nir09", "B10": "cirrus"}
+#: Top-of-atmosphere minus surface reflectance over dark tropical forest (path radiance), per
+#: band: what the L1C variant adds to the synthetic world's surface reflectance.
+TOA_HAZE = {
+    "B01": 0.10,
+    "B02": 0.074,
+    "B03": 0.044,
+    "B04": 0.030,
+    "B05": 0.025,
+    "B06": 0.02,
+    "B07": 0.02,
+    "B08": 0.015,
+    "B8A": 0.015,
+    "B09": 0.01,
+    "B10": 0.0,
+    "B11": 0.005,
+    "B12": 0.003,
+}
 
 
 def clear_gdal_cache() -> None:
@@ -241,19 +261,28 @@ class StacWorld:
     size_px: int
     reflectance: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     cog_bytes: int = 0
+    #: L1C worlds: the SCL the synthetic world drew (not served), per item, at 10 m
+    truth_scl: dict[str, np.ndarray] = field(default_factory=dict)
 
     def item(self, item_id: str) -> dict[str, Any]:
         return next(i for i in self.items if i["id"] == item_id)
 
 
-def build_stac_world(root: Path, base_url: str) -> StacWorld:
+def build_stac_world(root: Path, base_url: str, *, level: str = "L2A") -> StacWorld:
     """A 512 px synthetic world (2 quarters x 2 acquisitions) as Earth Search v1 items + COGs.
 
     Radiometry variants, so the offset is tested to be applied exactly once: item 0 says
     ``earthsearch:boa_offset_applied: true`` (its COG values had the -1000 removed); the others
     hold the product's digital numbers (baseline 05.10, flag false); item 3 uses Planetary
     Computer asset keys (``B02``, ``SCL``) and no Earth Search flag.
+
+    ``level="L1C"``: collection ``sentinel-2-l1c`` as Earth Search serves it: top-of-atmosphere
+    reflectance (the surface plus `TOA_HAZE`), all 13 bands (B01, B09 and the cirrus band B10 at
+    60 m), ``s2:product_type: S2MSI1C``, no SCL asset (the world's SCL is kept in
+    ``truth_scl``); every item holds digital numbers with RADIO_ADD_OFFSET (baseline 05.10).
     """
+    l1c = level == "L1C"
+    collection_id = "sentinel-2-l1c" if l1c else COLLECTION
     world_dir = root / "world"
     spec = WorldSpec(
         size_px=SIZE_PX,
@@ -269,6 +298,7 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
     )
     world = generate_world(world_dir, spec)
     cogs = root / "cogs"
+    world_truth: dict[str, np.ndarray] = {}
     items: list[dict[str, Any]] = []
     refl: dict[str, dict[str, np.ndarray]] = {}
     to_wgs = Transformer.from_crs(world.crs, "EPSG:4326", always_xy=True)
@@ -283,20 +313,29 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
             names = src.descriptions
             dn = {name: src.read(i + 1) for i, name in enumerate(names)}
             tags = src.tags()
-        item_id = f"S2{'AB'[n % 2]}_{world.tile_id}_{scene.datetime:%Y%m%d}_0_L2A"
-        applied = n == 0
-        pc_keys = n == 3
+        item_id = f"S2{'AB'[n % 2]}_{world.tile_id}_{scene.datetime:%Y%m%d}_0_{level}"
+        applied = n == 0 and not l1c
+        pc_keys = n == 3 and not l1c
         refl[item_id] = {}
         assets: dict[str, Any] = {}
-        for band, key in ES_KEYS.items():
+        keys = dict(ES_KEYS)
+        if l1c:
+            keys.pop("SCL")
+            keys.update(ES_KEYS_L1C)
+            world_scl = dn["SCL"]
+            dn = _toa_digital_numbers(dn)
+        for band, key in keys.items():
             values = dn[band]
-            res = 20 if band in BANDS_20M else 10
+            res = 20 if band in BANDS_20M else 60 if band in BANDS_60M else 10
             if band == "SCL":
                 out = values[::2, ::2].astype(np.uint8)
             else:
                 r = np.where(values == 0, np.nan, (values.astype(np.float32) - 1000) / 10000)
-                if res == 20:
-                    r = np.nanmean(r.reshape(SIZE_PX // 2, 2, SIZE_PX // 2, 2), axis=(1, 3))
+                if res > 10:
+                    k = res // 10
+                    n_px = SIZE_PX // k  # (60 m: the last 2 columns and rows are left out)
+                    r = r[: n_px * k, : n_px * k]
+                    r = np.nanmean(r.reshape(n_px, k, n_px, k), axis=(1, 3))
                 refl[item_id][band] = r
                 dn_offset = 0 if applied else 1000
                 out = np.where(np.isnan(r), 0, np.clip(np.rint(r * 10000) + dn_offset, 1, 65535))
@@ -331,6 +370,7 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
                         "offset": -0.1,
                     }
                 ],
+                "eo:bands": [{"name": band}],
                 "roles": ["data", "reflectance"],
             }
         assets["thumbnail"] = {"href": f"{base_url}/thumb.jpg", "type": "image/jpeg"}
@@ -347,6 +387,11 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
             "s2:processing_baseline": tags["PROCESSING_BASELINE"],
             "s2:product_uri": f"{scene.scene_id}.SAFE",
         }
+        if l1c:
+            props["s2:product_type"] = "S2MSI1C"
+            props["s2:product_uri"] = scene.scene_id.replace("MSIL2A", "MSIL1C") + ".SAFE"
+            props["s2:processing_baseline"] = "05.10"
+            world_truth[item_id] = world_scl.astype(np.uint8)
         if not pc_keys:
             props["earthsearch:boa_offset_applied"] = applied
         items.append(
@@ -354,7 +399,7 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
                 "type": "Feature",
                 "stac_version": "1.0.0",
                 "id": item_id,
-                "collection": COLLECTION,
+                "collection": collection_id,
                 "geometry": footprint,
                 "bbox": bbox,
                 "properties": props,
@@ -364,9 +409,9 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
         )
     collection = {
         "type": "Collection",
-        "id": COLLECTION,
+        "id": collection_id,
         "stac_version": "1.0.0",
-        "description": "Sentinel-2 L2A (synthetic world, Earth Search v1 shape)",
+        "description": f"Sentinel-2 {level} (synthetic world, Earth Search v1 shape)",
         "license": "proprietary",
         "extent": {
             "spatial": {"bbox": [bbox]},
@@ -379,7 +424,27 @@ def build_stac_world(root: Path, base_url: str) -> StacWorld:
     items_path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     (root / "thumb.jpg").write_bytes(b"\xff\xd8\xff")
     shutil.rmtree(world_dir / "scenes")
-    return StacWorld(root, items_path, items, world.crs, world.transform, SIZE_PX, refl, total)
+    return StacWorld(
+        root, items_path, items, world.crs, world.transform, SIZE_PX, refl, total, world_truth
+    )
+
+
+def _toa_digital_numbers(dn: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """L1C digital numbers (RADIO_ADD_OFFSET -1000) of a synthetic L2A scene's DN: surface
+    reflectance plus `TOA_HAZE`, and the bands only L1C has: B01 (coastal, like blue), B09
+    (water vapour, darker than NIR) and B10 (cirrus: near 0 over ground, high over cloud)."""
+    nodata = dn["B02"] == 0
+    surface = {b: (v.astype(np.float32) - 1000) / 10000 for b, v in dn.items() if b != "SCL"}
+    surface["B01"] = surface["B02"] * 1.05
+    surface["B09"] = surface["B8A"] * 0.35
+    cloud = np.isin(dn["SCL"], (8, 9, 10))
+    surface["B10"] = np.where(cloud, 0.04 + 0.2 * surface["B02"], 0.002).astype(np.float32)
+    out: dict[str, np.ndarray] = {}
+    for band, r in surface.items():
+        toa = np.clip(np.rint((r + TOA_HAZE[band]) * 10000) + 1000, 1, 65535).astype(np.uint16)
+        toa[nodata] = 0
+        out[band] = toa
+    return out
 
 
 class RustacServer:
@@ -499,14 +564,14 @@ class FaultProxy:
 
 @contextlib.contextmanager
 def stac_stack(
-    root: Path,
+    root: Path, *, level: str = "L2A"
 ) -> Iterator[tuple[RangeServer, RustacServer, StacWorld, FaultProxy]]:
     """COG server + synthetic items + rustac STAC API behind a fault proxy (its ``url`` is the
-    API's address), for one test module."""
+    API's address), for one test module; ``level="L1C"`` serves the L1C variant."""
     cog_server = RangeServer(root).start()
     proxy = FaultProxy()
     try:
-        world = build_stac_world(root, cog_server.url)
+        world = build_stac_world(root, cog_server.url, level=level)
         api = RustacServer(root / "collection.json", world.items_path, addr=proxy.url)
         proxy.target(api.url)
         try:

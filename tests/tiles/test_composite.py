@@ -245,11 +245,11 @@ def test_scenes_without_scl_logged_once_per_period(
         for i in range(3)
     ]
     with caplog.at_level(logging.WARNING):
-        composite_period(scenes, cell=small_cell, period=Q1_2024, bands=["B02"])
+        composite_period(scenes, cell=small_cell, period=Q1_2024, bands=["B02"], cloud_mask="scl")
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "21MXT_0202 2024Q1: 3 of 3 scene(s) have no SCL band, so no cloud mask was applied to "
-        "them: n0, n1, n2"
+        "them (cloud_mask scl; 'auto' masks them with the cloud detector): n0, n1, n2"
     ]
 
 

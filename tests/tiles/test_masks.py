@@ -70,7 +70,7 @@ def test_without_scl_valid_only_and_logged(
 ) -> None:
     s = make_scene(world_cell, {"B02": 0.1}, scene_id="noscl", scl=None, valid=world.valid)
     with caplog.at_level(logging.WARNING, logger="tiles.masks"):
-        clear = clear_mask(s, dilation_px=2)
+        clear = clear_mask(s, dilation_px=2, cloud_mask="scl")
     np.testing.assert_array_equal(clear, world.valid)
     assert clear is not s.valid
     assert [r.getMessage() for r in caplog.records] == [
@@ -78,7 +78,7 @@ def test_without_scl_valid_only_and_logged(
     ]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tiles.masks"):
-        clear_mask(s, log_missing_scl=False)
+        clear_mask(s, log_missing_scl=False, cloud_mask="scl")
     assert not caplog.records
 
 

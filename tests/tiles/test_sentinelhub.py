@@ -279,3 +279,41 @@ def test_wrong_secret_is_an_authentication_error(server: SentinelHubServer, tmp_
     with pytest.raises(AuthenticationError, match="refused the client credentials") as info:
         source.search(AREA, dt.date(2024, 4, 1), dt.date(2024, 4, 30))
     assert "wrong" not in str(info.value)
+
+
+def test_l1c_collection_13_bands_no_scl_offset_by_the_service(
+    server: SentinelHubServer, tmp_path: Path
+) -> None:
+    """``collection: sentinel-2-l1c``: the Process request names the L1C collection, asks for no
+    SCL (L1C has none; the composite's detector masks it) and harmonised values, so the
+    service's RADIO_ADD_OFFSET is applied there once and not again here."""
+
+    def render_l1c(body: dict[str, Any]) -> tuple[np.ndarray, float]:
+        w, h = body["output"]["width"], body["output"]["height"]
+        n = body["evalscript"].count("s.")
+        arr = np.full((n, h, w), 1500, dtype=np.uint16)
+        arr[-1] = 1  # dataMask
+        return arr, 1e-4
+
+    server.render = render_l1c
+    try:
+        source = make_source(server, tmp_path, collection="sentinel-2-l1c")
+        info = source.search(AREA, dt.date(2024, 4, 1), dt.date(2024, 4, 30))[0]
+        assert info.processing_level == "L1C" and not info.has_scl
+        assert len(info.bands) == 13 and "B10" in info.bands
+        scene = source.read(info, cell(), bands=("B01", "B10", "B8A"))
+    finally:
+        server.render = render
+    (req,) = [r for r in server.records if r.path == "/api/v1/process"]
+    data = req.body["input"]["data"][0]
+    assert data["type"] == "sentinel-2-l1c"
+    assert data["processing"]["harmonizeValues"] is True
+    assert '"B01", "B10", "B8A", "dataMask"' in req.body["evalscript"]
+    assert "SCL" not in req.body["evalscript"]
+    assert scene.scl is None
+    np.testing.assert_allclose(scene.band("B10"), 0.15, atol=1e-6)  # DN x norm, no 2nd offset
+    # the L2A source offers no B10
+    l2a = make_source(server, tmp_path / "l2a").search(
+        AREA, dt.date(2024, 4, 1), dt.date(2024, 4, 30)
+    )
+    assert "B10" not in l2a[0].bands and l2a[0].processing_level == "L2A"
