@@ -126,9 +126,12 @@ class ScanResult:
 
 
 def _outcome(failures: list[ChipFailure], attempted: int) -> str:
+    """``failed`` when every unit failed, ``partial`` when a unit failed or a scene of the source
+    was skipped (``tile_id`` ``*``), else ``success``."""
     if not failures:
         return "success"
-    return "failed" if len(failures) >= attempted else "partial"
+    units_failed = sum(1 for f in failures if f.tile_id != "*")
+    return "failed" if units_failed >= attempted else "partial"
 
 
 def check_output_dir(out_dir: Path, *, scan_identity: str, overwrite: bool) -> None:

@@ -68,3 +68,15 @@ def test_unobserved_last_period_is_not_observed_not_no_change(
     assert set(last["status"]) <= {"not_observed", "no_imagery"}
     fc = result.feature_collection
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == len(result.alerts)
+
+
+def test_a_skipped_source_scene_alone_never_makes_a_run_failed() -> None:
+    """A failed run keeps the last outputs, so 'failed' must mean every unit failed: a scene the
+    source skipped (tile ``*``) beside a unit that worked is 'partial'."""
+    from detection.scan import ChipFailure, _outcome
+
+    skipped = ChipFailure("*", "*", "scene skipped: x.tif: truncated")
+    assert _outcome([skipped], attempted=1) == "partial"
+    assert _outcome([skipped, ChipFailure("t1", "2024Q3", "r")], attempted=2) == "partial"
+    assert _outcome([skipped, ChipFailure("t1", "2024Q3", "r")], attempted=1) == "failed"
+    assert _outcome([], attempted=3) == "success"
