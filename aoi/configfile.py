@@ -40,6 +40,16 @@ def resolve_path(value: str | Path, *, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+class _DatesAsText(yaml.SafeLoader):
+    """YAML's safe loader with dates left as strings."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def read_config_file(
     path: Path,
     *,
@@ -55,10 +65,15 @@ def read_config_file(
     """
     if not path.is_file():
         raise error(f"config file {str(path)!r} does not exist; pass a YAML file (see configs/)")
+    text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
+    except ValueError:
+        # An impossible date (2024-02-30) fails inside PyYAML's date constructor, without
+        # naming the key: read dates as text, so the validation names the key and the value.
+        raw = yaml.load(text, Loader=_DatesAsText)  # a SafeLoader subclass
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {sections_hint}")
     for dotted, value in (overrides or {}).items():

@@ -382,6 +382,10 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
     except Exception as exc:
         raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
     fields = [str(f) for f in info["fields"]]
+    if info.get("features") == 0:  # before the fields: an empty GeoJSON layer has none
+        raise AOIError(
+            f"{path}: layer {layer!r} has no features; expected at least one AOI polygon"
+        )
     resolved = _Fields(config, fields, path=path, layer=layer)
     frame = _read(path, layer, resolved.columns(), config.where, fields)
     where = f" matching where {config.where!r}" if config.where else ""

@@ -91,6 +91,17 @@ METADATA_KEYS: tuple[str, ...] = (
     "confidence_levels",
 )
 
+#: Keys of ``metadata`` a scan adds when they apply (RELIABILITY.md): ``outcome`` (``success``,
+#: ``partial`` or ``failed``), ``unobserved_periods`` (labels of periods in which no chip was
+#: observed), ``failed_units`` and ``dropped_scenes`` (counts).
+OPTIONAL_METADATA_KEYS: tuple[str, ...] = (
+    "outcome",
+    "unobserved_periods",
+    "failed_units",
+    "dropped_scenes",
+)
+OUTCOMES: tuple[str, ...] = ("success", "partial", "failed")
+
 #: Decimals kept in the output: areas to 1 m2, probabilities to 1e-4, distances to 0.1 m.
 DECIMALS: Mapping[str, int] = MappingProxyType(
     {
@@ -262,11 +273,11 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         DetectionError: a key is missing, unknown, or malformed.
     """
     missing = [k for k in METADATA_KEYS if k not in metadata]
-    unknown = sorted(set(metadata) - set(METADATA_KEYS))
+    unknown = sorted(set(metadata) - set(METADATA_KEYS) - set(OPTIONAL_METADATA_KEYS))
     if missing or unknown:
         raise DetectionError(
             f"alert metadata: missing keys {missing}, unknown keys {unknown}; "
-            f"expected exactly {list(METADATA_KEYS)}"
+            f"expected {list(METADATA_KEYS)} and optionally {list(OPTIONAL_METADATA_KEYS)}"
         )
     out: dict[str, Any] = {}
     for key in ("version", "run_id", "source"):
@@ -291,7 +302,19 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         "source",
         "confidence_levels",
     )
-    return {key: out[key] for key in order}
+    result = {key: out[key] for key in order}
+    if "outcome" in metadata:
+        if metadata["outcome"] not in OUTCOMES:
+            raise DetectionError(
+                f"alert metadata: outcome {metadata['outcome']!r}; expected one of {list(OUTCOMES)}"
+            )
+        result["outcome"] = metadata["outcome"]
+    if "unobserved_periods" in metadata:
+        result["unobserved_periods"] = [str(v) for v in metadata["unobserved_periods"]]
+    for key in ("failed_units", "dropped_scenes"):
+        if key in metadata:
+            result[key] = int(metadata[key])
+    return result
 
 
 # ------------------------------------------------------------------------------------ helpers

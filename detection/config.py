@@ -110,6 +110,9 @@ class AlertsConfig(_Strict):
 
 class OutputConfig(_Strict):
     folder: Path = Path("minewatch-output")
+    #: free space (MB) the output's filesystem must keep: checked before the run and every 16
+    #: units, so a scan stops cleanly (its finished units kept) before the disk is full
+    min_free_mb: float = Field(default=200.0, ge=0)
 
 
 class ScanConfig(_Strict):

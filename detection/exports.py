@@ -286,7 +286,21 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
     period = meta.get("period") or {}
     root = ET.Element("kml", xmlns="http://www.opengis.net/kml/2.2")
     doc = sub(root, "Document")
-    sub(doc, "name", name or f"minewatch alerts {period.get('start', '')}..{period.get('end', '')}")
+    doc_name = name or f"minewatch alerts {period.get('start', '')}..{period.get('end', '')}"
+    warnings_ = []
+    if meta.get("outcome") in ("partial", "failed"):
+        warnings_.append(
+            f"{str(meta['outcome']).upper()} RUN: {meta.get('failed_units', '?')} unit(s) failed; "
+            "no alert where a unit failed does not mean no mining"
+        )
+        doc_name += f" ({str(meta['outcome']).upper()} RUN)"
+    if meta.get("unobserved_periods"):
+        warnings_.append(
+            "not observed: " + ", ".join(meta["unobserved_periods"]) + "; earlier sites kept"
+        )
+    sub(doc, "name", doc_name)
+    if warnings_:
+        sub(doc, "description", "\n".join(warnings_))
     for cls, (fill, line) in _KML_COLOURS.items():
         style = sub(doc, "Style", id=cls)
         line_style = sub(style, "LineStyle")

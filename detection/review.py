@@ -160,6 +160,7 @@ def write_review_html(
         f"<style>{_static('review.css')}</style>",
         "</head><body>",
         f"<h1>{_e(title)}</h1>",
+        _run_warning(meta),
         _summary(meta, features),
         _legend(),
         '<div class="layout"><div id="map" role="region" aria-label="alert map"></div>',
@@ -269,6 +270,37 @@ def _span(value: Any) -> str:
     if isinstance(value, Mapping):
         return f"{value.get('start', '?')} to {value.get('end', '?')}"
     return "none" if value is None else str(value)
+
+
+def _run_warning(meta: Mapping[str, Any]) -> str:
+    """A banner when the run was partial or failed, or a period was not observed."""
+    lines = []
+    outcome = meta.get("outcome")
+    if outcome in ("partial", "failed"):
+        lines.append(
+            f"This run is {outcome.upper()}: {meta.get('failed_units', '?')} chip-period unit(s) "
+            "failed (run.json and 'minewatch runs show' name them). Where a unit failed nothing "
+            "was observed: no alert there does not mean no mining."
+        )
+    unobserved = list(meta.get("unobserved_periods") or [])
+    if unobserved:
+        lines.append(
+            f"Not observed: {', '.join(unobserved)} (no imagery yet, all cloud, or every unit "
+            "failed). Sites known before are kept with their last status and an observed "
+            "share of 0; their absence is not evidence of no mining."
+        )
+    if meta.get("dropped_scenes"):
+        lines.append(
+            f"{meta['dropped_scenes']} scene read(s) could not be made and were left out of the "
+            "composites (run.json lists them with the reason)."
+        )
+    if not lines:
+        return ""
+    items = "".join(f"<p>{_e(line)}</p>" for line in lines)
+    return (
+        '<div class="run-warning" role="alert" style="border:2px solid #b00;background:#fee;'
+        f'padding:.4rem .8rem;margin:.4rem 0">{items}</div>'
+    )
 
 
 def _summary(meta: Mapping[str, Any], features: list[Mapping[str, Any]]) -> str:

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -82,6 +83,12 @@ class ScanResult:
     chips_with_imagery: int
     failures: list[ChipFailure] = field(default_factory=list)
     observed_fraction: dict[str, float] = field(default_factory=dict)
+    #: scenes left out of a unit's composite: ``tile_id``, ``period``, ``scene_id``, ``reason``
+    dropped_scenes: list[dict[str, str]] = field(default_factory=list)
+    #: periods in which no chip was observed (no imagery, all cloud, or every unit failed)
+    unobserved_periods: list[str] = field(default_factory=list)
+    #: sites of an earlier period carried into the alerts because their place was not observed
+    carried_sites: int = 0
     units_computed: int = 0
     units_reused: int = 0
     world_dir: Path | None = None
@@ -90,10 +97,7 @@ class ScanResult:
 
     @property
     def outcome(self) -> str:
-        if not self.failures:
-            return "success"
-        attempted = self.units_computed + self.units_reused
-        return "failed" if len(self.failures) >= attempted else "partial"
+        return _outcome(self.failures, self.units_computed + self.units_reused)
 
     def counts(self) -> dict[str, int]:
         """Alerts by ``class/status``."""
@@ -116,9 +120,21 @@ class ScanResult:
             "units_computed": self.units_computed,
             "units_reused": self.units_reused,
             "observed_fraction": self.observed_fraction,
+            "unobserved_periods": self.unobserved_periods,
+            "carried_sites": self.carried_sites,
+            "scenes_dropped": self.dropped_scenes,
             "failures": [f.__dict__ for f in self.failures],
             "seconds": round(self.seconds, 1),
         }
+
+
+def _outcome(failures: list[ChipFailure], attempted: int) -> str:
+    """``failed`` when every unit failed, ``partial`` when a unit failed or a scene of the source
+    was skipped (``tile_id`` ``*``), else ``success``."""
+    if not failures:
+        return "success"
+    units_failed = sum(1 for f in failures if f.tile_id != "*")
+    return "failed" if units_failed >= attempted else "partial"
 
 
 def check_output_dir(out_dir: Path, *, scan_identity: str, overwrite: bool) -> None:
@@ -166,7 +182,7 @@ def run_scan(
     overwrite: bool = False,
     executor: ExecutorConfig | None = None,
     progress: ProgressFn | None = None,
-    min_free_mb: float = 200.0,
+    min_free_mb: float | None = None,
 ) -> ScanResult:
     """Run one scan and write its outputs into ``out_dir``.
 
@@ -181,7 +197,8 @@ def run_scan(
         overwrite: replace results of another scan already in ``out_dir``.
         executor: where units run (default: in this process).
         progress: called as ``progress(stage, done, total)``.
-        min_free_mb: free space the output filesystem must keep.
+        min_free_mb: free space the output filesystem must keep (default: the config's
+            ``output.min_free_mb``).
 
     Returns:
         The scan's result; its outputs are on disk.
@@ -194,6 +211,8 @@ def run_scan(
     """
     started = time.monotonic()
     executor = executor or ExecutorConfig()
+    if min_free_mb is None:
+        min_free_mb = config.output.min_free_mb
     periods = config.periods.resolve()
     if len(periods) < 2:
         raise DetectionError(
@@ -232,7 +251,12 @@ def run_scan(
                 min_free_mb=min_free_mb,
             )
         except BaseException as exc:
-            store.finish_run(run_id, outcome="failed", summary={"error": str(exc)})
+            try:
+                store.finish_run(run_id, outcome="failed", summary={"error": str(exc)})
+            except (OSError, sqlite3.Error) as record_exc:
+                # A full disk fails this write too: say so once and raise the first error; the
+                # next run marks this one 'interrupted'.
+                log.error("could not record the failure in %s: %s", store.path, record_exc)
             raise
         result.seconds = time.monotonic() - started
         store.finish_run(run_id, outcome=result.outcome, summary=result.summary())
@@ -335,7 +359,7 @@ def _scan(
             infos = tuple(s for s in read_scenes[cell.tile_id] if period.contains(s.datetime))
             unit = WorkUnit(cell, period, infos)
             cached = load_unit(units_dir, cell.tile_id, period.label, key=unit.key(settings))
-            if cached is None:
+            if cached is None or cached.dropped:  # scenes dropped last time: try them again
                 todo.append(unit)
             else:
                 finished.append((unit, cached, True))
@@ -373,6 +397,7 @@ def _scan(
     observed: dict[str, list[Any]] = {p.label: [] for p in periods}
     scene_ids: dict[tuple[str, str], tuple[str, ...]] = {}
     failures: list[ChipFailure] = list(scene_failures)
+    dropped_scenes: list[dict[str, str]] = []
     finished.sort(key=lambda item: (item[0].cell.tile_id, item[0].period))
     for unit, res, was_reused in finished:
         store.record_unit(
@@ -389,6 +414,10 @@ def _scan(
             newest_acquisition=max(s.datetime for s in unit.scenes).isoformat(),
         )
         coverage_rows.append(_coverage_row(unit.cell, unit.period, res, cell_geoms))
+        dropped_scenes.extend(
+            {"tile_id": res.tile_id, "period": res.period, "scene_id": sid, "reason": why}
+            for sid, why in res.dropped
+        )
         if res.failed:
             failures.append(ChipFailure(res.tile_id, res.period, res.reason))
             continue
@@ -401,16 +430,44 @@ def _scan(
     history: gpd.GeoDataFrame | None = None
     tracked: gpd.GeoDataFrame | None = None
     observed_fraction: dict[str, float] = {}
+    unobserved: list[str] = []
+    carried_count = 0
     for i, period in enumerate(periods):
         previous = periods[i - 1] if i else None
         sites = _sites_of_period(parts[period.label], config.alerts.min_area_ha)
+        before = tracked
         tracked = track_sites(sites, history, period=period, previous_period=previous)
         seen = shapely.union_all(observed[period.label]) if observed[period.label] else None
         tracked["observed_fraction"] = _observed_share(tracked, history, seen)
+        if seen is None or seen.is_empty:
+            unobserved.append(period.label)
+        if before is not None and not before.empty:
+            # "Not observed" is never "no mining": a site of the previous period whose place was
+            # not seen now (no imagery, cloud, a failed chip) stays, with its last status.
+            carried = _carry_unseen(before, tracked, seen)
+            if not carried.empty:
+                log.warning(
+                    "period %s: %d site(s) of %s not observed now (no imagery, cloud or a failed "
+                    "chip): kept with their last status and their observed share",
+                    period.label,
+                    len(carried),
+                    previous.label if previous else "?",
+                )
+                tracked = gpd.GeoDataFrame(
+                    pd.concat([tracked, carried], ignore_index=True), crs=tracked.crs
+                )
+                if period is periods[-1]:
+                    carried_count = len(carried)
         history = append_history(history, tracked, period)
         observed_fraction[period.label] = _period_observed_share(coverage_rows, period.label)
     if tracked is None:  # pragma: no cover - at least two periods are checked above
         raise DetectionError("no period was processed")
+    for label in unobserved:
+        log.warning(
+            "period %s was not observed: no chip has a clear observation (no imagery yet, all "
+            "cloud, or every unit failed); its alerts carry the earlier sites, not 'no mining'",
+            label,
+        )
 
     last, prev = periods[-1], periods[-2]
     alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
@@ -418,7 +475,7 @@ def _scan(
     alerts = write_evidence(
         alerts, units_dir=out_dir / "units", period=last, previous_period=prev, out_dir=out_dir
     )
-    metadata = {
+    metadata: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "run_id": run_id,
         "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -428,6 +485,15 @@ def _scan(
         "source": source.description,
         "confidence_levels": config.alerts.confidence_levels.model_dump(),
     }
+    # Said only when it applies, so the alerts of a clean run stay byte for byte the same.
+    outcome = _outcome(failures, len(todo) + reused)
+    if outcome != "success":
+        metadata["outcome"] = outcome
+        metadata["failed_units"] = sum(1 for f in failures if f.tile_id != "*")
+    if unobserved:
+        metadata["unobserved_periods"] = unobserved
+    if dropped_scenes:
+        metadata["dropped_scenes"] = len(dropped_scenes)
     fc = build_feature_collection(alerts, metadata=metadata)
 
     coverage = gpd.GeoDataFrame(coverage_rows, geometry="geometry", crs="EPSG:4326")
@@ -445,9 +511,13 @@ def _scan(
         units_reused=reused,
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
         metadata=metadata,
+        dropped_scenes=dropped_scenes,
+        unobserved_periods=unobserved,
+        carried_sites=carried_count,
     )
     _write_outputs(result, config=config, coverage=coverage, aois=aois, history=history)
-    store.save_history(history)
+    if result.outcome != "failed":
+        store.save_history(history)
     return result
 
 
@@ -523,6 +593,43 @@ def _observed_share(
     return shares
 
 
+#: A site of the previous period absent now is carried when less than this share of it was seen.
+CARRY_BELOW_SHARE = 0.5
+
+
+def _carry_unseen(
+    before: gpd.GeoDataFrame, tracked: gpd.GeoDataFrame, seen: Any
+) -> gpd.GeoDataFrame:
+    """The sites of ``before`` (the previous period's tracked sites) that are neither in
+    ``tracked`` nor merged into one of its sites, and of which less than `CARRY_BELOW_SHARE` was
+    observed in this period: their absence says nothing, so they are kept as they were, with
+    this period's observed share of them."""
+    present = set(tracked["site_id"].astype(str))
+    for merged in tracked.get("merged_from", []):
+        present.update(str(m) for m in (merged if isinstance(merged, list | tuple) else []))
+    gone = before[~before["site_id"].astype(str).isin(present)]
+    if gone.empty:
+        return gone
+    projected_seen = (
+        gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
+        if seen is not None and not seen.is_empty
+        else None
+    )
+    keep, shares = [], []
+    for idx, geom in zip(gone.index, gone.geometry.to_crs(EQUAL_AREA_CRS), strict=True):
+        share = (
+            0.0
+            if projected_seen is None or geom.area == 0
+            else min(1.0, geom.intersection(projected_seen).area / geom.area)
+        )
+        if share < CARRY_BELOW_SHARE:
+            keep.append(idx)
+            shares.append(round(share, 4))
+    carried = gone.loc[keep].copy()
+    carried["observed_fraction"] = shares
+    return carried
+
+
 def _period_observed_share(rows: list[dict[str, Any]], label: str) -> float:
     """Mean observed share of the chips that had imagery in the period."""
     fracs = [
@@ -561,6 +668,14 @@ def _write_outputs(
 ) -> None:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    if result.outcome == "failed" and (out / "alerts.geojson").is_file():
+        log.error(
+            "run %s failed (every unit failed): the alerts, GeoPackage, CSV, KML and review "
+            "page of the last run in %s are kept unchanged; run.json records this failure",
+            result.run_id,
+            out,
+        )
+        return
     write_geojson(out / "alerts.geojson", result.feature_collection)
     write_geopackage(
         out / "alerts.gpkg",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import geopandas as gpd
 
 from detection.errors import DetectionError
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "runs.sqlite"
 
@@ -101,7 +104,21 @@ class RunStore:
         period: dict[str, str],
         scan_identity: str = "",
     ) -> None:
+        """Record a new run. Runs still marked ``running`` are closed as ``interrupted``: the
+        caller holds the output folder's lock, so no other scan is writing it, and such a run was
+        killed (``kill -9``, a power cut) or could not record its end (a full disk)."""
         with self._connect() as con:
+            stale = con.execute(
+                "UPDATE runs SET outcome='interrupted', ended_at=? WHERE outcome='running'",
+                (_now(),),
+            ).rowcount
+            if stale:
+                log.warning(
+                    "%d earlier run(s) in %s never recorded their end (killed, or the disk was "
+                    "full); marked 'interrupted'",
+                    stale,
+                    self.path.parent,
+                )
             con.execute(
                 "INSERT INTO runs (run_id, started_at, config_name, config_sha256, scan_identity,"
                 " model_sha256, software_version, period_start, period_end)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ from detection.polygonize import polygonize_mask
 from models.detector import Detector, Prediction
 from tiles.clouds import bands_to_read
 from tiles.composite import Composite, composite_period, crop_composite, write_composite
-from tiles.errors import TileError
+from tiles.errors import HostUnavailableError, TileError
 from tiles.files import write_text_atomic
 from tiles.periods import Period
-from tiles.scene import SceneInfo
+from tiles.scene import Scene, SceneInfo
 from tiles.sources import Source
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class UnitResult:
     observed: Any = None
     composite: str | None = None
     detections: dict[str, int] = field(default_factory=dict)
+    #: scenes left out of the composite because they could not be read: ``(scene_id, reason)``
+    dropped: tuple[tuple[str, str], ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -159,17 +162,32 @@ def process_unit(
     """Composite, detect and polygonise one unit; save and return its result.
 
     The detector sees the chip with its halo (`predict_unit`); everything saved has the chip's
-    exact footprint. A ``TileError`` (unreadable scene, no valid pixels) makes a ``failed``
-    result with the reason, which is not saved, so the next scan tries the unit again.
+    exact footprint. A scene that cannot be read (404, 403, a permanent 5xx, a truncated or
+    corrupt file, an error page) is dropped from the composite with its reason
+    (`UnitResult.dropped`) and the unit goes on with the others. A ``TileError`` beyond that
+    (every scene dropped, a host whose circuit is open) makes a ``failed`` result with the
+    reason, which is not saved, so the next scan tries the unit again.
     """
     cell, period = unit.cell, unit.period
     key = unit.key(settings)
+    dropped: list[tuple[str, str]] = []
     try:
-        comp, pred = predict_unit(unit, source=source, detector=detector, settings=settings)
+        comp, pred = predict_unit(
+            unit, source=source, detector=detector, settings=settings, dropped=dropped
+        )
     except TileError as exc:
-        log.error("chip %s, period %s failed: %s", cell.tile_id, period.label, exc)
+        if isinstance(exc, HostUnavailableError):
+            log.debug("chip %s, period %s failed: %s", cell.tile_id, period.label, exc)
+        else:
+            log.error("chip %s, period %s failed: %s", cell.tile_id, period.label, exc)
         return UnitResult(
-            cell.tile_id, period.label, key, "failed", scenes=len(unit.scenes), reason=str(exc)
+            cell.tile_id,
+            period.label,
+            key,
+            "failed",
+            scenes=len(unit.scenes),
+            reason=str(exc),
+            dropped=tuple(dropped),
         )
     frac = float(comp.observed_fraction)
     status = "observed" if frac >= 0.99 else ("not_observed" if frac == 0 else "partly_observed")
@@ -212,13 +230,68 @@ def process_unit(
         observed=observed_polygon(comp),
         composite=composite_file.name,
         detections=detections,
+        reason=_dropped_reason(dropped, len(unit.scenes)),
+        dropped=tuple(dropped),
     )
     save_unit(result, units_dir)
     return result
 
 
+def _dropped_reason(dropped: list[tuple[str, str]], total: int) -> str:
+    if not dropped:
+        return ""
+    return f"{len(dropped)} of {total} scene(s) dropped: " + "; ".join(
+        f"{sid}: {why}" for sid, why in dropped
+    )
+
+
+def read_scenes(
+    unit: WorkUnit,
+    cell: GridCell,
+    *,
+    source: Source,
+    bands: tuple[str, ...],
+    dropped: list[tuple[str, str]],
+    cloud_mask: str = "scl",
+) -> Iterator[Scene]:
+    """The unit's scenes read onto ``cell``, one at a time, leaving out those that fail; with
+    ``cloud_mask`` using the detector on a scene, its bands are read too.
+
+    A scene whose read raises a `TileError` is logged, appended to ``dropped`` with its reason
+    and skipped: one bad scene never costs the other scenes of the period.
+
+    Raises:
+        HostUnavailableError: the source's host is unreachable (its circuit is open).
+        TileError: every scene was dropped (the reasons are in the message).
+    """
+    for info in unit.scenes:
+        try:
+            scene = source.read(info, cell, bands=bands_to_read(bands, info, cloud_mask))
+        except HostUnavailableError:
+            raise
+        except TileError as exc:
+            log.warning(
+                "chip %s, period %s: scene %s dropped: %s",
+                unit.cell.tile_id,
+                unit.period.label,
+                info.scene_id,
+                exc,
+            )
+            dropped.append((info.scene_id, str(exc)))
+            continue
+        yield scene
+    if unit.scenes and len(dropped) == len(unit.scenes):
+        why = _dropped_reason(dropped, len(dropped))
+        raise TileError(f"every scene of the period could not be read ({why})")
+
+
 def predict_unit(
-    unit: WorkUnit, *, source: Source, detector: Detector, settings: UnitSettings
+    unit: WorkUnit,
+    *,
+    source: Source,
+    detector: Detector,
+    settings: UnitSettings,
+    dropped: list[tuple[str, str]] | None = None,
 ) -> tuple[Composite, Prediction]:
     """The composite of a unit's chip and the detector's probabilities on it.
 
@@ -229,14 +302,16 @@ def predict_unit(
     everything after this (observed share, composite file, polygons) has the chip's exact
     footprint.
 
+    Scenes that cannot be read are left out and listed in ``dropped`` (see `read_scenes`).
+
     Raises:
-        TileError: a scene cannot be read.
+        TileError: every scene failed to be read, or the source's host is unreachable.
     """
     cell = unit.cell
     grown = cell.with_halo(settings.halo_px)
-    scenes = (
-        source.read(info, grown, bands=bands_to_read(settings.bands, info, settings.cloud_mask))
-        for info in unit.scenes
+    scenes = read_scenes(
+        unit, grown, source=source, bands=settings.bands, cloud_mask=settings.cloud_mask,
+        dropped=[] if dropped is None else dropped
     )
     comp = composite_period(
         scenes,
@@ -293,6 +368,8 @@ def save_unit(result: UnitResult, units_dir: Path) -> Path:
         "observed": mapping(result.observed) if result.observed is not None else None,
         "parts": json.loads(parts.to_json(drop_id=True)) if parts is not None else None,
     }
+    if result.dropped:
+        record["dropped"] = [list(d) for d in result.dropped]
     path = unit_path(units_dir, result.tile_id, result.period)
     write_text_atomic(path, json.dumps(record, sort_keys=True))
     return path
@@ -329,6 +406,7 @@ def load_unit(units_dir: Path, tile_id: str, period: str, *, key: str) -> UnitRe
         observed=shape(record["observed"]) if record.get("observed") else None,
         composite=record.get("composite"),
         detections=record.get("detections", {}),
+        dropped=tuple((str(a), str(b)) for a, b in record.get("dropped", [])),
     )
 
 

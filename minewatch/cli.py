@@ -6,8 +6,10 @@ Exit codes: 0 success; 1 error (one line on stderr, ``-vv`` for the traceback); 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 import sys
 import traceback
 from collections.abc import Sequence
@@ -113,6 +115,7 @@ def _run_config(
         _print_summary(summary)
         if truth_line:
             click.echo(truth_line)
+    _report_problems(summary)
     if result.outcome != "success":
         ctx.exit(EXIT_PARTIAL if result.outcome == "partial" else EXIT_ERROR)
 
@@ -205,9 +208,42 @@ def _print_summary(s: dict[str, Any]) -> None:
         click.echo(
             f"units (chip x period): {s['units_computed']} computed, {s['units_reused']} reused"
         )
+    if s.get("carried_sites"):
+        click.echo(
+            f"kept: {s['carried_sites']} site(s) of the previous period whose place was not "
+            "observed now (observed_fraction < 0.5)"
+        )
+
+
+def _report_problems(s: dict[str, Any]) -> None:
+    """What went wrong, on stderr whatever the output format (cron mails stderr): periods not
+    observed, dropped scenes (one line per scene), failed units (one line per reason)."""
+    for period in s.get("unobserved_periods", []):
+        click.echo(
+            f"not observed: {period} (no imagery yet, all cloud, or every unit failed); "
+            "earlier sites are kept with their last status, not reported as gone",
+            err=True,
+        )
+    # A scene covers many chips, a dead host every chip: one line per scene or reason.
+    dropped: dict[str, list[dict[str, str]]] = {}
+    for d in s.get("scenes_dropped", []):
+        dropped.setdefault(d["scene_id"], []).append(d)
+    for scene_id, rows in dropped.items():
+        click.echo(
+            f"scene dropped: {scene_id} in {len(rows)} unit(s), the rest composited: "
+            f"{rows[0]['reason']}",
+            err=True,
+        )
+    by_reason: dict[str, list[dict[str, str]]] = {}
     for f in s["failures"]:
-        where = "" if f["tile_id"] == "*" else f"chip {f['tile_id']} period {f['period']}: "
-        click.echo(f"failed: {where}{f['reason']}")
+        by_reason.setdefault(f["reason"], []).append(f)
+    for reason, rows in by_reason.items():
+        if len(rows) == 1:
+            f = rows[0]
+            where = "" if f["tile_id"] == "*" else f"chip {f['tile_id']} period {f['period']}: "
+            click.echo(f"failed: {where}{reason}", err=True)
+        else:
+            click.echo(f"failed: {len(rows)} units (chip x period): {reason}", err=True)
 
 
 @cli.command()
@@ -290,6 +326,22 @@ cli.add_command(predict)
 _KNOWN = (AOIError, TileError, ModelError, DetectionError, OSError)
 
 
+def _explain(exc: BaseException) -> str:
+    """The one line of an error; a full disk is named as such, with the fix."""
+    text = str(exc)
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(
+        words in text for words in ("disk is full", "No space left", "Free disk space")
+    )
+    if full:
+        return (
+            f"no space left on the device ({text}); free space on the output's filesystem (or "
+            "pass another --out) and run again: finished units are kept and reused"
+        )
+    if isinstance(exc, sqlite3.Error):
+        return f"the run store could not be written ({type(exc).__name__}: {text})"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the CLI, turn known errors into one line and a non-zero exit."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -306,10 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except _KNOWN as exc:
+    except (*_KNOWN, sqlite3.Error) as exc:
         if show_traceback:
             traceback.print_exc()
-        click.echo(f"minewatch: error: {exc}", err=True)
+        click.echo(f"minewatch: error: {_explain(exc)}", err=True)
         return EXIT_ERROR
     return rv if isinstance(rv, int) else 0
 

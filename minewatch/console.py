@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,41 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+#: Secrets that third-party loggers write at DEBUG (requests-oauthlib logs the token it obtained
+#: and the Authorization header; urls carry SAS signatures): the key is kept, the value masked.
+_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(
+        r"""(?P<key>['"]?(?:access_token|refresh_token|id_token|client_secret|password)['"]?"""
+        r"""\s*[:=]\s*['"]?)(?P<value>[^'"\s,&}]+)""",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(?P<key>\b(?:Bearer|Basic)\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE),
+    re.compile(r"(?P<key>[?&](?:sig|token)=)(?P<value>[^&\s'\"]+)", re.IGNORECASE),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of tokens, secrets, bearer headers and URL signatures masked."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group('key')}***", text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter masking secrets in every record that reaches the handler (`redact`),
+    whichever library logged it, so ``-vv`` never prints a live token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is left as it is
+            return True
+        masked = redact(text)
+        if masked != text:
+            record.msg, record.args = masked, ()
+        return True
+
+
 def setup_logging(verbose: int, quiet: int, *, log_format: str = "text") -> None:
     """Logs on stderr: WARNING by default, ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR only."""
     level = logging.WARNING - 10 * verbose + 10 * quiet
@@ -38,6 +74,7 @@ def setup_logging(verbose: int, quiet: int, *, log_format: str = "text") -> None
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLinesFormatter())
+        handler.addFilter(RedactSecrets())
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(level)
@@ -52,6 +89,7 @@ def setup_logging(verbose: int, quiet: int, *, log_format: str = "text") -> None
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -323,4 +323,4 @@ def _download(
                     )
         log.debug("%s: downloaded %d bytes to %s", what, got, dest)
 
-    retry_call(once, policy=policy, what=f"download {what}")
+    retry_call(once, policy=policy, what=f"download {what}", url=url)

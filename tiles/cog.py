@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -9,7 +11,9 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 
 from tiles.files import atomic_path
@@ -80,17 +84,31 @@ def write_cog(
                 for i, bt in enumerate(band_tags, start=1):
                     dst.update_tags(i, **bt)
         with mem.open() as src, atomic_path(path) as tmp:
-            rasterio.shutil.copy(
-                src,
-                tmp,
-                driver="COG",
-                COMPRESS=compress,
-                BLOCKSIZE=str(blocksize),
-                OVERVIEW_RESAMPLING=resampling.upper(),
-                BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
-            )
+            try:
+                rasterio.shutil.copy(
+                    src,
+                    tmp,
+                    driver="COG",
+                    COMPRESS=compress,
+                    BLOCKSIZE=str(blocksize),
+                    OVERVIEW_RESAMPLING=resampling.upper(),
+                    BIGTIFF="IF_SAFER",
+                    NUM_THREADS="ALL_CPUS",
+                )
+            except (RasterioError, CPLE_BaseError) as exc:
+                # GDAL reports a full disk as "IO error writing tag data" (libtiff prints the
+                # errno to stderr only): name it as the OSError it is.
+                raise _write_error(Path(path), exc) from exc
     return Path(path)
+
+
+def _write_error(path: Path, exc: Exception) -> OSError:
+    free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+    if free < 1024 * 1024 or "space" in str(exc).lower():
+        return OSError(
+            errno.ENOSPC, f"No space left on device writing {path} ({free} bytes free): {exc}"
+        )
+    return OSError(errno.EIO, f"could not write {path}: {exc}")
 
 
 def is_cog(path: str | Path) -> bool:

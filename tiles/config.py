@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tiles.bands import BANDS, DEFAULT_MASKED_SCL, SCL
-from tiles.http import RetryPolicy
+from tiles.http import CircuitBreaker, RetryPolicy
 from tiles.periods import Period, periods_between
 from tiles.synthetic import WorldSpec
 
@@ -46,10 +46,14 @@ class HttpConfig(_Strict):
     max_retry_after_s: float = Field(default=300.0, ge=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
     read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: calls in a row to one host that fail on connection errors (refused, DNS, timeouts) before
+    #: its circuit opens and the rest of the run's reads from it fail at once; 0 = never
+    circuit_failures: int = Field(default=3, ge=0, le=1000)
 
     def policy(self) -> RetryPolicy:
-        """The `RetryPolicy` these settings describe."""
+        """The `RetryPolicy` these settings describe (with a fresh `CircuitBreaker`)."""
         return RetryPolicy(
+            breaker=CircuitBreaker(self.circuit_failures),
             max_tries=self.max_tries,
             backoff_s=self.backoff_s,
             max_backoff_s=self.max_backoff_s,

@@ -46,6 +46,11 @@ class SourceUnavailableError(TileError, ConnectionError):
     every retry; the message names the service, the tries and the last reason."""
 
 
+class HostUnavailableError(SourceUnavailableError):
+    """A host failed so many calls in a row (connection refused, name resolution, timeouts) that
+    its circuit is open: the rest of the run's work on it fails at once with this message."""
+
+
 class AuthenticationError(TileError, PermissionError):
     """Credentials are missing, rejected or expired beyond refresh (OAuth client, SAS token)."""
 

@@ -10,6 +10,12 @@ Retried: HTTP 408, 425, 429, 500, 502, 503, 504, dropped connections and timeout
 ``Retry-After`` header (seconds or an HTTP date) is honoured up to ``max_retry_after_s``; otherwise
 the wait is exponential (``backoff_s * 2**n``, capped at ``max_backoff_s``) with random jitter.
 After the last try a `SourceUnavailableError` names the call, the tries and the last reason.
+
+A `CircuitBreaker` (one per source, carried by its `RetryPolicy`) counts the calls to each host
+that failed every try on connection errors (refused, name resolution, timeouts): after
+``threshold`` such calls in a row the host's circuit opens, and every later call to it fails at
+once with a `HostUnavailableError` naming the host and the cause. So a dead host costs a scan a
+few calls' retries, not the retries of every chip and period.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,7 +33,7 @@ from typing import Any, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from tiles.errors import SourceUnavailableError
+from tiles.errors import HostUnavailableError, SourceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,65 @@ class TransientError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class CircuitBreaker:
+    """Per-host count of calls that failed on connection errors, opening after ``threshold``.
+
+    Args:
+        threshold: failed calls in a row that open a host's circuit; 0 never opens it.
+
+    Plain dicts and no lock (the GIL makes each update atomic), so a source carrying one can be
+    sent to Dask workers; each worker process then keeps its own count.
+    """
+
+    def __init__(self, threshold: int = 3) -> None:
+        if threshold < 0:
+            raise ValueError(f"CircuitBreaker: threshold {threshold} must be >= 0")
+        self.threshold = threshold
+        self._failures: dict[str, int] = {}
+        self._open: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(threshold={self.threshold}, open={sorted(self._open)})"
+
+    def check(self, url: str) -> None:
+        """Raise `HostUnavailableError` when ``url``'s host has an open circuit."""
+        host = host_of(url)
+        if host in self._open:
+            raise HostUnavailableError(self._open[host])
+
+    def is_open(self, url: str) -> bool:
+        return host_of(url) in self._open
+
+    def message(self, url: str) -> str:
+        """Why ``url``'s host's circuit is open ("" when it is not)."""
+        return self._open.get(host_of(url), "")
+
+    def success(self, url: str) -> None:
+        self._failures.pop(host_of(url), None)
+
+    def failure(self, url: str, reason: str) -> bool:
+        """Count one failed call; return True when this one opened the circuit."""
+        if not self.threshold:
+            return False
+        host = host_of(url)
+        n = self._failures.get(host, 0) + 1
+        self._failures[host] = n
+        if n < self.threshold or host in self._open:
+            return False
+        self._open[host] = (
+            f"host {host} unreachable: {n} calls in a row failed ({reason}); its circuit is "
+            "open, so the rest of this run's reads from it fail at once: check the network, "
+            "DNS and the host name, then run the scan again"
+        )
+        log.error("%s", self._open[host])
+        return True
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL (the unit a circuit covers)."""
+    return urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Timeouts and retries of every remote call.
@@ -67,6 +134,7 @@ class RetryPolicy:
         read_timeout_s: longest silence while reading a response (a stalled server fails here).
         sleep: how to wait (tests pass a recorder).
         random: a 0..1 random draw for the jitter (tests pass a constant).
+        breaker: the circuit breaker `retry_call` consults when given a ``url`` (None: none).
     """
 
     max_tries: int = 5
@@ -78,6 +146,7 @@ class RetryPolicy:
     read_timeout_s: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     random: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+    breaker: CircuitBreaker | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_tries < 1:
@@ -138,7 +207,7 @@ def check_response(response: requests.Response, *, what: str) -> requests.Respon
     return response
 
 
-def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, what: str) -> T:
+def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, what: str, url: str | None = None) -> T:
     """Call ``fn`` until it succeeds, retrying transient failures per ``policy``.
 
     ``fn`` signals a transient failure by raising `TransientError`, or a `requests` connection
@@ -148,19 +217,25 @@ def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, what: str) -> T:
         fn: the call.
         policy: tries, waits and timeouts.
         what: names the call in logs and errors (never holds a secret).
+        url: the URL called; with ``policy.breaker`` its host's circuit is checked first, and a
+            call that fails every try on connection errors counts towards opening it.
 
     Returns:
         What ``fn`` returns.
 
     Raises:
+        HostUnavailableError: the host's circuit is open (or this call opened it).
         SourceUnavailableError: every try failed, or the server asked for a wait longer than
             ``policy.max_retry_after_s``.
     """
+    breaker = policy.breaker if url is not None else None
+    if breaker is not None and url is not None:
+        breaker.check(url)
     started = time.monotonic()
     waited = 0.0
     for attempt in range(1, policy.max_tries + 1):
         try:
-            return fn()
+            result = fn()
         except (TransientError, requests.ConnectionError, requests.Timeout) as exc:
             reason = _reason(exc)
             retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
@@ -170,10 +245,18 @@ def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, what: str) -> T:
                     f"max_retry_after_s={policy.max_retry_after_s:.0f} s ({reason}); try later"
                 ) from exc
             if attempt == policy.max_tries:
-                raise SourceUnavailableError(
+                message = (
                     f"{what}: failed after {attempt} tries in {time.monotonic() - started:.1f} s "
                     f"(waited {waited:.1f} s): {reason}"
-                ) from exc
+                )
+                if (
+                    breaker is not None
+                    and url is not None
+                    and not isinstance(exc, TransientError)
+                    and breaker.failure(url, reason)
+                ):
+                    raise HostUnavailableError(f"{message}; {breaker.message(url)}") from exc
+                raise SourceUnavailableError(message) from exc
             wait = policy.delay(attempt, retry_after)
             log.debug(
                 "%s: try %d/%d failed (%s); retrying in %.2f s%s",
@@ -186,14 +269,34 @@ def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, what: str) -> T:
             )
             policy.sleep(wait)
             waited += wait
+            continue
+        if breaker is not None and url is not None:
+            breaker.success(url)
+        return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_RESOLVE = re.compile(
+    r"NameResolutionError|Failed to resolve|Name or service not known|nodename nor servname|"
+    r"Temporary failure in name resolution|getaddrinfo"
+)
+
+
 def _reason(exc: BaseException) -> str:
+    """Why a call failed, naming the cause an operator can act on (DNS, refused, timeout)."""
     if isinstance(exc, requests.Timeout):
         return f"timed out ({type(exc).__name__})"
     if isinstance(exc, requests.ConnectionError):
-        return f"connection failed ({type(exc).__name__})"
+        text = str(exc)
+        host = getattr(getattr(exc, "request", None), "url", None)
+        where = f" for {host_of(host)}" if host else ""
+        if _RESOLVE.search(text):
+            return f"name resolution (DNS) failed{where}: the host name does not resolve"
+        if "Connection refused" in text or "Errno 111" in text:
+            return f"connection refused{where}: nothing listens at that address"
+        if "timed out" in text.lower():
+            return f"connection timed out{where}"
+        return f"connection failed{where} ({type(exc).__name__}: {text[:160]})"
     return str(exc)
 
 

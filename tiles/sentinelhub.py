@@ -502,9 +502,14 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def _translate(exc: BaseException, *, what: str, base_url: str) -> Exception:
-    from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+    from oauthlib.oauth2.rfc6749.errors import InsecureTransportError, OAuth2Error
     from sentinelhub.exceptions import DownloadFailedException, OutOfRequestsException
 
+    if isinstance(exc, InsecureTransportError):
+        return AuthenticationError(
+            f"{what}: the OAuth token URL is plain http; OAuth sends the client secret only "
+            "over https: set source.token_url to an https:// URL (the credentials were not sent)"
+        )
     if isinstance(exc, OAuth2Error):
         return AuthenticationError(
             f"{what}: the OAuth token endpoint refused the client credentials "

@@ -49,6 +49,7 @@ import rasterio
 import rasterio.windows
 import requests
 from affine import Affine
+from pystac.errors import STACError, STACTypeError
 from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
@@ -267,6 +268,13 @@ class StacSource:
                 f"{self.config.url}: STAC search failed: HTTP "
                 f"{getattr(exc, 'status_code', None)}: {str(exc)[:300]}"
             ) from exc
+        except (ValueError, KeyError, TypeError, STACError, STACTypeError) as exc:
+            # json.JSONDecodeError is a ValueError: an HTML page, a file listing, a login wall
+            raise TileError(
+                f"{self.config.url}: not a STAC API (its answer is not a STAC landing page or "
+                f"search result: {type(exc).__name__}: {str(exc)[:200]}); check source.url, "
+                "e.g. https://earth-search.aws.element84.com/v1"
+            ) from exc
 
     # ------------------------------------------------------------------------------------ read
 
@@ -410,7 +418,7 @@ class StacSource:
                         raise self._diagnose(url, exc, what=what) from exc
 
                 with rasterio.Env(**self._gdal):
-                    return retry_call(attempt, policy=_outer(self.policy), what=what)
+                    return retry_call(attempt, policy=_outer(self.policy), what=what, url=url)
             except AuthenticationError:
                 if self._signer is None or refreshed:
                     raise
@@ -434,7 +442,7 @@ class StacSource:
             )
             return check_response(resp, what=f"GET {what}")
 
-        resp = retry_call(probe, policy=self.policy, what=f"GET {what}")
+        resp = retry_call(probe, policy=self.policy, what=f"GET {what}", url=url)
         _raise_for_access(resp.status_code, what=what)
         head = resp.content[:16]
         if resp.status_code >= 400:
@@ -476,8 +484,14 @@ class StacSource:
             resp = self.session.head(url, timeout=self.policy.timeout, allow_redirects=True)
             return check_response(resp, what=f"HEAD {what}")
 
-        resp = retry_call(head, policy=self.policy, what=f"HEAD {what}")
+        resp = retry_call(head, policy=self.policy, what=f"HEAD {what}", url=url)
         _raise_for_access(resp.status_code, what=what)
+        ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if resp.status_code < 400 and ctype in ("text/html", "text/plain", "application/json"):
+            raise SceneFormatError(
+                f"{what}: the server answers with a {ctype} page, not a GeoTIFF (an error or "
+                "login page in place of the file); report it to the catalog or re-run later"
+            )
         length = resp.headers.get("Content-Length")
         if resp.status_code >= 400 or length is None:
             log.debug("%s: HEAD gave %s without a size; size not checked", what, resp.status_code)
@@ -640,12 +654,15 @@ class SasSigner:
         self.clock = clock
         self._token: str | None = None
         self._expires_at = 0.0
+        #: the service gave a token already (nearly) expired: use it until the storage refuses it
+        self._stale = False
 
     def __repr__(self) -> str:
         return f"SasSigner({self.token_url!r}, {self.collection!r}, token=***)"
 
     def invalidate(self) -> None:
         self._token = None
+        self._stale = False
 
     def sign(self, href: str) -> str:
         """``href`` with the current token appended as its query.
@@ -654,7 +671,9 @@ class SasSigner:
             AuthenticationError: the token service refused.
             SourceUnavailableError: the token service kept failing.
         """
-        if self._token is None or self.clock() >= self._expires_at - _SAS_MARGIN_S:
+        if self._token is None or (
+            not self._stale and self.clock() >= self._expires_at - _SAS_MARGIN_S
+        ):
             self._refresh()
         return f"{href}{'&' if '?' in href else '?'}{self._token}"
 
@@ -666,7 +685,7 @@ class SasSigner:
                 self.session.get(url, timeout=self.policy.timeout), what=f"SAS token {url}"
             )
 
-        resp = retry_call(get, policy=self.policy, what=f"SAS token {url}")
+        resp = retry_call(get, policy=self.policy, what=f"SAS token {url}", url=url)
         _raise_for_access(resp.status_code, what=f"SAS token {url}")
         if resp.status_code >= 400:
             raise AuthenticationError(f"SAS token {url}: HTTP {resp.status_code}")
@@ -680,6 +699,20 @@ class SasSigner:
         )
         self._token = str(token)
         log.debug("SAS token for %s valid until %s", self.collection, expiry)
+        if self._expires_at - _SAS_MARGIN_S <= self.clock():
+            # Fetching again would give the same token (a clock set wrong here or there): use
+            # it until the storage refuses it, then fetch once more (`invalidate`).
+            self._stale = True
+            log.warning(
+                "SAS token for %s from %s expires %s, %.0f s from now (within the %.0f s "
+                "refresh margin): this machine's clock or the token service is off; using the "
+                "token until the storage refuses it. Check the clock (timedatectl / NTP).",
+                self.collection,
+                self.token_url,
+                expiry,
+                self._expires_at - self.clock(),
+                _SAS_MARGIN_S,
+            )
 
 
 class RetryingStacApiIO(StacApiIO):
@@ -721,7 +754,7 @@ class RetryingStacApiIO(StacApiIO):
                 raise APIError.from_response(resp)
             return resp.content.decode("utf-8")
 
-        return retry_call(once, policy=self.policy, what=what)
+        return retry_call(once, policy=self.policy, what=what, url=href)
 
 
 # --------------------------------------------------------------------------------------------

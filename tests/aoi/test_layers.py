@@ -363,3 +363,10 @@ def test_antimeridian_polygon_is_split(write_geojson: GeoJSONWriter,
     assert geom.bounds == (-180.0, -17.0, 180.0, -16.0)
     assert geom.equals(_expected_split())
     assert all(shapely.is_ccw(p.exterior) for p in geom.geoms)
+
+
+def test_empty_layer_with_id_field_says_empty(write_geojson: GeoJSONWriter) -> None:
+    """Issue 18 item 9: an empty layer has no fields, so `id_field` was reported missing."""
+    path = write_geojson([])
+    with pytest.raises(AOIError, match=r"has no features; expected at least one AOI polygon"):
+        load_aoi(AOIConfig(path=path, id_field="code", kind="indigenous_land"))

@@ -123,3 +123,18 @@ def test_projected_coordinates_in_geojson_are_refused(tmp_path: Path) -> None:
                 "--out", "o", cwd=tmp_path)
     assert proc.returncode == 1
     assert "look like projected coordinates" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_impossible_date_names_the_key_and_value(tmp_path: Path) -> None:
+    """Issue 18 item 9: ``end: 2024-02-30`` failed inside PyYAML with a traceback."""
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(
+        "aoi: {path: a.geojson}\n"
+        "source: {kind: local, path: s}\n"
+        "periods: {kind: quarter, start: 2024-01-01, end: 2024-02-30}\n"
+    )
+    proc = _run("scan", str(cfg), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "key 'periods.end'" in lines[0] and "'2024-02-30'" in lines[0]

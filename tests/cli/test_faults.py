@@ -51,8 +51,14 @@ def test_unobserved_last_period_is_not_observed_not_no_change(
         result = run_scan(cfg, detector=IndexDetector(), out_dir=tmp_path / "out")
     assert result.observed_fraction["2024Q3"] == 0.0
     assert result.observed_fraction["2024Q2"] > 0.5
-    # No alert claims a site in the last period, and the coverage layer says why.
-    assert result.alerts.empty
+    # No alert claims a site was seen in the last period: the sites of 2024Q2 are kept with
+    # their status, an observed share of 0 and their last detection in 2024Q2; the metadata
+    # and the coverage layer say why.
+    assert not result.alerts.empty
+    assert set(result.alerts["observed_fraction"]) == {0.0}
+    assert set(result.alerts["last_detected"]) == {"2024-06-30"}
+    assert result.unobserved_periods == ["2024Q3"]
+    assert result.feature_collection["minewatch"]["unobserved_periods"] == ["2024Q3"]
     import pyogrio
 
     coverage = pyogrio.read_dataframe(tmp_path / "out" / "alerts.gpkg", layer="coverage")
@@ -61,4 +67,16 @@ def test_unobserved_last_period_is_not_observed_not_no_change(
     assert "not_observed" in set(last["status"])
     assert set(last["status"]) <= {"not_observed", "no_imagery"}
     fc = result.feature_collection
-    assert fc["type"] == "FeatureCollection" and fc["features"] == []
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == len(result.alerts)
+
+
+def test_a_skipped_source_scene_alone_never_makes_a_run_failed() -> None:
+    """A failed run keeps the last outputs, so 'failed' must mean every unit failed: a scene the
+    source skipped (tile ``*``) beside a unit that worked is 'partial'."""
+    from detection.scan import ChipFailure, _outcome
+
+    skipped = ChipFailure("*", "*", "scene skipped: x.tif: truncated")
+    assert _outcome([skipped], attempted=1) == "partial"
+    assert _outcome([skipped, ChipFailure("t1", "2024Q3", "r")], attempted=2) == "partial"
+    assert _outcome([skipped, ChipFailure("t1", "2024Q3", "r")], attempted=1) == "failed"
+    assert _outcome([], attempted=3) == "success"

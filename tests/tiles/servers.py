@@ -144,6 +144,16 @@ class _Handler(RangeRequestHandler):
         if kind == "stall":
             time.sleep(float(arg or 5))
             return True
+        if kind == "html":  # a CDN or proxy error page served with 200 in place of the file
+            body = b"<!DOCTYPE html><html><body><h1>Service Unavailable</h1></body></html>\n"
+            self._record(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return True
         status = int(kind)
         self._record(status)
         self.send_response(status)
@@ -239,7 +249,7 @@ class RangeServer:
     def inject(self, prefix: str, *actions: str) -> None:
         """Answer the next requests under ``prefix`` (``"GET /cogs/x"`` for one method) with
         ``actions``: ``"429:2"`` (status, then Retry-After seconds), ``"503"``, ``"stall:3"``
-        (sleep 3 s, then drop)."""
+        (sleep 3 s, then drop), ``"html"`` (200 with an HTML error page instead of the file)."""
         with self.httpd.lock:
             self.httpd.faults.setdefault(prefix, []).extend(actions)
 

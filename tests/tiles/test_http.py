@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from tests.tiles.servers import RangeServer
-from tiles.errors import SourceUnavailableError
+from tiles.errors import HostUnavailableError, SourceUnavailableError
 from tiles.http import (
+    CircuitBreaker,
     RetryPolicy,
     TransientError,
     check_response,
@@ -122,13 +123,91 @@ def test_connection_refused_is_retried_then_reported() -> None:
     sleeps: list[float] = []
     p = policy(sleeps, max_tries=2)
     session = make_session()
-    with pytest.raises(SourceUnavailableError, match="connection failed"):
+    with pytest.raises(SourceUnavailableError, match=r"connection refused for 127\.0\.0\.1:9"):
         retry_call(
             lambda: session.get("http://127.0.0.1:9/x", timeout=p.timeout),
             policy=p,
             what="GET x",
         )
     assert sleeps == [0.5]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
+
+
+@pytest.mark.parametrize(
+    ("base", "cause"),
+    [
+        ("http://cogs.minewatch.invalid", r"name resolution \(DNS\) failed for cogs\.minewatch"),
+        ("http://127.0.0.1:{port}", r"connection refused for 127\.0\.0\.1:\d+"),
+    ],
+)
+def test_dead_host_opens_its_circuit_after_n_calls(base: str, cause: str) -> None:
+    """A host that fails N calls in a row (DNS or refused, really) fails every later call at
+    once, without a request or a wait, with one message naming the host and the cause."""
+    base = base.format(port=_closed_port())
+    sleeps: list[float] = []
+    p = policy(sleeps, max_tries=2)
+    p = RetryPolicy(**{**p.__dict__, "breaker": CircuitBreaker(3)})
+    session = make_session()
+    calls: list[str] = []
+
+    def get(path: str) -> requests.Response:
+        calls.append(path)
+        return session.get(f"{base}{path}", timeout=p.timeout)
+
+    for n in (1, 2):
+        with pytest.raises(SourceUnavailableError, match=cause) as info:
+            retry_call(lambda n=n: get(f"/{n}.tif"), policy=p, what=f"HEAD {n}", url=f"{base}/{n}")
+        assert not isinstance(info.value, HostUnavailableError)
+    with pytest.raises(HostUnavailableError, match=f"{cause}.*circuit is open"):
+        retry_call(lambda: get("/3.tif"), policy=p, what="HEAD 3", url=f"{base}/3.tif")
+    assert len(calls) == 6 and len(sleeps) == 3  # 3 calls of 2 tries, a wait between tries
+    for _ in range(50):
+        with pytest.raises(HostUnavailableError, match=cause):
+            retry_call(lambda: get("/x.tif"), policy=p, what="HEAD x", url=f"{base}/x.tif")
+    assert len(calls) == 6 and len(sleeps) == 3  # no request, no wait once open
+
+
+def test_a_success_resets_the_count_and_other_hosts_are_not_affected(server: RangeServer) -> None:
+    server.reset()
+    breaker = CircuitBreaker(2)
+    sleeps: list[float] = []
+    p = RetryPolicy(**{**policy(sleeps, max_tries=1).__dict__, "breaker": breaker})
+    session = make_session()
+    dead = f"http://127.0.0.1:{_closed_port()}/a.bin"
+
+    def call(url: str) -> bytes:
+        return retry_call(
+            lambda: session.get(url, timeout=p.timeout).content, policy=p, what="GET", url=url
+        )
+
+    with pytest.raises(SourceUnavailableError):
+        call(dead)
+    assert breaker.failure(dead, "x") is True  # the second failure in a row opens it
+    assert breaker.is_open(dead)
+    assert call(f"{server.url}/a.bin")  # another host works on
+    healthy = CircuitBreaker(2)
+    p2 = RetryPolicy(**{**p.__dict__, "breaker": healthy})
+    with pytest.raises(SourceUnavailableError):
+        retry_call(lambda: session.get(dead).content, policy=p2, what="GET", url=dead)
+    healthy.success(dead)  # a success in between: the count starts again
+    with pytest.raises(SourceUnavailableError) as info:
+        retry_call(lambda: session.get(dead).content, policy=p2, what="GET", url=dead)
+    assert not isinstance(info.value, HostUnavailableError) and not healthy.is_open(dead)
+    assert CircuitBreaker(0).failure(dead, "x") is False  # 0 never opens
+
+
+def test_http_config_sets_the_circuit() -> None:
+    from tiles.config import HttpConfig
+
+    assert HttpConfig().policy().breaker.threshold == 3  # type: ignore[union-attr]
+    assert HttpConfig(circuit_failures=0).policy().breaker.threshold == 0  # type: ignore[union-attr]
 
 
 def test_other_errors_are_not_retried() -> None:

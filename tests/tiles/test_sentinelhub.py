@@ -317,3 +317,62 @@ def test_l1c_collection_13_bands_no_scl_offset_by_the_service(
         AREA, dt.date(2024, 4, 1), dt.date(2024, 4, 30)
     )
     assert "B10" not in l2a[0].bands and l2a[0].processing_level == "L2A"
+
+
+def test_debug_log_never_shows_the_live_token(server: SentinelHubServer, tmp_path: Path) -> None:
+    """Issue 18 item 8: ``minewatch -vv`` (debug logs of requests-oauthlib and urllib3 included)
+    searched through the real OAuth flow on loopback shows neither the access token it obtained
+    nor the client secret."""
+    import json
+    import subprocess
+    import sys
+
+    aoi = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"id": "A"}, "geometry": AREA.__geo_interface__}
+        ],
+    }
+    (tmp_path / "aoi.geojson").write_text(json.dumps(aoi))
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(
+        f"""name: sh
+aoi: {{path: aoi.geojson, kind: indigenous_land, buffer_m: 0}}
+source:
+  kind: sentinelhub
+  base_url: {server.url}
+  token_url: {server.token_url}
+  http: {{max_tries: 2, backoff_s: 0.01}}
+periods: {{kind: quarter, start: 2024-01-01, end: 2024-06-30}}
+"""
+    )
+    issued = server.httpd.tokens_issued  # type: ignore[attr-defined]
+    env = os.environ | ENV | {"OAUTHLIB_INSECURE_TRANSPORT": "1", "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "minewatch", "-vv", "tiles", "search", str(cfg), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    token = f"token-{issued + 1}"
+    assert server.httpd.tokens_issued > issued  # type: ignore[attr-defined]  # a token was issued
+    assert "DEBUG" in res.stderr and "***" in res.stderr  # debug logs ran, and were masked
+    assert token not in res.stderr and token not in res.stdout
+    assert SECRET not in res.stderr
+
+
+def test_plain_http_token_url_is_named_not_credentials_refused(
+    server: SentinelHubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 item 9: an http:// token_url (oauthlib refuses it without sending anything) was
+    reported as refused credentials."""
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")  # as on an operator's machine
+    source = make_source(server, tmp_path)
+    with pytest.raises(AuthenticationError, match=r"token URL is plain http.*https://") as info:
+        source.search(AREA, dt.date(2024, 4, 1), dt.date(2024, 4, 30))
+    assert "refused the client credentials" not in str(info.value)
+    assert not [r for r in server.records if r.path == "/oauth/token"]  # the secret never left

@@ -379,6 +379,36 @@ def test_sas_signer_refreshes_before_expiry(stack: Stack, tmp_path: Path) -> Non
     assert "***" in repr(signer) and "sig=b" not in repr(signer)
 
 
+def test_sas_token_expired_on_arrival_is_fetched_once_with_a_warning(
+    stack: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18 item 9: a token service answering with an already expired token made the signer
+    fetch it again for every file (168 times in a scan), silently."""
+    token_dir = stack.root / "api" / "sas" / "v1" / "token"
+    token_dir.mkdir(parents=True, exist_ok=True)
+    (token_dir / "sentinel-2-l2a").write_text(
+        json.dumps({"token": "st=a&sig=old", "msft:expiry": "2020-01-01T00:00:00Z"})
+    )
+    from tiles.http import make_session
+
+    signer = SasSigner(
+        f"{stack.cogs.url}/api/sas/v1/token",
+        "sentinel-2-l2a",
+        session=make_session(),
+        policy=RetryPolicy(),
+    )
+    stack.cogs.reset()
+    with caplog.at_level("WARNING", logger="tiles.stac"):
+        signed = [signer.sign(f"https://x/B{i:02d}.tif") for i in range(40)]
+    assert len(stack.cogs.requests) == 1  # fetched once, not once per file
+    assert all(s.endswith("?st=a&sig=old") for s in signed)
+    warnings = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    assert len(warnings) == 1 and "2020-01-01" in warnings[0]
+    signer.invalidate()  # the storage refused it (403): fetched once more
+    signer.sign("https://x/B02.tif")
+    assert len(stack.cogs.requests) == 2
+
+
 # ------------------------------------------------------------------------------ item parsing
 
 
