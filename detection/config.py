@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
 from detection.errors import ConfigError
+from detection.legal import LegalConfig
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
 
@@ -92,6 +93,8 @@ class ScanConfig(_Strict):
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    #: Legal status of each site: closed AOI kinds, the mining-title layer, extraction phases.
+    legal: LegalConfig = Field(default_factory=LegalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def digest(self) -> str:
@@ -103,13 +106,18 @@ class ScanConfig(_Strict):
 
     def identity(self) -> str:
         """sha256 of what makes this the same scan: the config without ``periods``,
-        ``output``, ``grid.halo_px`` and ``detector.backend``. A scheduled scan moves its
+        ``output``, ``grid.halo_px``, ``detector.backend`` and ``legal``. A scheduled scan moves its
         periods forward and stays the same scan; the halo only changes how units are computed
-        (it is in their key), the backend how fast."""
+        (it is in their key), the backend how fast; the legal section only labels the alerts
+        (a newer title layer relabels them on the next run)."""
         import hashlib
 
         exclude: dict[str, Any] = {
-            "periods": True, "output": True, "grid": {"halo_px"}, "detector": {"backend"}
+            "periods": True,
+            "output": True,
+            "grid": {"halo_px"},
+            "detector": {"backend"},
+            "legal": True,
         }
         data = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -121,6 +129,7 @@ INPUT_KEYS = (
     ("detector", "checkpoint"),
     ("source", "path"),
     ("source", "cache_dir"),
+    ("legal", "titles", "path"),
 )
 
 

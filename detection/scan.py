@@ -25,12 +25,14 @@ import shapely
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.grid import GridCell
+from aoi.titles import load_titles
 from detection.alerts import build_feature_collection
 from detection.config import ScanConfig
 from detection.context import attribute_aois
 from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
+from detection.legal import assign_legal_status
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
 from detection.lock import output_lock
 from detection.review import write_review_html
@@ -250,6 +252,7 @@ def _scan(
     min_free_mb: float,
 ) -> ScanResult:
     aois = load_aoi(config.aoi)
+    titles = load_titles(config.legal.titles) if config.legal.titles is not None else None
     area = buffer_aoi(aois, config.aoi.buffer_m)
     area_geom = shapely.union_all(area.geometry.values)
     cells = make_grid(
@@ -395,6 +398,7 @@ def _scan(
     last, prev = periods[-1], periods[-2]
     alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
     alerts = _finish_alerts(alerts, last, scene_ids)
+    alerts = assign_legal_status(alerts, aois=aois, titles=titles, config=config.legal)
     alerts = write_evidence(
         alerts, units_dir=out_dir / "units", period=last, previous_period=prev, out_dir=out_dir
     )
@@ -426,7 +430,9 @@ def _scan(
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
         metadata=metadata,
     )
-    _write_outputs(result, config=config, coverage=coverage, aois=aois, history=history)
+    _write_outputs(
+        result, config=config, coverage=coverage, aois=aois, history=history, titles=titles
+    )
     store.save_history(history)
     return result
 
@@ -538,6 +544,7 @@ def _write_outputs(
     coverage: gpd.GeoDataFrame,
     aois: gpd.GeoDataFrame,
     history: gpd.GeoDataFrame | None,
+    titles: gpd.GeoDataFrame | None = None,
 ) -> None:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -549,6 +556,7 @@ def _write_outputs(
         aois=aois,
         history=history,
         thresholds=result.metadata["confidence_levels"],
+        titles=titles,
     )
     write_summary_csv(out / "summary.csv", result.feature_collection)
     coverage_fc = json.loads(coverage.to_json(drop_id=True))
