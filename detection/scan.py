@@ -35,6 +35,7 @@ from detection.executor import ExecutorConfig, run_units
 from detection.legal import assign_legal_status
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
 from detection.lock import output_lock
+from detection.provenance import record_scenes
 from detection.review import write_review_html
 from detection.sites import append_history, merge_parts, track_sites
 from detection.store import STORE_NAME, RunStore
@@ -273,6 +274,7 @@ def _scan(
     scene_failures = [
         ChipFailure("*", "*", f"scene skipped: {exc}") for exc in getattr(source, "rejected", [])
     ]
+    record_scenes(out_dir, in_periods)
 
     chip_scenes = {
         c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
