@@ -151,7 +151,10 @@ def load_private_key(path: Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise PackError(f"signing key {str(path)!r}: {exc.strerror or exc}") from exc
+        raise PackError(
+            f"signing key {str(path)!r}: {exc.strerror or exc}; expected an Ed25519 private "
+            "key (PEM); create one with `minewatch alerts keygen KEY`"
+        ) from exc
     secret = os.environ.get("MINEWATCH_SIGNING_PASSPHRASE")
     try:
         key = serialization.load_pem_private_key(data, password=secret.encode() if secret else None)
@@ -181,7 +184,10 @@ def load_public_key(path: Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise PackError(f"public key {str(path)!r}: {exc.strerror or exc}") from exc
+        raise PackError(
+            f"public key {str(path)!r}: {exc.strerror or exc}; expected the signer's Ed25519 "
+            "public key (PEM), e.g. the KEY.pub `minewatch alerts keygen KEY` wrote"
+        ) from exc
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError as exc:
