@@ -168,7 +168,11 @@ def _resolve_fields(
             continue
         found = _find_field(name, fields)
         if found is None:
-            why = "" if explicit else f" (expected by the {convention.name!r} convention)"
+            why = (
+                f" (expected by the {convention.name!r} convention)"
+                if explicit is None and convention is not None
+                else ""
+            )
             raise AOIFieldError(
                 f"{path}: layer {layer!r} has no field {name!r}{why}; available fields: "
                 f"{', '.join(fields) or 'none'}; set `legal.titles.{setting}` to one of them"

@@ -62,7 +62,7 @@ def render_case_file(
     level = font_log.level
     font_log.setLevel(logging.ERROR)
     try:
-        with matplotlib.rc_context(_RC):
+        with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
             return _render(feature, history, chips, provenance, aois, titles)
     finally:
         font_log.setLevel(level)
@@ -70,7 +70,7 @@ def render_case_file(
 
 #: The PDF's fonts: the standard 14 PDF fonts (Helvetica, Courier), referenced, not embedded:
 #: small, fast, and the text reads back (search, copy, pypdf).
-_RC = {
+_RC: dict[str, Any] = {
     "pdf.use14corefonts": True,
     "font.family": "sans-serif",
     "font.sans-serif": ["Helvetica"],

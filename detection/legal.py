@@ -136,7 +136,8 @@ def assign_legal_status(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise DetectionError(
-                f"legal status: {what} lack columns {missing}; has {[str(c) for c in frame.columns]}"
+                f"legal status: {what} lack columns {missing}; "
+                f"has {[str(c) for c in frame.columns]}"
             )
     out = alerts.copy()
     n = len(out)
@@ -174,15 +175,10 @@ def assign_legal_status(
             }
             for j, share in closed_hits[i]
         ]
-        valid = [
-            (j, share) for j, share in title_hits[i]
-            if titles is not None and _valid_on(titles.iloc[j], days[i])
-        ]
+        rows = [] if titles is None else [(j, share, titles.iloc[j]) for j, share in title_hits[i]]
+        valid = [(j, share, row) for j, share, row in rows if _valid_on(row, days[i])]
         title_list = []
-        for j, share in sorted(valid, key=lambda t: (-t[1], str(titles.iloc[t[0]]["title_id"]))):
-            row = titles.iloc[j] if titles is not None else None
-            if row is None:  # pragma: no cover - hits imply titles
-                continue
+        for _, share, row in sorted(valid, key=lambda t: (-t[1], str(t[2]["title_id"]))):
             title_list.append(
                 {
                     "title_id": str(row["title_id"]),
@@ -198,7 +194,7 @@ def assign_legal_status(
                 }
             )
         if valid:
-            union = shapely.union_all(title_geoms[[j for j, _ in valid]])
+            union = shapely.union_all(title_geoms[[j for j, _, _ in valid]])
             shared = shapely.area(shapely.intersection(sites[i], union))
             title_union_share[i] = min(1.0, float(shared / site_area[i]))
         if closed_list:

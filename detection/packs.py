@@ -368,10 +368,9 @@ def _read_run(out_dir: Path) -> _Run:
     aois = _layer(gpkg, "aois")
     titles = _layer(gpkg, "titles")
     labels = {
-        (str(f["properties"].get("period_start"))[:10], str(f["properties"].get("period_end"))[:10]):
-        str(f["properties"].get("period_label"))
+        (str(p.get("period_start"))[:10], str(p.get("period_end"))[:10]): str(p.get("period_label"))
         for rows in history.values()
-        for f in rows
+        for p in (f["properties"] for f in rows)
     }
     period = _period(meta["period"], labels)
     previous = (

@@ -724,7 +724,9 @@ def _legal_by_period(
     for period in periods:
         in_period = judged[judged["period_label"] == period.label]
         for res in reserves:
-            mine = in_period if res.aoi_id == ALL_ID else in_period[in_period["aoi_id"] == res.aoi_id]
+            mine = (
+                in_period if res.aoi_id == ALL_ID else in_period[in_period["aoi_id"] == res.aoi_id]
+            )
             for cls in CLASSES:
                 of_cls = mine[mine["alert_class"] == cls]
                 for status in LEGAL_STATUSES:

@@ -32,8 +32,8 @@ from detection.context import attribute_aois
 from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
-from detection.legal import assign_legal_status
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
+from detection.legal import assign_legal_status
 from detection.lock import output_lock
 from detection.provenance import record_scenes
 from detection.review import write_review_html

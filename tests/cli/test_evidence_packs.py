@@ -167,7 +167,8 @@ def test_case_file_text_reads_back(scan_out: Path, tmp_path: Path) -> None:
     raw = bytearray((tmp_path / f"{sid}.zip").read_bytes())
     with zipfile.ZipFile(tmp_path / f"{sid}.zip") as zf:
         info = zf.getinfo(f"{sid}/chips/before.tif")
-    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    header = 30 + len(info.filename) + len(info.extra)  # the member's local header
+    offset = info.header_offset + header + info.compress_size // 2
     raw[offset] ^= 0xFF
     (tmp_path / f"{sid}.zip").write_bytes(bytes(raw))
     bad = minewatch("alerts", "verify", str(tmp_path / f"{sid}.zip"), cwd=tmp_path)
