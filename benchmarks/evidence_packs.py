@@ -5,9 +5,9 @@ Runs ``minewatch demo --out DEMO`` unless a finished demo is already there (a re
 unit), then times, ``--repeat`` times, the command line as a user runs it: a fresh Python process
 running ``minewatch alerts evidence-pack DEMO --all --sign KEY --to DIR --overwrite`` (imports
 included), once with folders and once with ``--zip``; then the same packs in this process
-(without the command's start-up) and the start-up alone (``minewatch --help``). Prints one JSON object: the wall seconds
-per repeat (best, median), the number of packs, and the sizes of the packs (largest, median),
-and checks that two runs give byte-identical packs.
+(without the command's start-up) and the start-up alone (``minewatch --help``). Prints one JSON
+object: the wall seconds per repeat (best, median), the number of packs, and the sizes of the
+packs (largest, median), and checks that two runs give byte-identical packs.
 
     .venv/bin/python benchmarks/evidence_packs.py [--demo-dir minewatch-demo] [--repeat 3]
 """

@@ -196,6 +196,8 @@ def evidence_pack(
     if as_json:
         click.echo(json.dumps(pack_summary(results), indent=2))
         return
+    if not results:
+        click.echo(f"{out_dir} has no alerts: no pack written")
     for r in results:
         click.echo(
             f"{r.site_id}: {r.path} ({len(r.files)} files, {r.size_bytes / 1e6:.2f} MB"
