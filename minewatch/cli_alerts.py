@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -158,6 +159,12 @@ def export(source: Path, fmt: str, out: Path, overwrite: bool) -> None:
     "(`minewatch alerts keygen KEY` or `openssl genpkey -algorithm ed25519`).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace packs already there.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes building packs (default: the CPUs, at most 4); the files are the same.",
+)
 @JSON
 @click.pass_context
 def evidence_pack(
@@ -169,6 +176,7 @@ def evidence_pack(
     as_zip: bool,
     signing_key: Path | None,
     overwrite: bool,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Write a tamper-evident evidence pack per site of the scan in OUT.
@@ -192,6 +200,7 @@ def evidence_pack(
         as_zip=as_zip,
         signing_key=signing_key,
         overwrite=overwrite,
+        workers=workers if workers is not None else min(4, os.cpu_count() or 1),
     )
     if as_json:
         click.echo(json.dumps(pack_summary(results), indent=2))

@@ -145,10 +145,18 @@ def test_case_file_text_reads_back(scan_out: Path, tmp_path: Path) -> None:
     sid = feats[0]["id"]
     done = minewatch(
         "alerts", "evidence-pack", str(scan_out), "--all", "--zip", "--to", str(tmp_path),
-        cwd=tmp_path,
+        "--workers", "2", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.stem for p in tmp_path.glob("*.zip")) == sorted(f["id"] for f in feats)
+    # Built in two processes or in one, the ZIPs are the same bytes.
+    serial = minewatch(
+        "alerts", "evidence-pack", str(scan_out), "--all", "--zip", "--to",
+        str(tmp_path / "serial"), "--workers", "1", cwd=tmp_path,
+    )
+    assert serial.returncode == 0, serial.stderr
+    for path in tmp_path.glob("*.zip"):
+        assert (tmp_path / "serial" / path.name).read_bytes() == path.read_bytes(), path.name
     with zipfile.ZipFile(tmp_path / f"{sid}.zip") as zf:
         pdf = zf.read(f"{sid}/case.pdf")
     reader = PdfReader(io.BytesIO(pdf))
