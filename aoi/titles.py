@@ -200,7 +200,35 @@ def _date_or_none(value: str | None, *, label: str, field: str) -> str | None:
         ) from exc
 
 
-def load_titles(config: TitlesConfig) -> gpd.GeoDataFrame:
+def _read_titles(
+    path: Path,
+    layer: str,
+    columns: list[str],
+    where: str | None,
+    fields: list[str],
+    *,
+    bbox: tuple[float, float, float, float] | None,
+    crs: str | None,
+) -> gpd.GeoDataFrame:
+    if bbox is None:
+        return _read(path, layer, columns, where, fields)
+    layer_crs = pyproj.CRS.from_user_input(crs) if crs else pyproj.CRS.from_user_input(WGS84)
+    transformer = pyproj.Transformer.from_crs(WGS84, layer_crs, always_xy=True)
+    box = transformer.transform_bounds(*bbox, densify_pts=21)
+    try:
+        frame = pyogrio.read_dataframe(
+            path, layer=layer, columns=columns, where=where, bbox=box, fid_as_index=True
+        )
+    except Exception as exc:  # GDAL errors surface as pyogrio DataSourceError/FieldError
+        raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise AOIError(f"{path}: layer {layer!r} has no geometry column; expected polygons")
+    return frame
+
+
+def load_titles(
+    config: TitlesConfig, *, bbox: tuple[float, float, float, float] | None = None
+) -> gpd.GeoDataFrame:
     """Read a mining-title layer into the title table.
 
     Geometry is checked and repaired as an AOI layer's (:func:`aoi.load_aoi`): empty -> error,
@@ -209,6 +237,9 @@ def load_titles(config: TitlesConfig) -> gpd.GeoDataFrame:
 
     Args:
         config: the title layer's settings.
+        bbox: ``(west, south, east, north)`` in lon/lat: read only the titles whose bounding
+            box meets it (a state's SIGMINE layer holds tens of thousands; a scan needs those
+            over its area). None reads them all.
 
     Returns:
         A GeoDataFrame with the columns of :data:`TITLE_COLUMNS`: strings (None where the layer
@@ -234,7 +265,7 @@ def load_titles(config: TitlesConfig) -> gpd.GeoDataFrame:
     fields = [str(f) for f in info["fields"]]
     convention, resolved = _resolve_fields(config, fields, path=path, layer=layer)
     columns = sorted({f for f in resolved.values() if f is not None})
-    frame = _read(path, layer, columns, config.where, fields)
+    frame = _read_titles(path, layer, columns, config.where, fields, bbox=bbox, crs=info["crs"])
     values = {column: _values(frame, field) for column, field in resolved.items()}
     for column in ("title_id", "phase"):
         missing = [fid for fid, v in zip(frame.index, values[column], strict=True) if v is None]

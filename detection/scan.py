@@ -253,9 +253,13 @@ def _scan(
     min_free_mb: float,
 ) -> ScanResult:
     aois = load_aoi(config.aoi)
-    titles = load_titles(config.legal.titles) if config.legal.titles is not None else None
     area = buffer_aoi(aois, config.aoi.buffer_m)
     area_geom = shapely.union_all(area.geometry.values)
+    titles = (
+        load_titles(config.legal.titles, bbox=area_geom.bounds)
+        if config.legal.titles is not None
+        else None
+    )
     cells = make_grid(
         area_geom, chip_size_px=config.grid.chip_size_px, resolution_m=config.grid.resolution_m
     )

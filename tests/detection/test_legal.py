@@ -97,6 +97,13 @@ def test_sigmine_layer_read_with_its_convention(sigmine: Path) -> None:
     assert first["valid_from"] is None
 
 
+def test_titles_read_over_a_bounding_box(sigmine: Path, sites) -> None:
+    """Only the titles over the scan's area are read (a state's layer is large)."""
+    west, south, _, north = sites.geometry.iloc[0].bounds
+    titles = load_titles(TitlesConfig(path=sigmine), bbox=(west, south, west + 0.001, north))
+    assert titles["title_id"].tolist() == ["850.100/2010"]
+
+
 def test_legal_status_rules(sigmine: Path, aois: gpd.GeoDataFrame, sites) -> None:
     titles = load_titles(TitlesConfig(path=sigmine))
     out = assign_legal_status(sites, aois=aois, titles=titles, config=LegalConfig())
