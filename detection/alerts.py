@@ -24,6 +24,7 @@ import shapely
 from pyproj import CRS
 
 from detection.errors import DetectionError
+from detection.legal import LEGAL_STATUSES
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
 
@@ -48,6 +49,8 @@ ALERT_PROPERTIES: tuple[str, ...] = (
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "legal_status",
+    "legal",
     "tile_id",
     "scene_ids",
     "evidence",
@@ -252,6 +255,13 @@ def alert_records(
         rec["aoi_relation"] = _choice(row["aoi_relation"], "aoi_relation", sid, AOI_RELATIONS)
         rec["distance_to_boundary_m"] = _number(
             row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
+        )
+        status = row["legal_status"] if "legal_status" in table.columns else None
+        rec["legal_status"] = (
+            _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
+        )
+        rec["legal"] = _object(
+            row["legal"] if "legal" in table.columns else None, sid, prop="legal"
         )
         rec["tile_id"] = _string(row["tile_id"], "tile_id", sid)
         rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
@@ -484,18 +494,18 @@ def _string_list(value: Any, prop: str, sid: str) -> list[str]:
     raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a list of strings")
 
 
-def _object(value: Any, sid: str) -> dict[str, Any]:
+def _object(value: Any, sid: str, *, prop: str = "evidence") -> dict[str, Any]:
     if not _present(value):
         return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise DetectionError(f"alert {sid}: evidence {value!r} is not a JSON object") from exc
+            raise DetectionError(f"alert {sid}: {prop} {value!r} is not a JSON object") from exc
     if not isinstance(value, Mapping):
-        raise DetectionError(f"alert {sid}: evidence {value!r}; expected an object (dict)")
+        raise DetectionError(f"alert {sid}: {prop} {value!r}; expected an object (dict)")
     try:
         # Round-trip through JSON: plain types only, keys sorted for stable bytes.
         return dict(json.loads(json.dumps(value, sort_keys=True, allow_nan=False)))
     except (TypeError, ValueError) as exc:
-        raise DetectionError(f"alert {sid}: evidence is not JSON-serialisable: {exc}") from exc
+        raise DetectionError(f"alert {sid}: {prop} is not JSON-serialisable: {exc}") from exc

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
 from detection.errors import ConfigError
+from detection.legal import LegalConfig
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
 
@@ -126,6 +127,8 @@ class ScanConfig(_Strict):
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    #: Legal status of each site: closed AOI kinds, the mining-title layer, extraction phases.
+    legal: LegalConfig = Field(default_factory=LegalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def digest(self) -> str:
@@ -137,9 +140,10 @@ class ScanConfig(_Strict):
 
     def identity(self) -> str:
         """sha256 of what makes this the same scan: the config without ``periods``,
-        ``output``, ``grid.halo_px`` and ``detector.backend``. A scheduled scan moves its
+        ``output``, ``grid.halo_px``, ``detector.backend`` and ``legal``. A scheduled scan moves its
         periods forward and stays the same scan; the halo only changes how units are computed
-        (it is in their key), the backend how fast."""
+        (it is in their key), the backend how fast; the legal section only labels the alerts
+        (a newer title layer relabels them on the next run)."""
         import hashlib
 
         exclude: dict[str, Any] = {
@@ -147,6 +151,7 @@ class ScanConfig(_Strict):
             "output": True,
             "grid": {"halo_px"},
             "detector": {"backend"},
+            "legal": True,
         }
         data = self.model_dump(mode="json", exclude=exclude)
         if data["composite"].get("cloud_mask") == "auto":
@@ -163,6 +168,7 @@ INPUT_KEYS = (
     ("detector", "second_opinion", "checkpoint"),
     ("source", "path"),
     ("source", "cache_dir"),
+    ("legal", "titles", "path"),
 )
 
 

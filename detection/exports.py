@@ -28,6 +28,7 @@ from pyproj import CRS
 
 from detection.alerts import REVIEW_STATUSES, alert_records, confidence_level
 from detection.errors import DetectionError
+from detection.legal import legal_columns, statuses_of
 from tiles.files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "legal_status",
+    "title_ids",
+    "title_phases",
+    "title_share",
     "tile_id",
     "review_status",
 )
@@ -118,10 +123,12 @@ def write_geopackage(
     aois: gpd.GeoDataFrame,
     history: gpd.GeoDataFrame | None = None,
     thresholds: Mapping[str, float] | None = None,
+    titles: gpd.GeoDataFrame | None = None,
 ) -> None:
     """Write the run's GeoPackage with QGIS styles, atomically.
 
-    Layers ``alerts``, ``coverage``, ``aois`` and, when given, ``sites_history``, all in
+    Layers ``alerts``, ``coverage``, ``aois`` and, when given, ``sites_history`` and ``titles``
+    (the mining titles the legal status was judged against), all in
     ``EPSG:4326`` as multi-polygons. List and dict values become JSON strings, dates ISO strings.
     The QML styles of :data:`STYLED_LAYERS` go into the QGIS ``layer_styles`` table as each
     layer's default style, so the file opens styled in QGIS.
@@ -134,6 +141,7 @@ def write_geopackage(
             "not seen").
         aois: the AOIs of the run.
         history: the site history (:func:`detection.sites.append_history`), optional.
+        titles: the mining-title table (:func:`aoi.titles.load_titles`), optional.
         thresholds: the run's confidence thresholds (``{"low", "high", "highest"}``); when
             given, ``confidence_level`` is (re)computed from ``confidence`` for the ``alerts``
             layer (its style dashes the outline of ``low`` sites). ``None`` keeps the table's
@@ -157,6 +165,8 @@ def write_geopackage(
     layers: dict[str, gpd.GeoDataFrame] = {"alerts": alerts, "coverage": coverage, "aois": aois}
     if history is not None:
         layers["sites_history"] = history
+    if titles is not None:
+        layers["titles"] = titles
     prepared = {name: _prepare_layer(frame, name, path) for name, frame in layers.items()}
     with atomic_path(path) as tmp:
         # GDAL wants a .gpkg name; atomic_path removes ``tmp.name + "*"`` if anything fails.
@@ -221,7 +231,8 @@ def write_summary_csv(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for rec in records:
-        writer.writerow(["" if rec.get(c) is None else rec[c] for c in SUMMARY_COLUMNS])
+        row = {**rec, **legal_columns(rec)}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in SUMMARY_COLUMNS])
     write_text_atomic(path, buffer.getvalue())
     log.info("wrote %s (%d sites)", path, len(records))
 
@@ -249,6 +260,7 @@ KML_FIELDS: tuple[str, ...] = (
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "legal_status",
     "review_status",
 )
 
@@ -371,6 +383,13 @@ def _with_review_columns(
         out["confidence_level"] = levels
     elif thresholds is not None:
         out["confidence_level"] = pd.Series([], dtype=object)
+    out["legal_status"] = pd.Series(
+        statuses_of(out["legal_status"] if "legal_status" in out.columns else [None] * len(out)),
+        index=out.index,
+        dtype=object,
+    )
+    if "legal" not in out.columns:
+        out["legal"] = pd.Series([{} for _ in range(len(out))], index=out.index, dtype=object)
     if "review_status" not in out.columns:
         out["review_status"] = pd.Series(["unreviewed"] * len(out), index=out.index, dtype=object)
     else:

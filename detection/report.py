@@ -57,6 +57,7 @@ from matplotlib.patches import Patch
 
 from detection.context import attribute_aois
 from detection.errors import DetectionError, OutputExistsError
+from detection.legal import LEGAL_STATUSES, LegalConfig, assign_legal_status
 from tiles.files import atomic_path, write_text_atomic
 from tiles.periods import Period
 
@@ -75,7 +76,26 @@ LOW_OBSERVED = 0.5
 DEFAULT_BUFFER_M = 5000.0
 
 #: Files :func:`write_report` may write into the report folder (``figures/`` too).
-REPORT_FILES = ("report.html", "reserve_periods.csv", "top_sites.csv", "report.pdf")
+REPORT_FILES = (
+    "report.html",
+    "reserve_periods.csv",
+    "top_sites.csv",
+    "legal_status.csv",
+    "report.pdf",
+)
+
+#: Columns of ``legal_status.csv``: hectares by legal status per reserve, period and class.
+LEGAL_COLUMNS: tuple[str, ...] = (
+    "aoi_id",
+    "aoi_name",
+    "period",
+    "period_start",
+    "period_end",
+    "alert_class",
+    "legal_status",
+    "sites",
+    "area_ha",
+)
 
 #: Columns of ``reserve_periods.csv``.
 PERIOD_COLUMNS: tuple[str, ...] = (
@@ -188,6 +208,9 @@ class Report:
     buffer_m: float
     failed_chips: dict[str, int] = field(default_factory=dict)
     outside_sites: int = 0
+    legal_by_period: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(LEGAL_COLUMNS))
+    )
 
     @property
     def period_range(self) -> str:
@@ -328,6 +351,7 @@ def build_report(out_dir: Path, *, since: dt.date | None = None, top_n: int = 10
         buffer_m=buffer_m,
         failed_chips={str(k): int(v) for k, v in failed.items()},
         outside_sites=int(outside[outside["period_label"].isin(labels)].shape[0]),
+        legal_by_period=_legal_by_period(sites, aois, gpkg, run_json, reserves, periods),
     )
 
 
@@ -660,6 +684,67 @@ def _by_period(
     ):
         table[col] = table[col].astype("Int64")
     return table
+
+
+def _legal_by_period(
+    sites: gpd.GeoDataFrame,
+    aois: gpd.GeoDataFrame,
+    gpkg: Path,
+    run_json: dict[str, Any],
+    reserves: list[Reserve],
+    periods: list[Period],
+) -> pd.DataFrame:
+    """Hectares and sites by legal status per reserve (inside and buffer), period and class.
+
+    Each site-period row is judged (:func:`detection.legal.assign_legal_status`) against the
+    ``titles`` layer of ``alerts.gpkg`` (none: ``unknown`` outside closed areas) with the scan's
+    ``legal`` settings from ``run.json`` (defaults when it records none), for titles valid at the
+    end of that period.
+    """
+    settings = run_json.get("config", {}).get("legal") if isinstance(run_json, dict) else None
+    settings = dict(settings) if isinstance(settings, dict) else {}
+    settings.pop("titles", None)
+    try:
+        config = LegalConfig.model_validate(settings)
+    except ValueError as exc:
+        log.warning("run.json: legal settings %s unreadable (%s); defaults used", settings, exc)
+        config = LegalConfig()
+    titles = None
+    if {str(name) for name, _ in pyogrio.list_layers(gpkg)} >= {"titles"}:
+        titles = _read_layer(gpkg, "titles")
+        for column in ("valid_from", "valid_to", "holder", "substance", "use", "state"):
+            if column in titles.columns:
+                titles[column] = titles[column].astype(object).where(titles[column].notna(), None)
+    rows: list[dict[str, Any]] = []
+    judged = (
+        assign_legal_status(sites, aois=aois, titles=titles, config=config)
+        if len(sites)
+        else sites.assign(legal_status=pd.Series(dtype=object))
+    )
+    for period in periods:
+        in_period = judged[judged["period_label"] == period.label]
+        for res in reserves:
+            mine = (
+                in_period if res.aoi_id == ALL_ID else in_period[in_period["aoi_id"] == res.aoi_id]
+            )
+            for cls in CLASSES:
+                of_cls = mine[mine["alert_class"] == cls]
+                for status in LEGAL_STATUSES:
+                    chosen = of_cls[of_cls["legal_status"] == status]
+                    rows.append(
+                        {
+                            "aoi_id": res.aoi_id,
+                            "aoi_name": res.aoi_name,
+                            "period": period.label,
+                            "period_start": period.start.isoformat(),
+                            "period_end": period.end.isoformat(),
+                            "alert_class": cls,
+                            "legal_status": status,
+                            "sites": len(chosen),
+                            "area_ha": round(float(chosen["area_ha"].sum()), 4),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=list(LEGAL_COLUMNS))
 
 
 def _status_counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -1290,7 +1375,9 @@ def write_report(
     write_text_atomic(csv_periods, report.by_period.to_csv(index=False, lineterminator="\n"))
     csv_top = report_dir / "top_sites.csv"
     write_text_atomic(csv_top, report.top_sites.to_csv(index=False, lineterminator="\n"))
-    files += [csv_periods, csv_top]
+    csv_legal = report_dir / "legal_status.csv"
+    write_text_atomic(csv_legal, report.legal_by_period.to_csv(index=False, lineterminator="\n"))
+    files += [csv_periods, csv_top, csv_legal]
     pdf_path = report_dir / "report.pdf"
     if pdf:
         _write_pdf(pdf_path, report, figures)
@@ -1391,6 +1478,7 @@ def render_html(report: Report, figures: Sequence[ReportFigure], *, pdf: bool = 
             else:
                 parts += _figure_html(fig)
             parts += _period_table(report, res)
+    parts += _legal_section(report)
     parts += _provenance(report, pdf=pdf)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -1542,6 +1630,63 @@ def _top_table(report: Report) -> list[str]:
     return out
 
 
+def _legal_cells(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the legal-status table: mining hectares (sites) by status, per
+    reserve with detections and period."""
+    table = report.legal_by_period
+    mining = table[table["alert_class"] == "mining"]
+    header = ["reserve", "period", *LEGAL_STATUSES]
+    rows = []
+    for res in report.reserves:
+        sub = mining[mining["aoi_id"] == res.aoi_id]
+        if res.aoi_id == ALL_ID and len(report.reserves) <= 2:
+            continue
+        for period in report.periods:
+            cells = sub[sub["period"] == period.label].set_index("legal_status")
+            if cells.empty or not cells["sites"].sum():
+                continue
+            rows.append(
+                [res.aoi_name, period.label]
+                + [
+                    f"{cells.loc[s, 'area_ha']:,.1f} ({int(cells.loc[s, 'sites'])})"
+                    if s in cells.index and cells.loc[s, "sites"]
+                    else "–"
+                    for s in LEGAL_STATUSES
+                ]
+            )
+    return header, rows
+
+
+def _legal_section(report: Report) -> list[str]:
+    e = html.escape
+    header, rows = _legal_cells(report)
+    out = [
+        "<h2>Legal status</h2>",
+        "<p>Mining hectares (sites) of each reserve and its buffer zone by legal status: "
+        "<i>prohibited_area</i> (in an area closed to mining), <i>no_title</i>, <i>titled</i> "
+        "(a title in a phase that allows extraction), <i>title_phase_not_extraction</i> (only "
+        "research or application titles), <i>unknown</i> (no title layer). All classes: "
+        "<code>legal_status.csv</code>.</p>",
+    ]
+    if not rows:
+        return [*out, "<p>No mining site in the periods reported.</p>"]
+    out.append(
+        "<table><tr>"
+        + "".join(f"<th class='l'>{e(h)}</th>" if i < 2 else f"<th>{e(h)}</th>"
+                  for i, h in enumerate(header))
+        + "</tr>"
+    )
+    for row in rows:
+        out.append(
+            "<tr>"
+            + "".join(f"<td class='l'>{e(c)}</td>" if i < 2 else f"<td>{e(c)}</td>"
+                      for i, c in enumerate(row))
+            + "</tr>"
+        )
+    out.append("</table>")
+    return out
+
+
 def _provenance(report: Report, *, pdf: bool) -> list[str]:
     e = html.escape
     files = ["reserve_periods.csv", "top_sites.csv", "figures/*.png"] + (
@@ -1582,6 +1727,7 @@ def _write_pdf(path: Path, report: Report, figures: Iterable[ReportFigure]) -> N
             pdf.savefig(fig.figure)
         if len(report.top_sites):
             pdf.savefig(_table_page(report))
+        pdf.savefig(_legal_page(report))
 
 
 def _cover_page(report: Report) -> Figure:
@@ -1684,6 +1830,24 @@ def _table_page(report: Report) -> Figure:
         loc="upper left",
         cellLoc="left",
     )
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1.0, 1.3)
+    return fig
+
+
+def _legal_page(report: Report) -> Figure:
+    fig = Figure(figsize=(11.69, 8.27))
+    ax = fig.add_axes((0.03, 0.05, 0.94, 0.85))
+    ax.axis("off")
+    ax.set_title(
+        f"Mining hectares (sites) by legal status, {report.period_range}", loc="left", fontsize=14
+    )
+    header, rows = _legal_cells(report)
+    if not rows:
+        ax.text(0.0, 0.9, "No mining site in the periods reported.", fontsize=11)
+        return fig
+    table = ax.table(cellText=rows, colLabels=header, loc="upper left", cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1.0, 1.3)

@@ -46,6 +46,7 @@ REVIEW_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("aoi_name", "AOI", "text"),
     ("aoi_relation", "relation", "text"),
     ("distance_to_boundary_m", "to boundary (m)", "number"),
+    ("legal_status", "legal status", "text"),
     ("review_status", "review", "text"),
 )
 
@@ -392,6 +393,19 @@ def _toolbar() -> str:
     )
 
 
+def _legal_text(props: Mapping[str, Any]) -> str:
+    """``titled: 850.123/2019 (CONCESSÃO DE LAVRA, 50%)``: the status and the titles behind it."""
+    status = str(props.get("legal_status") or "unknown")
+    legal = props.get("legal") if isinstance(props.get("legal"), Mapping) else {}
+    titles = [
+        f"{t.get('title_id')} ({t.get('phase')}, {float(t.get('share') or 0):.0%})"
+        for t in (legal or {}).get("titles") or []
+    ]
+    closed = [str(a.get("aoi_name")) for a in (legal or {}).get("closed_areas") or []]
+    extra = "; ".join([*closed, *titles])
+    return f"{status}: {extra}" if extra else status
+
+
 def _table(features: list[Mapping[str, Any]]) -> str:
     if not features:
         return '<p class="empty">No alerts in this period.</p>'
@@ -417,6 +431,8 @@ def _table(features: list[Mapping[str, Any]]) -> str:
                 shown = f"{value} ({props.get('confidence_level', '')})"
             elif key == "observed_fraction" and isinstance(value, (int, float)):
                 shown = f"{value:.0%}"
+            elif key == "legal_status":
+                shown = _legal_text(props)
             else:
                 shown = "" if value is None else str(value)
             css = ' class="num"' if kind == "number" else ""

@@ -26,6 +26,7 @@ import shapely
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.grid import GridCell
+from aoi.titles import load_titles
 from detection.alerts import build_feature_collection
 from detection.config import ScanConfig
 from detection.context import attribute_aois
@@ -33,7 +34,9 @@ from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
+from detection.legal import assign_legal_status
 from detection.lock import output_lock
+from detection.provenance import record_scenes
 from detection.review import write_review_html
 from detection.sites import append_history, merge_parts, track_sites
 from detection.store import STORE_NAME, RunStore
@@ -288,6 +291,11 @@ def _scan(
     aois = load_aoi(config.aoi)
     area = buffer_aoi(aois, config.aoi.buffer_m)
     area_geom = shapely.union_all(area.geometry.values)
+    titles = (
+        load_titles(config.legal.titles, bbox=area_geom.bounds)
+        if config.legal.titles is not None
+        else None
+    )
     cells = make_grid(
         area_geom, chip_size_px=config.grid.chip_size_px, resolution_m=config.grid.resolution_m
     )
@@ -312,6 +320,7 @@ def _scan(
     scene_failures = [
         ChipFailure("*", "*", f"scene skipped: {exc}") for exc in getattr(source, "rejected", [])
     ]
+    record_scenes(out_dir, in_periods)
 
     chip_scenes = {
         c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
@@ -472,6 +481,7 @@ def _scan(
     last, prev = periods[-1], periods[-2]
     alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
     alerts = _finish_alerts(alerts, last, scene_ids)
+    alerts = assign_legal_status(alerts, aois=aois, titles=titles, config=config.legal)
     alerts = write_evidence(
         alerts, units_dir=out_dir / "units", period=last, previous_period=prev, out_dir=out_dir
     )
@@ -515,7 +525,9 @@ def _scan(
         unobserved_periods=unobserved,
         carried_sites=carried_count,
     )
-    _write_outputs(result, config=config, coverage=coverage, aois=aois, history=history)
+    _write_outputs(
+        result, config=config, coverage=coverage, aois=aois, history=history, titles=titles
+    )
     if result.outcome != "failed":
         store.save_history(history)
     return result
@@ -665,6 +677,7 @@ def _write_outputs(
     coverage: gpd.GeoDataFrame,
     aois: gpd.GeoDataFrame,
     history: gpd.GeoDataFrame | None,
+    titles: gpd.GeoDataFrame | None = None,
 ) -> None:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -684,6 +697,7 @@ def _write_outputs(
         aois=aois,
         history=history,
         thresholds=result.metadata["confidence_levels"],
+        titles=titles,
     )
     write_summary_csv(out / "summary.csv", result.feature_collection)
     coverage_fc = json.loads(coverage.to_json(drop_id=True))

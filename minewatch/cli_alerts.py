@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -135,3 +136,135 @@ def export(source: Path, fmt: str, out: Path, overwrite: bool) -> None:
         raise click.BadParameter(f"{source}: not a readable GeoJSON file: {exc}") from exc
     write_kml(out, fc)
     click.echo(f"{len(fc.get('features', []))} alerts -> {out}")
+
+
+@alerts.command("evidence-pack")
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("site_ids", metavar="SITE_ID...", nargs=-1)
+@click.option("--all", "all_sites", is_flag=True, help="A pack for every alert of the run.")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder the packs go into (default: OUT/evidence-packs).",
+)
+@click.option("--zip", "as_zip", is_flag=True, help="One ZIP per site instead of a folder.")
+@click.option(
+    "--sign",
+    "signing_key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Ed25519 private key (PEM) to sign each manifest with "
+    "(`minewatch alerts keygen KEY` or `openssl genpkey -algorithm ed25519`).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace packs already there.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes building packs (default: the CPUs, at most 4); the files are the same.",
+)
+@JSON
+@click.pass_context
+def evidence_pack(
+    ctx: click.Context,
+    out_dir: Path,
+    site_ids: tuple[str, ...],
+    all_sites: bool,
+    dest: Path | None,
+    as_zip: bool,
+    signing_key: Path | None,
+    overwrite: bool,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Write a tamper-evident evidence pack per site of the scan in OUT.
+
+    Each pack (a folder, or a ZIP with --zip) holds the site's geometry and history,
+    before/after chips as GeoTIFF and captioned PNG, the scenes with their dates, source hrefs
+    and checksums, the model's and config's sha256, the run id, the software version, a
+    one-page case file (case.pdf) and manifest.json with the sha256 of every file, signed with
+    --sign. The same run and site always give the same bytes. Check a pack with
+    'minewatch alerts verify PACK'.
+    """
+    from detection.packs import pack_summary, write_evidence_packs
+
+    if all_sites == bool(site_ids):
+        raise click.UsageError("name the sites (SITE_ID...) or pass --all, not both")
+    target = dest if dest is not None else out_dir / "evidence-packs"
+    results = write_evidence_packs(
+        out_dir,
+        None if all_sites else list(site_ids),
+        target,
+        as_zip=as_zip,
+        signing_key=signing_key,
+        overwrite=overwrite,
+        workers=workers if workers is not None else min(4, os.cpu_count() or 1),
+    )
+    if as_json:
+        click.echo(json.dumps(pack_summary(results), indent=2))
+        return
+    if not results:
+        click.echo(f"{out_dir} has no alerts: no pack written")
+    for r in results:
+        click.echo(
+            f"{r.site_id}: {r.path} ({len(r.files)} files, {r.size_bytes / 1e6:.2f} MB"
+            f"{', signed' if r.signed else ''})"
+        )
+
+
+@alerts.command("verify")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The signer's Ed25519 public key (PEM); without it the key inside the pack is used "
+    "and its fingerprint printed, to compare with the signer's.",
+)
+@JSON
+def verify(pack: Path, public_key: Path | None, as_json: bool) -> None:
+    """Check an evidence pack: every file against manifest.json, and its signature.
+
+    Exit 0 when every file matches and the signature (if any) is valid; 1 otherwise, naming
+    each file changed, missing or added.
+    """
+    from detection.packs import verify_pack
+
+    result = verify_pack(pack, public_key=public_key)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for name in result.changed:
+            click.echo(f"changed: {name} (sha256 differs from manifest.json)")
+        for name in result.missing:
+            click.echo(f"missing: {name}")
+        for name in result.added:
+            click.echo(f"added: {name} (not in manifest.json)")
+        signature = {
+            "absent": "not signed",
+            "valid": "signature valid",
+            "invalid": "signature INVALID: manifest.json or manifest.sig was altered",
+            "wrong_key": "signature made by another key than --public-key",
+        }[result.signature]
+        if result.key_sha256:
+            signature += f" (key sha256 {result.key_sha256[:16]}...)"
+        verdict = "OK" if result.ok else "FAILED"
+        click.echo(
+            f"{verdict}: {pack} (site {result.site_id}): {result.files_checked} file(s) checked, "
+            f"{signature}"
+        )
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+@alerts.command("keygen")
+@click.argument("key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace an existing key.")
+def keygen(key: Path, overwrite: bool) -> None:
+    """Generate an Ed25519 signing key: KEY (private, keep it safe) and KEY.pub (share it)."""
+    from detection.packs import write_keypair
+
+    pub = write_keypair(key, overwrite=overwrite)
+    click.echo(f"private key {key} (mode 600), public key {pub}")

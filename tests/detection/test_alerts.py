@@ -110,6 +110,16 @@ SCHEMA: dict[str, Any] = {
                             "aoi_kind": _STRING,
                             "aoi_relation": {"enum": ["inside", "buffer"]},
                             "distance_to_boundary_m": {"type": "number", "minimum": 0},
+                            "legal_status": {
+                                "enum": [
+                                    "prohibited_area",
+                                    "unknown",
+                                    "no_title",
+                                    "titled",
+                                    "title_phase_not_extraction",
+                                ]
+                            },
+                            "legal": {"type": "object"},
                             "tile_id": _STRING,
                             "scene_ids": {"type": "array", "items": {"type": "string"}},
                             "evidence": {"type": "object"},

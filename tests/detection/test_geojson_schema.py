@@ -131,6 +131,16 @@ SCHEMA: dict[str, Any] = {
                             "aoi_kind": {"type": "string"},
                             "aoi_relation": {"enum": list(AOI_RELATIONS)},
                             "distance_to_boundary_m": {"type": "number", "minimum": 0},
+                            "legal_status": {
+                                "enum": [
+                                    "prohibited_area",
+                                    "unknown",
+                                    "no_title",
+                                    "titled",
+                                    "title_phase_not_extraction",
+                                ]
+                            },
+                            "legal": {"type": "object"},
                             "tile_id": {"type": "string"},
                             "scene_ids": {"type": "array", "items": {"type": "string"}},
                             "evidence": {"type": "object"},

@@ -400,7 +400,7 @@ def test_pdf_option(written: ReportResult) -> None:
     pdf = (written.report_dir / "report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
     pages = re.findall(rb"/Type\s*/Page[^s]", pdf)
-    assert len(pages) == 7  # cover, 5 figures, top-sites table
+    assert len(pages) == 8  # cover, 5 figures, top-sites table, legal status
     assert pdf.rstrip().endswith(b"%%EOF")
 
 
@@ -510,3 +510,43 @@ def test_report_of_a_real_scan(tmp_path: Path) -> None:
     assert 0 < share <= 1
     assert run["observed_fraction"]["2024Q3"] > 0
     assert (result.report_dir / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_hectares_by_legal_status(output: Path, tmp_path: Path) -> None:
+    """Reserve A is open to mining: a concession covers mw-m-a1 from 2024Q3 on; B is an
+    indigenous land (closed); mw-m-b2 lies in B's buffer with no title."""
+    titles = gpd.GeoDataFrame(
+        {
+            "title_id": ["850.100/2024"],
+            "phase": ["CONCESSÃO DE LAVRA"],
+            "holder": ["Mineração Exemplo"],
+            "substance": ["OURO"],
+            "use": [None],
+            "state": ["PA"],
+            "valid_from": ["2024-07-01"],
+            "valid_to": [None],
+        },
+        geometry=to_wgs84([utm_box(0, 0, 1000, 1000)]),
+        crs="EPSG:4326",
+    )
+    pyogrio.write_dataframe(titles, output / "alerts.gpkg", layer="titles", driver="GPKG")
+    result = write_report(output, tmp_path / "rep")
+    rows = _rows(tmp_path / "rep" / "legal_status.csv")
+
+    def ha(aoi: str, period: str, status: str) -> float:
+        [row] = [
+            r for r in rows
+            if (r["aoi_id"], r["period"], r["alert_class"], r["legal_status"])
+            == (aoi, period, "mining", status)
+        ]
+        return float(row["area_ha"])
+
+    assert ha("A", "2024Q2", "no_title") == 3.0  # the title starts in 2024Q3
+    assert ha("A", "2024Q2", "titled") == 0.0
+    assert ha("A", "2024Q4", "titled") == 5.0
+    assert ha("B", "2024Q3", "prohibited_area") == 6.0
+    assert ha("B", "2024Q4", "no_title") == 1.0  # buffer zone, outside the closed land
+    assert ha("all", "2024Q4", "titled") == 5.0
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "<h2>Legal status</h2>" in html and "prohibited_area" in html
+    assert result.report.legal_by_period["area_ha"].sum() > 0
