@@ -160,15 +160,6 @@ def test_scan_with_the_12_band_ensemble_over_a_local_source(shared_data, tmp_pat
     assert json.loads(same.stdout)["units_computed"] == 0
 
 
-def test_scan_with_the_13_band_classifier_says_no_source_reads_b10(tmp_path):
-    cfg = _scan_config(tmp_path, checkpoint="package:models/weights/amw-48px-v4.21-cnn100ka.pt")
-    proc = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
-    assert proc.returncode == 1
-    line = proc.stderr.strip().splitlines()[-1]
-    assert "needs band(s) ['B10'], which no imagery source" in line
-    assert "package:models/weights/amw-48px-v3.2-3.7ensemble.pt" in line
-
-
 def test_stride_px_belongs_to_kind_amw(tmp_path):
     cfg = _scan_config(tmp_path, stride_px=24)
     data = yaml.safe_load(cfg.read_text())

@@ -233,7 +233,7 @@ def test_cell_with_halo_and_back() -> None:
 
 def _identity_before_halo(config: ScanConfig) -> str:
     """``ScanConfig.identity`` as minewatch computed it before ``grid.halo_px`` existed."""
-    data = config.model_dump(mode="json", exclude={"periods", "output"})
+    data = config.model_dump(mode="json", exclude={"periods", "output", "legal"})
     data["grid"].pop("halo_px")
     data.get("detector", {}).pop("backend", None)  # not part of the identity either
     data["composite"].pop("cloud_mask")  # nor is the default cloud_mask (auto), added later
