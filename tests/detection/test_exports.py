@@ -14,7 +14,7 @@ import pyogrio
 import pytest
 
 from detection import exports
-from detection.alerts import build_feature_collection
+from detection.alerts import CONFIDENCE_LEVELS, build_feature_collection
 from detection.errors import DetectionError
 from detection.exports import (
     SUMMARY_COLUMNS,
@@ -78,6 +78,22 @@ def test_geopackage_layers_and_qgis_styles(
     }
     assert len(pyogrio.read_dataframe(path, layer="sites_history")) == 3
 
+    # Dates are DATE fields (GDAL reads them as dates), not text.
+    assert back["first_detected"].dtype.kind == "M"
+    assert str(row["first_detected"].date()) == "2024-09-30"
+    assert str(back.set_index("site_id").loc["mw-d-00000001", "first_detected"].date()) == (
+        "2024-06-30"
+    )
+    history_back = pyogrio.read_dataframe(path, layer="sites_history")
+    assert history_back["period_end"].dtype.kind == "M"
+    with sqlite3.connect(path) as con:
+        types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+        # GeoPackage 1.2: GDAL 3.6 (QGIS 3.22 on Debian 12) warns on every open of a 1.4 file.
+        version = con.execute("PRAGMA user_version").fetchone()
+    assert {types[c] for c in ("first_detected", "last_detected")} == {"DATE"}
+    assert types["site_id"] == "TEXT" and types["area_ha"] == "REAL"
+    assert version == (10200,)
+
     with sqlite3.connect(path) as con:
         rows = con.execute(
             "SELECT f_table_name, f_geometry_column, styleName, styleQML, useAsDefault "
@@ -86,14 +102,22 @@ def test_geopackage_layers_and_qgis_styles(
         registered = con.execute(
             "SELECT data_type FROM gpkg_contents WHERE table_name = 'layer_styles'"
         ).fetchone()
-    assert [r[0] for r in rows] == ["alerts", "coverage"]
+    assert [r[0] for r in rows] == ["alerts", "aois", "coverage", "sites_history"]
     assert all(r[1] == "geom" and r[4] == 1 for r in rows)
-    alerts_qml = xml.dom.minidom.parseString(rows[0][3])
-    renderer = alerts_qml.getElementsByTagName("renderer-v2")[0]
-    assert renderer.getAttribute("attr") == "alert_class"
-    values = {c.getAttribute("value") for c in alerts_qml.getElementsByTagName("category")}
-    assert values == {"mining", "deforestation"}
-    coverage_qml = xml.dom.minidom.parseString(rows[1][3])
+    styles = {r[0]: xml.dom.minidom.parseString(r[3]) for r in rows}
+    renderer = styles["alerts"].getElementsByTagName("renderer-v2")[0]
+    assert renderer.getAttribute("type") == "RuleRenderer"
+    labels = [r.getAttribute("label") for r in styles["alerts"].getElementsByTagName("rule")]
+    assert labels[:2] == ["Mining: new", "Mining: expanding"]
+    assert f"{CONFIDENCE_LEVELS[0].capitalize()} confidence (dashed outline)" in labels
+    # Nothing drawn from a data-defined override the legend cannot show.
+    assert not styles["alerts"].getElementsByTagName("data_defined_properties")
+    aoi_fill = {
+        o.getAttribute("name"): o.getAttribute("value")
+        for o in styles["aois"].getElementsByTagName("Option")
+    }
+    assert aoi_fill["style"] == "no"  # outline only: the reserve does not hide the alerts
+    coverage_qml = styles["coverage"]
     filters = [r.getAttribute("filter") for r in coverage_qml.getElementsByTagName("rule")]
     assert filters == ["\"status\" = 'observed'", "\"status\" = 'partly_observed'", "ELSE"]
     assert registered == ("attributes",)
@@ -107,7 +131,10 @@ def test_geopackage_with_no_alerts(
     write_geopackage(path, alerts=alerts.iloc[0:0], coverage=coverage, aois=aois)
     assert pyogrio.read_info(path, layer="alerts")["features"] == 0
     with sqlite3.connect(path) as con:
-        assert con.execute("SELECT count(*) FROM layer_styles").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM layer_styles").fetchone() == (3,)
+        types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+    # Dates keep their type when there is no value to tell it from.
+    assert types["first_detected"] == "DATE" and types["last_detected"] == "DATE"
 
 
 def test_geopackage_needs_coverage_status(
@@ -128,14 +155,14 @@ def test_disk_full_leaves_no_half_file(
 ) -> None:
     path = tmp_path / "alerts.gpkg"
     path.write_bytes(b"previous run")
-    real = pyogrio.write_dataframe
+    real = pyogrio.raw.write
 
-    def fail_on_aois(frame: gpd.GeoDataFrame, target: Path, **kwargs: object) -> None:
+    def fail_on_aois(target: Path, *args: object, **kwargs: object) -> None:
         if kwargs["layer"] == "aois":
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(frame, target, **kwargs)
+        real(target, *args, **kwargs)
 
-    monkeypatch.setattr(exports.pyogrio, "write_dataframe", fail_on_aois)
+    monkeypatch.setattr(exports.pyogrio.raw, "write", fail_on_aois)
     with pytest.raises(DetectionError, match=r"layer 'aois': .*No space left on device"):
         write_geopackage(path, alerts=alerts, coverage=coverage, aois=aois)
     assert path.read_bytes() == b"previous run"
