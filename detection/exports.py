@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import re
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -75,7 +74,7 @@ DATE_COLUMNS: tuple[str, ...] = ("first_detected", "last_detected", "period_star
 #: GeoPackage version written: 1.4 (GDAL >= 3.7's default) makes GDAL 3.6, the one QGIS 3.22 on
 #: Debian 12 uses, warn on every open.
 GPKG_VERSION = "1.2"
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
 
 _LAYER_STYLES_DDL = (
     "CREATE TABLE IF NOT EXISTS layer_styles ("
@@ -500,34 +499,26 @@ def _field_values(name: str, col: pd.Series) -> tuple[np.ndarray, np.ndarray | N
         return col.to_numpy(dtype=numpy_dtype, na_value=0), mask
     if kind in "fM":
         return col.to_numpy(dtype=numpy_dtype), None
-    return col.astype(object).where(col.notna(), None).to_numpy(), None
+    return col.to_numpy(dtype=object), (col.isna().to_numpy() if col.hasnans else None)
 
 
 def _dates(col: pd.Series, *, named: bool) -> np.ndarray | None:
     """``col`` as ``datetime64[D]`` (NaT where missing) when it holds dates only, else ``None``.
 
-    A column of missing values only is a date column when ``named``.
+    Dates are ``YYYY-MM-DD`` text here (:func:`_plain`). A column of missing values only is a
+    date column when ``named``.
     """
-    if col.isna().all():
+    present = col.dropna()
+    if len(present) == 0:
         return np.full(len(col), np.datetime64("NaT"), dtype="datetime64[D]") if named else None
-    if col.dtype.kind != "O":
+    if pd.api.types.infer_dtype(present, skipna=False) != "string":
         return None
-    days: list[str | None] = []
-    for value in col:
-        if isinstance(value, dt.datetime):
-            return None
-        if isinstance(value, dt.date):
-            days.append(value.isoformat())
-        elif isinstance(value, str) and _ISO_DATE.fullmatch(value):
-            days.append(value)
-        elif pd.isna(value):
-            days.append(None)
-        else:
-            return None
-    try:
-        return np.array(days, dtype="datetime64[D]")
-    except ValueError:  # 2024-13-45
+    if not present.astype(str).str.fullmatch(_ISO_DATE).all():
         return None
+    days = pd.to_datetime(col, format="%Y-%m-%d", errors="coerce")
+    if days.notna().sum() != len(present):  # 2024-13-45
+        return None
+    return days.to_numpy().astype("datetime64[D]")
 
 
 def _write_styles(gpkg: Path) -> None:

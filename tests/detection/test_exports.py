@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import errno
 import json
 import sqlite3
@@ -135,6 +136,28 @@ def test_geopackage_with_no_alerts(
         types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
     # Dates keep their type when there is no value to tell it from.
     assert types["first_detected"] == "DATE" and types["last_detected"] == "DATE"
+
+
+def test_geopackage_dates_by_value(
+    alerts: gpd.GeoDataFrame, coverage: gpd.GeoDataFrame, aois: gpd.GeoDataFrame, tmp_path: Path
+) -> None:
+    # Any column of dates only is a DATE field; one bad value keeps a column text; datetimes
+    # are DATETIME in UTC.
+    aois["image_date"] = [dt.date(2024, 8, 14)]
+    aois["note"] = ["2024-13-45"]
+    aois["checked_at"] = [dt.datetime(2024, 10, 1, 9, 30, tzinfo=dt.timezone.utc)]
+    alerts["scene_date"] = ["2024-08-14", None, "2024-09-02"]
+    path = tmp_path / "alerts.gpkg"
+    write_geopackage(path, alerts=alerts, coverage=coverage, aois=aois)
+    with sqlite3.connect(path) as con:
+        aoi_types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(aois)")}
+        alert_types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+        scene_dates = con.execute("SELECT scene_date FROM alerts ORDER BY site_id").fetchall()
+        checked = con.execute("SELECT checked_at FROM aois").fetchone()
+    assert aoi_types["image_date"] == "DATE" and alert_types["scene_date"] == "DATE"
+    assert aoi_types["note"] == "TEXT" and aoi_types["aoi_name"] == "TEXT"
+    assert aoi_types["checked_at"] == "DATETIME" and checked[0].startswith("2024-10-01T09:30:00")
+    assert scene_dates == [(None,), ("2024-08-14",), ("2024-09-02",)]
 
 
 def test_geopackage_needs_coverage_status(
