@@ -302,6 +302,7 @@ def build_stac_world(
     l1c = level == "L1C"
     collection_id = "sentinel-2-l1c" if l1c else COLLECTION
     world_dir = root / "world"
+    where: dict[str, Any] = {"center_lon": center[0], "center_lat": center[1]} if center else {}
     spec = WorldSpec(
         size_px=SIZE_PX,
         acquisitions_per_period=2,
@@ -313,7 +314,7 @@ def build_stac_world(
         n_fish_pond_groups=0,
         n_quarries=0,
         seed=3,
-        **({"center_lon": center[0], "center_lat": center[1]} if center else {}),
+        **where,
     )
     world = generate_world(world_dir, spec)
     cogs = root / "cogs"
