@@ -16,6 +16,7 @@ from minewatch.cli import cli
 from models.checkpoint import CheckpointMetadata, checkpoint_sha256, load_checkpoint
 from models.errors import CheckpointError
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from tests.cli.conftest import minewatch, small_config
 from tests.detection.test_inference import _forest, write_scene
 
 
@@ -119,3 +120,17 @@ def test_file_saved_without_a_digest_loads_with_a_warning(
     assert "not verified" in caplog.text
     assert loaded.metadata.sha256 == DEFAULT_MODEL.sha256  # the same metadata, the same digest
     assert json.dumps(loaded.metadata.as_dict())  # still JSON-compatible
+
+
+def test_swapped_band_list_is_refused_by_scan(small_world: Path, tmp_path: Path) -> None:
+    """The same checkpoint named in a scan config: refused before any unit, nothing written."""
+    ckpt = tmp_path / "swapped.pt"
+    shutil.copyfile(shipped_checkpoint_path(), ckpt)
+    _swap_b02_b04(ckpt)
+    cfg = small_config(tmp_path, world=small_world,
+                       detector={"kind": "network", "checkpoint": str(ckpt)})
+    res = minewatch("scan", str(cfg), "--out", "out", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert "metadata edited after saving" in res.stderr and "retrain" in res.stderr
+    assert not (tmp_path / "out" / "alerts.geojson").exists()
