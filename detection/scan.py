@@ -23,6 +23,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.ops
+from shapely.geometry.base import BaseGeometry
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.grid import GridCell
@@ -44,11 +46,12 @@ from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
 from tiles.bands import BANDS
 from tiles.clouds import require_detector
+from tiles.errors import TileError
 from tiles.files import write_text_atomic
 from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
 from tiles.radiometry import check_one_level
-from tiles.sources import SyntheticSource, open_source
+from tiles.sources import Source, SyntheticSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +270,40 @@ def run_scan(
     return result
 
 
+def _no_scene_message(source: Source, area: BaseGeometry, periods: list[Period]) -> str:
+    """Why no unit exists: no scene covers the AOI. An AOI given as (lat, lon) still lies within
+    -90..90 / -180..180 when its longitude does (the Amazon's lands in the Southern Ocean), so the
+    source is searched once more with x and y swapped: scenes there mean the axes are swapped."""
+    when = f"{periods[0].start}..{periods[-1].end}"
+    c = area.centroid
+    message = (
+        f"no scene of {source.description} covers the AOI (centre lon {c.x:.4f}, lat "
+        f"{c.y:.4f}) during {when}; check the source and the periods"
+    )
+    if abs(c.x) > 90.0:  # swapped, the longitude would be a latitude beyond ±90
+        return message
+    swapped = shapely.ops.transform(lambda x, y, *_: (y, x), area)
+    try:
+        found = [
+            s for s in source.search(swapped, periods[0].start, periods[-1].end)
+            if any(p.contains(s.datetime) for p in periods)
+        ]
+    except (TileError, ValueError) as exc:
+        log.debug("search with swapped axes failed: %s", exc)
+        found = []
+    if found:
+        return (
+            f"no scene of {source.description} covers the AOI (centre lon {c.x:.4f}, lat "
+            f"{c.y:.4f}) during {when}, but {len(found)} cover it with x and y swapped (centre "
+            f"lon {c.y:.4f}, lat {c.x:.4f}): its coordinates look swapped (lat, lon) - GeoJSON "
+            "is (lon, lat); swap the axes of the AOI layer"
+        )
+    return (
+        f"{message}; if the AOI was written as (lat, lon), its coordinates may be swapped - "
+        f"GeoJSON is (lon, lat): swapped, its centre would be lon {c.y:.4f}, lat {c.x:.4f}"
+    )
+
+
 def _scan(
     config: ScanConfig,
     *,
@@ -336,10 +373,7 @@ def _scan(
         for c in active
     }
     if not active:
-        raise DetectionError(
-            f"no scene of {source.description} covers the AOI during "
-            f"{periods[0].start}..{periods[-1].end}; check the source and the periods"
-        )
+        raise DetectionError(_no_scene_message(source, area_geom, periods))
 
     settings = UnitSettings(
         bands=tuple(detector.bands),

@@ -75,7 +75,7 @@ def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, obje
     from models.registry import DEFAULT_MODEL
 
     assert meta["model"]["name"] == "minewatch-unet-slim-real"
-    assert meta["model"]["sha256"] == DEFAULT_MODEL.weights_sha256
+    assert meta["model"]["sha256"] == DEFAULT_MODEL.sha256
     for feat in fc["features"]:
         props = feat["properties"]
         assert feat["id"] == props["site_id"]
