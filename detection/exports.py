@@ -58,6 +58,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "review_status",
 )
 
+#: Encoding of the CSV summary: UTF-8 with a byte-order mark, so a spreadsheet (Excel, LibreOffice
+#: in a pt-BR or es locale) reads accented reserve names as UTF-8 rather than its ANSI code page.
+#: Read it back with ``encoding="utf-8-sig"``.
+SUMMARY_ENCODING = "utf-8-sig"
+
 #: Values of the coverage layer's ``status`` (what its style and the review page draw).
 COVERAGE_STATUSES: tuple[str, ...] = (
     "observed",
@@ -198,7 +203,8 @@ def write_summary_csv(
 ) -> None:
     """Write one CSV row per site with the columns of :data:`SUMMARY_COLUMNS`, sorted by id.
 
-    Values are validated and rounded exactly as in the GeoJSON.
+    Values are validated and rounded exactly as in the GeoJSON. The file is UTF-8 with a
+    byte-order mark (:data:`SUMMARY_ENCODING`), so spreadsheets decode accented names.
 
     Args:
         path: the target file (``summary.csv``).
@@ -232,7 +238,8 @@ def write_summary_csv(
     for rec in records:
         row = {**rec, **legal_columns(rec)}
         writer.writerow(["" if row.get(c) is None else row[c] for c in SUMMARY_COLUMNS])
-    write_text_atomic(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding=SUMMARY_ENCODING)
     log.info("wrote %s (%d sites)", path, len(records))
 
 
@@ -269,7 +276,8 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
 
     One Placemark per site, named by ``site_id``, styled by ``alert_class`` (mining orange,
     deforestation yellow-green, as in QGIS), with the main properties in its description and
-    in ``ExtendedData``; coordinates are the GeoJSON's lon/lat. Everything is written through
+    in ``ExtendedData`` and a ``TimeSpan`` from ``first_detected`` to ``last_detected`` (Google
+    Earth's time slider); coordinates are the GeoJSON's lon/lat. Everything is written through
     an XML serializer, so text from the data is escaped.
 
     Args:
@@ -328,6 +336,7 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
             "description",
             "\n".join(f"{k}: {props.get(k)}" for k in KML_FIELDS if props.get(k) is not None),
         )
+        _kml_time_span(placemark, props, sub)
         cls = str(props.get("alert_class"))
         if cls in _KML_COLOURS:
             sub(placemark, "styleUrl", f"#{cls}")
@@ -387,6 +396,23 @@ def _kml_id(site_id: str) -> str:
     """An XML ``ID`` from a site id (letters, digits, ``-``, ``_``, ``.``; not starting a digit)."""
     clean = "".join(c if c.isalnum() or c in "-_." else "_" for c in site_id)
     return clean if clean[:1].isalpha() or clean[:1] == "_" else f"_{clean}"
+
+
+#: Properties giving a placemark's ``TimeSpan``: ``begin`` and ``end``.
+KML_TIME_SPAN: tuple[str, str] = ("first_detected", "last_detected")
+
+
+def _kml_time_span(placemark: ET.Element, props: Mapping[str, Any], sub: Any) -> None:
+    """A ``TimeSpan`` from the first to the last detection, so Google Earth's time slider shows
+    each site from when it was first seen (KML 2.2 puts it after ``description``)."""
+    begin, end = (props.get(key) for key in KML_TIME_SPAN)
+    if begin is None and end is None:
+        return
+    span = sub(placemark, "TimeSpan")
+    if begin is not None:
+        sub(span, "begin", str(begin))
+    if end is not None:
+        sub(span, "end", str(end))
 
 
 def _kml_geometry(

@@ -88,7 +88,10 @@ class ScanResult:
     chips_total: int
     chips_with_imagery: int
     failures: list[ChipFailure] = field(default_factory=list)
+    #: per period: mean clear-observation share of the chips that had imagery
     observed_fraction: dict[str, float] = field(default_factory=dict)
+    #: per period: share of the AOIs' area (not buffered) with a clear observation
+    aoi_observed_fraction: dict[str, float] = field(default_factory=dict)
     #: scenes left out of a unit's composite: ``tile_id``, ``period``, ``scene_id``, ``reason``
     dropped_scenes: list[dict[str, str]] = field(default_factory=list)
     #: periods in which no chip was observed (no imagery, all cloud, or every unit failed)
@@ -126,6 +129,7 @@ class ScanResult:
             "units_computed": self.units_computed,
             "units_reused": self.units_reused,
             "observed_fraction": self.observed_fraction,
+            "aoi_observed_fraction": self.aoi_observed_fraction,
             "unobserved_periods": self.unobserved_periods,
             "carried_sites": self.carried_sites,
             "scenes_dropped": self.dropped_scenes,
@@ -473,6 +477,8 @@ def _scan(
     history: gpd.GeoDataFrame | None = None
     tracked: gpd.GeoDataFrame | None = None
     observed_fraction: dict[str, float] = {}
+    aoi_observed_fraction: dict[str, float] = {}
+    aoi_area = gpd.GeoSeries(aois.geometry, crs=aois.crs).to_crs(EQUAL_AREA_CRS).union_all()
     unobserved: list[str] = []
     carried_count = 0
     for i, period in enumerate(periods):
@@ -503,6 +509,7 @@ def _scan(
                     carried_count = len(carried)
         history = append_history(history, tracked, period)
         observed_fraction[period.label] = _period_observed_share(coverage_rows, period.label)
+        aoi_observed_fraction[period.label] = _aoi_observed_share(seen, aoi_area)
     if tracked is None:  # pragma: no cover - at least two periods are checked above
         raise DetectionError("no period was processed")
     for label in unobserved:
@@ -551,6 +558,7 @@ def _scan(
         chips_with_imagery=len(active),
         failures=failures,
         observed_fraction=observed_fraction,
+        aoi_observed_fraction=aoi_observed_fraction,
         units_computed=len(todo),
         units_reused=reused,
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
@@ -682,6 +690,15 @@ def _period_observed_share(rows: list[dict[str, Any]], label: str) -> float:
         r["observed_fraction"] for r in rows if r["period"] == label and r["status"] != "no_imagery"
     ]
     return round(float(np.mean(fracs)), 4) if fracs else 0.0
+
+
+def _aoi_observed_share(seen: Any, aoi_area: Any) -> float:
+    """Share of the AOIs' area (``aoi_area``, in `EQUAL_AREA_CRS`) inside the observed part
+    ``seen`` (EPSG:4326, or None): what a reader means by "how much of the reserve was seen"."""
+    if seen is None or seen.is_empty or aoi_area.area == 0:
+        return 0.0
+    projected = gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
+    return round(min(1.0, projected.intersection(aoi_area).area / aoi_area.area), 4)
 
 
 def _finish_alerts(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import errno
+import io
 import json
 import sqlite3
 import xml.dom.minidom
@@ -197,7 +199,7 @@ def test_summary_csv_one_row_per_site(
 ) -> None:
     path = tmp_path / "summary.csv"
     write_summary_csv(path, alerts, thresholds=THRESHOLDS)
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [r["site_id"] for r in rows] == sorted(alerts["site_id"])
@@ -209,10 +211,37 @@ def test_summary_csv_one_row_per_site(
     assert from_fc.read_bytes() == path.read_bytes()
 
 
+def _open_like_a_spreadsheet(path: Path) -> list[dict[str, str]]:
+    """Read a CSV as Excel and LibreOffice Calc do on a pt-BR desktop: UTF-8 when the file starts
+    with a byte-order mark, else the locale's ANSI code page (Windows-1252); the delimiter
+    sniffed."""
+    raw = path.read_bytes()
+    encoding = "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "cp1252"
+    text = raw.decode(encoding)
+    dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    return list(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))
+
+
+def test_summary_csv_opens_right_in_a_spreadsheet(
+    alerts: gpd.GeoDataFrame, tmp_path: Path
+) -> None:
+    alerts["aoi_name"] = ["Terra Indígena Munduruku", "Sawré Muybu", "Kayabi (Pará)"]
+    path = tmp_path / "summary.csv"
+    write_summary_csv(path, alerts, thresholds=THRESHOLDS)
+    assert path.read_bytes().startswith(codecs.BOM_UTF8)
+    rows = _open_like_a_spreadsheet(path)
+    assert tuple(rows[0]) == SUMMARY_COLUMNS  # the BOM is not glued to the first header
+    assert {r["aoi_name"] for r in rows} == set(alerts["aoi_name"])
+    # Without the mark the same spreadsheet shows mojibake (what the BOM prevents).
+    bare = tmp_path / "bare.csv"
+    bare.write_bytes(path.read_bytes()[len(codecs.BOM_UTF8) :])
+    assert "Terra IndÃ­gena Munduruku" in {r["aoi_name"] for r in _open_like_a_spreadsheet(bare)}
+
+
 def test_summary_csv_empty_and_errors(alerts: gpd.GeoDataFrame, tmp_path: Path) -> None:
     path = tmp_path / "summary.csv"
     write_summary_csv(path, alerts.iloc[0:0])
-    assert path.read_text(encoding="utf-8") == ",".join(SUMMARY_COLUMNS) + "\n"
+    assert path.read_text(encoding="utf-8-sig") == ",".join(SUMMARY_COLUMNS) + "\n"
     with pytest.raises(DetectionError, match=r"missing columns \['confidence_level'\]"):
         write_summary_csv(path, alerts)
     with pytest.raises(DetectionError, match="expected a FeatureCollection or a GeoDataFrame"):
