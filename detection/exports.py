@@ -133,6 +133,7 @@ def write_geopackage(
     history: gpd.GeoDataFrame | None = None,
     thresholds: Mapping[str, float] | None = None,
     titles: gpd.GeoDataFrame | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the run's GeoPackage with QGIS styles, atomically.
 
@@ -153,6 +154,11 @@ def write_geopackage(
         aois: the AOIs of the run.
         history: the site history (:func:`detection.sites.append_history`), optional.
         titles: the mining-title table (:func:`aoi.titles.load_titles`), optional.
+        run: the run metadata (the GeoJSON's ``minewatch`` member). A partial or failed run
+            (:func:`run_warning`) adds a ``run`` table (outcome, failed units, unobserved
+            periods, the warning) and the warning as the description of ``alerts`` and
+            ``coverage`` (QGIS shows it in the layer list and the layer's information); a
+            successful run adds neither.
         thresholds: the run's confidence thresholds (``{"low", "high", "highest"}``); when
             given, ``confidence_level`` is (re)computed from ``confidence`` for the ``alerts``
             layer (its style dashes the outline of ``low`` sites). ``None`` keeps the table's
@@ -191,6 +197,12 @@ def write_geopackage(
             _write_styles(work)
         except sqlite3.Error as exc:
             raise DetectionError(f"write_geopackage {path}: layer_styles: {exc}") from exc
+        warning = run_warning(run)
+        if warning is not None:
+            try:
+                _mark_outcome(work, run or {}, warning)
+            except Exception as exc:
+                raise DetectionError(f"write_geopackage {path}: layer 'run': {exc}") from exc
         os.replace(work, tmp)
     log.info("wrote %s (%s)", path, ", ".join(f"{k}: {len(v)}" for k, v in prepared.items()))
 
@@ -232,12 +244,19 @@ def write_summary_csv(
             (dict(f.get("properties") or {}) for f in alerts["features"]),
             key=lambda r: str(r.get("site_id")),
         )
+    # A partial or failed run says so in a first column, on every row (on a row of its own when
+    # there is no site), where a spreadsheet user sees it; a successful run's CSV has no such
+    # column.
+    warning = None if isinstance(alerts, pd.DataFrame) else run_warning(alerts.get("minewatch"))
+    columns = SUMMARY_COLUMNS if warning is None else ("run_outcome", *SUMMARY_COLUMNS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
+    writer.writerow(columns)
     for rec in records:
-        row = {**rec, **legal_columns(rec)}
-        writer.writerow(["" if row.get(c) is None else row[c] for c in SUMMARY_COLUMNS])
+        row = {**rec, **legal_columns(rec), "run_outcome": warning}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    if warning is not None and not records:
+        writer.writerow([warning] + [""] * len(SUMMARY_COLUMNS))
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue(), encoding=SUMMARY_ENCODING)
     log.info("wrote %s (%d sites)", path, len(records))
@@ -307,11 +326,9 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
     doc = sub(root, "Document")
     doc_name = name or f"minewatch alerts {period.get('start', '')}..{period.get('end', '')}"
     warnings_ = []
-    if meta.get("outcome") in ("partial", "failed"):
-        warnings_.append(
-            f"{str(meta['outcome']).upper()} RUN: {meta.get('failed_units', '?')} unit(s) failed; "
-            "no alert where a unit failed does not mean no mining"
-        )
+    warning = run_warning(meta)
+    if warning is not None:
+        warnings_.append(warning)
         doc_name += f" ({str(meta['outcome']).upper()} RUN)"
     if meta.get("unobserved_periods"):
         warnings_.append(
@@ -353,6 +370,42 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     log.info("wrote %s (%d placemarks)", path, len(fc["features"]))
+
+
+def run_warning(meta: Mapping[str, Any] | None) -> str | None:
+    """The line a partial or failed run puts in every output (``meta``: the GeoJSON's
+    ``minewatch`` member); None for a successful run, whose outputs say nothing of it."""
+    meta = meta or {}
+    outcome = meta.get("outcome")
+    if outcome not in ("partial", "failed"):
+        return None
+    return (
+        f"{str(outcome).upper()} RUN: {meta.get('failed_units', '?')} unit(s) failed; "
+        "no alert where a unit failed does not mean no mining"
+    )
+
+
+def _mark_outcome(gpkg: Path, run: Mapping[str, Any], warning: str) -> None:
+    """A partial or failed run's GeoPackage: a ``run`` table (one row, no geometry) and the
+    warning as the description of the ``alerts`` and ``coverage`` layers."""
+    row = {
+        "run_id": run.get("run_id"),
+        "outcome": run.get("outcome"),
+        "failed_units": run.get("failed_units"),
+        "unobserved_periods": ", ".join(run.get("unobserved_periods") or []),
+        "message": warning,
+    }
+    pyogrio.write_dataframe(pd.DataFrame([row]), gpkg, layer="run", driver="GPKG")
+    con = sqlite3.connect(gpkg)
+    try:
+        with con:
+            con.execute(
+                "UPDATE gpkg_contents SET description = ? "
+                "WHERE table_name IN ('alerts', 'coverage')",
+                (warning,),
+            )
+    finally:
+        con.close()
 
 
 # ------------------------------------------------------------------------------------ helpers

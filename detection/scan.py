@@ -749,6 +749,7 @@ def _write_outputs(
         history=history,
         thresholds=result.metadata["confidence_levels"],
         titles=titles,
+        run=result.metadata,
     )
     write_summary_csv(out / "summary.csv", result.feature_collection)
     coverage_fc = json.loads(coverage.to_json(drop_id=True))

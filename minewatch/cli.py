@@ -93,6 +93,7 @@ def _run_config(
     executor = ExecutorConfig(
         workers=scale.get("workers") or 0,
         scheduler=scale.get("scheduler"),
+        retries=scale.get("task_retries", 2),
         gpu=getattr(detector, "device", "cpu") == "cuda",
     )
     with progress_bar(ctx.obj["progress"]) as progress:

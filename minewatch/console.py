@@ -195,8 +195,17 @@ SCALE = [
     click.option(
         "--scheduler",
         default=None,
-        metavar="tcp://HOST:PORT",
-        help="Run units on an existing Dask cluster.",
+        metavar="tcp://HOST:PORT|FILE",
+        help="Run units on an existing Dask cluster: its address, or the scheduler file "
+        "'dask scheduler --scheduler-file FILE' writes.",
+    ),
+    click.option(
+        "--task-retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Dask: times a unit lost with its worker is submitted again before it counts as "
+        "failed.",
     ),
     click.option(
         "--since",

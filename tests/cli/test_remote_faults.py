@@ -221,6 +221,12 @@ def test_partial_run_says_so_and_a_failed_run_keeps_the_last_outputs(
         review = (out / "review.html").read_text()
         assert "This run is PARTIAL" in review and "Not observed: 2024Q3" in review
         assert "(PARTIAL RUN)" in (out / "alerts.kml").read_text()
+        csv_head = (out / "summary.csv").read_text().splitlines()[:2]
+        assert csv_head[0].startswith("run_outcome,site_id,")
+        assert csv_head[1].startswith(f"PARTIAL RUN: {meta['failed_units']} unit(s) failed;")
+        run_table = pyogrio.read_dataframe(out / "alerts.gpkg", layer="run")
+        assert run_table["outcome"].tolist() == ["partial"]
+        assert run_table["unobserved_periods"].tolist() == ["2024Q3"]
         assert "not observed: 2024Q3" in err
         names = ("alerts.geojson", "alerts.gpkg", "summary.csv", "alerts.kml", "review.html")
         kept = {name: (out / name).read_bytes() for name in names}

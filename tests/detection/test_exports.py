@@ -248,6 +248,61 @@ def test_summary_csv_empty_and_errors(alerts: gpd.GeoDataFrame, tmp_path: Path) 
         write_summary_csv(path, {"type": "Feature"})
 
 
+def test_a_partial_run_says_so_in_the_csv_and_the_geopackage(
+    alerts: gpd.GeoDataFrame,
+    coverage: gpd.GeoDataFrame,
+    aois: gpd.GeoDataFrame,
+    metadata: dict,
+    tmp_path: Path,
+) -> None:
+    """Issue 18, must-be-true 2: a spreadsheet user sees the outcome in the CSV's first column, a
+    QGIS user in the GeoPackage's ``run`` table and layer descriptions; a clean run has none."""
+    partial = {**metadata, "outcome": "partial", "failed_units": 3, "unobserved_periods": ["Q3"]}
+    warning = "PARTIAL RUN: 3 unit(s) failed; no alert where a unit failed does not mean no mining"
+    write_summary_csv(tmp_path / "clean.csv", build_feature_collection(alerts, metadata=metadata))
+    write_summary_csv(tmp_path / "partial.csv", build_feature_collection(alerts, metadata=partial))
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with open(tmp_path / name, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    clean, marked = rows("clean.csv"), rows("partial.csv")
+    assert tuple(clean[0]) == SUMMARY_COLUMNS
+    assert tuple(marked[0]) == ("run_outcome", *SUMMARY_COLUMNS)
+    assert {r.pop("run_outcome") for r in marked} == {warning}
+    assert marked == clean  # the rest of each row is as in a clean run
+    failed = {**partial, "outcome": "failed"}
+    write_summary_csv(
+        tmp_path / "failed.csv", build_feature_collection(alerts.iloc[0:0], metadata=failed)
+    )
+    (note,) = rows("failed.csv")  # no site: the warning on a row of its own
+    assert note["run_outcome"].startswith("FAILED RUN: 3 unit(s) failed")
+    assert set(note.values()) == {note["run_outcome"], ""}
+
+    for name, run in (("clean.gpkg", metadata), ("partial.gpkg", partial)):
+        write_geopackage(tmp_path / name, alerts=alerts, coverage=coverage, aois=aois, run=run)
+    assert "run" not in {n for n, _ in pyogrio.list_layers(tmp_path / "clean.gpkg")}
+    table = pyogrio.read_dataframe(tmp_path / "partial.gpkg", layer="run")
+    assert table.to_dict("records") == [
+        {
+            "run_id": metadata["run_id"],
+            "outcome": "partial",
+            "failed_units": 3,
+            "unobserved_periods": "Q3",
+            "message": warning,
+        }
+    ]
+    for name, expected in (("clean.gpkg", ""), ("partial.gpkg", warning)):
+        with sqlite3.connect(tmp_path / name) as con:
+            described = dict(
+                con.execute(
+                    "SELECT table_name, description FROM gpkg_contents "
+                    "WHERE table_name IN ('alerts', 'coverage')"
+                ).fetchall()
+            )
+        assert described == {"alerts": expected, "coverage": expected}, name
+
+
 def test_write_geojson_refuses_what_is_not_a_collection(tmp_path: Path) -> None:
     with pytest.raises(DetectionError, match="expected a FeatureCollection"):
         write_geojson(tmp_path / "x.geojson", {"type": "Feature"})
