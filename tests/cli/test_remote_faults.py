@@ -221,7 +221,7 @@ def test_partial_run_says_so_and_a_failed_run_keeps_the_last_outputs(
         review = (out / "review.html").read_text()
         assert "This run is PARTIAL" in review and "Not observed: 2024Q3" in review
         assert "(PARTIAL RUN)" in (out / "alerts.kml").read_text()
-        csv_head = (out / "summary.csv").read_text().splitlines()[:2]
+        csv_head = (out / "summary.csv").read_text(encoding="utf-8-sig").splitlines()[:2]
         assert csv_head[0].startswith("run_outcome,site_id,")
         assert csv_head[1].startswith(f"PARTIAL RUN: {meta['failed_units']} unit(s) failed;")
         run_table = pyogrio.read_dataframe(out / "alerts.gpkg", layer="run")

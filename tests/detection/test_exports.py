@@ -263,7 +263,7 @@ def test_a_partial_run_says_so_in_the_csv_and_the_geopackage(
     write_summary_csv(tmp_path / "partial.csv", build_feature_collection(alerts, metadata=partial))
 
     def rows(name: str) -> list[dict[str, str]]:
-        with open(tmp_path / name, newline="", encoding="utf-8") as fh:
+        with open(tmp_path / name, newline="", encoding="utf-8-sig") as fh:
             return list(csv.DictReader(fh))
 
     clean, marked = rows("clean.csv"), rows("partial.csv")
