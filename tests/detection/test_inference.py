@@ -30,8 +30,6 @@ from detection.inference import (
     UINT8_NODATA,
     InferenceOptions,
     _axis_lengths,
-    _axis_starts,
-    _axis_weights,
     _BlockReader,
     _Pyramid,
     _read_into,
@@ -42,6 +40,7 @@ from detection.inference import (
     scene_radiometry,
 )
 from minewatch.cli_predict import predict
+from models.blend import axis_starts, axis_weights
 from models.checkpoint import CheckpointMetadata, save_checkpoint
 from models.errors import BandMismatchError, ModelError
 from models.normalization import Normalization
@@ -134,11 +133,11 @@ def _opts(**kw: object) -> InferenceOptions:
 
 
 def test_blend_weights_sum_to_one_and_do_not_taper_scene_borders() -> None:
-    starts = _axis_starts(1000, 256, 224)
+    starts = axis_starts(1000, 256, 224)
     lengths = _axis_lengths(starts, 1000, 256, 16)
     assert starts == [0, 224, 448, 672, 896] and lengths == [256, 256, 256, 256, 112]
     assert starts[-1] + lengths[-1] >= 1000
-    weights, total = _axis_weights(starts, lengths, 32)
+    weights, total = axis_weights(starts, lengths, 32)
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
     assert weights[0][0] == 1.0 and weights[-1][-1] == 1.0
     assert weights[1][0] < 0.01 and weights[1][-1] < 0.01
@@ -213,8 +212,8 @@ def test_block_reader_reads_each_chunk_once_and_cuts_the_windows_a_window_read_g
                   blocksize=128, **profile)
     with rasterio.open(path) as src:
         rad = scene_radiometry(src, DEFAULT_BANDS)
-    starts = _axis_starts(700, 128, 96)
-    col_starts = _axis_starts(650, 128, 96)
+    starts = axis_starts(700, 128, 96)
+    col_starts = axis_starts(650, 128, 96)
     specs = [(r, c, 128, 128) for r in starts for c in col_starts]
     padded = (starts[-1] + 128, col_starts[-1] + 128)
     fill = 0
