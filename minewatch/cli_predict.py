@@ -331,7 +331,7 @@ def _sites_config(path: Path | None, flags: dict[str, Any]) -> tuple[Any, Path |
         return SitesConfig(**values), checkpoint
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(str(p) for p in err["loc"] if p != "[key]")
         key = f"sites.{where}" if where else "sites"
         raise click.ClickException(
             f"{key}: {err['msg']} (got {err.get('input')!r}); see minewatch predict --help"
