@@ -74,7 +74,8 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     import rasterio
     from rasterio.windows import Window
 
-    from detection.inference import _axis_starts, _BlockReader, _read_into, scene_radiometry
+    from detection.inference import _BlockReader, _read_into, scene_radiometry
+    from models.blend import axis_starts
     from models.registry import DEFAULT_BANDS
 
     rows: list[dict[str, Any]] = []
@@ -104,7 +105,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
             for r in range(0, height, by):
                 src.read(idx, window=Window(0, r, width, min(by, height - r)))
 
-    starts = _axis_starts(height, 768, 704)
+    starts = axis_starts(height, 768, 704)
     specs = [(r, c, 768, 768) for r in starts for c in starts]
 
     def windows(n: int) -> None:  # each window read on its own (blocks on edges decoded again)

@@ -8,6 +8,7 @@ output folder is relative to the working directory.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,10 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
-from detection.errors import ConfigError
+from detection.errors import ConfigError, DetectionError
 from detection.legal import LegalConfig
+from detection.masks import MaskOptions
+from models.detector import ALERT_CLASSES
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
+
+log = logging.getLogger(__name__)
+
+#: An alert class, as a config key.
+AlertClass = Literal["mining", "deforestation"]
 
 
 class _Strict(BaseModel):
@@ -75,10 +83,6 @@ class DetectorConfig(_Strict):
     #: ``torch`` or ``onnxruntime`` (models.runtime). Not part of the scan's identity.
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     thresholds: IndexThresholds = Field(default_factory=IndexThresholds)
-    #: The probability a pixel is called a class at. None: the network checkpoint's own
-    #: per-class thresholds (chosen on its validation data; 0.5 for a class it names none),
-    #: 0.5 for the index detector.
-    probability_threshold: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _check_stride(self) -> DetectorConfig:
@@ -104,9 +108,108 @@ class ConfidenceLevels(_Strict):
 
 
 class AlertsConfig(_Strict):
-    min_area_ha: float = Field(default=0.5, ge=0)
-    simplify_m: float | None = Field(default=None, ge=0)
     confidence_levels: ConfidenceLevels = Field(default_factory=ConfidenceLevels)
+
+
+class SitesConfig(_Strict):
+    """The one rule from probabilities to sites (:mod:`detection.masks`), for a scan's chips and
+    ``minewatch predict``'s scenes alike; each key is also a flag of ``minewatch predict``.
+
+    A pixel is a class's where its probability reaches the class's threshold (``thresholds``,
+    else the network checkpoint's own, chosen on its validation data, else 0.5); with
+    ``hysteresis_low`` a class's pixels from its low threshold up form the mask and a site is
+    kept when it holds a pixel at the threshold. The mask is opened (specks removed) and closed
+    (pinholes filled) with squares of ``opening_px`` / ``closing_px`` radius, polygonised with
+    ``connectivity`` and merged across chip and tile edges; then sites smaller than
+    ``min_area_ha`` are dropped and outlines simplified by ``simplify_m`` metres.
+    """
+
+    thresholds: dict[AlertClass, float] = Field(default_factory=dict)
+    hysteresis_low: dict[AlertClass, float] = Field(default_factory=dict)
+    opening_px: int = Field(default=1, ge=0, le=16)
+    closing_px: int = Field(default=1, ge=0, le=16)
+    min_area_ha: float = Field(default=0.5, ge=0)
+    simplify_m: float | None = Field(default=5.0, ge=0)
+    connectivity: Literal[4, 8] = 8
+
+    @model_validator(mode="after")
+    def _check_rule(self) -> SitesConfig:
+        try:
+            self.mask_options()
+        except DetectionError as exc:
+            raise ValueError(str(exc).removeprefix("masks: ")) from exc
+        return self
+
+    def mask_options(self, thresholds: dict[str, float] | None = None) -> MaskOptions:
+        """The rule as :class:`detection.masks.MaskOptions` (``thresholds``: resolved ones
+        replacing the configured)."""
+        return MaskOptions(
+            thresholds={str(k): v for k, v in self.thresholds.items()}
+            if thresholds is None
+            else thresholds,
+            hysteresis_low={str(k): v for k, v in self.hysteresis_low.items()},
+            opening_px=self.opening_px,
+            closing_px=self.closing_px,
+            min_area_ha=self.min_area_ha,
+            simplify_m=self.simplify_m,
+            connectivity=self.connectivity,
+        )
+
+    def legacy_threshold(self) -> float | dict[str, float] | None:
+        """The thresholds as the scan identity held them before this section (one value)."""
+        values = set(self.thresholds.values())
+        if not values:
+            return None
+        if len(values) == 1 and len(self.thresholds) == len(ALERT_CLASSES):
+            return values.pop()
+        return dict(sorted(self.thresholds.items()))
+
+
+#: Keys that moved into ``sites``: ``(section, old key) -> new key``. Still read, with a warning.
+DEPRECATED_KEYS: dict[tuple[str, str], str] = {
+    ("detector", "probability_threshold"): "thresholds",
+    ("alerts", "min_area_ha"): "min_area_ha",
+    ("alerts", "simplify_m"): "simplify_m",
+}
+
+
+def _move_deprecated(raw: Any) -> Any:
+    """A raw config with the keys of :data:`DEPRECATED_KEYS` moved into ``sites`` (warned)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    sites = raw.get("sites")
+    sites = dict(sites) if isinstance(sites, dict) else sites
+    for (section, key), new in DEPRECATED_KEYS.items():
+        part = raw.get(section)
+        if not isinstance(part, dict) or key not in part:
+            continue
+        part = dict(part)
+        value = part.pop(key)
+        raw[section] = part
+        if sites is None:
+            sites = {}
+        if not isinstance(sites, dict):
+            break  # the validation names the bad section
+        if new in sites:
+            raise ValueError(
+                f"{section}.{key} and sites.{new} are both set; {section}.{key} is deprecated: "
+                f"keep sites.{new} only"
+            )
+        if new == "thresholds" and value is not None:
+            value = dict.fromkeys(ALERT_CLASSES, value)
+        if value is not None or new != "thresholds":
+            sites[new] = value
+        log.warning(
+            "config: %s.%s is deprecated; it is read as sites.%s (docs/alerts.md, 'From "
+            "probabilities to sites')",
+            section,
+            key,
+            new,
+        )
+    if sites is not None:
+        raw["sites"] = sites
+    return raw
 
 
 class OutputConfig(_Strict):
@@ -127,9 +230,16 @@ class ScanConfig(_Strict):
     composite: CompositeConfig = Field(default_factory=CompositeConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    #: How probabilities become sites (thresholds, morphology, minimum mapping unit).
+    sites: SitesConfig = Field(default_factory=SitesConfig)
     #: Legal status of each site: closed AOI kinds, the mining-title layer, extraction phases.
     legal: LegalConfig = Field(default_factory=LegalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_keys(cls, raw: Any) -> Any:
+        return _move_deprecated(raw)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of the config (recorded in the run metadata)."""
@@ -140,7 +250,8 @@ class ScanConfig(_Strict):
 
     def identity(self) -> str:
         """sha256 of what makes this the same scan: the config without ``periods``,
-        ``output``, ``grid.halo_px``, ``detector.backend`` and ``legal``. A scheduled scan moves its
+        ``output``, ``grid.halo_px``, ``detector.backend``, ``legal`` and the ``sites`` keys but
+        its thresholds, minimum mapping unit and a simplification set. A scheduled scan moves its
         periods forward and stays the same scan; the halo only changes how units are computed
         (it is in their key), the backend how fast; the legal section only labels the alerts
         (a newer title layer relabels them on the next run)."""
@@ -154,6 +265,15 @@ class ScanConfig(_Strict):
             "legal": True,
         }
         data = self.model_dump(mode="json", exclude=exclude)
+        # The keys that moved into `sites`, where and as they were: output folders of scans
+        # made before keep their identity (their units are recomputed: the rule is in their
+        # key). The morphology, the hysteresis and a simplification not asked for only refine
+        # outlines, as the halo does.
+        sites = data.pop("sites")
+        data["detector"]["probability_threshold"] = self.sites.legacy_threshold()
+        data["alerts"]["min_area_ha"] = sites["min_area_ha"]
+        asked = "simplify_m" in self.sites.model_fields_set
+        data["alerts"]["simplify_m"] = sites["simplify_m"] if asked else None
         if data["composite"].get("cloud_mask") == "auto":
             # The default since cloud_mask exists: output folders of scans made before keep
             # their identity (their units are recomputed, since the mask is in the unit key).

@@ -11,9 +11,9 @@ ever holding the scene in memory:
   background thread, while the network runs the previous one): radiometry
   (``(DN + offset) * scale``, clipped at 0), normalisation and the nodata mask are a few
   tensor operations;
-* each window's probabilities are weighted by a separable sine-squared taper over the overlap
-  (the weights of two neighbours sum to exactly 1; scene borders are not tapered) and added to
-  an accumulator one window-row high, which lives on the device;
+* each window's probabilities are weighted by the separable sine-squared taper of
+  :mod:`models.blend` (the scan's detector blends the same way) and added to an accumulator
+  one window-row high, which lives on the device;
 * when a window row is done, the rows no later window touches are divided by the weight sum,
   quantised and handed to a writer thread (a tiled temporary GeoTIFF), and the accumulator moves
   on; a thread averages each written block into the overview levels as it goes, and at the
@@ -57,6 +57,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from detection.errors import DetectionError
+from models.blend import axis_starts, axis_weights
 from models.checkpoint import Checkpoint, band_order, load_checkpoint
 from models.detector import ALERT_CLASSES
 from models.network import NetworkDetector, load_network_detector, resolve_device
@@ -346,41 +347,10 @@ def checkpoint_thresholds(checkpoint: Checkpoint) -> dict[str, float]:
 # ------------------------------------------------------------------------------ the grid
 
 
-def _axis_starts(size: int, window: int, step: int) -> list[int]:
-    """Window starts along one axis: multiples of ``step``, the last reaching ``size``."""
-    if size <= window:
-        return [0]
-    return [i * step for i in range(1 + math.ceil((size - window) / step))]
-
-
 def _axis_lengths(starts: list[int], size: int, window: int, stride: int) -> list[int]:
     """Window lengths: ``window``, but the last shrinks to the scene edge (stride-rounded)."""
     last = min(window, _round_up(size - starts[-1], stride))
     return [window] * (len(starts) - 1) + [last]
-
-
-def _taper(length: int, overlap: int, *, lead: bool, trail: bool) -> np.ndarray:
-    """1-D blend weights: sine-squared ramps over the overlap; neighbours sum to exactly 1."""
-    w = np.ones(length, dtype=np.float64)
-    if overlap > 0:
-        ramp = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
-        if lead:
-            w[:overlap] = ramp
-        if trail:
-            w[length - overlap :] = ramp[::-1]
-    return w
-
-
-def _axis_weights(
-    starts: list[int], lengths: list[int], overlap: int
-) -> tuple[list[np.ndarray], np.ndarray]:
-    weights = [
-        _taper(n, overlap, lead=i > 0, trail=i < len(starts) - 1) for i, n in enumerate(lengths)
-    ]
-    total = np.zeros(starts[-1] + lengths[-1], dtype=np.float64)
-    for s, w in zip(starts, weights, strict=True):
-        total[s : s + len(w)] += w
-    return weights, total
 
 
 # ------------------------------------------------------------------------------ reading
@@ -856,13 +826,13 @@ class ScenePredictor:
         win_w = min(win, _round_up(width, stride))
         step = max(stride, ((win - opts.overlap_px) // stride) * stride)
         overlap = win - step
-        rows = _axis_starts(height, win_h, step)
-        cols = _axis_starts(width, win_w, step)
+        rows = axis_starts(height, win_h, step)
+        cols = axis_starts(width, win_w, step)
         # The last window of each axis shrinks to the scene edge: no network time on padding.
         row_len = _axis_lengths(rows, height, win_h, stride)
         col_len = _axis_lengths(cols, width, win_w, stride)
-        row_w, row_total = _axis_weights(rows, row_len, overlap)
-        col_w, col_total = _axis_weights(cols, col_len, overlap)
+        row_w, row_total = axis_weights(rows, row_len, overlap)
+        col_w, col_total = axis_weights(cols, col_len, overlap)
         pad_w = cols[-1] + col_len[-1]
         n_cls = len(ALERT_CLASSES)
         batch = opts.batch_size or self._batch_size(runner, len(radiometry.bands), win_h, win_w)

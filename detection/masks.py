@@ -4,17 +4,24 @@
 predict_raster` in blocks of rows (with a halo for the morphology), so memory stays bounded on a
 whole Sentinel-2 tile:
 
-1. per class, pixels at or above the class threshold (from the options, else the checkpoint's
-   thresholds recorded in the COG, else 0.5) form the mask; with hysteresis a pixel above the
-   ``low`` threshold is kept when its region (connected at or above ``low``) holds a pixel above
-   the threshold;
+1. per class (:func:`class_mask`), pixels at or above the class threshold (from the options,
+   else the checkpoint's thresholds recorded in the COG, else 0.5) form the mask; with
+   hysteresis, pixels at or above the ``low`` threshold do, and the pixels at or above the
+   threshold are kept aside as seeds;
 2. morphology: a binary opening (removes specks) then a closing (fills pinholes) with square
    structuring elements of ``opening_px`` / ``closing_px`` radius;
-3. each block is polygonised (:func:`detection.polygonize.polygonize_mask`); the polygons of
+3. each block is polygonised (:func:`detection.polygonize.trace_regions`); the polygons of
    neighbouring blocks are merged (:func:`detection.sites.merge_parts`), so a site crossing a
    block edge is one site;
-4. the minimum mapping unit (``min_area_ha``, on the equal-area projection) applies to the merged
-   sites, then outlines are simplified by ``simplify_m``.
+4. :func:`finish_sites`: with hysteresis a merged site is kept when it holds a seed; then the
+   minimum mapping unit (``min_area_ha``, on the equal-area projection), then outlines are
+   simplified by ``simplify_m``.
+
+This is the one rule from probabilities to sites: a scan applies steps 1-2 to each chip with
+its halo and steps 3-4 to the chips' polygons (:mod:`detection.units`, :mod:`detection.scan`),
+so a scene scanned as chips and the same scene through ``minewatch predict`` give the same
+sites. Its settings are the scan config's ``sites`` section (:class:`detection.config.
+SitesConfig`), which ``minewatch predict``'s flags map onto.
 
 :func:`merge_tile_sites` merges the sites of several scenes or tiles the same way: a mine
 straddling two tiles is one site.
@@ -73,8 +80,8 @@ class MaskOptions:
     Attributes:
         thresholds: per-class probability thresholds; a class not named here takes the
             checkpoint's threshold recorded in the probability COG, else 0.5.
-        hysteresis_low: per-class low thresholds; a class named here uses hysteresis (pixels
-            ``>= low`` connected to a pixel ``>= threshold`` are kept).
+        hysteresis_low: per-class low thresholds; a class named here uses hysteresis (sites of
+            pixels ``>= low``, after the morphology, holding a pixel ``>= threshold`` are kept).
         opening_px: radius of the binary opening (0: none).
         closing_px: radius of the binary closing (0: none).
         min_area_ha: minimum mapping unit of a site (after merging across blocks).
@@ -177,6 +184,63 @@ def threshold_mask(
         padded = np.pad(mask, pad, mode="edge")
         mask = ndimage.binary_closing(padded, structure=_square(closing_px))[pad:-pad, pad:-pad]
     return mask & np.isfinite(probability)
+
+
+def resolve_thresholds(
+    options: MaskOptions, recorded: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The threshold of every alert class: the options', else the model's (``recorded``: a
+    checkpoint's, see :func:`detection.inference.checkpoint_thresholds`), else 0.5."""
+    from_model = recorded or {}
+    return {
+        c: float(options.thresholds.get(c, from_model.get(c, DEFAULT_THRESHOLD)))
+        for c in ALERT_CLASSES
+    }
+
+
+def stored_probability(probability: np.ndarray) -> np.ndarray:
+    """Probabilities on the grid a ``uint8`` probability COG stores them on (steps of 1/254,
+    :data:`detection.inference.UINT8_SCALE`; NaN stays NaN), as float32."""
+    levels = np.round(np.asarray(probability, dtype=np.float32) * np.float32(UINT8_SCALE))
+    return cast(np.ndarray, levels / np.float32(UINT8_SCALE))
+
+
+def class_mask(
+    probability: np.ndarray,
+    name: str,
+    *,
+    thresholds: Mapping[str, float],
+    options: MaskOptions,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mask of one class under the rule (steps 1-2 of this module), and its seeds.
+
+    Args:
+        probability: ``(row, col)`` probabilities of class ``name``, NaN where not observed.
+        name: the class.
+        thresholds: every class's threshold (:func:`resolve_thresholds`).
+        options: hysteresis and morphology.
+
+    Probabilities are compared as a probability COG stores them (:func:`stored_probability`),
+    so a chip's float probabilities and a scene's ``uint8`` ones are called alike.
+
+    Returns:
+        The mask; with hysteresis for ``name`` the mask is of the pixels ``>= low`` and the
+        second array holds its pixels ``>= threshold`` (a site is kept by
+        :func:`finish_sites` when it holds one); else None.
+    """
+    low = options.hysteresis_low.get(name)
+    threshold = thresholds[name]
+    probability = stored_probability(probability)
+    mask = threshold_mask(
+        probability,
+        threshold=threshold if low is None else low,
+        opening_px=options.opening_px,
+        closing_px=options.closing_px,
+        connectivity=options.connectivity,
+    )
+    if low is None:
+        return mask, None
+    return mask, mask & (np.nan_to_num(probability, nan=0.0) >= threshold)
 
 
 def sites_from_probabilities(
@@ -287,7 +351,7 @@ class SiteStream:
             )
         self.crs, self.transform, self.height, self.width = crs, transform, height, width
         self.nodata, self.tile_id, self.progress, self.name = nodata, tile_id, progress, name
-        self.thresholds = _thresholds(opts, recorded_thresholds or {})
+        self.thresholds = resolve_thresholds(opts, recorded_thresholds)
         log.info("%s: thresholds %s", name, self.thresholds)
         self.bands = {c: list(bands).index(c) for c in classes}
         self.starts = list(range(0, height, opts.block_rows))
@@ -329,9 +393,7 @@ class SiteStream:
             self.close()
         opts, crs = self.opts, self.crs
         sites = merge_parts(self.parts, tolerance_m=0.5) if self.parts else _empty(crs)
-        if len(sites) and opts.hysteresis_low and len(self.starts) > 1:
-            sites = _keep_with_high(sites, self.high_parts, set(opts.hysteresis_low))
-        sites = finish_sites(sites, min_area_ha=opts.min_area_ha, simplify_m=opts.simplify_m)
+        sites = finish_sites(sites, options=opts, strong=self.high_parts)
         log.info("%s: %d site(s) >= %s ha", self.name, len(sites), opts.min_area_ha)
         return gpd.GeoDataFrame(sites[list(SITE_TABLE_COLUMNS)], geometry="geometry", crs=crs)
 
@@ -376,7 +438,6 @@ class SiteStream:
         r1 = min(self.height, r0 + opts.block_rows)
         values = raw[self.bands[name]]
         low = opts.hysteresis_low.get(name)
-        across = low is not None and len(self.starts) > 1
         out: _Boxes = []
         # Every pixel of the final mask lies within the morphology's reach of a pixel at or
         # above the lowest threshold: only boxes around those are worked on.
@@ -388,22 +449,11 @@ class SiteStream:
             if k1 <= k0:
                 continue
             prob = _probabilities(values[b0:b1, c0:c1], self.nodata)
-            # Across blocks, hysteresis is decided on the merged sites (finish): here every
-            # pixel >= low is kept, and the pixels >= threshold are traced separately.
-            mask = threshold_mask(
-                prob,
-                threshold=low if across and low is not None else thresholds[name],
-                low=None if across else low,
-                opening_px=opts.opening_px,
-                closing_px=opts.closing_px,
-                connectivity=opts.connectivity,
-            )
+            mask, strong = class_mask(prob, name, thresholds=thresholds, options=opts)
             core = (slice(k0 - b0, k1 - b0), slice(v0 - c0, v1 - c0))
-            strong = None
-            if across:
-                strong = mask[core] & (np.nan_to_num(prob[core], nan=0.0) >= thresholds[name])
             box_transform = self.transform @ Affine.translation(v0, a0 + k0)
-            out.append((mask[core], prob[core], strong, box_transform))
+            out.append((mask[core], prob[core], None if strong is None else strong[core],
+                        box_transform))
         return out
 
     def _collect(self, k: int, futures: list[tuple[str, Future[_Boxes]]]) -> None:
@@ -429,21 +479,27 @@ class SiteStream:
 
 
 def finish_sites(
-    sites: gpd.GeoDataFrame, *, min_area_ha: float = 0.0, simplify_m: float | None = None
+    sites: gpd.GeoDataFrame,
+    *,
+    options: MaskOptions,
+    strong: Sequence[gpd.GeoDataFrame] = (),
 ) -> gpd.GeoDataFrame:
-    """The minimum mapping unit, then outline simplification, of merged sites.
+    """Hysteresis, the minimum mapping unit, then outline simplification, of merged sites.
 
-    Applied after merging: a mine cut by a block or tile edge is measured whole.
+    Applied after merging: a mine cut by a block, chip or tile edge is measured whole.
 
     Args:
-        sites: sites with ``area_ha`` (any CRS; simplification runs in metres, in a local UTM
-            zone where the CRS is not metric).
-        min_area_ha: sites smaller than this are dropped.
-        simplify_m: simplification tolerance in metres (None or 0: none).
+        sites: sites with ``alert_class`` and ``area_ha`` (any CRS; simplification runs in
+            metres, in a local UTM zone where the CRS is not metric).
+        options: ``hysteresis_low`` (a site of such a class is kept when it meets one of
+            ``strong``), ``min_area_ha``, ``simplify_m``.
+        strong: the seeds' polygons (``alert_class``, ``geometry``; :func:`class_mask`).
     """
-    sites = sites[sites["area_ha"] >= min_area_ha].reset_index(drop=True)
-    if simplify_m and len(sites):
-        sites = sites.set_geometry(simplify_metres(sites.geometry, simplify_m))
+    if len(sites) and options.hysteresis_low:
+        sites = _keep_with_high(sites, list(strong), set(options.hysteresis_low))
+    sites = sites[sites["area_ha"] >= options.min_area_ha].reset_index(drop=True)
+    if options.simplify_m and len(sites):
+        sites = sites.set_geometry(simplify_metres(sites.geometry, options.simplify_m))
     return sites
 
 
@@ -484,7 +540,9 @@ def merge_tile_sites(
     if len(crss) > 1:
         frames = [f.to_crs("EPSG:4326") for f in frames]
     merged = merge_parts(frames, tolerance_m=tolerance_m)
-    return finish_sites(merged, min_area_ha=min_area_ha, simplify_m=simplify_m)
+    return finish_sites(
+        merged, options=MaskOptions(min_area_ha=min_area_ha, simplify_m=simplify_m)
+    )
 
 
 def _read_block(path: str, window: rasterio.windows.Window) -> np.ndarray:
@@ -510,7 +568,8 @@ def _at_least(raw: np.ndarray, threshold: float, nodata: float | None) -> np.nda
     """Pixels whose probability is ``>= threshold``, compared as :func:`threshold_mask` does,
     without making floats of a whole block."""
     if raw.dtype != np.uint8:
-        return cast(np.ndarray, np.nan_to_num(_probabilities(raw, nodata), nan=0.0) >= threshold)
+        values = stored_probability(_probabilities(raw, nodata))
+        return cast(np.ndarray, np.nan_to_num(values, nan=0.0) >= threshold)
     levels = (np.arange(256, dtype=np.float32) / np.float32(UINT8_SCALE)) >= threshold
     levels[int(cast(float, nodata))] = False
     if not levels.any():
@@ -575,7 +634,9 @@ def _keep_with_high(
 ) -> gpd.GeoDataFrame:
     if not highs:
         return sites[~sites["alert_class"].isin(classes)].reset_index(drop=True)
-    high = gpd.GeoDataFrame(pd.concat(highs, ignore_index=True), crs=sites.crs)
+    high = gpd.GeoDataFrame(
+        pd.concat([h.to_crs(sites.crs) for h in highs], ignore_index=True), crs=sites.crs
+    )
     keep = np.ones(len(sites), dtype=bool)
     for i, row in enumerate(sites.itertuples()):
         if row.alert_class not in classes:
@@ -594,13 +655,6 @@ def _recorded(tag: str | None) -> dict[str, float]:
     except (ValueError, TypeError, AttributeError):
         log.warning("ignoring unreadable %s tag %r", TAG_THRESHOLDS, tag)
         return {}
-
-
-def _thresholds(opts: MaskOptions, from_ckpt: Mapping[str, float]) -> dict[str, float]:
-    return {
-        c: float(opts.thresholds.get(c, from_ckpt.get(c, DEFAULT_THRESHOLD)))
-        for c in ALERT_CLASSES
-    }
 
 
 def _square(radius: int) -> np.ndarray:

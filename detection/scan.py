@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
+from detection.inference import checkpoint_thresholds
 from detection.legal import assign_legal_status
 from detection.lock import output_lock
+from detection.masks import MaskOptions, finish_sites, resolve_thresholds
 from detection.provenance import record_scenes
 from detection.review import write_review_html
 from detection.sites import append_history, merge_parts, track_sites
@@ -385,9 +387,7 @@ def _scan(
         masked_scl=tuple(config.composite.masked_scl),
         dilation_px=config.composite.dilation_px,
         cloud_mask=config.composite.cloud_mask,
-        probability_threshold=config.detector.probability_threshold or 0.5,
-        class_thresholds=_class_thresholds(config, detector),
-        simplify_m=config.alerts.simplify_m,
+        masks=site_rule(config, detector),
         model_sha256=detector.info.sha256,
         halo_px=halo,
         detector_options=tuple(sorted(getattr(detector, "options", {}).items())),
@@ -441,6 +441,7 @@ def _scan(
             check_free_space(out_dir, min_free_mb=min_free_mb)
 
     parts: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
+    seeds: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
     observed: dict[str, list[Any]] = {p.label: [] for p in periods}
     scene_ids: dict[tuple[str, str], tuple[str, ...]] = {}
     failures: list[ChipFailure] = list(scene_failures)
@@ -473,6 +474,8 @@ def _scan(
             observed[res.period].append(res.observed)
         if res.parts is not None and not res.parts.empty:
             parts[res.period].append(res.parts)
+        if res.seeds is not None and not res.seeds.empty:
+            seeds[res.period].append(res.seeds)
 
     history: gpd.GeoDataFrame | None = None
     tracked: gpd.GeoDataFrame | None = None
@@ -483,7 +486,7 @@ def _scan(
     carried_count = 0
     for i, period in enumerate(periods):
         previous = periods[i - 1] if i else None
-        sites = _sites_of_period(parts[period.label], config.alerts.min_area_ha)
+        sites = _sites_of_period(parts[period.label], settings.masks, seeds[period.label])
         before = tracked
         tracked = track_sites(sites, history, period=period, previous_period=previous)
         seen = shapely.union_all(observed[period.label]) if observed[period.label] else None
@@ -608,15 +611,18 @@ def _coverage_row(
     return row | {"geometry": geom}
 
 
-def _sites_of_period(parts: list[gpd.GeoDataFrame], min_area_ha: float) -> gpd.GeoDataFrame:
+def _sites_of_period(
+    parts: list[gpd.GeoDataFrame], masks: MaskOptions, seeds: list[gpd.GeoDataFrame]
+) -> gpd.GeoDataFrame:
+    """The chips' polygons merged into sites, finished as ``minewatch predict`` finishes a
+    scene's (hysteresis, minimum mapping unit, simplification: `finish_sites`)."""
     if not parts:
         return gpd.GeoDataFrame(
             {"alert_class": [], "area_ha": [], "confidence": [], "tile_id": []},
             geometry=gpd.GeoSeries([], crs="EPSG:4326"),
             crs="EPSG:4326",
         )
-    merged = merge_parts(parts)
-    return merged[merged["area_ha"] >= min_area_ha].reset_index(drop=True)
+    return finish_sites(merge_parts(parts), options=masks, strong=seeds)
 
 
 def _observed_share(
@@ -776,13 +782,10 @@ def _write_run_json(result: ScanResult, *, config: ScanConfig) -> None:
     write_text_atomic(result.out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")
 
 
-def _class_thresholds(config: ScanConfig, detector: Any) -> tuple[tuple[str, float], ...]:
-    """A network checkpoint's own per-class thresholds, unless the config sets one."""
-    if config.detector.probability_threshold is not None:
-        return ()
+def site_rule(config: ScanConfig, detector: Any) -> MaskOptions:
+    """The scan's rule from probabilities to sites: its ``sites`` section, each class's
+    threshold resolved (the config's, else a checkpoint's own, else 0.5)."""
     checkpoint = getattr(detector, "checkpoint", None)
-    if checkpoint is None:
-        return ()
-    from detection.inference import checkpoint_thresholds
-
-    return tuple(sorted(checkpoint_thresholds(checkpoint).items()))
+    recorded = checkpoint_thresholds(checkpoint) if checkpoint is not None else {}
+    masks = config.sites.mask_options()
+    return replace(masks, thresholds=resolve_thresholds(masks, recorded))

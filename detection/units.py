@@ -26,6 +26,7 @@ from shapely.geometry import box, mapping, shape
 
 from aoi.geometry import to_wgs84
 from aoi.grid import GridCell
+from detection.masks import MaskOptions, class_mask, resolve_thresholds
 from detection.polygonize import polygonize_mask
 from models.detector import Detector, Prediction
 from tiles.clouds import bands_to_read
@@ -49,41 +50,49 @@ class UnitSettings:
     method: str
     masked_scl: tuple[int, ...]
     dilation_px: int
-    probability_threshold: float
-    simplify_m: float | None
     model_sha256: str
+    #: how probabilities become masks (:mod:`detection.masks`): each class's threshold (a class
+    #: not named: 0.5; the scan names every class, resolved from its config and the checkpoint),
+    #: hysteresis and morphology. Its minimum mapping unit and simplification apply after the
+    #: chips are merged, so they are not part of the key.
+    masks: MaskOptions = field(default_factory=MaskOptions)
     #: context read and predicted around the chip, then cropped away (``grid.halo_px``)
     halo_px: int = 0
-    #: per-class thresholds replacing ``probability_threshold`` (a checkpoint's own)
-    class_thresholds: tuple[tuple[str, float], ...] = ()
     #: detector settings that change its output beside the weights (the AMW stride)
     detector_options: tuple[tuple[str, Any], ...] = ()
     #: how clouds are found: ``scl``, ``ukis-csmask`` or ``auto`` (`tiles.clouds`)
     cloud_mask: str = "auto"
 
-    def threshold(self, cls: str) -> float:
-        """The probability at which a pixel is called ``cls``."""
-        return dict(self.class_thresholds).get(cls, self.probability_threshold)
+    def thresholds(self) -> dict[str, float]:
+        """The probability at which a pixel is called each class."""
+        return resolve_thresholds(self.masks)
 
     def as_dict(self) -> dict[str, Any]:
+        masks = self.masks
         out: dict[str, Any] = {
             "bands": list(self.bands),
             "method": self.method,
             "masked_scl": list(self.masked_scl),
             "dilation_px": self.dilation_px,
-            "probability_threshold": self.probability_threshold,
-            "simplify_m": self.simplify_m,
             "model_sha256": self.model_sha256,
             # Always in the key: units made before the detector existed left scenes without SCL
             # unmasked; they are computed again.
             "cloud_mask": self.cloud_mask,
+            # The one rule (detection.masks); units made before it (a bare threshold, no
+            # morphology) are computed again.
+            "sites": {
+                "thresholds": self.thresholds(),
+                "hysteresis_low": dict(sorted(masks.hysteresis_low.items())),
+                "opening_px": masks.opening_px,
+                "closing_px": masks.closing_px,
+                "connectivity": masks.connectivity,
+                "probability_step": "1/254",  # compared as stored (masks.stored_probability)
+            },
         }
         # Only when set, so that units saved before halos existed keep their key at halo 0
         # (their result is the same) and are computed again with any halo.
         if self.halo_px:
             out["halo_px"] = self.halo_px
-        if self.class_thresholds:
-            out["class_thresholds"] = dict(self.class_thresholds)
         if self.detector_options:
             out["detector_options"] = dict(self.detector_options)
         return out
@@ -126,6 +135,9 @@ class UnitResult:
     reason: str = ""
     scene_ids: tuple[str, ...] = ()
     parts: gpd.GeoDataFrame | None = None
+    #: with hysteresis, the polygons of the pixels at the threshold (a site holding none is
+    #: dropped once the chips are merged: `detection.masks.finish_sites`)
+    seeds: gpd.GeoDataFrame | None = None
     observed: Any = None
     composite: str | None = None
     detections: dict[str, int] = field(default_factory=dict)
@@ -173,7 +185,7 @@ def process_unit(
     key = unit.key(settings)
     dropped: list[tuple[str, str]] = []
     try:
-        comp, pred = predict_unit(
+        comp, pred, grown = _predict_grown(
             unit, source=source, detector=detector, settings=settings, dropped=dropped
         )
     except TileError as exc:
@@ -190,31 +202,15 @@ def process_unit(
             reason=str(exc),
             dropped=tuple(dropped),
         )
+    comp = comp if grown is cell else crop_composite(comp, cell)
     frac = float(comp.observed_fraction)
     status = "observed" if frac >= 0.99 else ("not_observed" if frac == 0 else "partly_observed")
-    frames = []
-    detections: dict[str, int] = {}
-    for cls in pred.classes:
-        prob = pred.of(cls)
-        mask = np.nan_to_num(prob, nan=0.0) >= settings.threshold(cls)
-        if not mask.any():
-            continue
-        gdf = polygonize_mask(
-            mask,
-            transform=cell.transform,
-            crs=cell.crs,
-            min_area_ha=0.0,
-            probabilities=prob,
-            simplify_m=settings.simplify_m,
-        )
-        if gdf.empty:
-            continue
-        gdf = to_wgs84(gdf)
-        gdf["alert_class"] = cls
-        gdf["tile_id"] = cell.tile_id
-        detections[cls] = len(gdf)
-        frames.append(gdf)
-    parts = _concat(frames)
+    parts, seeds = chip_parts(pred, grown, cell, settings.masks)
+    detections = (
+        {str(k): int(v) for k, v in parts["alert_class"].value_counts().items()}
+        if parts is not None
+        else {}
+    )
     out_dir = units_dir / period.label
     composite_file = write_composite(comp, out_dir, dtype="uint16")["composite"]
     (out_dir / f"{cell.tile_id}_{period.label}_clear_count.tif").unlink(missing_ok=True)
@@ -228,6 +224,7 @@ def process_unit(
         scenes=len(unit.scenes),
         scene_ids=tuple(comp.scene_ids),
         parts=parts,
+        seeds=seeds,
         observed=observed_polygon(comp),
         composite=composite_file.name,
         detections=detections,
@@ -236,6 +233,39 @@ def process_unit(
     )
     save_unit(result, units_dir)
     return result
+
+
+def chip_parts(
+    pred: Prediction, grown: GridCell, cell: GridCell, masks: MaskOptions
+) -> tuple[gpd.GeoDataFrame | None, gpd.GeoDataFrame | None]:
+    """The polygons of a chip's masks under the one rule (:func:`detection.masks.class_mask`).
+
+    The masks are made on the chip grown by its halo (``pred`` covers ``grown``), so the
+    morphology at the chip's edges sees what a whole scene would, then cropped to ``cell``.
+
+    Returns:
+        The parts (``alert_class``, ``tile_id``, ``area_ha``, ``confidence``, ``geometry`` in
+        EPSG:4326), and with hysteresis the seeds' polygons (``alert_class``, ``geometry``);
+        None where there are none.
+    """
+    thresholds = resolve_thresholds(masks)
+    rows, cols = grown.slices_of(cell) if grown is not cell else (slice(None), slice(None))
+    frames: list[gpd.GeoDataFrame] = []
+    seed_frames: list[gpd.GeoDataFrame] = []
+    for cls in pred.classes:
+        mask, seeds = class_mask(pred.of(cls), cls, thresholds=thresholds, options=masks)
+        prob = pred.of(cls)[rows, cols]
+        for found, into in ((mask, frames), (seeds, seed_frames)):
+            if found is None or not found[rows, cols].any():
+                continue
+            gdf = to_wgs84(polygonize_mask(
+                found[rows, cols], transform=cell.transform, crs=cell.crs, min_area_ha=0.0,
+                probabilities=prob, connectivity=masks.connectivity,
+            ))
+            gdf["alert_class"] = cls
+            gdf["tile_id"] = cell.tile_id
+            into.append(gdf)
+    return _concat(frames), _concat(seed_frames)
 
 
 def _dropped_reason(dropped: list[tuple[str, str]], total: int) -> str:
@@ -308,6 +338,27 @@ def predict_unit(
     Raises:
         TileError: every scene failed to be read, or the source's host is unreachable.
     """
+    comp, pred, grown = _predict_grown(
+        unit, source=source, detector=detector, settings=settings, dropped=dropped
+    )
+    cell = unit.cell
+    if grown is cell:
+        return comp, pred
+    rows, cols = grown.slices_of(cell)
+    probs = pred.probabilities[:, rows, cols].copy()
+    return crop_composite(comp, cell), Prediction(pred.classes, probs)
+
+
+def _predict_grown(
+    unit: WorkUnit,
+    *,
+    source: Source,
+    detector: Detector,
+    settings: UnitSettings,
+    dropped: list[tuple[str, str]] | None = None,
+) -> tuple[Composite, Prediction, GridCell]:
+    """The composite of the chip grown by the halo, the detector's probabilities on it, and
+    the grown chip (the chip itself without a halo)."""
     cell = unit.cell
     grown = cell.with_halo(settings.halo_px)
     scenes = read_scenes(
@@ -325,12 +376,7 @@ def predict_unit(
         core=cell,
         cloud_mask=settings.cloud_mask,
     )
-    pred = detector.predict(comp.data, comp.bands)
-    if grown is cell:
-        return comp, pred
-    rows, cols = grown.slices_of(cell)
-    probs = pred.probabilities[:, rows, cols].copy()
-    return crop_composite(comp, cell), Prediction(pred.classes, probs)
+    return comp, detector.predict(comp.data, comp.bands), grown
 
 
 def observed_polygon(comp: Composite) -> Any:
@@ -367,8 +413,10 @@ def save_unit(result: UnitResult, units_dir: Path) -> Path:
         "composite": result.composite,
         "detections": result.detections,
         "observed": mapping(result.observed) if result.observed is not None else None,
-        "parts": json.loads(parts.to_json(drop_id=True)) if parts is not None else None,
+        "parts": _features(parts),
     }
+    if result.seeds is not None:
+        record["seeds"] = _features(result.seeds)
     if result.dropped:
         record["dropped"] = [list(d) for d in result.dropped]
     path = unit_path(units_dir, result.tile_id, result.period)
@@ -390,9 +438,6 @@ def load_unit(units_dir: Path, tile_id: str, period: str, *, key: str) -> UnitRe
         return None
     if record.get("composite") and not (path.parent / record["composite"]).is_file():
         return None
-    parts = None
-    if record.get("parts") and record["parts"]["features"]:
-        parts = gpd.GeoDataFrame.from_features(record["parts"]["features"], crs="EPSG:4326")
     return UnitResult(
         tile_id=record["tile_id"],
         period=record["period"],
@@ -403,12 +448,23 @@ def load_unit(units_dir: Path, tile_id: str, period: str, *, key: str) -> UnitRe
         scenes=record["scenes"],
         reason=record["reason"],
         scene_ids=tuple(record["scene_ids"]),
-        parts=parts,
+        parts=_frame(record.get("parts")),
+        seeds=_frame(record.get("seeds")),
         observed=shape(record["observed"]) if record.get("observed") else None,
         composite=record.get("composite"),
         detections=record.get("detections", {}),
         dropped=tuple((str(a), str(b)) for a, b in record.get("dropped", [])),
     )
+
+
+def _features(frame: gpd.GeoDataFrame | None) -> dict[str, Any] | None:
+    return json.loads(frame.to_json(drop_id=True)) if frame is not None else None
+
+
+def _frame(collection: dict[str, Any] | None) -> gpd.GeoDataFrame | None:
+    if not collection or not collection["features"]:
+        return None
+    return gpd.GeoDataFrame.from_features(collection["features"], crs="EPSG:4326")
 
 
 def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame | None:

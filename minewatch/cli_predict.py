@@ -40,8 +40,25 @@ log = logging.getLogger(__name__)
               help="Overlap of neighbouring windows (blended smoothly).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Windows per forward pass (default: from free GPU memory; 1 on the CPU).")
-@click.option("--min-area-ha", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Minimum mapping unit of a site (of the merged site where it spans scenes).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="A scan config whose `sites` section (and network checkpoint) to use, so "
+                   "the sites are those its scan finds; the flags below override its keys.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="CLASS=P",
+              help="sites.thresholds: probability a pixel is called CLASS at (mining, "
+                   "deforestation; default: the checkpoint's, else 0.5). Repeatable.")
+@click.option("--hysteresis-low", "hysteresis_low", multiple=True, metavar="CLASS=P",
+              help="sites.hysteresis_low: CLASS pixels from P up form its sites, kept when they "
+                   "hold a pixel at the threshold. Repeatable.")
+@click.option("--opening-px", type=click.IntRange(min=0), default=None,
+              help="sites.opening_px: radius of the opening that removes specks [default: 1].")
+@click.option("--closing-px", type=click.IntRange(min=0), default=None,
+              help="sites.closing_px: radius of the closing that fills pinholes [default: 1].")
+@click.option("--min-area-ha", type=click.FloatRange(min=0), default=None,
+              help="sites.min_area_ha: minimum mapping unit of a site (of the merged site where "
+                   "it spans scenes) [default: 0.5].")
+@click.option("--simplify-m", type=click.FloatRange(min=0), default=None,
+              help="sites.simplify_m: outline simplification in metres, 0 for pixel outlines "
+                   "[default: 5].")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the network (pays off on a GPU for whole tiles).")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto",
@@ -65,7 +82,13 @@ def predict(
     window_px: int,
     overlap_px: int,
     batch_size: int | None,
-    min_area_ha: float,
+    config_path: Path | None,
+    thresholds: tuple[str, ...],
+    hysteresis_low: tuple[str, ...],
+    opening_px: int | None,
+    closing_px: int | None,
+    min_area_ha: float | None,
+    simplify_m: float | None,
     compile_model: bool,
     backend: str,
     stride_px: int | None,
@@ -80,8 +103,10 @@ def predict(
     score of the 48 px windows (every --stride-px pixels) that cover it.
 
     Writes OUT/<scene>_probabilities.tif (a COG, one band per class) and
-    OUT/<scene>_sites.geojson (RFC 7946) per scene; with several scenes (adjacent or overlapping
-    tiles, even in different UTM zones) also OUT/sites.geojson, their sites merged: a mine
+    OUT/<scene>_sites.geojson (RFC 7946) per scene, by the rule a scan uses (its `sites`
+    section: thresholds, opening and closing, minimum mapping unit, simplification); with
+    several scenes (adjacent or overlapping tiles, even in different UTM zones) also
+    OUT/sites.geojson, their sites merged: a mine
     straddling two tiles is one site, measured whole. The network is loaded once for all.
     """
     import rasterio
@@ -95,7 +120,6 @@ def predict(
         scene_grid,
     )
     from detection.masks import (
-        MaskOptions,
         SiteStream,
         finish_sites,
         merge_tile_sites,
@@ -133,8 +157,24 @@ def predict(
     started = time.monotonic()
     done: list[dict[str, Any]] = []
     frames = []
-    mask_options = MaskOptions(min_area_ha=min_area_ha)
+    sites_config, config_checkpoint = _sites_config(
+        config_path,
+        {
+            "thresholds": _class_values("--threshold", thresholds),
+            "hysteresis_low": _class_values("--hysteresis-low", hysteresis_low),
+            "opening_px": opening_px,
+            "closing_px": closing_px,
+            "min_area_ha": min_area_ha,
+            "simplify_m": simplify_m,
+        },
+    )
+    checkpoint = checkpoint or config_checkpoint
+    mask_options = sites_config.mask_options()
+    # Per scene: whole sites (hysteresis decided), the minimum mapping unit and simplification
+    # after any merge across scenes, so a mine cut by a tile edge is measured whole.
     whole_options = replace(mask_options, min_area_ha=0.0, simplify_m=None)
+    final_options = replace(mask_options, hysteresis_low={})
+    min_area_ha = mask_options.min_area_ha
     try:
         options = InferenceOptions(
             window_px=window_px,
@@ -190,9 +230,7 @@ def predict(
                             )
                             whole = stream.finish()
                         summary |= _run_summary(result)
-                    sites = finish_sites(
-                        whole, min_area_ha=min_area_ha, simplify_m=mask_options.simplify_m
-                    )
+                    sites = finish_sites(whole, options=final_options)
                     _write_geojson(sites_path, sites)
                 except (DetectionError, ModelError, TileError, OSError) as exc:
                     if not done:
@@ -236,6 +274,68 @@ def predict(
             f"{len(done)} scenes: {len(merged)} site(s) merged across their edges in {seconds} s "
             f"-> {merged_path}"
         )
+
+
+def _class_values(flag: str, values: tuple[str, ...]) -> dict[str, float] | None:
+    """``CLASS=P`` flags as a mapping (None when none is given).
+
+    Raises:
+        click.BadParameter: a value is not ``CLASS=P`` with P a number.
+    """
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        try:
+            out[name.strip()] = float(number)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r}: expected CLASS=P, e.g. mining=0.4", param_hint=flag
+            ) from None
+    return out
+
+
+def _sites_config(path: Path | None, flags: dict[str, Any]) -> tuple[Any, Path | None]:
+    """The ``sites`` rule: defaults < the ``--config`` file's section < the flags; and the
+    config's network checkpoint.
+
+    Raises:
+        click.ClickException: the config cannot be read, or the rule does not validate (one
+            line naming the key, as a scan config's error would).
+    """
+    from pydantic import ValidationError
+
+    from detection.config import SitesConfig, load_config
+    from detection.errors import ConfigError
+
+    base: dict[str, Any] = {}
+    checkpoint = None
+    if path is not None:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        base = config.sites.model_dump(exclude_unset=True)
+        if config.detector.kind == "network":
+            checkpoint = config.detector.checkpoint
+    values = dict(base)
+    for key, value in flags.items():
+        if isinstance(value, dict):  # per class: a flag replaces the config's class only
+            values[key] = {**values.get(key, {}), **value}
+        elif value is not None:
+            values[key] = value
+    if values.get("simplify_m") == 0:
+        values["simplify_m"] = None
+    try:
+        return SitesConfig(**values), checkpoint
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if p != "[key]")
+        key = f"sites.{where}" if where else "sites"
+        raise click.ClickException(
+            f"{key}: {err['msg']} (got {err.get('input')!r}); see minewatch predict --help"
+        ) from exc
 
 
 def _amw_detector(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.blend import axis_starts, axis_weights
 from models.checkpoint import PATCH_CLASSIFIERS, Checkpoint, load_checkpoint, network_input
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
 from models.errors import CheckpointError, ModelError
@@ -41,7 +42,8 @@ class NetworkDetector:
     """Class probabilities from a U-Net checkpoint.
 
     A composite up to ``tile_px`` on a side is predicted in one pass (padded to the network's
-    stride); larger ones in overlapping tiles blended with a smooth window. Unobserved pixels
+    stride); larger ones in overlapping tiles blended as whole-scene inference blends them
+    (:mod:`models.blend`). Unobserved pixels
     (NaN in any band) are filled with the band mean before the network and are NaN in the
     output. The network runs through a :mod:`models.runtime` engine, built on first use (so a
     detector can be sent to Dask workers and builds its engine there).
@@ -93,7 +95,6 @@ class NetworkDetector:
             )
         self._batch = batch_size
         self._class_idx = [meta.classes.index(c) for c in ALERT_CLASSES]
-        self._window = _blend_window(self._tile)
         self._engine_: Engine | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -176,41 +177,31 @@ class NetworkDetector:
             padded = np.zeros((normalized.shape[0], H, W), dtype=np.float32)
             padded[:, :h, :w] = normalized
             return self._forward(torch.from_numpy(padded[None]))[0, :, :h, :w]
-        H, W = max(h, tile), max(w, tile)
+        # The whole-scene rule (models.blend): starts at multiples of the step, each window's
+        # probabilities weighted by the sine-squared taper, neighbours summing to 1.
+        rows, cols = axis_starts(h, tile, step), axis_starts(w, tile, step)
+        row_w, row_total = axis_weights(rows, [tile] * len(rows), self._overlap)
+        col_w, col_total = axis_weights(cols, [tile] * len(cols), self._overlap)
+        H, W = len(row_total), len(col_total)
         padded = np.zeros((normalized.shape[0], H, W), dtype=np.float32)
         padded[:, :h, :w] = normalized
-        rows = _starts(H, tile, step)
-        cols = _starts(W, tile, step)
         n_cls = len(self._ckpt.metadata.classes)
         acc = np.zeros((n_cls, H, W), dtype=np.float32)
-        weight = np.zeros((H, W), dtype=np.float32)
-        origins = [(r, c) for r in rows for c in cols]
-        for i in range(0, len(origins), self._batch):
-            batch = origins[i : i + self._batch]
-            x = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in batch])
+        origins = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+        for k in range(0, len(origins), self._batch):
+            batch = origins[k : k + self._batch]
+            x = np.stack([padded[:, rows[i] : rows[i] + tile, cols[j] : cols[j] + tile]
+                          for i, j in batch])
             out = self._forward(torch.from_numpy(x))
-            for (r, c), p in zip(batch, out, strict=True):
-                acc[:, r : r + tile, c : c + tile] += p * self._window
-                weight[r : r + tile, c : c + tile] += self._window
-        return (acc / np.maximum(weight, 1e-6))[:, :h, :w]
+            for (i, j), p in zip(batch, out, strict=True):
+                weight = np.outer(row_w[i], col_w[j]).astype(np.float32)
+                acc[:, rows[i] : rows[i] + tile, cols[j] : cols[j] + tile] += p * weight
+        total = np.outer(row_total, col_total).astype(np.float32)
+        return (acc / total)[:, :h, :w]
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
         logits = self._engine(x)
         return torch.softmax(logits, dim=1).cpu().numpy()
-
-
-def _starts(size: int, tile: int, step: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
-    return starts
-
-
-def _blend_window(tile: int) -> np.ndarray:
-    ramp = np.minimum(np.arange(tile) + 0.5, tile - np.arange(tile) - 0.5) / (tile / 4)
-    one = np.clip(ramp, 0.05, 1.0).astype(np.float32)
-    return np.outer(one, one)
 
 
 def load_network_detector(

@@ -80,8 +80,54 @@ def test_custom_periods_need_two(tmp_path: Path) -> None:
 
 
 def test_overrides_beat_the_file(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, _minimal()), overrides={"alerts.min_area_ha": 2.5})
-    assert config.alerts.min_area_ha == 2.5
+    config = load_config(_write(tmp_path, _minimal()), overrides={"sites.min_area_ha": 2.5})
+    assert config.sites.min_area_ha == 2.5
+
+
+def test_deprecated_site_keys_are_read_into_sites_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The keys that moved into `sites` still work, say so, and keep the scan's identity."""
+    old = _minimal() | {
+        "detector": {"kind": "indices", "probability_threshold": 0.4},
+        "alerts": {"min_area_ha": 2.0, "simplify_m": 10.0},
+    }
+    new = _minimal() | {
+        "detector": {"kind": "indices"},
+        "sites": {"thresholds": {"mining": 0.4, "deforestation": 0.4}, "min_area_ha": 2.0,
+                  "simplify_m": 10.0},
+    }  # fmt: skip
+    with caplog.at_level("WARNING"):
+        legacy = load_config(_write(tmp_path, old))
+    for key, moved in (("detector.probability_threshold", "thresholds"),
+                       ("alerts.min_area_ha", "min_area_ha"), ("alerts.simplify_m", "simplify_m")):
+        assert f"{key} is deprecated; it is read as sites.{moved}" in caplog.text
+    current = load_config(_write(tmp_path, new))
+    assert legacy.sites == current.sites
+    assert legacy.sites.mask_options().thresholds == {"mining": 0.4, "deforestation": 0.4}
+    # A folder scanned with the old keys is the same scan with the new ones.
+    assert legacy.identity() == current.identity()
+    # Both at once is ambiguous: refused, naming both keys.
+    both = old | {"sites": {"min_area_ha": 1.0}}
+    with pytest.raises(ConfigError, match=r"alerts\.min_area_ha and sites\.min_area_ha are both"):
+        load_config(_write(tmp_path, both))
+
+
+@pytest.mark.parametrize(
+    ("sites", "match"),
+    [
+        ({"thresholds": {"gold": 0.5}}, "sites.thresholds.gold"),
+        ({"thresholds": {"mining": 1.5}}, "1.5"),
+        ({"thresholds": {"mining": 0.4}, "hysteresis_low": {"mining": 0.6}},
+         "hysteresis low 0.6 of mining is above its threshold 0.4"),
+        ({"opening_px": -1}, "sites.opening_px"),
+        ({"connectivity": 6}, "sites.connectivity"),
+        ({"min_area": 1}, "sites.min_area"),
+    ],
+)
+def test_sites_section_is_validated(tmp_path: Path, sites: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, _minimal() | {"sites": sites}))
 
 
 def test_package_path_unknown_package(tmp_path: Path) -> None:
@@ -93,7 +139,7 @@ def test_package_path_unknown_package(tmp_path: Path) -> None:
 
 def test_digest_changes_with_content(tmp_path: Path) -> None:
     a = load_config(_write(tmp_path, _minimal()))
-    b = load_config(_write(tmp_path, _minimal()), overrides={"alerts.min_area_ha": 3})
+    b = load_config(_write(tmp_path, _minimal()), overrides={"sites.min_area_ha": 3})
     assert a.digest() != b.digest()
     assert a.digest() == load_config(_write(tmp_path, _minimal())).digest()
 

@@ -158,3 +158,20 @@ def test_second_run_updates_incrementally(demo_run: tuple[Path, dict, object]) -
     assert hashlib.sha256(json.dumps(after).encode()).hexdigest() == hashlib.sha256(
         json.dumps(before).encode()
     ).hexdigest()
+
+
+def test_scan_and_predict_find_the_same_sites(
+    demo_run: tuple[Path, dict, object], tmp_path: Path
+) -> None:
+    """One rule from probabilities to sites (issue 17): the demo's last period, its chips'
+    composites as one scene through `minewatch predict --config configs/demo.yaml`, gives the
+    sites the scan found (same count, outlines within a pixel, areas within 1 %)."""
+    from tests.cli.site_rule import assert_same_sites, mosaic_composites
+
+    out, _, _ = demo_run
+    scene = mosaic_composites(out / "units", "2024Q3", tmp_path / "demo_2024Q3.tif")
+    config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    proc = _minewatch("predict", str(scene), "--config", str(config), "--out", "pred",
+                      cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_sites(out, "2024Q3", tmp_path / "pred", scene)

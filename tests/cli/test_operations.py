@@ -68,7 +68,7 @@ def test_backfill_with_since_updates_the_same_folder(reference: Path) -> None:
 def test_another_scans_folder_needs_overwrite(
     reference: Path, small_world: Path, tmp_path: Path
 ) -> None:
-    cfg = small_config(tmp_path, world=small_world, alerts__min_area_ha=2.0)
+    cfg = small_config(tmp_path, world=small_world, sites__min_area_ha=2.0)
     proc = minewatch("scan", str(cfg), "--out", str(reference), cwd=tmp_path)
     assert proc.returncode == 1
     assert "already holds results of another scan" in proc.stderr

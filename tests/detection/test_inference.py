@@ -30,8 +30,6 @@ from detection.inference import (
     UINT8_NODATA,
     InferenceOptions,
     _axis_lengths,
-    _axis_starts,
-    _axis_weights,
     _BlockReader,
     _Pyramid,
     _read_into,
@@ -42,6 +40,7 @@ from detection.inference import (
     scene_radiometry,
 )
 from minewatch.cli_predict import predict
+from models.blend import axis_starts, axis_weights
 from models.checkpoint import CheckpointMetadata, save_checkpoint
 from models.errors import BandMismatchError, ModelError
 from models.normalization import Normalization
@@ -134,11 +133,11 @@ def _opts(**kw: object) -> InferenceOptions:
 
 
 def test_blend_weights_sum_to_one_and_do_not_taper_scene_borders() -> None:
-    starts = _axis_starts(1000, 256, 224)
+    starts = axis_starts(1000, 256, 224)
     lengths = _axis_lengths(starts, 1000, 256, 16)
     assert starts == [0, 224, 448, 672, 896] and lengths == [256, 256, 256, 256, 112]
     assert starts[-1] + lengths[-1] >= 1000
-    weights, total = _axis_weights(starts, lengths, 32)
+    weights, total = axis_weights(starts, lengths, 32)
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
     assert weights[0][0] == 1.0 and weights[-1][-1] == 1.0
     assert weights[1][0] < 0.01 and weights[1][-1] < 0.01
@@ -213,8 +212,8 @@ def test_block_reader_reads_each_chunk_once_and_cuts_the_windows_a_window_read_g
                   blocksize=128, **profile)
     with rasterio.open(path) as src:
         rad = scene_radiometry(src, DEFAULT_BANDS)
-    starts = _axis_starts(700, 128, 96)
-    col_starts = _axis_starts(650, 128, 96)
+    starts = axis_starts(700, 128, 96)
+    col_starts = axis_starts(650, 128, 96)
     specs = [(r, c, 128, 128) for r in starts for c in col_starts]
     padded = (starts[-1] + 128, col_starts[-1] + 128)
     fill = 0
@@ -625,3 +624,56 @@ def test_predict_command_writes_probabilities_and_sites(
     with pytest.raises(click.ClickException, match="--overwrite"):
         group.main(args, standalone_mode=False)
     group.main([*args, "--overwrite"], standalone_mode=False)
+
+
+def test_predict_flags_and_a_scan_config_set_the_one_site_rule(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """`predict`'s site flags are the scan config's `sites` keys: `--config` reads the section,
+    a flag overrides one key, and the sites are those of the rule applied to the COG."""
+    from detection.masks import MaskOptions, sites_from_probabilities
+
+    scene = write_scene(tmp_path / "S2_scene.tif", _forest(160, 160))
+    group = click.Group()
+    group.add_command(predict)
+    base = ["predict", str(scene), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+            "--window-px", "128", "--overlap-px", "32", "--json"]
+
+    def run(out: str, *extra: str) -> list[dict]:
+        group.main([*base, "--out", str(tmp_path / out), *extra], standalone_mode=False)
+        path = tmp_path / out / "S2_scene_sites.geojson"
+        return json.loads(path.read_text())["features"]
+
+    run("first")
+    probs = read_probabilities(tmp_path / "first" / "S2_scene_probabilities.tif")
+    cut = round(float(np.nanquantile(probs[0], 0.8)), 3)  # a fifth of the pixels are "mining"
+    rule = {"thresholds": {"mining": cut}, "opening_px": 0, "closing_px": 2, "min_area_ha": 0.1,
+            "simplify_m": 0}  # fmt: skip
+    flagged = run("flags", "--threshold", f"mining={cut}", "--opening-px", "0", "--closing-px",
+                  "2", "--min-area-ha", "0.1", "--simplify-m", "0")  # fmt: skip
+    expected = sites_from_probabilities(
+        str(tmp_path / "flags" / "S2_scene_probabilities.tif"),
+        options=MaskOptions(thresholds={"mining": cut}, opening_px=0, closing_px=2,
+                            min_area_ha=0.1, simplify_m=None),
+    )  # fmt: skip
+    assert len(flagged) == len(expected) > 0
+    assert sorted(round(f["properties"]["area_ha"], 4) for f in flagged) == sorted(
+        round(a, 4) for a in expected["area_ha"]
+    )
+    config = tmp_path / "scan.yaml"
+    config.write_text(json.dumps({
+        "aoi": {"path": "package:aoi/data/munduruku.geojson", "kind": "indigenous_land"},
+        "source": {"kind": "local", "path": "scenes"},
+        "periods": {"kind": "quarter", "start": "2024-04-01", "end": "2024-09-30"},
+        "sites": rule,
+    }))  # fmt: skip
+    assert run("config", "--config", str(config)) == flagged
+    # a flag beats the config's key; a higher threshold finds less
+    stricter = run("override", "--config", str(config), "--threshold", f"mining={cut + 0.05}")
+    area = sum(f["properties"]["area_ha"] for f in flagged)
+    assert sum(f["properties"]["area_ha"] for f in stricter) < area
+    # bad values: one line naming the key
+    with pytest.raises(click.ClickException, match=r"sites\.thresholds\.gold"):
+        run("bad", "--threshold", "gold=0.5")
+    with pytest.raises(click.BadParameter, match="expected CLASS=P"):
+        run("bad2", "--threshold", "mining")

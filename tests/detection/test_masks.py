@@ -211,3 +211,47 @@ def test_empty_inputs_give_empty_tables(tmp_path: Path) -> None:
     assert len(merge_tile_sites([sites])) == 0
     with pytest.raises(DetectionError, match="cannot read"):
         sites_from_probabilities(str(tmp_path / "missing.tif"))
+
+
+def test_chips_with_hysteresis_give_the_sites_of_the_whole_raster(tmp_path: Path) -> None:
+    """The scan's path (each chip's masks and seeds, merged, finished) is the rule
+    `sites_from_probabilities` applies to the whole raster, hysteresis across a chip edge
+    included: a mine whose strong pixels are all on one chip is kept whole, one without any
+    strong pixel is dropped."""
+    import geopandas as gpd
+    import shapely
+
+    from aoi.grid import GridCell
+    from detection.masks import finish_sites
+    from detection.sites import merge_parts
+    from detection.units import chip_parts
+    from models.detector import Prediction
+
+    mining = np.zeros((64, 128), dtype=np.float32)
+    mining[20:40, 40:90] = 0.5  # crosses the chip edge at column 64 ...
+    mining[25:35, 42:50] = 0.9  # ... strong on the west chip only
+    mining[50:60, 100:120] = 0.6  # never strong
+    mining[5, 5] = 0.95  # a strong speck: the opening removes it
+    path = write_probabilities(tmp_path / "p.tif", mining)
+    options = MaskOptions(thresholds={"mining": 0.8, "deforestation": 0.8},
+                          hysteresis_low={"mining": 0.4}, min_area_ha=0.0, simplify_m=5.0)
+    whole = sites_from_probabilities(path, options=options)
+
+    crs = CRS.from_epsg(32721)
+    probs = np.stack([mining, np.zeros_like(mining)])
+    parts, seeds = [], []
+    for k in range(2):
+        cell = GridCell(f"21MVN_000{k}", crs, Affine(10.0, 0.0, X0 + 640 * k, 0.0, -10.0, Y0),
+                        64, 64)  # fmt: skip
+        chip = Prediction(("mining", "deforestation"), probs[:, :, 64 * k : 64 * (k + 1)].copy())
+        p, s = chip_parts(chip, cell, cell, options)
+        parts += [p] if p is not None else []
+        seeds += [s] if s is not None else []
+    assert len(parts) == 2 and len(seeds) == 1  # the mine's strong pixels: west chip only
+    sites = finish_sites(merge_parts(parts), options=options, strong=seeds)
+    assert len(sites) == len(whole) == 1
+    chips_site = gpd.GeoSeries(sites.geometry, crs=sites.crs).to_crs(crs).iloc[0]
+    assert abs(chips_site.area - whole.geometry.iloc[0].area) < 1.0  # m2
+    assert chips_site.hausdorff_distance(whole.geometry.iloc[0]) < 0.01
+    assert sites["area_ha"].iloc[0] == pytest.approx(whole["area_ha"].iloc[0], rel=1e-5)
+    assert shapely.box(X0 + 630, Y0 - 400, X0 + 650, Y0 - 200).intersects(chips_site)

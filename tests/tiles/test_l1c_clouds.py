@@ -416,8 +416,6 @@ def test_cloud_mask_in_the_unit_key_default_not_in_the_scan_identity() -> None:
         "method": "median",
         "masked_scl": (3, 8, 9),
         "dilation_px": 1,
-        "probability_threshold": 0.5,
-        "simplify_m": None,
         "model_sha256": "x",
     }
     keys = {m: UnitSettings(**base, cloud_mask=m).as_dict()["cloud_mask"] for m in ("auto", "scl")}
