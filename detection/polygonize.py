@@ -14,6 +14,7 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
+from aoi.geometry import WGS84, to_wgs84
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,9 @@ def simplify_metres(geoms: gpd.GeoSeries, tolerance_m: float) -> gpd.GeoSeries:
         return geoms.simplify(tolerance_m, preserve_topology=True)
     local = geoms.estimate_utm_crs()
     log.debug("simplify: %s is not metric; simplifying in %s", crs.to_string(), local.to_string())
-    return geoms.to_crs(local).simplify(tolerance_m, preserve_topology=True).to_crs(crs)
+    simplified = geoms.to_crs(local).simplify(tolerance_m, preserve_topology=True)
+    # Back to lon/lat through to_wgs84, which splits a site across +-180 again (RFC 7946).
+    return to_wgs84(simplified) if crs.equals(WGS84) else simplified.to_crs(crs)
 
 
 def _empty(crs: CRS) -> gpd.GeoDataFrame:
