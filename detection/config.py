@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aoi.admin import AdminConfig
 from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
+from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
 from detection.errors import ConfigError
 from detection.legal import LegalConfig
 from models.indices import IndexThresholds
@@ -96,11 +98,30 @@ class DetectorConfig(_Strict):
 
 
 class ConfidenceLevels(_Strict):
-    """Mean-probability thresholds of the ``confidence_level`` property."""
+    """Mean-probability thresholds of the ``confidence_level`` property, one per word of
+    :data:`detection.alerts.CONFIDENCE_LEVELS`. The keys of alert format 1.x (``low``, ``high``,
+    ``highest``) are read as ``probable``, ``likely``, ``very_likely``."""
 
-    low: float = Field(default=0.5, ge=0, le=1)
-    high: float = Field(default=0.7, ge=0, le=1)
-    highest: float = Field(default=0.9, ge=0, le=1)
+    probable: float = Field(default=0.5, ge=0, le=1)
+    likely: float = Field(default=0.7, ge=0, le=1)
+    very_likely: float = Field(default=0.9, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_words(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) & set(LEGACY_CONFIDENCE_LEVELS):
+            return {LEGACY_CONFIDENCE_LEVELS.get(k, k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConfidenceLevels:
+        values = [getattr(self, k) for k in CONFIDENCE_LEVELS]
+        if values != sorted(values):
+            raise ValueError(
+                f"thresholds {dict(zip(CONFIDENCE_LEVELS, values, strict=True))}: expected "
+                f"{' <= '.join(CONFIDENCE_LEVELS)}"
+            )
+        return self
 
 
 class AlertsConfig(_Strict):
@@ -129,6 +150,8 @@ class ScanConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     #: Legal status of each site: closed AOI kinds, the mining-title layer, extraction phases.
     legal: LegalConfig = Field(default_factory=LegalConfig)
+    #: Municipal boundaries (e.g. IBGE's mesh): each alert's municipality and state. None: none.
+    admin: AdminConfig | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def digest(self) -> str:
@@ -140,10 +163,12 @@ class ScanConfig(_Strict):
 
     def identity(self) -> str:
         """sha256 of what makes this the same scan: the config without ``periods``,
-        ``output``, ``grid.halo_px``, ``detector.backend`` and ``legal``. A scheduled scan moves its
-        periods forward and stays the same scan; the halo only changes how units are computed
-        (it is in their key), the backend how fast; the legal section only labels the alerts
-        (a newer title layer relabels them on the next run)."""
+        ``output``, ``grid.halo_px``, ``detector.backend``, ``legal`` and ``admin``. A scheduled
+        scan moves its periods forward and stays the same scan; the halo only changes how units
+        are computed (it is in their key), the backend how fast; the legal and admin sections
+        only label the alerts (a newer layer relabels them on the next run). The confidence
+        thresholds enter under the keys of format 1.x, so folders made before keep their
+        identity."""
         import hashlib
 
         exclude: dict[str, Any] = {
@@ -152,8 +177,12 @@ class ScanConfig(_Strict):
             "grid": {"halo_px"},
             "detector": {"backend"},
             "legal": True,
+            "admin": True,
         }
         data = self.model_dump(mode="json", exclude=exclude)
+        legacy = {v: k for k, v in LEGACY_CONFIDENCE_LEVELS.items()}
+        levels = data["alerts"]["confidence_levels"]
+        data["alerts"]["confidence_levels"] = {legacy[k]: v for k, v in levels.items()}
         if data["composite"].get("cloud_mask") == "auto":
             # The default since cloud_mask exists: output folders of scans made before keep
             # their identity (their units are recomputed, since the mask is in the unit key).
@@ -169,6 +198,7 @@ INPUT_KEYS = (
     ("source", "path"),
     ("source", "cache_dir"),
     ("legal", "titles", "path"),
+    ("admin", "layer"),
 )
 
 

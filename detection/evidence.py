@@ -100,6 +100,7 @@ def write_evidence(
     chip_px: int = 256,
     margin_m: float = 200.0,
     min_extent_m: float = 800.0,
+    scene_dates: Mapping[str, str] | None = None,
 ) -> gpd.GeoDataFrame:
     """Write before/after chips of every alert and fill its ``evidence`` column.
 
@@ -116,12 +117,13 @@ def write_evidence(
     * ``<side>_true_colour``, ``<side>_swir``: path relative to ``out_dir`` (POSIX ``/``), or
       ``None`` when no composite of that period covers the site (or no previous period);
     * ``<side>_period_start``, ``<side>_period_end``: the composite's period (from its tags);
-    * ``<side>_scene_ids``: the scenes in the composites used (tag ``SCENE_IDS``), sorted;
-    * ``<side>_scene_dates``: their acquisition dates (``YYYY-MM-DD``, from the scene ids);
     * ``<side>_observed_fraction``: share of the site's pixels with a clear observation;
 
-    plus ``bands`` (the band triplet of each rendering). Other keys already in ``evidence`` are
-    kept.
+    plus ``scenes``, the scenes in the composites used (tag ``SCENE_IDS``), each
+    ``{"id", "date", "role"}`` (``role`` ``before`` or ``after``; ``date`` the acquisition date
+    ``YYYY-MM-DD`` from ``scene_dates``, else from the id, else ``None``), before first, then by
+    date and id; and ``bands`` (the band triplet of each rendering). Other keys already in
+    ``evidence`` are kept.
 
     Args:
         alerts: one row per site with ``site_id`` and ``geometry`` (any CRS); other columns are
@@ -134,6 +136,9 @@ def write_evidence(
         chip_px: target chip size in pixels (the enlargement factor is an integer).
         margin_m: context around the site's bounds, metres.
         min_extent_m: smallest window side, metres.
+        scene_dates: acquisition date (``YYYY-MM-DD``) by scene id (the scan's scene list), for
+            ids :func:`scene_date` cannot read one from (a STAC item id such as
+            ``S2B_21MVN_20240408_0_L2A``).
 
     Returns:
         A copy of ``alerts`` with ``evidence`` filled.
@@ -195,6 +200,7 @@ def write_evidence(
                     chip_px=chip_px,
                     margin_m=margin_m,
                     min_extent_m=min_extent_m,
+                    dates=scene_dates or {},
                 )
             )
             evidence.append(record)
@@ -327,6 +333,7 @@ def _site_evidence(
     chip_px: int,
     margin_m: float,
     min_extent_m: float,
+    dates: Mapping[str, str],
 ) -> dict[str, Any]:
     """Render the four chips of one site; the evidence keys of that site."""
     record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
@@ -351,11 +358,12 @@ def _site_evidence(
     site_mask = _site_mask(site, transform, n)
 
     sides: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    scenes: list[dict[str, str | None]] = []
     for name, index in (("after", after), ("before", before)):
         used = list(_covering(index, window_4326))
-        record[f"{name}_scene_ids"] = sorted({s for c in used for s in c.scene_ids})
-        record[f"{name}_scene_dates"] = sorted(
-            {d for s in record[f"{name}_scene_ids"] if (d := scene_date(s)) is not None}
+        scenes.extend(
+            {"id": s, "date": dates.get(s) or scene_date(s), "role": name}
+            for s in sorted({s for c in used for s in c.scene_ids})
         )
         record[f"{name}_period_start"] = used[0].period_start if used else None
         record[f"{name}_period_end"] = used[0].period_end if used else None
@@ -371,6 +379,9 @@ def _site_evidence(
         sides[name] = (data, valid)
         seen = valid[site_mask].mean() if site_mask.any() else 0.0
         record[f"{name}_observed_fraction"] = round(float(seen), 4)
+    record["scenes"] = sorted(
+        scenes, key=lambda e: (e["role"] != "before", e["date"] or "", e["id"] or "")
+    )
 
     folder = out_dir / "evidence" / _SAFE_NAME.sub("_", sid)
     all_bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))

@@ -1,7 +1,7 @@
 <!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <!-- minewatch alerts: fill by alert_class (mining orange/red, deforestation yellow/green),
      outline by status (new red, expanding magenta, reactivated purple, stable/receding grey),
-     outline dashed for confidence_level low, label site_id, status and confidence level;
+     outline dashed for confidence_level probable (detection.alerts.CONFIDENCE_LEVELS[0]), label site_id, status and confidence level;
      review_status edited from a drop-down (unreviewed / confirmed / rejected). Stored in the GeoPackage layer_styles table. -->
 <qgis version="3.28.0-Firenze" styleCategories="Symbology|Labeling|Fields|Forms">
   <renderer-v2 type="categorizedSymbol" attr="alert_class" symbollevels="0" enableorderby="0" forceraster="0" referencescale="-1">
@@ -42,7 +42,7 @@
                 </Option>
                 <Option type="Map" name="outlineStyle">
                   <Option type="bool" name="active" value="true"/>
-                  <Option type="QString" name="expression" value="CASE WHEN &quot;confidence_level&quot; = 'low' THEN 'dash' ELSE 'solid' END"/>
+                  <Option type="QString" name="expression" value="CASE WHEN &quot;confidence_level&quot; = 'probable' THEN 'dash' ELSE 'solid' END"/>
                   <Option type="int" name="type" value="3"/>
                 </Option>
                 <Option type="Map" name="outlineWidth">
@@ -88,7 +88,7 @@
                 </Option>
                 <Option type="Map" name="outlineStyle">
                   <Option type="bool" name="active" value="true"/>
-                  <Option type="QString" name="expression" value="CASE WHEN &quot;confidence_level&quot; = 'low' THEN 'dash' ELSE 'solid' END"/>
+                  <Option type="QString" name="expression" value="CASE WHEN &quot;confidence_level&quot; = 'probable' THEN 'dash' ELSE 'solid' END"/>
                   <Option type="int" name="type" value="3"/>
                 </Option>
                 <Option type="Map" name="outlineWidth">

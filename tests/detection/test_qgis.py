@@ -78,7 +78,7 @@ def test_qgis_applies_the_stored_styles(alerts: gpd.GeoDataFrame, tmp_path: Path
         alerts=alerts,
         coverage=coverage,
         aois=aois,
-        thresholds={"low": 0.5, "high": 0.7, "highest": 0.9},
+        thresholds={"probable": 0.5, "likely": 0.7, "very_likely": 0.9},
     )
     runtime = tmp_path / "xdg"
     runtime.mkdir(mode=0o700)

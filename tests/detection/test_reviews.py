@@ -80,7 +80,7 @@ def gpkg(alerts: gpd.GeoDataFrame, tmp_path: Path) -> Path:
         alerts=alerts,
         coverage=coverage,
         aois=aois,
-        thresholds={"low": 0.5, "high": 0.7, "highest": 0.9},
+        thresholds={"probable": 0.5, "likely": 0.7, "very_likely": 0.9},
     )
     return path
 
@@ -145,7 +145,7 @@ def test_diff_reports_new_removed_changed(
     later = alerts.copy()
     later.loc[0, "status"] = "expanding"  # mw-m-00000002
     later.loc[0, "area_ha"] = 9.5
-    later.loc[2, "confidence"] = 0.95  # mw-m-00000003: low -> highest
+    later.loc[2, "confidence"] = 0.95  # mw-m-00000003: probable -> very_likely
     later = later.drop(index=1)  # mw-d-00000001 gone
     extra = alerts.iloc[[1]].assign(site_id="mw-d-0000000a")
     later = gpd.GeoDataFrame(
@@ -157,7 +157,7 @@ def test_diff_reports_new_removed_changed(
     assert diff.new == ["mw-d-0000000a"] and diff.removed == ["mw-d-00000001"]
     assert diff.changed == {
         "mw-m-00000002": {"status": ["new", "expanding"], "area_ha": [8.0, 9.5]},
-        "mw-m-00000003": {"confidence_level": ["low", "highest"]},
+        "mw-m-00000003": {"confidence_level": ["probable", "very_likely"]},
     }
     assert diff.unchanged == 0 and not diff.identical
     result = _cli("diff", str(a_path), str(b_path))
