@@ -14,7 +14,7 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from detection.alerts import build_feature_collection
+from detection.alerts import LEGACY_CONFIDENCE_LEVELS, build_feature_collection
 from detection.errors import DetectionError
 from detection.exports import write_geojson, write_geopackage
 from detection.reviews import (
@@ -177,6 +177,25 @@ def test_diff_of_the_same_alerts_as_geojson_and_geopackage_is_empty(
     write_geojson(as_json, build_feature_collection(alerts, metadata=metadata))
     diff = diff_alerts(read_alerts(as_json), read_alerts(gpkg))
     assert diff.changed == {} and diff.new == [] and diff.removed == []
+
+
+def test_diff_against_a_format_1_file_reads_its_confidence_words(
+    alerts: gpd.GeoDataFrame, metadata: dict, tmp_path: Path
+) -> None:
+    """A 1.0 alerts file said low/high/highest for the same bands: no change to report."""
+    new = tmp_path / "new.geojson"
+    write_geojson(new, build_feature_collection(alerts, metadata=metadata))
+    old_words = {v: k for k, v in LEGACY_CONFIDENCE_LEVELS.items()}
+    fc = json.loads(new.read_text(encoding="utf-8"))
+    for feature in fc["features"]:
+        feature["properties"]["confidence_level"] = old_words[
+            feature["properties"]["confidence_level"]
+        ]
+    old = tmp_path / "old.geojson"
+    old.write_text(json.dumps(fc), encoding="utf-8")
+    assert "highest" in old.read_text(encoding="utf-8")
+    diff = diff_alerts(read_alerts(old), read_alerts(new))
+    assert diff.changed == {} and diff.unchanged == len(alerts)
 
 
 def test_diff_sees_a_moved_outline(alerts: gpd.GeoDataFrame) -> None:
