@@ -175,17 +175,20 @@ def confidence_level(value: float, thresholds: Mapping[str, float]) -> str:
     return CONFIDENCE_LEVELS[0]
 
 
-def site_location(geom: Any) -> tuple[float, float]:
-    """``(lon, lat)`` of a site (EPSG:4326 geometry), rounded to 6 decimals: its centroid, or,
-    where the centroid falls outside the site (a ring, a crescent, parts apart), the point on
-    its surface, so the point always lies on the site."""
-    point = geom.centroid
-    if not geom.covers(point):
-        point = geom.point_on_surface()
-    return (
-        round(float(point.x), DECIMALS["lon"]) + 0.0,
-        round(float(point.y), DECIMALS["lat"]) + 0.0,
-    )
+def site_locations(geoms: Any) -> list[tuple[float, float]]:
+    """``(lon, lat)`` of each site (EPSG:4326 geometries), rounded to 6 decimals: its centroid,
+    or, where the centroid falls outside the site (a ring, a crescent, parts apart), the point
+    on its surface, so the point always lies on the site."""
+    arr = np.asarray(list(geoms), dtype=object)
+    if len(arr) == 0:
+        return []
+    points = shapely.centroid(arr)
+    off = ~shapely.covers(arr, points)
+    if off.any():
+        points[off] = shapely.point_on_surface(arr[off])
+    xs = np.round(shapely.get_x(points), DECIMALS["lon"]) + 0.0
+    ys = np.round(shapely.get_y(points), DECIMALS["lat"]) + 0.0
+    return [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)]
 
 
 def platforms_of(scene_ids: Any) -> list[str]:
@@ -284,6 +287,8 @@ def alert_records(
     order = sorted(range(len(ids)), key=ids.__getitem__)
     table = alerts.reset_index(drop=True)
     locations = _locations(table, ids)
+    # Columns a table may lack, read once (a pandas row lookup per site is slow).
+    optional = {c: table[c].tolist() for c in _OPTIONAL_COLUMNS if c in table.columns}
     records = []
     for i in order:
         row = table.iloc[i]
@@ -304,7 +309,8 @@ def alert_records(
         rec["first_detected"] = _date(row["first_detected"], "first_detected", sid)
         rec["last_detected"] = _date(row["last_detected"], "last_detected", sid)
         rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
-        rec |= _image_dates(row, rec["scene_ids"], sid)
+        extra = {c: values[i] for c, values in optional.items()}
+        rec |= _image_dates(extra, rec["scene_ids"], sid)
         for key in ("period_start", "period_end"):
             if key in table.columns and _present(row[key]):
                 rec[key] = _date(row[key], key, sid)
@@ -321,7 +327,7 @@ def alert_records(
             row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
         )
         rec["lon"], rec["lat"] = locations[i]
-        rec |= _places(row, rec["aoi_id"], sid)
+        rec |= _places(extra, rec["aoi_id"], sid)
         status = row["legal_status"] if "legal_status" in table.columns else None
         rec["legal_status"] = (
             _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
@@ -332,7 +338,7 @@ def alert_records(
         rec["satellite"] = SATELLITE
         rec["platforms"] = platforms_of(rec["scene_ids"])
         rec["sensor"] = SENSOR
-        level = row["processing_level"] if "processing_level" in table.columns else None
+        level = extra.get("processing_level")
         rec["processing_level"] = (
             _string(level, "processing_level", sid)
             if _present(level)
@@ -363,15 +369,25 @@ def _locations(table: pd.DataFrame, ids: list[str]) -> list[tuple[float, float]]
             "pass the GeoDataFrame (EPSG:4326) or add lon and lat"
         )
     geoms = table.geometry.to_crs(4326) if table.crs != CRS.from_epsg(4326) else table.geometry
-    out = []
     for geom, sid in zip(geoms, ids, strict=True):
         if geom is None or geom.is_empty:
             raise DetectionError(f"alert {sid}: empty geometry")
-        out.append(site_location(geom))
-    return out
+    return site_locations(geoms)
 
 
-def _image_dates(row: pd.Series, scene_ids: list[str], sid: str) -> dict[str, str | None]:
+#: Columns of the alerts table read when present (a scan writes them all).
+_OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "first_image_date",
+    "last_image_date",
+    "aoi_areas",
+    "municipality",
+    "state",
+    "municipalities",
+    "processing_level",
+)
+
+
+def _image_dates(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict[str, str | None]:
     """``first_image_date`` / ``last_image_date`` from their columns, else the earliest and
     latest acquisition named by ``scene_ids``; ``None`` when neither says (no scene)."""
     dates = sorted(d for s in scene_ids if (d := scene_date(s)) is not None)
@@ -380,7 +396,7 @@ def _image_dates(row: pd.Series, scene_ids: list[str], sid: str) -> dict[str, st
         ("first_image_date", dates[0] if dates else None),
         ("last_image_date", dates[-1] if dates else None),
     ):
-        value = row[key] if key in row.index else None
+        value = row.get(key)
         out[key] = _date(value, key, sid) if _present(value) else fallback
     first, last = out["first_image_date"], out["last_image_date"]
     if first is not None and last is not None and first > last:
@@ -390,13 +406,13 @@ def _image_dates(row: pd.Series, scene_ids: list[str], sid: str) -> dict[str, st
     return out
 
 
-def _places(row: pd.Series, aoi_id: str, sid: str) -> dict[str, Any]:
+def _places(row: Mapping[str, Any], aoi_id: str, sid: str) -> dict[str, Any]:
     """``aoi_area_ha`` / ``aoi_areas`` and ``municipality`` / ``state`` / ``municipalities``
     (:func:`detection.context.attribute_aois`, :func:`detection.admin.assign_admin`)."""
     areas = _object_list(row.get("aoi_areas"), "aoi_areas", sid, ("aoi_id", "aoi_name"))
     inside = [a["area_ha"] for a in areas if a["aoi_id"] == aoi_id]
     out: dict[str, Any] = {
-        "aoi_area_ha": inside[0] if inside else (0.0 if "aoi_areas" in row.index else None),
+        "aoi_area_ha": inside[0] if inside else (0.0 if "aoi_areas" in row else None),
         "aoi_areas": areas,
     }
     for key in ("municipality", "state"):

@@ -33,7 +33,7 @@ from detection.alerts import (
     SENSOR,
     build_feature_collection,
     platforms_of,
-    site_location,
+    site_locations,
 )
 from detection.config import ScanConfig
 from detection.context import attribute_admin, attribute_aois
@@ -731,7 +731,7 @@ def _finish_alerts(
     )
     alerts["sensor"] = SENSOR
     alerts["processing_level"] = level
-    located = [site_location(g) for g in alerts.geometry.to_crs(4326)]
+    located = site_locations(alerts.geometry.to_crs(4326))
     alerts["lon"] = [x for x, _ in located]
     alerts["lat"] = [y for _, y in located]
     if "evidence" not in alerts:
