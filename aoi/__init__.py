@@ -32,6 +32,7 @@ from aoi.geometry import (
     repair_geometry,
     split_antimeridian,
     to_equal_area,
+    to_wgs84,
     utm_crs_for,
     utm_zone_for,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "resolve_path",
     "split_antimeridian",
     "to_equal_area",
+    "to_wgs84",
     "utm_crs_for",
     "utm_zone_for",
 ]

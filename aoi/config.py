@@ -64,6 +64,14 @@ CONVENTIONS: tuple[Convention, ...] = (
 )
 """Built-in field conventions, in the order ``auto`` tries them."""
 
+PLAIN_ID_FIELDS: tuple[str, ...] = ("id",)
+"""Fields taken as the id of a layer that matches no convention (a hand-made layer), in order,
+when ``id_field`` is not set; used only when every feature has a distinct value."""
+
+PLAIN_NAME_FIELDS: tuple[str, ...] = ("name", "nome", "nombre")
+"""Fields taken as the name of a layer that matches no convention, in order, when
+``name_field`` is not set."""
+
 
 def convention_named(name: str) -> Convention | None:
     """The built-in convention called ``name``; None for ``custom`` (and ``auto``).

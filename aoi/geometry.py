@@ -419,6 +419,27 @@ def buffer_aoi(aois: gpd.GeoDataFrame, distance_m: float) -> gpd.GeoDataFrame:
     return out
 
 
+def to_wgs84(frame: G) -> G:
+    """Reproject projected geometries to lon/lat (EPSG:4326), splitting those that cross ±180
+    as RFC 7946 asks (3.1.9): a site in UTM zone 60 or 1 across the antimeridian becomes a
+    MultiPolygon, not an invalid polygon around the globe."""
+    out = frame.to_crs(WGS84)
+    if out.empty:
+        return out
+    minx, _, maxx, _ = out.total_bounds
+    if maxx - minx <= 180.0:  # nothing can jump across ±180
+        return out
+    split = gpd.GeoSeries(
+        [split_antimeridian(g) if g is not None else g for g in out.geometry],
+        index=out.index,
+        crs=out.crs,
+    )
+    if isinstance(out, gpd.GeoSeries):
+        return split
+    out[out.geometry.name] = split
+    return out
+
+
 def to_equal_area(frame: G) -> G:
     """Reproject lon/lat geometries to the equal-area CRS used for areas (EPSG:6933).
 

@@ -372,8 +372,16 @@ def make_grid(
 
 def cell_footprint(cell: GridCell) -> BaseGeometry:
     """A chip's outline in lon/lat (EPSG:4326), densified, split at ±180 if it crosses."""
-    to_lonlat = Transformer.from_crs(cell.crs.to_wkt(), WGS84, always_xy=True)
-    outline = shapely.segmentize(box(*cell.bounds), DENSIFY_M)
+    return bounds_footprint(cell.crs, cell.bounds)
+
+
+def bounds_footprint(crs: CRS, bounds: Sequence[float]) -> BaseGeometry:
+    """The outline of projected ``bounds`` (left, bottom, right, top in ``crs``) in lon/lat
+    (EPSG:4326), densified, split at ±180 if it crosses (RFC 7946 3.1.9): a Sentinel-2 tile of
+    UTM zone 60 or 1 that spans the antimeridian becomes two parts, not a band around the globe.
+    """
+    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs).to_wkt(), WGS84, always_xy=True)
+    outline = shapely.segmentize(box(*bounds), DENSIFY_M)
     lonlat = shapely.transform(outline, lambda xy: np.column_stack(to_lonlat.transform(*xy.T)))
     return split_antimeridian(lonlat)
 

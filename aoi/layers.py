@@ -23,6 +23,8 @@ from shapely.geometry.base import BaseGeometry
 from aoi.config import (
     CONVENTIONS,
     OTHER,
+    PLAIN_ID_FIELDS,
+    PLAIN_NAME_FIELDS,
     AOIConfig,
     Convention,
     ConventionName,
@@ -108,6 +110,30 @@ def _find_field(name: str, fields: list[str]) -> str | None:
     return None
 
 
+def _first_field(names: tuple[str, ...], fields: list[str]) -> str | None:
+    """The first of ``names`` present in ``fields`` (case-insensitively), if any."""
+    for name in names:
+        found = _find_field(name, fields)
+        if found is not None:
+            log.info(
+                "field %r taken as the %s field (no convention matched)",
+                found,
+                "id" if names == PLAIN_ID_FIELDS else "name",
+            )
+            return found
+    return None
+
+
+def _usable_plain_ids(ids: list[str | None], names: list[str | None]) -> bool:
+    """A plain ``id`` field found without a setting is used when every feature has a value and
+    features sharing one also share their name (the parts of one area)."""
+    seen: dict[str, str | None] = {}
+    for aoi_id, name in zip(ids, names, strict=True):
+        if aoi_id is None or seen.setdefault(aoi_id, name) != name:
+            return False
+    return True
+
+
 def _detect_convention(fields: list[str]) -> Convention | None:
     for convention in CONVENTIONS:
         if all(_find_field(f, fields) for f in convention.detect):
@@ -150,6 +176,14 @@ class _Fields:
                              "id_field")
         self.name_field = pick(config.name_field, convention.name_field if convention else None,
                                "name_field")
+        #: the id field is a plain ``id`` found without a setting (checked for unique values)
+        self.plain_id = False
+        if convention is None:
+            if self.id_field is None:
+                self.id_field = _first_field(PLAIN_ID_FIELDS, fields)
+                self.plain_id = self.id_field is not None
+            if self.name_field is None:
+                self.name_field = _first_field(PLAIN_NAME_FIELDS, fields)
         self.kind_field: str | None = None
         if config.kind_field is not None:
             self.kind_field = pick(config.kind_field, None, "kind_field")
@@ -395,6 +429,15 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
         )
 
     ids = _values(frame, resolved.id_field)
+    names = _values(frame, resolved.name_field)
+    if resolved.plain_id and not _usable_plain_ids(ids, names):
+        log.warning(
+            "%s: field %r is not a complete id (empty values, or one value for differently "
+            "named areas); AOIs are named by feature number instead; set `id_field` to use it "
+            "anyway",
+            path, resolved.id_field,
+        )
+        resolved.id_field = None
     if resolved.id_field is None:
         ids = [f"{Path(str(path)).stem}-{fid}" for fid in frame.index]
         log.warning(
@@ -410,7 +453,6 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
             "in or set `id_field` to a complete field"
         )
     aoi_ids = [str(v) for v in ids]
-    names = _values(frame, resolved.name_field)
     unnamed = sum(n is None for n in names)
     if unnamed:
         log.warning(

@@ -162,7 +162,7 @@ def _write_cog(path: Path, band: np.ndarray, profile: dict, detector: AmwDetecto
                 dst.update_tags(
                     MODEL_NAME=meta.name,
                     MODEL_VERSION=meta.version,
-                    MODEL_SHA256=meta.weights_sha256,
+                    MODEL_SHA256=meta.sha256,
                     CLASSES="mining",
                     AMW_STRIDE_PX=str(detector.stride_px),
                     **({TAG_THRESHOLDS: json.dumps(thresholds)} if thresholds else {}),

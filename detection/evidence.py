@@ -30,11 +30,13 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 from pyproj import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from detection.errors import DetectionError
+from tiles.files import atomic_path
 from tiles.periods import Period
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,12 @@ RENDERINGS: Mapping[str, tuple[str, str, str]] = {
     "true_colour": ("B04", "B03", "B02"),
     "swir": ("B12", "B08", "B04"),
 }
+
+#: What each rendering is called in captions.
+RENDERING_TITLES: Mapping[str, str] = {"true_colour": "true colour", "swir": "SWIR false colour"}
+
+#: Lengths a scale bar may have, metres (the longest that fits in 40 % of the chip is drawn).
+SCALE_BAR_STEPS_M: tuple[int, ...] = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 
 #: Colour of the site outline drawn on every chip (RGB).
 OUTLINE_RGB: tuple[int, int, int] = (255, 255, 0)
@@ -110,7 +118,12 @@ def write_evidence(
     composites' resolution, mosaicked from every composite of the period that covers it (a site
     across chips or UTM zones included), enlarged by an integer factor to about ``chip_px``
     pixels (nearest neighbour: one Sentinel-2 pixel stays one visible block), with the site's
-    outline drawn in :data:`OUTLINE_RGB`.
+    outline drawn in :data:`OUTLINE_RGB`. Below the image a caption names the site, the side and
+    its period, the acquisition dates of the images, the band combination, and draws a scale
+    bar (:func:`captioned_png`); the same text is in the PNG's ``Title``/``Description`` text
+    chunks. Beside each PNG a GeoTIFF of the same name (``.tif``) holds the same pixels at the
+    composites' resolution, georeferenced (uint8 RGB, unobserved pixels masked), to lay over
+    the alerts in a GIS. Files are written atomically.
 
     ``evidence`` becomes a dict (JSON-ready) with, for ``side`` in ``before``/``after``:
 
@@ -358,9 +371,11 @@ def _site_evidence(
     site_mask = _site_mask(site, transform, n)
 
     sides: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    side_composites: dict[str, list[_Composite]] = {}
     scenes: list[dict[str, str | None]] = []
     for name, index in (("after", after), ("before", before)):
         used = list(_covering(index, window_4326))
+        side_composites[name] = used
         scenes.extend(
             {"id": s, "date": dates.get(s) or scene_date(s), "role": name}
             for s in sorted({s for c in used for s in c.scene_ids})
@@ -403,11 +418,159 @@ def _site_evidence(
                 (n * scale, n * scale), Image.Resampling.NEAREST
             )
             _draw_outline(image, site, transform, scale)
-            folder.mkdir(parents=True, exist_ok=True)
+            used = side_composites[name]
+            lines = caption_lines(
+                sid,
+                name,
+                rendering,
+                period_start=used[0].period_start,
+                period_end=used[0].period_end,
+                scene_ids=sorted({s for c in used for s in c.scene_ids}),
+            )
             path = folder / f"{key}.png"
-            image.save(path, format="PNG")
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(captioned_png(image, lines, metres_per_px=res / scale))
+            tags = {
+                "SITE_ID": sid,
+                "SIDE": name,
+                "RENDERING": rendering,
+                "PERIOD_START": used[0].period_start,
+                "PERIOD_END": used[0].period_end,
+                "SCENE_IDS": ",".join(sorted({s for c in used for s in c.scene_ids})),
+                "CAPTION": " | ".join(lines),
+            }
+            _write_rgb_geotiff(
+                path.with_suffix(".tif"), rgb, valid, transform, crs, bands=triplet, tags=tags
+            )
             record[key] = path.relative_to(out_dir).as_posix()
     return record
+
+
+def caption_lines(
+    site_id: str,
+    side: str,
+    rendering: str,
+    *,
+    period_start: str | None,
+    period_end: str | None,
+    scene_ids: Sequence[str],
+) -> list[str]:
+    """The caption of one chip: site, side and period, image dates, band combination.
+
+    Args:
+        site_id: the alert's ``site_id``.
+        side: ``before`` or ``after``.
+        rendering: a key of :data:`RENDERINGS`.
+        period_start, period_end: the composite's period (ISO dates).
+        scene_ids: the scenes in the composite (their dates are read from the ids).
+
+    Returns:
+        Lines of text (long ones are wrapped by :func:`captioned_png`).
+    """
+    dates = sorted({d for s in scene_ids if (d := scene_date(s)) is not None})
+    bands = RENDERINGS[rendering]
+    count = f"{len(scene_ids)} scene{'s' if len(scene_ids) != 1 else ''}"
+    return [
+        f"site {site_id}",
+        f"{side.upper()}: composite of {period_start}..{period_end}",
+        f"images of {', '.join(dates) if dates else 'unknown dates'} ({count})",
+        f"{RENDERING_TITLES.get(rendering, rendering)}: R {bands[0]}, G {bands[1]}, B {bands[2]}",
+    ]
+
+
+def captioned_png(image: Image.Image, lines: Sequence[str], *, metres_per_px: float) -> bytes:
+    """``image`` with ``lines`` of text and a scale bar below it, as PNG bytes.
+
+    The scale bar is the longest of :data:`SCALE_BAR_STEPS_M` that fits in 40 % of the image's
+    width, drawn black, labelled in m or km. The text also goes into the PNG's ``Title`` (first
+    line) and ``Description`` chunks, with ``scale_bar_m`` and ``metres_per_pixel``. The same
+    inputs give the same bytes.
+
+    Args:
+        image: the chip (RGB).
+        lines: caption text; lines wider than the image are wrapped at spaces.
+        metres_per_px: ground size of one pixel of ``image``, metres.
+
+    Raises:
+        DetectionError: ``metres_per_px`` is not positive.
+    """
+    if not metres_per_px > 0:
+        raise DetectionError(f"captioned_png: metres_per_px {metres_per_px!r}; expected > 0")
+    font = ImageFont.load_default()
+    wrapped = [part for line in lines for part in _wrap(line, font, image.width - 8)]
+    line_h, bar_h = 14, 16
+    text_bottom = image.height + 3 + line_h * len(wrapped)
+    canvas = Image.new("RGB", (image.width, text_bottom + bar_h + 4), "white")
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(wrapped):
+        draw.text((4, image.height + 3 + i * line_h), text, fill=(0, 0, 0), font=font)
+    fits = [m for m in SCALE_BAR_STEPS_M if m / metres_per_px <= 0.4 * image.width]
+    bar_m = fits[-1] if fits else SCALE_BAR_STEPS_M[0]
+    bar_px = max(1, round(bar_m / metres_per_px))
+    top = text_bottom + 4
+    draw.rectangle((4, top + 4, 4 + bar_px - 1, top + 8), fill=(0, 0, 0))
+    for x in (4, 4 + bar_px - 1):  # end ticks
+        draw.line((x, top, x, top + 8), fill=(0, 0, 0))
+    label = f"{bar_m // 1000} km" if bar_m >= 1000 else f"{bar_m} m"
+    draw.text((4 + bar_px + 6, top), label, fill=(0, 0, 0), font=font)
+    info = PngInfo()
+    info.add_text("Title", lines[0] if lines else "")
+    info.add_text("Description", "\n".join(lines))
+    info.add_text("Software", "minewatch")
+    info.add_text("scale_bar_m", str(bar_m))
+    info.add_text("metres_per_pixel", f"{metres_per_px:g}")
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def _wrap(text: str, font: Any, width: float) -> list[str]:
+    """``text`` split at spaces into lines no wider than ``width`` (a longer word stays whole)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        trial = f"{current} {word}" if current else word
+        if current and font.getlength(trial) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    return [*lines, current]
+
+
+def _write_rgb_geotiff(
+    path: Path,
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    transform: Affine,
+    crs: CRS,
+    *,
+    bands: Sequence[str],
+    tags: Mapping[str, str | None],
+) -> None:
+    """Write ``(H, W, 3)`` uint8 RGB as a georeferenced GeoTIFF, atomically: band descriptions
+    name the Sentinel-2 band behind each channel, pixels outside ``valid`` are masked."""
+    profile = {
+        "driver": "GTiff",
+        "width": rgb.shape[1],
+        "height": rgb.shape[0],
+        "count": 3,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": transform,
+        "photometric": "RGB",
+        "compress": "deflate",
+    }
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        atomic_path(path) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,  # closed before the rename
+    ):
+        dst.write(np.moveaxis(rgb, -1, 0))
+        dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+        dst.descriptions = tuple(bands)
+        dst.update_tags(**{k: v for k, v in tags.items() if v is not None})
 
 
 def _covering(index: Sequence[_Composite], geom: shapely.Geometry) -> Iterator[_Composite]:

@@ -15,7 +15,6 @@ import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -29,6 +28,7 @@ from pyproj import CRS
 from detection.alerts import REVIEW_STATUSES, alert_records, confidence_level
 from detection.errors import DetectionError
 from detection.legal import legal_columns, statuses_of
+from detection.qml import STYLE_FILES, style_qml
 from tiles.files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "review_status",
 )
 
+#: Encoding of the CSV summary: UTF-8 with a byte-order mark, so a spreadsheet (Excel, LibreOffice
+#: in a pt-BR or es locale) reads accented reserve names as UTF-8 rather than its ANSI code page.
+#: Read it back with ``encoding="utf-8-sig"``.
+SUMMARY_ENCODING = "utf-8-sig"
+
 #: Values of the coverage layer's ``status`` (what its style and the review page draw).
 COVERAGE_STATUSES: tuple[str, ...] = (
     "observed",
@@ -77,10 +82,14 @@ COVERAGE_STATUSES: tuple[str, ...] = (
     "failed",
 )
 
-#: Layers of the GeoPackage and the QML style stored for each (``detection/styles``).
-STYLED_LAYERS: Mapping[str, str] = MappingProxyType(
-    {"alerts": "alerts.qml", "coverage": "coverage.qml"}
-)
+#: Columns written as GeoPackage ``DATE`` fields even when empty; any other column is one when
+#: every value is a date (``YYYY-MM-DD`` text or a ``date``).
+DATE_COLUMNS: tuple[str, ...] = ("first_detected", "last_detected", "period_start", "period_end")
+
+#: GeoPackage version written: 1.4 (GDAL >= 3.7's default) makes GDAL 3.6, the one QGIS 3.22 on
+#: Debian 12 uses, warn on every open.
+GPKG_VERSION = "1.2"
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
 
 _LAYER_STYLES_DDL = (
     "CREATE TABLE IF NOT EXISTS layer_styles ("
@@ -139,9 +148,11 @@ def write_geopackage(
 
     Layers ``alerts``, ``coverage``, ``aois`` and, when given, ``sites_history`` and ``titles``
     (the mining titles the legal status was judged against), all in
-    ``EPSG:4326`` as multi-polygons. List and dict values become JSON strings, dates ISO strings.
-    The QML styles of :data:`STYLED_LAYERS` go into the QGIS ``layer_styles`` table as each
-    layer's default style, so the file opens styled in QGIS.
+    ``EPSG:4326`` as multi-polygons, in a GeoPackage of version :data:`GPKG_VERSION`. List and
+    dict values become JSON strings; dates (:data:`DATE_COLUMNS` and any column of dates only)
+    become ``DATE`` fields, datetimes ``DATETIME``. The QML styles of
+    :data:`detection.qml.STYLE_FILES` go into the QGIS ``layer_styles`` table as each layer's
+    default style, so the file opens styled in QGIS, legend included.
 
     Args:
         path: the target file (``alerts.gpkg``).
@@ -184,14 +195,7 @@ def write_geopackage(
         work = tmp.with_name(tmp.name + ".gpkg")
         for name, frame in prepared.items():
             try:
-                pyogrio.write_dataframe(
-                    frame,
-                    work,
-                    layer=name,
-                    driver="GPKG",
-                    promote_to_multi=True,
-                    geometry_type="MultiPolygon" if frame.empty else None,
-                )
+                _write_layer(work, name, frame)
             except Exception as exc:
                 raise DetectionError(f"write_geopackage {path}: layer {name!r}: {exc}") from exc
         try:
@@ -210,7 +214,8 @@ def write_summary_csv(
 ) -> None:
     """Write one CSV row per site with the columns of :data:`SUMMARY_COLUMNS`, sorted by id.
 
-    Values are validated and rounded exactly as in the GeoJSON.
+    Values are validated and rounded exactly as in the GeoJSON. The file is UTF-8 with a
+    byte-order mark (:data:`SUMMARY_ENCODING`), so spreadsheets decode accented names.
 
     Args:
         path: the target file (``summary.csv``).
@@ -244,7 +249,8 @@ def write_summary_csv(
     for rec in records:
         row = {**rec, **legal_columns(rec), "platforms": ";".join(rec.get("platforms") or [])}
         writer.writerow(["" if row.get(c) is None else row[c] for c in SUMMARY_COLUMNS])
-    write_text_atomic(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding=SUMMARY_ENCODING)
     log.info("wrote %s (%d sites)", path, len(records))
 
 
@@ -288,7 +294,8 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
 
     One Placemark per site, named by ``site_id``, styled by ``alert_class`` (mining orange,
     deforestation yellow-green, as in QGIS), with the main properties in its description and
-    in ``ExtendedData``; coordinates are the GeoJSON's lon/lat. Everything is written through
+    in ``ExtendedData`` and a ``TimeSpan`` from ``first_detected`` to ``last_detected`` (Google
+    Earth's time slider); coordinates are the GeoJSON's lon/lat. Everything is written through
     an XML serializer, so text from the data is escaped.
 
     Args:
@@ -347,6 +354,7 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
             "description",
             "\n".join(f"{k}: {props.get(k)}" for k in KML_FIELDS if props.get(k) is not None),
         )
+        _kml_time_span(placemark, props, sub)
         cls = str(props.get("alert_class"))
         if cls in _KML_COLOURS:
             sub(placemark, "styleUrl", f"#{cls}")
@@ -363,22 +371,6 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     log.info("wrote %s (%d placemarks)", path, len(fc["features"]))
-
-
-def style_qml(layer: str) -> str:
-    """The QML style shipped for ``layer`` (``alerts`` or ``coverage``).
-
-    Raises:
-        DetectionError: no style is shipped for ``layer``.
-    """
-    if layer not in STYLED_LAYERS:
-        raise DetectionError(f"no QGIS style for layer {layer!r}; styled: {list(STYLED_LAYERS)}")
-    return (
-        resources.files("detection")
-        .joinpath("styles")
-        .joinpath(STYLED_LAYERS[layer])
-        .read_text(encoding="utf-8")
-    )
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -424,6 +416,23 @@ def _kml_id(site_id: str) -> str:
     return clean if clean[:1].isalpha() or clean[:1] == "_" else f"_{clean}"
 
 
+#: Properties giving a placemark's ``TimeSpan``: ``begin`` and ``end``.
+KML_TIME_SPAN: tuple[str, str] = ("first_detected", "last_detected")
+
+
+def _kml_time_span(placemark: ET.Element, props: Mapping[str, Any], sub: Any) -> None:
+    """A ``TimeSpan`` from the first to the last detection, so Google Earth's time slider shows
+    each site from when it was first seen (KML 2.2 puts it after ``description``)."""
+    begin, end = (props.get(key) for key in KML_TIME_SPAN)
+    if begin is None and end is None:
+        return
+    span = sub(placemark, "TimeSpan")
+    if begin is not None:
+        sub(span, "begin", str(begin))
+    if end is not None:
+        sub(span, "end", str(end))
+
+
 def _kml_geometry(
     placemark: ET.Element, geometry: Any, sid: str, sub: Any, path: str | Path
 ) -> None:
@@ -453,7 +462,7 @@ def _kml_geometry(
 
 
 def _prepare_layer(frame: gpd.GeoDataFrame, name: str, path: str | Path) -> gpd.GeoDataFrame:
-    """A copy in EPSG:4326 whose list/dict/date values are JSON/ISO strings."""
+    """A copy in EPSG:4326: list/dict values as JSON, dates as ISO text, datetimes as UTC."""
     if frame.crs is None:
         raise DetectionError(f"write_geopackage {path}: layer {name!r} has no CRS")
     out = frame.copy()
@@ -464,8 +473,11 @@ def _prepare_layer(frame: gpd.GeoDataFrame, name: str, path: str | Path) -> gpd.
         if col == geometry:
             continue
         series = out[col]
-        if series.dtype == object:
-            out[col] = [_plain(v) for v in series]
+        present = series.dropna()
+        if len(present) and all(isinstance(v, dt.datetime) for v in present):
+            out[col] = pd.to_datetime(series, utc=True)  # naive ones taken as UTC
+        elif series.dtype == object:
+            out[col] = pd.Series([_plain(v) for v in series], index=out.index, dtype=object)
     return out
 
 
@@ -493,6 +505,66 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _write_layer(gpkg: Path, name: str, frame: gpd.GeoDataFrame) -> None:
+    """Write one layer (EPSG:4326) with pyogrio's raw writer, which can write ``DATE`` fields.
+
+    ``pyogrio.write_dataframe`` writes a date as text or as a ``DATETIME`` at midnight.
+    """
+    geometry = frame.geometry.name
+    fields = [str(c) for c in frame.columns if c != geometry]
+    values = [_field_values(c, frame[c]) for c in fields]
+    first = not gpkg.exists()
+    pyogrio.raw.write(
+        gpkg,
+        frame.geometry.to_wkb().to_numpy(dtype=object),
+        [v for v, _ in values],
+        fields,
+        field_mask=[m for _, m in values],
+        layer=name,
+        driver="GPKG",
+        geometry_type="MultiPolygon",
+        promote_to_multi=True,
+        crs="EPSG:4326",
+        dataset_options={"VERSION": GPKG_VERSION} if first else None,
+    )
+
+
+def _field_values(name: str, col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """One column as pyogrio's raw writer takes it: values and a null mask (or ``None``)."""
+    dates = _dates(col, named=name in DATE_COLUMNS)
+    if dates is not None:
+        return dates, None
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+    kind = col.dtype.kind
+    numpy_dtype = str(getattr(col.dtype, "numpy_dtype", col.dtype))  # nullable Int64, boolean...
+    if kind in "biu":
+        mask = col.isna().to_numpy() if col.hasnans else None
+        return col.to_numpy(dtype=numpy_dtype, na_value=0), mask
+    if kind in "fM":
+        return col.to_numpy(dtype=numpy_dtype), None
+    return col.to_numpy(dtype=object), (col.isna().to_numpy() if col.hasnans else None)
+
+
+def _dates(col: pd.Series, *, named: bool) -> np.ndarray | None:
+    """``col`` as ``datetime64[D]`` (NaT where missing) when it holds dates only, else ``None``.
+
+    Dates are ``YYYY-MM-DD`` text here (:func:`_plain`). A column of missing values only is a
+    date column when ``named``.
+    """
+    present = col.dropna()
+    if len(present) == 0:
+        return np.full(len(col), np.datetime64("NaT"), dtype="datetime64[D]") if named else None
+    if pd.api.types.infer_dtype(present, skipna=False) != "string":
+        return None
+    if not present.astype(str).str.fullmatch(_ISO_DATE).all():
+        return None
+    days = pd.to_datetime(col, format="%Y-%m-%d", errors="coerce")
+    if days.notna().sum() != len(present):  # 2024-13-45
+        return None
+    return days.to_numpy().astype("datetime64[D]")
+
+
 def _write_styles(gpkg: Path) -> None:
     """Create QGIS's ``layer_styles`` table and store each styled layer's QML as its default."""
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -506,12 +578,11 @@ def _write_styles(gpkg: Path) -> None:
                 "'QGIS layer styles', ?)",
                 (now,),
             )
-            for layer in STYLED_LAYERS:
-                row = con.execute(
-                    "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)
-                ).fetchone()
-                if row is None:
-                    raise sqlite3.OperationalError(f"layer {layer!r} missing from the GeoPackage")
+            for layer, column in con.execute(
+                "SELECT table_name, column_name FROM gpkg_geometry_columns ORDER BY table_name"
+            ).fetchall():
+                if layer not in STYLE_FILES:
+                    continue
                 con.execute(
                     "DELETE FROM layer_styles WHERE f_table_name = ? AND styleName = ?",
                     (layer, f"minewatch {layer}"),
@@ -522,7 +593,7 @@ def _write_styles(gpkg: Path) -> None:
                     "owner, ui, update_time) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', NULL, ?)",
                     (
                         layer,
-                        row[0],
+                        column,
                         f"minewatch {layer}",
                         style_qml(layer),
                         f"minewatch default style for {layer}",

@@ -322,7 +322,7 @@ def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> C
         return model
     if model is None:
         return load_checkpoint(
-            shipped_checkpoint_path(), expected_sha256=DEFAULT_MODEL.weights_sha256
+            shipped_checkpoint_path(), expected_sha256=DEFAULT_MODEL.sha256
         )
     return load_network_detector(model, device="cpu").checkpoint
 
@@ -1267,7 +1267,7 @@ def _write_cog(
             dst.update_tags(
                 MODEL_NAME=meta.name,
                 MODEL_VERSION=meta.version,
-                MODEL_SHA256=meta.weights_sha256,
+                MODEL_SHA256=meta.sha256,
                 CLASSES=",".join(ALERT_CLASSES),
                 **({TAG_THRESHOLDS: json.dumps(thresholds)} if thresholds else {}),
             )

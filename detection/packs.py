@@ -47,7 +47,7 @@ import pyogrio
 import rasterio
 import shapely
 from affine import Affine
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from pyproj import CRS
 from rasterio.warp import Resampling, transform_bounds
 
@@ -63,6 +63,8 @@ from detection.evidence import (
     _to_rgb,
     _utm_epsg,
     _warp_into,
+    caption_lines,
+    captioned_png,
     scene_date,
 )
 from detection.provenance import read_scenes
@@ -606,14 +608,17 @@ def _chips(run: _Run, sid: str, geom: Any) -> _Chips:
             _draw_outline(image, site, transform, scale)
             images[f"{name}_{rendering}"] = np.asarray(image)
             period = periods[name]
-            caption = [
-                f"{sid}  {name.upper()}  {rendering.replace('_', ' ')} ({','.join(triplet)})",
-                f"period {period.start}..{period.end}" if period else "",
-                "scenes " + ", ".join(
-                    d for s in scene_ids[name] if (d := scene_date(s)) is not None
-                ),
-            ]
-            files[f"chips/{name}_{rendering}.png"] = _captioned_png(image, caption)
+            caption = caption_lines(
+                sid,
+                name,
+                rendering,
+                period_start=period.start.isoformat() if period else None,
+                period_end=period.end.isoformat() if period else None,
+                scene_ids=scene_ids[name],
+            )
+            files[f"chips/{name}_{rendering}.png"] = captioned_png(
+                image, caption, metres_per_px=res / scale
+            )
     return _Chips(files=files, images=images, scene_ids=scene_ids, meta=meta)
 
 
@@ -644,19 +649,6 @@ def _geotiff(
             )
         data: bytes = mem.read()
     return data
-
-
-def _captioned_png(image: Image.Image, lines: Sequence[str]) -> bytes:
-    font = ImageFont.load_default()
-    line_h = 14
-    canvas = Image.new("RGB", (image.width, image.height + line_h * len(lines) + 6), "white")
-    canvas.paste(image, (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    for i, text in enumerate(lines):
-        draw.text((4, image.height + 3 + i * line_h), text, fill=(0, 0, 0), font=font)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
 
 
 def _add_manifest(files: dict[str, bytes], sid: str, run: _Run, key: Any) -> None:

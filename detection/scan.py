@@ -23,6 +23,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.ops
+from shapely.geometry.base import BaseGeometry
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.admin import load_admin
@@ -51,11 +53,12 @@ from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
 from tiles.bands import BANDS
 from tiles.clouds import require_detector
+from tiles.errors import TileError
 from tiles.files import write_text_atomic
 from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
 from tiles.radiometry import check_one_level
-from tiles.sources import SyntheticSource, open_source
+from tiles.sources import Source, SyntheticSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,10 @@ class ScanResult:
     chips_total: int
     chips_with_imagery: int
     failures: list[ChipFailure] = field(default_factory=list)
+    #: per period: mean clear-observation share of the chips that had imagery
     observed_fraction: dict[str, float] = field(default_factory=dict)
+    #: per period: share of the AOIs' area (not buffered) with a clear observation
+    aoi_observed_fraction: dict[str, float] = field(default_factory=dict)
     #: scenes left out of a unit's composite: ``tile_id``, ``period``, ``scene_id``, ``reason``
     dropped_scenes: list[dict[str, str]] = field(default_factory=list)
     #: periods in which no chip was observed (no imagery, all cloud, or every unit failed)
@@ -132,6 +138,7 @@ class ScanResult:
             "units_computed": self.units_computed,
             "units_reused": self.units_reused,
             "observed_fraction": self.observed_fraction,
+            "aoi_observed_fraction": self.aoi_observed_fraction,
             "unobserved_periods": self.unobserved_periods,
             "carried_sites": self.carried_sites,
             "scenes_dropped": self.dropped_scenes,
@@ -276,6 +283,40 @@ def run_scan(
     return result
 
 
+def _no_scene_message(source: Source, area: BaseGeometry, periods: list[Period]) -> str:
+    """Why no unit exists: no scene covers the AOI. An AOI given as (lat, lon) still lies within
+    -90..90 / -180..180 when its longitude does (the Amazon's lands in the Southern Ocean), so the
+    source is searched once more with x and y swapped: scenes there mean the axes are swapped."""
+    when = f"{periods[0].start}..{periods[-1].end}"
+    c = area.centroid
+    message = (
+        f"no scene of {source.description} covers the AOI (centre lon {c.x:.4f}, lat "
+        f"{c.y:.4f}) during {when}; check the source and the periods"
+    )
+    if abs(c.x) > 90.0:  # swapped, the longitude would be a latitude beyond ±90
+        return message
+    swapped = shapely.ops.transform(lambda x, y, *_: (y, x), area)
+    try:
+        found = [
+            s for s in source.search(swapped, periods[0].start, periods[-1].end)
+            if any(p.contains(s.datetime) for p in periods)
+        ]
+    except (TileError, ValueError) as exc:
+        log.debug("search with swapped axes failed: %s", exc)
+        found = []
+    if found:
+        return (
+            f"no scene of {source.description} covers the AOI (centre lon {c.x:.4f}, lat "
+            f"{c.y:.4f}) during {when}, but {len(found)} cover it with x and y swapped (centre "
+            f"lon {c.y:.4f}, lat {c.x:.4f}): its coordinates look swapped (lat, lon) - GeoJSON "
+            "is (lon, lat); swap the axes of the AOI layer"
+        )
+    return (
+        f"{message}; if the AOI was written as (lat, lon), its coordinates may be swapped - "
+        f"GeoJSON is (lon, lat): swapped, its centre would be lon {c.y:.4f}, lat {c.x:.4f}"
+    )
+
+
 def _scan(
     config: ScanConfig,
     *,
@@ -349,10 +390,7 @@ def _scan(
         for c in active
     }
     if not active:
-        raise DetectionError(
-            f"no scene of {source.description} covers the AOI during "
-            f"{periods[0].start}..{periods[-1].end}; check the source and the periods"
-        )
+        raise DetectionError(_no_scene_message(source, area_geom, periods))
 
     settings = UnitSettings(
         bands=tuple(detector.bands),
@@ -452,6 +490,8 @@ def _scan(
     history: gpd.GeoDataFrame | None = None
     tracked: gpd.GeoDataFrame | None = None
     observed_fraction: dict[str, float] = {}
+    aoi_observed_fraction: dict[str, float] = {}
+    aoi_area = gpd.GeoSeries(aois.geometry, crs=aois.crs).to_crs(EQUAL_AREA_CRS).union_all()
     unobserved: list[str] = []
     carried_count = 0
     first_images: dict[str, str | None] = {}
@@ -484,6 +524,7 @@ def _scan(
                     carried_count = len(carried)
         history = append_history(history, tracked, period)
         observed_fraction[period.label] = _period_observed_share(coverage_rows, period.label)
+        aoi_observed_fraction[period.label] = _aoi_observed_share(seen, aoi_area)
     if tracked is None:  # pragma: no cover - at least two periods are checked above
         raise DetectionError("no period was processed")
     for label in unobserved:
@@ -538,6 +579,7 @@ def _scan(
         chips_with_imagery=len(active),
         failures=failures,
         observed_fraction=observed_fraction,
+        aoi_observed_fraction=aoi_observed_fraction,
         units_computed=len(todo),
         units_reused=reused,
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
@@ -669,6 +711,15 @@ def _period_observed_share(rows: list[dict[str, Any]], label: str) -> float:
         r["observed_fraction"] for r in rows if r["period"] == label and r["status"] != "no_imagery"
     ]
     return round(float(np.mean(fracs)), 4) if fracs else 0.0
+
+
+def _aoi_observed_share(seen: Any, aoi_area: Any) -> float:
+    """Share of the AOIs' area (``aoi_area``, in `EQUAL_AREA_CRS`) inside the observed part
+    ``seen`` (EPSG:4326, or None): what a reader means by "how much of the reserve was seen"."""
+    if seen is None or seen.is_empty or aoi_area.area == 0:
+        return 0.0
+    projected = gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
+    return round(min(1.0, projected.intersection(aoi_area).area / aoi_area.area), 4)
 
 
 def _scenes_of(

@@ -24,6 +24,7 @@ import shapely
 from rasterio.features import shapes
 from shapely.geometry import box, mapping, shape
 
+from aoi.geometry import to_wgs84
 from aoi.grid import GridCell
 from detection.polygonize import polygonize_mask
 from models.detector import Detector, Prediction
@@ -208,7 +209,7 @@ def process_unit(
         )
         if gdf.empty:
             continue
-        gdf = gdf.to_crs("EPSG:4326")
+        gdf = to_wgs84(gdf)
         gdf["alert_class"] = cls
         gdf["tile_id"] = cell.tile_id
         detections[cls] = len(gdf)
@@ -346,7 +347,7 @@ def observed_polygon(comp: Composite) -> Any:
         if not polys:
             return shapely.Polygon()
         geom = shapely.union_all(polys)
-    return gpd.GeoSeries([geom], crs=comp.cell.crs).to_crs("EPSG:4326").iloc[0]
+    return to_wgs84(gpd.GeoSeries([geom], crs=comp.cell.crs)).iloc[0]
 
 
 def save_unit(result: UnitResult, units_dir: Path) -> Path:

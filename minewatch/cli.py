@@ -32,9 +32,10 @@ from minewatch.console import (
     JSON,
     OUT,
     OVERWRITE,
+    add_verbosity_options,
     progress_bar,
     scale_options,
-    setup_logging,
+    set_verbosity,
 )
 from models.errors import ModelError
 from tiles.errors import TileError
@@ -61,8 +62,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
     """Find alluvial gold mining and deforestation in Sentinel-2 imagery over protected areas
     and indigenous lands, and write alerts of what changed since the previous period."""
     ctx.ensure_object(dict)
-    ctx.obj["progress"] = quiet == 0 and log_format == "text"
-    setup_logging(verbose, quiet, log_format=log_format)
+    set_verbosity(ctx, verbose=verbose, quiet=quiet, log_format=log_format)
 
 
 # --------------------------------------------------------------------------------------- scan
@@ -191,9 +191,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['previous_period']['start']}..{s['previous_period']['end']}"
     )
     click.echo(
-        f"chips: {s['chips_with_imagery']} with imagery of {s['chips_total']} over the AOI;"
-        f" observed share per period: "
-        + ", ".join(f"{k} {v:.0%}" for k, v in s["observed_fraction"].items())
+        f"chips: {s['chips_with_imagery']} with imagery of {s['chips_total']} over the AOI "
+        "and its buffer"
+    )
+    click.echo(
+        "observed (cloud-free) share of the AOI: "
+        + ", ".join(f"{k} {_percent(v)}" for k, v in s["aoi_observed_fraction"].items())
+        + "; of the chips with imagery: "
+        + ", ".join(f"{k} {_percent(v)}" for k, v in s["observed_fraction"].items())
     )
     by = s["alerts_by_class_status"]
     click.echo(
@@ -213,6 +218,13 @@ def _print_summary(s: dict[str, Any]) -> None:
             f"kept: {s['carried_sites']} site(s) of the previous period whose place was not "
             "observed now (observed_fraction < 0.5)"
         )
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage a reader can trust near 0: 0.7 %, not 1 %; 0 % only when 0."""
+    if share == 0 or share >= 0.1:
+        return f"{share:.0%}"
+    return f"{share:.1%}" if share >= 0.001 else "<0.1%"
 
 
 def _report_problems(s: dict[str, Any]) -> None:
@@ -320,6 +332,7 @@ cli.add_command(evaluate)
 cli.add_command(dataset)
 cli.add_command(report)
 cli.add_command(predict)
+add_verbosity_options(cli)
 
 
 # ------------------------------------------------------------------------------------- errors

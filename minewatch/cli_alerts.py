@@ -124,7 +124,8 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
     help="File to write (e.g. alerts.kml).",
 )
 @OVERWRITE
-def export(source: Path, fmt: str, out: Path, overwrite: bool) -> None:
+@JSON
+def export(source: Path, fmt: str, out: Path, overwrite: bool, as_json: bool) -> None:
     """Export an alerts GeoJSON for field teams (KML: Google Earth, OsmAnd, Avenza)."""
     from detection.exports import write_kml
 
@@ -135,7 +136,12 @@ def export(source: Path, fmt: str, out: Path, overwrite: bool) -> None:
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{source}: not a readable GeoJSON file: {exc}") from exc
     write_kml(out, fc)
-    click.echo(f"{len(fc.get('features', []))} alerts -> {out}")
+    count = len(fc.get("features", []))
+    if as_json:
+        summary = {"source": str(source), "format": fmt, "out": str(out), "alerts": count}
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"{count} alerts -> {out}")
 
 
 @alerts.command("evidence-pack")
@@ -262,9 +268,13 @@ def verify(pack: Path, public_key: Path | None, as_json: bool) -> None:
 @alerts.command("keygen")
 @click.argument("key", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace an existing key.")
-def keygen(key: Path, overwrite: bool) -> None:
+@JSON
+def keygen(key: Path, overwrite: bool, as_json: bool) -> None:
     """Generate an Ed25519 signing key: KEY (private, keep it safe) and KEY.pub (share it)."""
     from detection.packs import write_keypair
 
     pub = write_keypair(key, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps({"private_key": str(key), "public_key": str(pub)}, indent=2))
+        return
     click.echo(f"private key {key} (mode 600), public key {pub}")

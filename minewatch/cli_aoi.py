@@ -19,6 +19,11 @@ def aoi() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--layer", default=None, help="Layer of a GeoPackage.")
 @click.option("--where", default=None, help="Attribute filter, e.g. \"name_field = 'Munduruku'\".")
+@click.option(
+    "--kind",
+    default=None,
+    help="Kind of every area (protected_area, indigenous_land, ...) when the layer does not say.",
+)
 @click.option("--buffer-m", type=float, default=5000.0, show_default=True)
 @click.option("--chip-size-px", type=int, default=512, show_default=True)
 @JSON
@@ -26,17 +31,27 @@ def aoi_info(
     path: Path,
     layer: str | None,
     where: str | None,
+    kind: str | None,
     buffer_m: float,
     chip_size_px: int,
     as_json: bool,
 ) -> None:
     """List the AOIs of a layer (id, name, kind, area) and the processing chips they need."""
     import shapely
+    from pydantic import ValidationError
 
     from aoi import buffer_aoi, load_aoi, make_grid
     from aoi.config import AOIConfig
 
-    aois = load_aoi(AOIConfig(path=path, layer=layer, where=where, buffer_m=buffer_m))
+    try:
+        config = AOIConfig(path=path, layer=layer, where=where, kind=kind, buffer_m=buffer_m)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + "-".join(str(part) for part in first["loc"]).replace("_", "-")
+        raise click.BadParameter(
+            f"{first.get('input')!r}: {first['msg']}", param_hint=option
+        ) from None
+    aois = load_aoi(config)
     areas = aois.to_crs("EPSG:6933").area / 10_000
     buffered = buffer_aoi(aois, buffer_m)
     cells = make_grid(shapely.union_all(buffered.geometry.values), chip_size_px=chip_size_px)

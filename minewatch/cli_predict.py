@@ -155,7 +155,7 @@ def predict(
                 try:
                     summary: dict[str, Any] = {"scene": str(scene)}
                     if resume and prob_path.exists():
-                        _check_model(prob_path, predictor.checkpoint.metadata.weights_sha256)
+                        _check_model(prob_path, predictor.checkpoint.metadata.sha256)
                         summary["reused"] = True
                         log.info("%s: keeping %s (--resume)", scene.name, prob_path)
                         # Sites whole, before the minimum mapping unit: a mine cut by a tile

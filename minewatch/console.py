@@ -96,6 +96,60 @@ def setup_logging(verbose: int, quiet: int, *, log_format: str = "text") -> None
     logging.captureWarnings(True)
 
 
+_VERBOSITY_KEY = "minewatch.verbosity"
+
+
+def set_verbosity(
+    ctx: click.Context, *, verbose: int = 0, quiet: int = 0, log_format: str | None = None
+) -> None:
+    """Add ``-v``/``-q`` counts given at any level of the command line (``minewatch -v scan``
+    and ``minewatch scan CONFIG -v`` alike) and set up logging and progress bars for the total.
+    """
+    root = ctx.find_root()
+    state = root.meta.setdefault(_VERBOSITY_KEY, {"verbose": 0, "quiet": 0, "format": "text"})
+    state["verbose"] += verbose
+    state["quiet"] += quiet
+    if log_format is not None:
+        state["format"] = log_format
+    setup_logging(state["verbose"], state["quiet"], log_format=state["format"])
+    if isinstance(ctx.obj, dict):
+        ctx.obj["progress"] = state["quiet"] == 0 and state["format"] == "text"
+
+
+def _verbosity_callback(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value and param.name == "verbose":
+        set_verbosity(ctx, verbose=value)
+    elif value:
+        set_verbosity(ctx, quiet=value)
+    return value
+
+
+def add_verbosity_options(group: click.Group) -> None:
+    """Give every subcommand of ``group`` (recursively) its own ``-v``/``-q``, so they work after
+    the subcommand too; the counts add up with the group's."""
+    for command in group.commands.values():
+        names = {opt for param in command.params for opt in param.opts}
+        if "-v" not in names:
+            command.params += [
+                click.Option(
+                    ["-v", "--verbose"],
+                    count=True,
+                    expose_value=False,
+                    callback=_verbosity_callback,
+                    help="More log output (-vv: debug and tracebacks).",
+                ),
+                click.Option(
+                    ["-q", "--quiet"],
+                    count=True,
+                    expose_value=False,
+                    callback=_verbosity_callback,
+                    help="Less log output.",
+                ),
+            ]
+        if isinstance(command, click.Group):
+            add_verbosity_options(command)
+
+
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Any]:
     """A progress callback ``(stage, done, total)``: rich bars on a terminal, else None."""
@@ -129,7 +183,7 @@ OUT = click.option(
     help="Output folder (default: the config's output.folder).",
 )
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
-JSON = click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 SCALE = [
     click.option(
         "--workers",

@@ -575,7 +575,7 @@ class AmwDetector:
     @property
     def info(self) -> ModelInfo:
         m = self._ckpt.metadata
-        return ModelInfo(name=m.name, version=m.version, sha256=m.weights_sha256)
+        return ModelInfo(name=m.name, version=m.version, sha256=m.sha256)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -802,7 +802,7 @@ def load_amw_detector(
 
     if checkpoint is None:
         ckpt = load_checkpoint(
-            shipped_checkpoint_path(AMW_MODEL), expected_sha256=AMW_MODEL.weights_sha256
+            shipped_checkpoint_path(AMW_MODEL), expected_sha256=AMW_MODEL.sha256
         )
     else:
         ckpt = load_checkpoint(checkpoint)
@@ -836,8 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     m = ckpt.metadata
-    print(f"{args.out}: {m.name} {m.version}, bands {','.join(m.bands)}, weights sha256 "
-          f"{m.weights_sha256}")
+    print(f"{args.out}: {m.name} {m.version}, bands {','.join(m.bands)}, sha256 "
+          f"{m.sha256}")
     return 0
 
 

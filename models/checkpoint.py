@@ -9,14 +9,18 @@ A checkpoint is a ``torch.save`` of a plain dictionary, read back with ``weights
      "training_state": {...}}     # optional: optimiser/scheduler/epoch, to resume training
 
 The metadata names the architecture and its options, the input bands in order, the
-normalisation, the classes, the patch size, the training data, the metrics, a version and the
-sha256 of the weights (:func:`weights_sha256`), which loading verifies.
+normalisation, the classes, the patch size, the training data, the metrics, a version, the
+sha256 of the weights (:func:`weights_sha256`) and the checkpoint's sha256
+(:func:`checkpoint_sha256`: over every other metadata field, the weights' sha256 among them),
+both of which loading verifies: a band list, normalisation, class list or threshold edited
+after saving is refused, not run with the weights of another band order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -63,6 +67,9 @@ class CheckpointMetadata:
             channel after the bands (1 = the band was given, 0 = not: its values are the band
             mean), so one network takes RGB-only chips and six-band composites alike
             (:func:`network_input`).
+        sha256: the checkpoint's sha256 (:func:`checkpoint_sha256`): over every field above,
+            so it identifies weights and metadata together; filled on save. Empty in files
+            saved by an older minewatch (loaded with a warning: their metadata is unverified).
     """
 
     name: str
@@ -79,6 +86,7 @@ class CheckpointMetadata:
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     optional_bands: tuple[str, ...] = ()
+    sha256: str = ""
 
     @property
     def input_channels(self) -> int:
@@ -129,6 +137,7 @@ class CheckpointMetadata:
             "created": self.created,
             "extra": self.extra,
             "optional_bands": list(self.optional_bands),
+            "sha256": self.sha256,
         }
 
     @classmethod
@@ -156,6 +165,7 @@ class CheckpointMetadata:
                 created=str(value.get("created", "")),
                 extra=dict(value.get("extra", {})),
                 optional_bands=tuple(str(b) for b in value.get("optional_bands", ())),
+                sha256=str(value.get("sha256", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{where}: metadata is malformed ({exc!r})") from exc
@@ -193,6 +203,21 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def checkpoint_sha256(metadata: CheckpointMetadata) -> str:
+    """sha256 of a checkpoint: over its metadata's canonical JSON (sorted keys), every field but
+    ``sha256`` itself, ``weights_sha256`` included, so it covers the bands, optional bands,
+    normalisation, classes, options, thresholds and TOA offsets (``extra``) and the weights.
+    """
+    fields = {k: v for k, v in metadata.as_dict().items() if k != "sha256"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(metadata: CheckpointMetadata) -> CheckpointMetadata:
+    """``metadata`` with its :func:`checkpoint_sha256` filled in."""
+    return replace(metadata, sha256=checkpoint_sha256(metadata))
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -206,7 +231,7 @@ def save_checkpoint(
     Args:
         path: target file (``.pt``); its folder is created.
         model: the network.
-        metadata: its description; ``weights_sha256`` and ``created`` are filled in.
+        metadata: its description; ``weights_sha256``, ``created`` and ``sha256`` are filled in.
         half: store floating-point weights as float16 (halves the file; loading casts back).
         training_state: optional state to resume training from.
 
@@ -223,10 +248,12 @@ def save_checkpoint(
         if half and t.is_floating_point():
             t = t.half()
         state[key] = t
-    meta = replace(
-        metadata,
-        weights_sha256=weights_sha256(state),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    meta = seal(
+        replace(
+            metadata,
+            weights_sha256=weights_sha256(state),
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
     )
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
@@ -247,7 +274,7 @@ def save_checkpoint(
         os.replace(tmp, path)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint ({exc})") from exc
-    log.info("checkpoint %s written (weights sha256 %s)", path, meta.weights_sha256[:12])
+    log.info("checkpoint %s written (sha256 %s)", path, meta.sha256[:12])
     return Checkpoint(meta, state, dict(training_state) if training_state else None, path)
 
 
@@ -256,14 +283,17 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None) -> 
 
     Args:
         path: the ``.pt`` file.
-        expected_sha256: when given, the weights must have this sha256 (e.g. a shipped model's).
+        expected_sha256: when given, the checkpoint's sha256 (:func:`checkpoint_sha256`, weights
+            and metadata) must be this one (e.g. a shipped model's).
 
     Returns:
-        The checkpoint.
+        The checkpoint; ``metadata.sha256`` is its verified sha256 (computed for files saved
+        before checkpoints recorded it).
 
     Raises:
-        CheckpointError: the file is missing, not a minewatch checkpoint, corrupt, or its weights
-            do not match the sha256 in its metadata (or ``expected_sha256``).
+        CheckpointError: the file is missing, not a minewatch checkpoint, corrupt, its weights
+            do not match the sha256 in its metadata, its metadata (bands, normalisation, classes,
+            thresholds...) was edited after saving, or it is not ``expected_sha256``.
     """
     path = Path(path)
     fix = "re-download or retrain it (minewatch train CONFIG.yaml)"
@@ -294,12 +324,39 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None) -> 
             f"{path}: weights sha256 {digest[:16]}... does not match the recorded "
             f"{meta.weights_sha256[:16]}...; the file is corrupt or was altered; {fix}"
         )
-    if expected_sha256 is not None and digest != expected_sha256:
+    meta = _verified_metadata(path, meta)
+    if expected_sha256 is not None and meta.sha256 != expected_sha256:
         raise CheckpointError(
-            f"{path}: weights sha256 {digest[:16]}... is not the expected "
-            f"{expected_sha256[:16]}...; the file was replaced; reinstall minewatch"
+            f"{path}: checkpoint sha256 {meta.sha256[:16]}... is not the expected "
+            f"{expected_sha256[:16]}...; the file was replaced or edited; reinstall minewatch"
         )
     return Checkpoint(meta, state, payload.get("training_state"), path)
+
+
+def _verified_metadata(path: Path, meta: CheckpointMetadata) -> CheckpointMetadata:
+    """``meta`` once its recorded sha256 is checked (or, for an old file, computed).
+
+    Raises:
+        CheckpointError: the metadata no longer matches the sha256 recorded on save.
+    """
+    digest = checkpoint_sha256(meta)
+    if not meta.sha256:
+        log.warning(
+            "%s: saved without a checkpoint sha256 (older minewatch): its bands, normalisation "
+            "and thresholds are not verified; retrain or re-save it to seal them", path
+        )
+        return replace(meta, sha256=digest)
+    if digest != meta.sha256:
+        raise CheckpointError(
+            f"{path}: metadata edited after saving: its sha256 {digest[:16]}... is not the "
+            f"recorded {meta.sha256[:16]}...: its bands (now {list(meta.bands)}), optional bands "
+            f"(now {list(meta.optional_bands)}), classes (now {list(meta.classes)}), "
+            "normalisation, thresholds or TOA offsets were changed; the weights were trained for "
+            "the recorded ones (an edited band order runs and misses sites); restore the original "
+            "file (shipped models: reinstall minewatch) or retrain with the bands you want "
+            "(minewatch train CONFIG.yaml)"
+        )
+    return meta
 
 
 def build_network(checkpoint: Checkpoint) -> nn.Module:

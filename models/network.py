@@ -126,7 +126,7 @@ class NetworkDetector:
     @property
     def info(self) -> ModelInfo:
         m = self._ckpt.metadata
-        return ModelInfo(name=m.name, version=m.version, sha256=m.weights_sha256)
+        return ModelInfo(name=m.name, version=m.version, sha256=m.sha256)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -233,7 +233,7 @@ def load_network_detector(
     """
     if checkpoint is None:
         path = shipped_checkpoint_path()
-        ckpt = load_checkpoint(path, expected_sha256=DEFAULT_MODEL.weights_sha256)
+        ckpt = load_checkpoint(path, expected_sha256=DEFAULT_MODEL.sha256)
     else:
         ckpt = load_checkpoint(checkpoint)
     if ckpt.metadata.architecture in PATCH_CLASSIFIERS:

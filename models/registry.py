@@ -305,11 +305,14 @@ class ShippedModel:
     Attributes:
         name: model name.
         filename: file in ``models/weights/``.
+        sha256: the checkpoint's sha256 (:func:`models.checkpoint.checkpoint_sha256`: weights
+            and metadata), checked on load: an edited band list is refused.
         weights_sha256: sha256 of its weights (:func:`models.checkpoint.weights_sha256`).
     """
 
     name: str
     filename: str
+    sha256: str
     weights_sha256: str
 
 
@@ -317,6 +320,7 @@ class ShippedModel:
 SYNTHETIC_MODEL = ShippedModel(
     name="minewatch-unet-slim-synthetic",
     filename="minewatch-unet-slim-synthetic.pt",
+    sha256="af89553bc2b757cd2ae13f5250ad7084675d754deb60ed3504ec42065449c9ed",
     weights_sha256="cd276f481338ace63f0ed008be7b115e09b82d8a34b712dc0a05d8a95132131d",
 )
 
@@ -325,6 +329,7 @@ SYNTHETIC_MODEL = ShippedModel(
 DEFAULT_MODEL = ShippedModel(
     name="minewatch-unet-slim-real",
     filename="minewatch-unet-slim-real.pt",
+    sha256="56d11fb2aaf7fe00f5086864a0da98944f35e1ba1b751afb60a4450571bb30aa",
     weights_sha256="259e1773e657bacf4362d488b84c54d02a98e0ce58d5345890e8dc0249e136d2",
 )
 
@@ -335,6 +340,7 @@ DEFAULT_MODEL = ShippedModel(
 AMW_V421_MODEL = ShippedModel(
     name="amw-48px-v4.21-cnn100ka",
     filename="amw-48px-v4.21-cnn100ka.pt",
+    sha256="8a7bd32eb4b64769e76a8b61d02e209d5f7caf29d3d7a3e84b9a6ad29c4bc9ba",
     weights_sha256="44324edf3d536ad7c32f73ca59afeda45642c11a2194761c6f97f4eb0450c411",
 )
 
@@ -343,6 +349,7 @@ AMW_V421_MODEL = ShippedModel(
 AMW_MODEL = ShippedModel(
     name="amw-48px-v3.2-3.7ensemble",
     filename="amw-48px-v3.2-3.7ensemble.pt",
+    sha256="b87906a6e1430cc7ad2c69f3d90429c6c364b63c6326c8194a9e5d710de52460",
     weights_sha256="76d8dca864cd0b20e9ac92a19792861e7203fffab2944a355af159989a46b7cd",
 )
 

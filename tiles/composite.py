@@ -13,6 +13,12 @@ clear observations are combined per pixel:
 The clear-observation count records how often each pixel was seen. A pixel never seen clearly is
 NaN in the composite and 0 in the count: "not observed", never "no change".
 
+Observations are counted per pass (solar day), not per scene: the MGRS tiles of one acquisition
+overlap by about 10 km, so a chip there is read from two or more scenes of the same pass
+(`tiles.scene.same_pass`: same platform and relative orbit, within minutes). They are mosaicked
+first (the first clear pixel wins), so each pass is one observation in the median and in the
+count, as it is away from the overlaps.
+
 Scenes must already be on the cell's grid and in reflectance (as `tiles.local.read_scene` gives
 them); scenes of different processing baselines can be mixed since each was converted to
 reflectance with its own offset when read. Scenes of different processing levels (L1C top of
@@ -39,7 +45,7 @@ from tiles.errors import CloudyPeriodWarning
 from tiles.masks import check_mask_options, clear_mask
 from tiles.periods import Period
 from tiles.radiometry import check_one_level
-from tiles.scene import Scene
+from tiles.scene import Scene, SceneInfo, same_pass
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,35 @@ class Composite:
         return float(self.observed.mean())
 
 
+@dataclass
+class _Pass:
+    """One acquisition (pass) on the cell, mosaicked from its scenes: the first clear pixel."""
+
+    info: SceneInfo
+    clear: np.ndarray  # (row, col) bool
+    values: np.ndarray | None  # median: (band, row, col) float32, NaN where not clear
+    scenes: int = 1
+
+    def add(self, clear: np.ndarray, values: np.ndarray | None) -> None:
+        new = clear & ~self.clear
+        self.clear |= new
+        if self.values is not None and values is not None:
+            self.values[:, new] = values[:, new]
+        self.scenes += 1
+
+
+def _add_to_pass(
+    passes: list[_Pass], info: SceneInfo, clear: np.ndarray, values: np.ndarray | None
+) -> None:
+    """Mosaic a scene's clear pixels into its pass (a new one when no pass has it)."""
+    for p in passes:
+        if same_pass(p.info, info):
+            p.add(clear, values)
+            return
+    own = None if values is None else np.where(clear, values, np.float32(np.nan))
+    passes.append(_Pass(info, clear.copy(), own))
+
+
 def _check_scene(scene: Scene, cell: GridCell, period: Period, seen: set[str]) -> None:
     sid = scene.info.scene_id
     if not period.contains(scene.info.datetime):
@@ -138,7 +173,9 @@ def composite_period(
     """Composite the clear observations of one cell over one period.
 
     Scenes are consumed one at a time: ``median`` holds only the clear observations of this
-    cell and period (one stack), ``best`` holds only the running best.
+    cell and period (one layer per pass), ``best`` holds only the running best. Scenes of one
+    pass (the MGRS tiles of one acquisition, `tiles.scene.same_pass`) are mosaicked, first clear
+    pixel first, and count as one observation.
 
     Args:
         scenes: scenes on ``cell``'s grid, acquired within ``period`` (a generator is fine).
@@ -188,7 +225,7 @@ def composite_period(
     first = None
     n_scenes = 0
 
-    stack: list[np.ndarray] = []  # median: (band,row,col) per scene, NaN where not clear
+    passes: list[_Pass] = []  # median: its values per pass, NaN where not clear
     best_shape = (len(wanted), height, width) if method == "best" else (len(wanted), 0, 0)
     best = np.full(best_shape, np.nan, dtype=np.float32)  # best: running best spectrum
     best_blue = np.full(best_shape[1:], np.inf, dtype=np.float32)
@@ -216,12 +253,10 @@ def composite_period(
         if not clear.any():
             log.debug("scene %s: no clear pixel on %s", scene.info.scene_id, cell.tile_id)
             continue
-        count += clear.astype(np.uint16)
         if clear[inside].any():
             contributed.append((scene.info.datetime, scene.info.scene_id))
-        if method == "median":
-            stack.append(np.where(clear, values, np.float32(np.nan)))
-        else:
+        _add_to_pass(passes, scene.info, clear, values if method == "median" else None)
+        if method == "best":
             better = clear & (blue < best_blue)
             best_blue[better] = blue[better]
             best[:, better] = values[:, better]
@@ -247,8 +282,22 @@ def composite_period(
             ", ".join(no_scl),
         )
 
+    for p in passes:
+        count += p.clear.astype(np.uint16)
+    merged = [p for p in passes if p.scenes > 1]
+    if merged:
+        log.info(
+            "%s %s: %d scene(s) of %d pass(es) mosaicked (the MGRS tiles of one acquisition "
+            "count once): %s",
+            name,
+            period.label,
+            sum(p.scenes for p in merged),
+            len(merged),
+            ", ".join(f"{p.info.datetime:%Y-%m-%d %H:%M}" for p in merged),
+        )
+    stack = [p.values for p in passes if p.values is not None]
     data = _nanmedian(stack, len(wanted), (height, width)) if method == "median" else best
-    del stack
+    del stack, passes
 
     composite = Composite(
         cell=cell,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,3 +129,58 @@ class Scene:
             raise MissingBandError(
                 f"scene {self.info.scene_id}: band {name!r} not read; have {list(self.bands)}"
             ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Passes (solar days): one acquisition seen in several MGRS tiles
+
+
+#: Two scenes acquired within this time of each other, by the same platform on the same relative
+#: orbit (where known), are one pass: the MGRS tiles of one datatake, which overlap by about 10 km.
+#: A Sentinel-2 satellite sees the same ground again one orbit (about 100 minutes) later at best.
+SAME_PASS = dt.timedelta(minutes=30)
+
+_PLATFORM_IN_ID = re.compile(r"(?:^|[_/])(S2[A-D])_", re.IGNORECASE)
+_ORBIT_IN_ID = re.compile(r"_R(\d{3})_")
+
+
+def platform_of(info: SceneInfo) -> str | None:
+    """``S2A``/``S2B``/``S2C``/``S2D`` from the item's ``platform`` (``sentinel-2a``) or the
+    product id, None when neither says."""
+    name = str(info.properties.get("platform") or "").lower()
+    if name.startswith("sentinel-2") and len(name) == len("sentinel-2a"):
+        return f"S2{name[-1].upper()}"
+    for text in (info.scene_id, str(info.properties.get("s2:product_uri") or "")):
+        match = _PLATFORM_IN_ID.search(text)
+        if match:
+            return match.group(1).upper()
+    return None
+
+
+def relative_orbit_of(info: SceneInfo) -> int | None:
+    """The relative orbit (1..143) from ``sat:relative_orbit`` or the product id's ``_Rnnn_``."""
+    value = info.properties.get("sat:relative_orbit")
+    if value is not None:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            pass
+    for text in (info.scene_id, str(info.properties.get("s2:product_uri") or "")):
+        match = _ORBIT_IN_ID.search(text)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def same_pass(a: SceneInfo, b: SceneInfo) -> bool:
+    """Whether two scenes are one acquisition (one solar day's pass) seen in two MGRS tiles:
+    acquired within `SAME_PASS`, by the same platform and on the same relative orbit where both
+    say which."""
+    if abs(a.datetime - b.datetime) > SAME_PASS:
+        return False
+    for of in (platform_of, relative_orbit_of):
+        x, y = of(a), of(b)
+        if x is not None and y is not None and x != y:
+            return False
+    return True
+

@@ -10,11 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import geopandas as gpd
-from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from aoi.grid import GridCell
+from aoi.grid import GridCell, bounds_footprint
 from tiles.config import (
     LocalSourceConfig,
     SentinelHubSourceConfig,
@@ -52,9 +50,8 @@ class Source(Protocol):
 
 
 def footprint_wgs84(info: SceneInfo) -> BaseGeometry:
-    """The scene's bounding footprint in EPSG:4326."""
-    geom = gpd.GeoSeries([box(*info.bounds)], crs=info.crs).to_crs("EPSG:4326")
-    return geom.iloc[0]
+    """The scene's bounding footprint in EPSG:4326 (split at ±180 when it spans it)."""
+    return bounds_footprint(info.crs, info.bounds)
 
 
 class LocalSource:

@@ -117,6 +117,7 @@ KEPT_PROPERTIES = (
     "mgrs:latitude_band",
     "mgrs:grid_square",
     "platform",
+    "sat:relative_orbit",
     "updated",
 )
 

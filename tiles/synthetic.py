@@ -45,6 +45,7 @@ from scipy import ndimage
 from shapely.geometry import Polygon, mapping, shape
 from shapely.geometry.polygon import orient
 
+from aoi.geometry import split_antimeridian
 from tiles.bands import BANDS, SCL
 from tiles.cog import write_cog
 from tiles.files import write_text_atomic
@@ -1701,7 +1702,8 @@ def _write_sites(
             geom_ll = shapely.transform(
                 geom_utm, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
             )
-            geom_ll = _oriented(geom_ll)
+            # A world at 180 degrees: a site across it is split as RFC 7946 asks (3.1.9).
+            geom_ll = _oriented(split_antimeridian(geom_ll))
             features.append(
                 {
                     "type": "Feature",

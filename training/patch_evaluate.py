@@ -141,7 +141,7 @@ def _network(
         without = patch_scores(raw, chips.labels, threshold, kinds=chips.kinds)
     if progress:
         progress(f"scoring {meta.name}", 2, 2)
-    info = {"name": meta.name, "version": meta.version, "sha256": meta.weights_sha256,
+    info = {"name": meta.name, "version": meta.version, "sha256": meta.sha256,
             "pooling": f"mean of the {k} most probable mining pixels",
             "threshold_source": "checkpoint" if "thresholds" in meta.extra else "default 0.5"}
     return PatchDetectorResult(name, info, scores, figures, notes, without)
@@ -183,7 +183,7 @@ def evaluate_patches(config: EvaluateConfig, *, progress: Progress | None = None
     groups = _groups(config)
     if config.checkpoint is None:
         ckpt = load_checkpoint(shipped_checkpoint_path(),
-                               expected_sha256=DEFAULT_MODEL.weights_sha256)
+                               expected_sha256=DEFAULT_MODEL.sha256)
     else:
         ckpt = load_checkpoint(config.checkpoint)
     results = {"checkpoint": _network(ckpt, groups, config.device, "checkpoint",

@@ -390,6 +390,7 @@ def write_model_card(
         "period composites)",
         f"- classes: {', '.join(meta.classes)}",
         f"- patch size: {meta.patch_size_px} px",
+        f"- checkpoint sha256: `{meta.sha256}` (weights and metadata; verified on load)",
         f"- weights sha256: `{meta.weights_sha256}`",
         f"- trained on {device}, {len(history)} epoch(s), {chips_per_s:.1f} chips/s",
         "",

@@ -235,6 +235,47 @@ def test_custom_layer_without_fields_is_logged(
     assert "set `id_field`" in caplog.text and "set `kind`" in caplog.text
 
 
+def test_plain_id_and_name_fields_are_recognised(
+    write_geojson: GeoJSONWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_geojson([feature(square(0, 0), id="TI-0001", name="Sawré Muybu"),
+                          feature(square(1, 0), id="TI-0002", name="Kayabi")], name="hand.geojson")
+    with caplog.at_level(logging.WARNING, logger="aoi.layers"):
+        aois = load_aoi(AOIConfig(path=path, kind="indigenous_land"))
+    assert list(aois["aoi_id"]) == ["TI-0001", "TI-0002"]
+    assert list(aois["aoi_name"]) == ["Sawré Muybu", "Kayabi"]
+    assert caplog.text == ""  # no "no id_field", no "no name" warning
+    nome = write_geojson([feature(square(0, 0), ID=7, Nome="Baú")], name="pt.geojson")
+    assert load_aoi(AOIConfig(path=nome, kind="indigenous_land")).iloc[0][
+        ["aoi_id", "aoi_name"]].tolist() == ["7", "Baú"]
+
+
+@pytest.mark.parametrize(
+    "ids_names",
+    [[("1", "A"), (None, "B")], [("1", "A"), ("1", "B")]],
+    ids=["an id missing", "one id for two names"],
+)
+def test_a_plain_id_that_is_not_an_id_numbers_the_aois(
+    write_geojson: GeoJSONWriter, caplog: pytest.LogCaptureFixture, ids_names: list
+) -> None:
+    path = write_geojson([feature(square(2 * i, 0), id=i_, name=n)
+                          for i, (i_, n) in enumerate(ids_names)], name="hand.geojson")
+    with caplog.at_level(logging.WARNING, logger="aoi.layers"):
+        aois = load_aoi(AOIConfig(path=path, kind="other"))
+    assert list(aois["aoi_id"]) == ["hand-0", "hand-1"]
+    assert list(aois["aoi_name"]) == ["A", "B"]
+    assert "field 'id' is not a complete id" in caplog.text
+
+
+def test_plain_id_shared_by_the_parts_of_one_area_merges_them(
+    write_geojson: GeoJSONWriter,
+) -> None:
+    path = write_geojson([feature(square(0, 0), id="1", name="A"),
+                          feature(square(0.5, 0), id="1", name="A")])
+    aois = load_aoi(AOIConfig(path=path, kind="other"))
+    assert list(aois["aoi_id"]) == ["1"] and aois.geometry.iloc[0].geom_type == "MultiPolygon"
+
+
 def test_missing_name_falls_back_to_id(
     write_geojson: GeoJSONWriter, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -70,7 +70,7 @@ def test_real_slovenian_forest_gives_no_mining_site(shared_data, tmp_path, model
         with rasterio.open(item["probabilities"]) as src:
             assert src.descriptions == ("mining",) and src.count == 1
             assert json.loads(src.tags()["MINEWATCH_THRESHOLDS"]) == {"mining": 0.5}
-            assert src.tags()["MODEL_SHA256"] == model.weights_sha256
+            assert src.tags()["MODEL_SHA256"] == model.sha256
             prob = src.read(1)
         # every pixel scored (all observed), all well below the threshold
         assert (prob != 255).all() and prob.max() < 0.5 * 254
@@ -150,7 +150,7 @@ def test_scan_with_the_12_band_ensemble_over_a_local_source(shared_data, tmp_pat
     assert summary["outcome"] == "success" and summary["alerts"] == 0
     assert summary["units_computed"] > 0 and summary["observed_fraction"]["2024Q3"] > 0
     alerts = json.loads((tmp_path / "out" / "alerts.geojson").read_text())
-    assert alerts["minewatch"]["model"]["sha256"] == AMW_MODEL.weights_sha256
+    assert alerts["minewatch"]["model"]["sha256"] == AMW_MODEL.sha256
     again = minewatch("scan", str(_scan_config(tmp_path, stride_px=48)),
                       "--out", "out", "--json", cwd=tmp_path)
     assert again.returncode == 1 and "holds results of another scan" in again.stderr

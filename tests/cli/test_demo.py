@@ -75,7 +75,7 @@ def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, obje
     from models.registry import DEFAULT_MODEL
 
     assert meta["model"]["name"] == "minewatch-unet-slim-real"
-    assert meta["model"]["sha256"] == DEFAULT_MODEL.weights_sha256
+    assert meta["model"]["sha256"] == DEFAULT_MODEL.sha256
     for feat in fc["features"]:
         props = feat["properties"]
         assert feat["id"] == props["site_id"]
@@ -140,7 +140,7 @@ def test_geopackage_and_csv(demo_run: tuple[Path, dict, object]) -> None:
     # Honest about what was not seen: most of the territory has no imagery in the demo.
     assert {"no_imagery"} <= set(coverage["status"])
     assert (coverage["status"] != "no_imagery").sum() > 0
-    with open(out / "summary.csv", newline="") as fh:
+    with open(out / "summary.csv", newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == summary["alerts"]
     assert {"site_id", "alert_class", "status", "area_ha"} <= set(rows[0])

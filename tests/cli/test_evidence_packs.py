@@ -60,7 +60,7 @@ def test_scan_labels_alerts_against_the_titles(scan_out: Path) -> None:
             assert props["legal"]["title_share"] > 0
         else:
             assert not west or props["legal"]["title_share"] == 0
-    with (scan_out / "summary.csv").open(encoding="utf-8") as fh:
+    with (scan_out / "summary.csv").open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["legal_status"] for r in rows} == statuses
     assert any(r["title_ids"] == "850.100/2010" for r in rows) == ("titled" in statuses)

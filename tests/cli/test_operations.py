@@ -82,6 +82,19 @@ def test_a_locked_folder_is_refused(small_world: Path, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"another scan (pid {os.getpid()}" in proc.stderr
     assert not (tmp_path / "out" / "alerts.geojson").exists()
+    assert not (tmp_path / "out" / ".minewatch.lock").exists()  # the holder's, removed on release
+
+
+def test_a_lock_file_left_by_a_killed_scan_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".minewatch.lock").write_text('{"pid": 999999, "started_at": "killed"}')
+    with output_lock(out) as lock:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+    with pytest.raises(RuntimeError, match="inside"), output_lock(out):
+        raise RuntimeError("inside")
+    assert not lock.exists() and out.is_dir()
 
 
 def test_kill_9_then_resume_gives_the_same_alerts(

@@ -8,10 +8,17 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 from PIL import Image
 
 from detection.errors import DetectionError
-from detection.evidence import OUTLINE_RGB, period_overlay, scene_date, write_evidence
+from detection.evidence import (
+    NODATA_RGB,
+    OUTLINE_RGB,
+    period_overlay,
+    scene_date,
+    write_evidence,
+)
 from tests.detection.conftest import to_wgs84, utm_box
 from tests.detection.rasters import scene_ids, write_units
 from tiles.periods import Period
@@ -55,9 +62,10 @@ def test_chips_show_before_and_after_with_the_polygon(
         assert (tmp_path / ev[key]).is_file()
     after = np.asarray(Image.open(tmp_path / ev["after_true_colour"]).convert("RGB"))
     before = np.asarray(Image.open(tmp_path / ev["before_true_colour"]).convert("RGB"))
-    # Window 800 m (min extent) = 80 px, enlarged x3 = 240 px; the 200 m site is 60 px wide,
-    # centred: the outline's box is there, within the line width.
-    assert after.shape == (240, 240, 3)
+    # Window 800 m (min extent) = 80 px, enlarged x3 = 240 px (the caption below it); the 200 m
+    # site is 60 px wide, centred: the outline's box is there, within the line width.
+    assert after.shape[1] == 240 and after.shape[0] > 240
+    after, before = after[:240], before[:240]
     top, bottom, left, right = _outline_box(after)
     for got, want in ((top, 90), (bottom, 150), (left, 90), (right, 150)):
         assert abs(got - want) <= 2, (top, bottom, left, right)
@@ -78,6 +86,65 @@ def test_chips_show_before_and_after_with_the_polygon(
     assert (ev["before_period_start"], ev["before_period_end"]) == ("2024-04-01", "2024-06-30")
     assert ev["after_observed_fraction"] == 1.0
     assert ev["bands"] == {"true_colour": "B04,B03,B02", "swir": "B12,B08,B04"}
+
+
+def test_chips_are_captioned_and_georeferenced(
+    units: Path, q2: Period, q3: Period, tmp_path: Path
+) -> None:
+    """Each PNG says what it shows and carries a true scale bar; a GeoTIFF beside it holds the
+    same pixels where they are on the ground."""
+    out = write_evidence(
+        _alerts(SQUARE), units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path
+    )
+    ev = out["evidence"].iloc[0]
+    png_path = tmp_path / ev["before_true_colour"]
+    png = Image.open(png_path)
+    assert png.text["Title"] == "site mw-m-00000000"
+    description = png.text["Description"]
+    assert "BEFORE: composite of 2024-04-01..2024-06-30" in description
+    assert "images of 2024-04-05, 2024-04-20 (2 scenes)" in description
+    assert "true colour: R B04, G B03, B B02" in description
+    assert "R B12, G B08, B B04" in Image.open(tmp_path / ev["after_swir"]).text["Description"]
+    pixels = np.asarray(png.convert("RGB"))
+    chip = pixels[: png.width]
+    caption = pixels[png.width :]
+    # Text was drawn below the image: dark pixels on at least four separate text lines.
+    dark_rows = np.nonzero((caption < 100).all(axis=-1).any(axis=1))[0]
+    assert len(np.split(dark_rows, np.nonzero(np.diff(dark_rows) > 1)[0] + 1)) >= 5
+
+    with rasterio.open(png_path.with_suffix(".tif")) as tif:
+        assert tif.crs.to_epsg() == 32721 and tif.res == (10.0, 10.0)
+        assert tif.descriptions == ("B04", "B03", "B02")
+        assert tif.tags()["SITE_ID"] == "mw-m-00000000" and tif.tags()["SIDE"] == "before"
+        rgb = np.moveaxis(tif.read(), 0, -1)
+        mask = tif.dataset_mask()
+        # The site's centre (300, 300 m in the test grid) is where the GeoTIFF says.
+        site = gpd.GeoSeries(_alerts(SQUARE).geometry).to_crs(32721).iloc[0].centroid
+        row, col = tif.index(site.x, site.y)
+        assert mask[row, col] == 255
+    # Ground size of a PNG pixel, from the GeoTIFF (not from the PNG's own claim).
+    factor = png.width // rgb.shape[1]
+    metres_per_px = 10.0 / factor
+    assert float(png.text["metres_per_pixel"]) == pytest.approx(metres_per_px, rel=1e-4)
+    # The same pixels: the PNG is the GeoTIFF enlarged (away from the drawn outline), and the
+    # masked pixels are the grey "no observation" ones.
+    enlarged = rgb.repeat(factor, axis=0).repeat(factor, axis=1)
+    away = ~(chip == OUTLINE_RGB).all(axis=-1)
+    assert (enlarged[away] == chip[away]).all()
+    assert (rgb[mask == 0] == NODATA_RGB).all() and (mask == 0).any()  # cloud rows before
+    # The scale bar: the longest black run below the image is as long as its label says.
+    bar_m = int(png.text["scale_bar_m"])
+    runs = [_longest_run((row_ == 0).all(axis=-1)) for row_ in caption]
+    assert abs(max(runs) * metres_per_px - bar_m) <= metres_per_px
+    assert 0.2 * png.width <= max(runs) <= 0.4 * png.width
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    best = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        best = max(best, current)
+    return best
 
 
 def test_site_across_two_chips_is_mosaicked(

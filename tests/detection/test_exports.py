@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import datetime as dt
 import errno
+import io
 import json
 import sqlite3
 import xml.dom.minidom
@@ -14,7 +17,7 @@ import pyogrio
 import pytest
 
 from detection import exports
-from detection.alerts import build_feature_collection
+from detection.alerts import CONFIDENCE_LEVELS, build_feature_collection
 from detection.errors import DetectionError
 from detection.exports import (
     SUMMARY_COLUMNS,
@@ -78,6 +81,22 @@ def test_geopackage_layers_and_qgis_styles(
     }
     assert len(pyogrio.read_dataframe(path, layer="sites_history")) == 3
 
+    # Dates are DATE fields (GDAL reads them as dates), not text.
+    assert back["first_detected"].dtype.kind == "M"
+    assert str(row["first_detected"].date()) == "2024-09-30"
+    assert str(back.set_index("site_id").loc["mw-d-00000001", "first_detected"].date()) == (
+        "2024-06-30"
+    )
+    history_back = pyogrio.read_dataframe(path, layer="sites_history")
+    assert history_back["period_end"].dtype.kind == "M"
+    with sqlite3.connect(path) as con:
+        types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+        # GeoPackage 1.2: GDAL 3.6 (QGIS 3.22 on Debian 12) warns on every open of a 1.4 file.
+        version = con.execute("PRAGMA user_version").fetchone()
+    assert {types[c] for c in ("first_detected", "last_detected")} == {"DATE"}
+    assert types["site_id"] == "TEXT" and types["area_ha"] == "REAL"
+    assert version == (10200,)
+
     with sqlite3.connect(path) as con:
         rows = con.execute(
             "SELECT f_table_name, f_geometry_column, styleName, styleQML, useAsDefault "
@@ -86,14 +105,22 @@ def test_geopackage_layers_and_qgis_styles(
         registered = con.execute(
             "SELECT data_type FROM gpkg_contents WHERE table_name = 'layer_styles'"
         ).fetchone()
-    assert [r[0] for r in rows] == ["alerts", "coverage"]
+    assert [r[0] for r in rows] == ["alerts", "aois", "coverage", "sites_history"]
     assert all(r[1] == "geom" and r[4] == 1 for r in rows)
-    alerts_qml = xml.dom.minidom.parseString(rows[0][3])
-    renderer = alerts_qml.getElementsByTagName("renderer-v2")[0]
-    assert renderer.getAttribute("attr") == "alert_class"
-    values = {c.getAttribute("value") for c in alerts_qml.getElementsByTagName("category")}
-    assert values == {"mining", "deforestation"}
-    coverage_qml = xml.dom.minidom.parseString(rows[1][3])
+    styles = {r[0]: xml.dom.minidom.parseString(r[3]) for r in rows}
+    renderer = styles["alerts"].getElementsByTagName("renderer-v2")[0]
+    assert renderer.getAttribute("type") == "RuleRenderer"
+    labels = [r.getAttribute("label") for r in styles["alerts"].getElementsByTagName("rule")]
+    assert labels[:2] == ["Mining: new", "Mining: expanding"]
+    assert f"{CONFIDENCE_LEVELS[0].capitalize()} confidence (dashed outline)" in labels
+    # Nothing drawn from a data-defined override the legend cannot show.
+    assert not styles["alerts"].getElementsByTagName("data_defined_properties")
+    aoi_fill = {
+        o.getAttribute("name"): o.getAttribute("value")
+        for o in styles["aois"].getElementsByTagName("Option")
+    }
+    assert aoi_fill["style"] == "no"  # outline only: the reserve does not hide the alerts
+    coverage_qml = styles["coverage"]
     filters = [r.getAttribute("filter") for r in coverage_qml.getElementsByTagName("rule")]
     assert filters == ["\"status\" = 'observed'", "\"status\" = 'partly_observed'", "ELSE"]
     assert registered == ("attributes",)
@@ -107,7 +134,32 @@ def test_geopackage_with_no_alerts(
     write_geopackage(path, alerts=alerts.iloc[0:0], coverage=coverage, aois=aois)
     assert pyogrio.read_info(path, layer="alerts")["features"] == 0
     with sqlite3.connect(path) as con:
-        assert con.execute("SELECT count(*) FROM layer_styles").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM layer_styles").fetchone() == (3,)
+        types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+    # Dates keep their type when there is no value to tell it from.
+    assert types["first_detected"] == "DATE" and types["last_detected"] == "DATE"
+
+
+def test_geopackage_dates_by_value(
+    alerts: gpd.GeoDataFrame, coverage: gpd.GeoDataFrame, aois: gpd.GeoDataFrame, tmp_path: Path
+) -> None:
+    # Any column of dates only is a DATE field; one bad value keeps a column text; datetimes
+    # are DATETIME in UTC.
+    aois["image_date"] = [dt.date(2024, 8, 14)]
+    aois["note"] = ["2024-13-45"]
+    aois["checked_at"] = [dt.datetime(2024, 10, 1, 9, 30, tzinfo=dt.timezone.utc)]
+    alerts["scene_date"] = ["2024-08-14", None, "2024-09-02"]
+    path = tmp_path / "alerts.gpkg"
+    write_geopackage(path, alerts=alerts, coverage=coverage, aois=aois)
+    with sqlite3.connect(path) as con:
+        aoi_types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(aois)")}
+        alert_types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(alerts)")}
+        scene_dates = con.execute("SELECT scene_date FROM alerts ORDER BY site_id").fetchall()
+        checked = con.execute("SELECT checked_at FROM aois").fetchone()
+    assert aoi_types["image_date"] == "DATE" and alert_types["scene_date"] == "DATE"
+    assert aoi_types["note"] == "TEXT" and aoi_types["aoi_name"] == "TEXT"
+    assert aoi_types["checked_at"] == "DATETIME" and checked[0].startswith("2024-10-01T09:30:00")
+    assert scene_dates == [(None,), ("2024-08-14",), ("2024-09-02",)]
 
 
 def test_geopackage_needs_coverage_status(
@@ -128,14 +180,14 @@ def test_disk_full_leaves_no_half_file(
 ) -> None:
     path = tmp_path / "alerts.gpkg"
     path.write_bytes(b"previous run")
-    real = pyogrio.write_dataframe
+    real = pyogrio.raw.write
 
-    def fail_on_aois(frame: gpd.GeoDataFrame, target: Path, **kwargs: object) -> None:
+    def fail_on_aois(target: Path, *args: object, **kwargs: object) -> None:
         if kwargs["layer"] == "aois":
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(frame, target, **kwargs)
+        real(target, *args, **kwargs)
 
-    monkeypatch.setattr(exports.pyogrio, "write_dataframe", fail_on_aois)
+    monkeypatch.setattr(exports.pyogrio.raw, "write", fail_on_aois)
     with pytest.raises(DetectionError, match=r"layer 'aois': .*No space left on device"):
         write_geopackage(path, alerts=alerts, coverage=coverage, aois=aois)
     assert path.read_bytes() == b"previous run"
@@ -147,7 +199,7 @@ def test_summary_csv_one_row_per_site(
 ) -> None:
     path = tmp_path / "summary.csv"
     write_summary_csv(path, alerts, thresholds=THRESHOLDS)
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [r["site_id"] for r in rows] == sorted(alerts["site_id"])
@@ -159,10 +211,37 @@ def test_summary_csv_one_row_per_site(
     assert from_fc.read_bytes() == path.read_bytes()
 
 
+def _open_like_a_spreadsheet(path: Path) -> list[dict[str, str]]:
+    """Read a CSV as Excel and LibreOffice Calc do on a pt-BR desktop: UTF-8 when the file starts
+    with a byte-order mark, else the locale's ANSI code page (Windows-1252); the delimiter
+    sniffed."""
+    raw = path.read_bytes()
+    encoding = "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "cp1252"
+    text = raw.decode(encoding)
+    dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    return list(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))
+
+
+def test_summary_csv_opens_right_in_a_spreadsheet(
+    alerts: gpd.GeoDataFrame, tmp_path: Path
+) -> None:
+    alerts["aoi_name"] = ["Terra Indígena Munduruku", "Sawré Muybu", "Kayabi (Pará)"]
+    path = tmp_path / "summary.csv"
+    write_summary_csv(path, alerts, thresholds=THRESHOLDS)
+    assert path.read_bytes().startswith(codecs.BOM_UTF8)
+    rows = _open_like_a_spreadsheet(path)
+    assert tuple(rows[0]) == SUMMARY_COLUMNS  # the BOM is not glued to the first header
+    assert {r["aoi_name"] for r in rows} == set(alerts["aoi_name"])
+    # Without the mark the same spreadsheet shows mojibake (what the BOM prevents).
+    bare = tmp_path / "bare.csv"
+    bare.write_bytes(path.read_bytes()[len(codecs.BOM_UTF8) :])
+    assert "Terra IndÃ­gena Munduruku" in {r["aoi_name"] for r in _open_like_a_spreadsheet(bare)}
+
+
 def test_summary_csv_empty_and_errors(alerts: gpd.GeoDataFrame, tmp_path: Path) -> None:
     path = tmp_path / "summary.csv"
     write_summary_csv(path, alerts.iloc[0:0])
-    assert path.read_text(encoding="utf-8") == ",".join(SUMMARY_COLUMNS) + "\n"
+    assert path.read_text(encoding="utf-8-sig") == ",".join(SUMMARY_COLUMNS) + "\n"
     with pytest.raises(DetectionError, match=r"missing columns \['confidence_level'\]"):
         write_summary_csv(path, alerts)
     with pytest.raises(DetectionError, match="expected a FeatureCollection or a GeoDataFrame"):

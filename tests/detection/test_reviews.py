@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,3 +225,24 @@ def test_export_kml_readable_by_gdal(
     text = out.read_text(encoding="utf-8")
     assert "Sai Cinza &lt;b&gt;&amp;" in text and "<b>" not in text
     assert _cli("export", str(src), "--out", str(out)).exit_code == 2  # exists
+    # Google Earth's time slider: a TimeSpan per placemark, first to last detection, where
+    # KML 2.2 puts it (after the description, before the style); GDAL's LIBKML reads it back.
+    spans = kml.set_index("Name")[["begin", "end"]]
+    assert str(spans.loc["mw-d-00000001", "begin"])[:10] == "2024-06-30"
+    assert str(spans.loc["mw-m-00000003", "begin"])[:10] == "2024-03-31"
+    assert {str(v)[:10] for v in spans["end"]} == {"2024-09-30"}
+    ns = {"k": "http://www.opengis.net/kml/2.2"}
+    for placemark in ET.parse(out).getroot().iterfind(".//k:Placemark", ns):
+        tags = [child.tag.split("}")[1] for child in placemark]
+        assert tags.index("description") < tags.index("TimeSpan") < tags.index("styleUrl")
+
+
+def test_export_json_summary(alerts: gpd.GeoDataFrame, metadata: dict, tmp_path: Path) -> None:
+    src = tmp_path / "alerts.geojson"
+    write_geojson(src, build_feature_collection(alerts, metadata=metadata))
+    out = tmp_path / "field.kml"
+    result = _cli("export", str(src), "--out", str(out), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {
+        "source": str(src), "format": "kml", "out": str(out), "alerts": 3
+    }

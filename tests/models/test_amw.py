@@ -43,7 +43,7 @@ def test_shipped_conversion_matches_the_original_keras_scores(model):
     real and seeded patches; the converted network agrees to 1e-4, member by member."""
     ref, inputs = _reference_inputs()
     key = KEYS[model.name]
-    ckpt = load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.weights_sha256)
+    ckpt = load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.sha256)
     net = build_amw_network(ckpt)
     with torch.inference_mode():
         members = net(torch.from_numpy(inputs[model.name]).permute(0, 3, 1, 2)).numpy()
@@ -114,7 +114,7 @@ def test_missing_band_is_refused_naming_it_and_the_fix():
     with pytest.raises(BandMismatchError, match=r"lacks \['B10'\].*12-band AMW checkpoint"):
         det.predict(np.zeros((12, 64, 64), np.float32), bands)
     default = load_amw_detector(device="cpu")  # the 12-band ensemble
-    assert default.info.sha256 == AMW_MODEL.weights_sha256 and "B10" not in default.bands
+    assert default.info.sha256 == AMW_MODEL.sha256 and "B10" not in default.bands
     with pytest.raises(BandMismatchError, match=r"lacks \['B01', 'B05'"):
         default.predict(
             np.zeros((6, 64, 64), np.float32), ("B02", "B03", "B04", "B08", "B11", "B12")

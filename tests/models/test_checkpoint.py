@@ -9,6 +9,7 @@ import torch
 from models.checkpoint import (
     CheckpointMetadata,
     build_network,
+    checkpoint_sha256,
     load_checkpoint,
     save_checkpoint,
     weights_sha256,
@@ -97,6 +98,10 @@ def test_shape_mismatch_is_named(saved: tuple[torch.nn.Module, Path]) -> None:
     _, path = saved
     payload = torch.load(path, weights_only=True)
     payload["metadata"]["options"]["widths"] = [4, 12]
+    # Sealed again: a consistent checkpoint whose weights do not fit its architecture.
+    payload["metadata"]["sha256"] = checkpoint_sha256(
+        CheckpointMetadata.from_dict(payload["metadata"])
+    )
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"shape mismatch .*file \(8,"):
         build_network(load_checkpoint(path))

@@ -39,7 +39,7 @@ def test_is_a_detector_with_checkpoint_identity(detector: NetworkDetector) -> No
     assert isinstance(detector, Detector)
     assert detector.bands == DEFAULT_BANDS
     ckpt = detector.checkpoint
-    assert detector.info.sha256 == ckpt.metadata.weights_sha256
+    assert detector.info.sha256 == ckpt.metadata.sha256
     assert detector.info.name == "tiny"
 
 

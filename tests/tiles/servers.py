@@ -41,7 +41,9 @@ from pyproj import Transformer
 from RangeHTTPServer import RangeRequestHandler
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
+from shapely.geometry import Polygon, mapping
 
+from aoi.geometry import split_antimeridian
 from tiles.cog import write_cog
 from tiles.synthetic import WorldSpec, generate_world
 
@@ -278,7 +280,9 @@ class StacWorld:
         return next(i for i in self.items if i["id"] == item_id)
 
 
-def build_stac_world(root: Path, base_url: str, *, level: str = "L2A") -> StacWorld:
+def build_stac_world(
+    root: Path, base_url: str, *, level: str = "L2A", center: tuple[float, float] | None = None
+) -> StacWorld:
     """A 512 px synthetic world (2 quarters x 2 acquisitions) as Earth Search v1 items + COGs.
 
     Radiometry variants, so the offset is tested to be applied exactly once: item 0 says
@@ -290,10 +294,15 @@ def build_stac_world(root: Path, base_url: str, *, level: str = "L2A") -> StacWo
     reflectance (the surface plus `TOA_HAZE`), all 13 bands (B01, B09 and the cirrus band B10 at
     60 m), ``s2:product_type: S2MSI1C``, no SCL asset (the world's SCL is kept in
     ``truth_scl``); every item holds digital numbers with RADIO_ADD_OFFSET (baseline 05.10).
+
+    ``center``: (lon, lat) of the world (default the generator's, in the Amazon); at 180 degrees
+    the items' footprint is a MultiPolygon split at the antimeridian and their bbox runs from
+    west > east, as RFC 7946 (3.1.9, 5.2) and Earth Search give them.
     """
     l1c = level == "L1C"
     collection_id = "sentinel-2-l1c" if l1c else COLLECTION
     world_dir = root / "world"
+    where: dict[str, Any] = {"center_lon": center[0], "center_lat": center[1]} if center else {}
     spec = WorldSpec(
         size_px=SIZE_PX,
         acquisitions_per_period=2,
@@ -305,6 +314,7 @@ def build_stac_world(root: Path, base_url: str, *, level: str = "L2A") -> StacWo
         n_fish_pond_groups=0,
         n_quarries=0,
         seed=3,
+        **where,
     )
     world = generate_world(world_dir, spec)
     cogs = root / "cogs"
@@ -315,8 +325,14 @@ def build_stac_world(root: Path, base_url: str, *, level: str = "L2A") -> StacWo
     left, top = world.transform.c, world.transform.f
     right, bottom = left + SIZE_PX * 10, top - SIZE_PX * 10
     xs, ys = to_wgs.transform([left, right, right, left, left], [top, top, bottom, bottom, top])
-    footprint = {"type": "Polygon", "coordinates": [[list(p) for p in zip(xs, ys, strict=True)]]}
-    bbox = [min(xs), min(ys), max(xs), max(ys)]
+    outline = split_antimeridian(Polygon(zip(xs, ys, strict=True)))
+    footprint = mapping(outline)
+    minx, miny, maxx, maxy = outline.bounds
+    if outline.geom_type == "MultiPolygon":  # across 180: west is the eastern hemisphere's edge
+        parts = list(outline.geoms)
+        minx = min(p.bounds[0] for p in parts if p.centroid.x > 0)
+        maxx = max(p.bounds[2] for p in parts if p.centroid.x < 0)
+    bbox = [minx, miny, maxx, maxy]
     total = 0
     for n, scene in enumerate(world.scenes):
         with rasterio.open(scene.path) as src:
@@ -574,14 +590,14 @@ class FaultProxy:
 
 @contextlib.contextmanager
 def stac_stack(
-    root: Path, *, level: str = "L2A"
+    root: Path, *, level: str = "L2A", center: tuple[float, float] | None = None
 ) -> Iterator[tuple[RangeServer, RustacServer, StacWorld, FaultProxy]]:
     """COG server + synthetic items + rustac STAC API behind a fault proxy (its ``url`` is the
     API's address), for one test module; ``level="L1C"`` serves the L1C variant."""
     cog_server = RangeServer(root).start()
     proxy = FaultProxy()
     try:
-        world = build_stac_world(root, cog_server.url, level=level)
+        world = build_stac_world(root, cog_server.url, level=level, center=center)
         api = RustacServer(root / "collection.json", world.items_path, addr=proxy.url)
         proxy.target(api.url)
         try:
