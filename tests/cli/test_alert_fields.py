@@ -73,7 +73,7 @@ def test_image_dates_source_location_and_paired_scenes(first: Path) -> None:
             assert e["date"] == dates[e["id"]]
         assert [e["role"] for e in scenes] == sorted((e["role"] for e in scenes), reverse=True)
     # The CSV places each site too, with the GeoJSON's values.
-    with open(first / "summary.csv", newline="", encoding="utf-8") as fh:
+    with open(first / "summary.csv", newline="", encoding="utf-8-sig") as fh:
         rows = {r["site_id"]: r for r in csv.DictReader(fh)}
     for f in feats:
         p, row = f["properties"], rows[f["id"]]
@@ -153,7 +153,7 @@ def test_area_inside_each_reserve_and_municipalities_of_a_site_across_boundaries
     assert parts[0]["area_ha"] >= parts[1]["area_ha"]
     assert (p["municipality"], p["state"]) == (parts[0]["municipality"], "PA")
     assert sum(m["area_ha"] for m in parts) == pytest.approx(p["area_ha"], rel=0.01)
-    with open(out / "summary.csv", newline="", encoding="utf-8") as fh:
+    with open(out / "summary.csv", newline="", encoding="utf-8-sig") as fh:
         row = next(r for r in csv.DictReader(fh) if r["site_id"] == p["site_id"])
     assert (row["municipality"], row["state"]) == (p["municipality"], "PA")
     assert float(row["aoi_area_ha"]) == p["aoi_area_ha"]
@@ -161,7 +161,7 @@ def test_area_inside_each_reserve_and_municipalities_of_a_site_across_boundaries
     # The report's reserve hectares count the parts inside, not the whole sites.
     proc = minewatch("report", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    with open(out / "report" / "reserve_periods.csv", newline="", encoding="utf-8") as fh:
+    with open(out / "report" / "reserve_periods.csv", newline="", encoding="utf-8-sig") as fh:
         table = list(csv.DictReader(fh))
     row = next(
         r
