@@ -426,6 +426,7 @@ def _site_evidence(
                 period_start=used[0].period_start,
                 period_end=used[0].period_end,
                 scene_ids=sorted({s for c in used for s in c.scene_ids}),
+                scene_dates=dates,
             )
             path = folder / f"{key}.png"
             with atomic_path(path) as tmp:
@@ -454,6 +455,7 @@ def caption_lines(
     period_start: str | None,
     period_end: str | None,
     scene_ids: Sequence[str],
+    scene_dates: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The caption of one chip: site, side and period, image dates, band combination.
 
@@ -462,12 +464,15 @@ def caption_lines(
         side: ``before`` or ``after``.
         rendering: a key of :data:`RENDERINGS`.
         period_start, period_end: the composite's period (ISO dates).
-        scene_ids: the scenes in the composite (their dates are read from the ids).
+        scene_ids: the scenes in the composite.
+        scene_dates: their acquisition dates by id (the scan's scene list); an id not in it has
+            its date read from the id.
 
     Returns:
         Lines of text (long ones are wrapped by :func:`captioned_png`).
     """
-    dates = sorted({d for s in scene_ids if (d := scene_date(s)) is not None})
+    known = scene_dates or {}
+    dates = sorted({d for s in scene_ids if (d := known.get(s) or scene_date(s)) is not None})
     bands = RENDERINGS[rendering]
     count = f"{len(scene_ids)} scene{'s' if len(scene_ids) != 1 else ''}"
     return [

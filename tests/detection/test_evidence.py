@@ -190,7 +190,11 @@ def test_scene_dates_stay_with_their_scene(tmp_path: Path, q2: Period, q3: Perio
         out_dir=tmp_path,
         scene_dates={"S2C_21MT1_20240714_0_L2A": "2024-07-14"},
     )
-    scenes = out["evidence"].iloc[0]["scenes"]
+    ev = out["evidence"].iloc[0]
+    scenes = ev["scenes"]
+    # The chip's caption has the date of the id that does not carry one, too.
+    caption = Image.open(tmp_path / ev["after_true_colour"]).text["Description"]
+    assert "2024-07-03, 2024-07-14, 2024-07-25" in caption
     assert [(e["id"][:3], e["date"]) for e in scenes] == [
         ("S2B", "2024-07-03"),
         ("S2C", "2024-07-14"),
