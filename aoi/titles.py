@@ -25,6 +25,7 @@ import pandas as pd
 import pyogrio
 import pyproj
 from pydantic import BaseModel, field_validator
+from shapely.geometry.base import BaseGeometry
 
 from aoi.config import resolve_path
 from aoi.errors import AOIError, AOIFieldError, AOIGeometryError, AOINotFoundError
@@ -200,7 +201,37 @@ def _date_or_none(value: str | None, *, label: str, field: str) -> str | None:
         ) from exc
 
 
-def _read_titles(
+def wgs84_geometries(
+    frame: gpd.GeoDataFrame, labels: list[str], *, path: Path, layer: str, driver: str | None
+) -> list[BaseGeometry]:
+    """A layer's geometries checked, repaired and in EPSG:4326, as an AOI layer's
+    (``labels`` name each feature in messages).
+
+    Raises:
+        AOIGeometryError: the layer has no CRS outside GeoJSON, or a geometry is empty or
+            impossible.
+    """
+    crs = frame.crs
+    if crs is None:
+        if driver not in _GEOJSON_DRIVERS:
+            raise AOIGeometryError(
+                f"{path}: layer {layer!r} ({driver}) has no CRS; expected one "
+                "(a .prj beside a Shapefile; SIGMINE and IBGE ship SIRGAS 2000, EPSG:4674); "
+                "assign it, e.g. `ogr2ogr -a_srs EPSG:4674 fixed.gpkg input.shp`"
+            )
+        crs = pyproj.CRS.from_user_input(WGS84)
+    crs = pyproj.CRS.from_user_input(crs)
+    geoms = [
+        _clean_geometry(g, src_geographic=crs.is_geographic, label=label)
+        for g, label in zip(frame.geometry, labels, strict=True)
+    ]
+    series = gpd.GeoSeries(geoms, crs=crs)
+    if not crs.equals(pyproj.CRS.from_user_input(WGS84)):
+        series = series.to_crs(WGS84)
+    return [_finish_geometry(g, label=label) for g, label in zip(series, labels, strict=True)]
+
+
+def read_layer(
     path: Path,
     layer: str,
     columns: list[str],
@@ -210,6 +241,12 @@ def _read_titles(
     bbox: tuple[float, float, float, float] | None,
     crs: str | None,
 ) -> gpd.GeoDataFrame:
+    """The features of ``layer`` (only ``columns``) whose bounding box meets ``bbox`` (lon/lat;
+    None: all), in the layer's CRS.
+
+    Raises:
+        AOIError: GDAL cannot read it, or it has no geometry.
+    """
     if bbox is None:
         return _read(path, layer, columns, where, fields)
     layer_crs = pyproj.CRS.from_user_input(crs) if crs else pyproj.CRS.from_user_input(WGS84)
@@ -265,7 +302,7 @@ def load_titles(
     fields = [str(f) for f in info["fields"]]
     convention, resolved = _resolve_fields(config, fields, path=path, layer=layer)
     columns = sorted({f for f in resolved.values() if f is not None})
-    frame = _read_titles(path, layer, columns, config.where, fields, bbox=bbox, crs=info["crs"])
+    frame = read_layer(path, layer, columns, config.where, fields, bbox=bbox, crs=info["crs"])
     values = {column: _values(frame, field) for column, field in resolved.items()}
     for column in ("title_id", "phase"):
         missing = [fid for fid, v in zip(frame.index, values[column], strict=True) if v is None]
@@ -281,24 +318,7 @@ def load_titles(
             _date_or_none(v, label=label, field=str(resolved[column]))
             for v, label in zip(values[column], labels, strict=True)
         ]
-    crs = frame.crs
-    if crs is None:
-        if info.get("driver") not in _GEOJSON_DRIVERS:
-            raise AOIGeometryError(
-                f"{path}: layer {layer!r} ({info.get('driver')}) has no CRS; expected one "
-                "(a .prj beside a Shapefile; SIGMINE ships SIRGAS 2000, EPSG:4674); assign it, "
-                "e.g. `ogr2ogr -a_srs EPSG:4674 fixed.gpkg input.shp`"
-            )
-        crs = pyproj.CRS.from_user_input(WGS84)
-    crs = pyproj.CRS.from_user_input(crs)
-    geoms = [
-        _clean_geometry(g, src_geographic=crs.is_geographic, label=label)
-        for g, label in zip(frame.geometry, labels, strict=True)
-    ]
-    series = gpd.GeoSeries(geoms, crs=crs)
-    if not crs.equals(pyproj.CRS.from_user_input(WGS84)):
-        series = series.to_crs(WGS84)
-    finished = [_finish_geometry(g, label=label) for g, label in zip(series, labels, strict=True)]
+    finished = wgs84_geometries(frame, labels, path=path, layer=layer, driver=info.get("driver"))
     table = pd.DataFrame({c: values[c] for c in TITLE_COLUMNS if c != "geometry"})
     out = gpd.GeoDataFrame(table, geometry=finished, crs=WGS84)
     for column in TITLE_COLUMNS[:-1]:

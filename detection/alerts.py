@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +25,7 @@ import shapely
 from pyproj import CRS
 
 from detection.errors import DetectionError
+from detection.evidence import scene_date
 from detection.legal import LEGAL_STATUSES
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
@@ -41,16 +43,29 @@ ALERT_PROPERTIES: tuple[str, ...] = (
     "confidence_level",
     "first_detected",
     "last_detected",
+    "first_image_date",
+    "last_image_date",
     "period_start",
     "period_end",
     "observed_fraction",
+    "lon",
+    "lat",
     "aoi_id",
     "aoi_name",
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "aoi_area_ha",
+    "aoi_areas",
+    "municipality",
+    "state",
+    "municipalities",
     "legal_status",
     "legal",
+    "satellite",
+    "platforms",
+    "sensor",
+    "processing_level",
     "tile_id",
     "scene_ids",
     "evidence",
@@ -78,7 +93,17 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 
 STATUSES: tuple[str, ...] = ("new", "expanding", "stable", "reactivated", "receding")
-CONFIDENCE_LEVELS: tuple[str, ...] = ("low", "high", "highest")
+#: The words of ``confidence_level``, lowest band first; each is also the key of its threshold in
+#: the run metadata's ``confidence_levels`` (and the scan config's ``alerts.confidence_levels``):
+#: ``probable`` from the detection threshold (0.5), ``likely`` from 0.7, ``very_likely`` from 0.9
+#: by default. Chosen not to collide with GFW's ``nominal`` / ``high`` / ``highest``, which count
+#: agreeing alert systems rather than bound a probability. The one place that owns them: the
+#: QGIS style, the review page and the docs follow this tuple.
+CONFIDENCE_LEVELS: tuple[str, ...] = ("probable", "likely", "very_likely")
+#: Words (and threshold keys) of alert format 1.x, read and translated.
+LEGACY_CONFIDENCE_LEVELS: Mapping[str, str] = MappingProxyType(
+    {"low": "probable", "high": "likely", "highest": "very_likely"}
+)
 AOI_RELATIONS: tuple[str, ...] = ("inside", "buffer")
 REVIEW_STATUSES: tuple[str, ...] = ("unreviewed", "confirmed", "rejected")
 
@@ -105,38 +130,76 @@ OPTIONAL_METADATA_KEYS: tuple[str, ...] = (
 )
 OUTCOMES: tuple[str, ...] = ("success", "partial", "failed")
 
-#: Decimals kept in the output: areas to 1 m2, probabilities to 1e-4, distances to 0.1 m.
+#: Decimals kept in the output: areas to 1 m2, probabilities to 1e-4, distances to 0.1 m,
+#: the centroid to 1e-6 degrees (about 0.1 m).
 DECIMALS: Mapping[str, int] = MappingProxyType(
     {
         "area_ha": 4,
         "area_change_ha": 4,
+        "aoi_area_ha": 4,
         "confidence": 4,
         "observed_fraction": 4,
         "distance_to_boundary_m": 1,
+        "lon": 6,
+        "lat": 6,
     }
 )
+#: The source of every alert: Sentinel-2's MultiSpectral Instrument (every source of this
+#: minewatch reads Sentinel-2 bands; the synthetic world simulates them).
+SATELLITE = "Sentinel-2"
+SENSOR = "MSI"
+_PLATFORM = re.compile(r"^(S2[A-D])_")
+_LEVEL = re.compile(r"(?:MSI|_)(L1C|L2A)(?:_|$)")
 COORDINATE_DECIMALS = 7
 
 
 def confidence_level(value: float, thresholds: Mapping[str, float]) -> str:
-    """The level of a confidence: ``highest`` at or above ``thresholds["highest"]``, ``high`` at or
-    above ``thresholds["high"]``, else ``low``.
+    """The word of a confidence: the highest band of :data:`CONFIDENCE_LEVELS` whose threshold
+    ``value`` reaches (``very_likely`` at or above ``thresholds["very_likely"]``, ``likely`` at or
+    above ``thresholds["likely"]``, else ``probable``).
 
-    ``thresholds["low"]`` is the detection threshold (alerts below it are not expected); it is
-    recorded with the others in the run metadata.
+    ``thresholds["probable"]`` is the detection threshold (alerts below it are not expected); it
+    is recorded with the others in the run metadata. Thresholds keyed by the words of format 1.x
+    (``low`` / ``high`` / ``highest``) are read as the same bands.
 
     Raises:
-        DetectionError: ``value`` is not a number in 0..1, or ``thresholds`` is not
-            ``{"low", "high", "highest"}`` with ``0 <= low <= high <= highest <= 1``.
+        DetectionError: ``value`` is not a number in 0..1, or ``thresholds`` is not one
+            threshold per word, ``0 <= probable <= likely <= very_likely <= 1``.
     """
     t = _check_thresholds(thresholds)
     if not isinstance(value, (int, float, np.number)) or not (0.0 <= float(value) <= 1.0):
         raise DetectionError(f"confidence {value!r}: expected a number in 0..1")
-    if value >= t["highest"]:
-        return "highest"
-    if value >= t["high"]:
-        return "high"
-    return "low"
+    for word in reversed(CONFIDENCE_LEVELS[1:]):
+        if value >= t[word]:
+            return word
+    return CONFIDENCE_LEVELS[0]
+
+
+def site_locations(geoms: Any) -> list[tuple[float, float]]:
+    """``(lon, lat)`` of each site (EPSG:4326 geometries), rounded to 6 decimals: its centroid,
+    or, where the centroid falls outside the site (a ring, a crescent, parts apart), the point
+    on its surface, so the point always lies on the site."""
+    arr = np.asarray(list(geoms), dtype=object)
+    if len(arr) == 0:
+        return []
+    points = shapely.centroid(arr)
+    off = ~shapely.covers(arr, points)
+    if off.any():
+        points[off] = shapely.point_on_surface(arr[off])
+    xs = np.round(shapely.get_x(points), DECIMALS["lon"]) + 0.0
+    ys = np.round(shapely.get_y(points), DECIMALS["lat"]) + 0.0
+    return [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)]
+
+
+def platforms_of(scene_ids: Any) -> list[str]:
+    """The Sentinel-2 units (``S2A``, ``S2B``, ``S2C``...) named by scene ids, sorted."""
+    return sorted({m.group(1) for s in scene_ids if (m := _PLATFORM.match(str(s)))})
+
+
+def level_of(scene_ids: Any) -> str | None:
+    """The processing level (``L2A`` / ``L1C``) named by scene ids, if they name one."""
+    levels = {m.group(1) for s in scene_ids if (m := _LEVEL.search(str(s)))}
+    return levels.pop() if len(levels) == 1 else None
 
 
 def build_feature_collection(alerts: gpd.GeoDataFrame, *, metadata: Mapping[str, Any]) -> dict:
@@ -153,7 +216,7 @@ def build_feature_collection(alerts: gpd.GeoDataFrame, *, metadata: Mapping[str,
             ``previous_period`` (:class:`~tiles.periods.Period`, a ``{"start", "end"}`` mapping, or
             ``None`` for ``previous_period``), ``model`` (:class:`~models.detector.ModelInfo` or a
             ``{"name", "version", "sha256"}`` mapping), ``source`` (string) and
-            ``confidence_levels`` (thresholds ``{"low", "high", "highest"}``).
+            ``confidence_levels`` (one threshold per word of :data:`CONFIDENCE_LEVELS`).
 
     Returns:
         A JSON-ready dict: ``type``, ``minewatch`` (the metadata, normalised), ``features``.
@@ -223,6 +286,9 @@ def alert_records(
         seen.add(sid)
     order = sorted(range(len(ids)), key=ids.__getitem__)
     table = alerts.reset_index(drop=True)
+    locations = _locations(table, ids)
+    # Columns a table may lack, read once (a pandas row lookup per site is slow).
+    optional = {c: table[c].tolist() for c in _OPTIONAL_COLUMNS if c in table.columns}
     records = []
     for i in order:
         row = table.iloc[i]
@@ -236,11 +302,15 @@ def alert_records(
         if thresholds is not None:
             rec["confidence_level"] = confidence_level(rec["confidence"], thresholds)
         else:
+            word = row["confidence_level"]
             rec["confidence_level"] = _choice(
-                row["confidence_level"], "confidence_level", sid, CONFIDENCE_LEVELS
+                LEGACY_CONFIDENCE_LEVELS.get(word, word), "confidence_level", sid, CONFIDENCE_LEVELS
             )
         rec["first_detected"] = _date(row["first_detected"], "first_detected", sid)
         rec["last_detected"] = _date(row["last_detected"], "last_detected", sid)
+        rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
+        extra = {c: values[i] for c, values in optional.items()}
+        rec |= _image_dates(extra, rec["scene_ids"], sid)
         for key in ("period_start", "period_end"):
             if key in table.columns and _present(row[key]):
                 rec[key] = _date(row[key], key, sid)
@@ -256,6 +326,8 @@ def alert_records(
         rec["distance_to_boundary_m"] = _number(
             row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
         )
+        rec["lon"], rec["lat"] = locations[i]
+        rec |= _places(extra, rec["aoi_id"], sid)
         status = row["legal_status"] if "legal_status" in table.columns else None
         rec["legal_status"] = (
             _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
@@ -263,8 +335,16 @@ def alert_records(
         rec["legal"] = _object(
             row["legal"] if "legal" in table.columns else None, sid, prop="legal"
         )
+        rec["satellite"] = SATELLITE
+        rec["platforms"] = platforms_of(rec["scene_ids"])
+        rec["sensor"] = SENSOR
+        level = extra.get("processing_level")
+        rec["processing_level"] = (
+            _string(level, "processing_level", sid)
+            if _present(level)
+            else level_of(rec["scene_ids"])
+        )
         rec["tile_id"] = _string(row["tile_id"], "tile_id", sid)
-        rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
         rec["evidence"] = _object(row["evidence"] if "evidence" in table.columns else None, sid)
         review = row["review_status"] if "review_status" in table.columns else None
         rec["review_status"] = (
@@ -274,6 +354,97 @@ def alert_records(
         )
         records.append({key: rec[key] for key in ALERT_PROPERTIES})
     return records
+
+
+def _locations(table: pd.DataFrame, ids: list[str]) -> list[tuple[float, float]]:
+    """``(lon, lat)`` of each row: its ``lon`` / ``lat`` columns, else from its geometry."""
+    if "lon" in table.columns and "lat" in table.columns:
+        return [
+            (_number(x, "lon", sid, lo=-180.0, hi=180.0), _number(y, "lat", sid, lo=-90.0, hi=90.0))
+            for x, y, sid in zip(table["lon"], table["lat"], ids, strict=True)
+        ]
+    if not isinstance(table, gpd.GeoDataFrame) or table.crs is None:
+        raise DetectionError(
+            "alerts: no lon/lat columns and no geometry with a CRS to place the sites; "
+            "pass the GeoDataFrame (EPSG:4326) or add lon and lat"
+        )
+    geoms = table.geometry.to_crs(4326) if table.crs != CRS.from_epsg(4326) else table.geometry
+    for geom, sid in zip(geoms, ids, strict=True):
+        if geom is None or geom.is_empty:
+            raise DetectionError(f"alert {sid}: empty geometry")
+    return site_locations(geoms)
+
+
+#: Columns of the alerts table read when present (a scan writes them all).
+_OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "first_image_date",
+    "last_image_date",
+    "aoi_areas",
+    "municipality",
+    "state",
+    "municipalities",
+    "processing_level",
+)
+
+
+def _image_dates(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict[str, str | None]:
+    """``first_image_date`` / ``last_image_date`` from their columns, else the earliest and
+    latest acquisition named by ``scene_ids``; ``None`` when neither says (no scene)."""
+    dates = sorted(d for s in scene_ids if (d := scene_date(s)) is not None)
+    out: dict[str, str | None] = {}
+    for key, fallback in (
+        ("first_image_date", dates[0] if dates else None),
+        ("last_image_date", dates[-1] if dates else None),
+    ):
+        value = row.get(key)
+        out[key] = _date(value, key, sid) if _present(value) else fallback
+    first, last = out["first_image_date"], out["last_image_date"]
+    if first is not None and last is not None and first > last:
+        raise DetectionError(
+            f"alert {sid}: first_image_date {first} is after last_image_date {last}"
+        )
+    return out
+
+
+def _places(row: Mapping[str, Any], aoi_id: str, sid: str) -> dict[str, Any]:
+    """``aoi_area_ha`` / ``aoi_areas`` and ``municipality`` / ``state`` / ``municipalities``
+    (:func:`detection.context.attribute_aois`, :func:`detection.admin.assign_admin`)."""
+    areas = _object_list(row.get("aoi_areas"), "aoi_areas", sid, ("aoi_id", "aoi_name"))
+    inside = [a["area_ha"] for a in areas if a["aoi_id"] == aoi_id]
+    out: dict[str, Any] = {
+        "aoi_area_ha": inside[0] if inside else (0.0 if "aoi_areas" in row else None),
+        "aoi_areas": areas,
+    }
+    for key in ("municipality", "state"):
+        value = row.get(key)
+        out[key] = str(value) if _present(value) and str(value) else None
+    out["municipalities"] = _object_list(
+        row.get("municipalities"), "municipalities", sid, ("municipality", "state")
+    )
+    return out
+
+
+def _object_list(value: Any, prop: str, sid: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A list of ``{<names>..., "area_ha"}`` objects (JSON text accepted); ``[]`` when absent."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DetectionError(f"alert {sid}: {prop} {value!r} is not a JSON list") from exc
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a list of objects")
+    out = []
+    for item in value:
+        if not isinstance(item, Mapping) or not {*names, "area_ha"} <= set(item):
+            raise DetectionError(
+                f"alert {sid}: {prop} item {item!r}; expected keys {[*names, 'area_ha']}"
+            )
+        entry: dict[str, Any] = {k: None if item[k] is None else str(item[k]) for k in names}
+        entry["area_ha"] = _number(item["area_ha"], "aoi_area_ha", sid, lo=0.0)
+        out.append(entry)
+    return out
 
 
 def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -367,18 +538,22 @@ def _geojson_geometry(geom: Any, sid: str) -> dict[str, Any]:
 
 
 def _check_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
+    if isinstance(thresholds, Mapping) and set(thresholds) == set(LEGACY_CONFIDENCE_LEVELS):
+        thresholds = {LEGACY_CONFIDENCE_LEVELS[k]: v for k, v in thresholds.items()}
+    example = dict(zip(CONFIDENCE_LEVELS, (0.5, 0.7, 0.9), strict=True))
     if not isinstance(thresholds, Mapping) or set(thresholds) != set(CONFIDENCE_LEVELS):
         raise DetectionError(
             f"confidence thresholds {thresholds!r}: expected a mapping with exactly "
-            f"{list(CONFIDENCE_LEVELS)}, e.g. {{'low': 0.5, 'high': 0.7, 'highest': 0.9}}"
+            f"{list(CONFIDENCE_LEVELS)}, e.g. {example}"
         )
     try:
         t = {k: float(thresholds[k]) for k in CONFIDENCE_LEVELS}
     except (TypeError, ValueError) as exc:
         raise DetectionError(f"confidence thresholds {thresholds!r}: {exc}") from exc
-    if not (0.0 <= t["low"] <= t["high"] <= t["highest"] <= 1.0):
+    values = [t[k] for k in CONFIDENCE_LEVELS]
+    if not (values[0] >= 0.0 and values == sorted(values) and values[-1] <= 1.0):
         raise DetectionError(
-            f"confidence thresholds {t}: expected 0 <= low <= high <= highest <= 1"
+            f"confidence thresholds {t}: expected 0 <= {' <= '.join(CONFIDENCE_LEVELS)} <= 1"
         )
     return t
 

@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aoi.admin import AdminConfig
 from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
+from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
 from detection.errors import ConfigError, DetectionError
 from detection.legal import LegalConfig
 from detection.masks import MaskOptions
@@ -100,11 +102,30 @@ class DetectorConfig(_Strict):
 
 
 class ConfidenceLevels(_Strict):
-    """Mean-probability thresholds of the ``confidence_level`` property."""
+    """Mean-probability thresholds of the ``confidence_level`` property, one per word of
+    :data:`detection.alerts.CONFIDENCE_LEVELS`. The keys of alert format 1.x (``low``, ``high``,
+    ``highest``) are read as ``probable``, ``likely``, ``very_likely``."""
 
-    low: float = Field(default=0.5, ge=0, le=1)
-    high: float = Field(default=0.7, ge=0, le=1)
-    highest: float = Field(default=0.9, ge=0, le=1)
+    probable: float = Field(default=0.5, ge=0, le=1)
+    likely: float = Field(default=0.7, ge=0, le=1)
+    very_likely: float = Field(default=0.9, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_words(cls, data: Any) -> Any:
+        if isinstance(data, dict) and set(data) & set(LEGACY_CONFIDENCE_LEVELS):
+            return {LEGACY_CONFIDENCE_LEVELS.get(k, k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConfidenceLevels:
+        values = [getattr(self, k) for k in CONFIDENCE_LEVELS]
+        if values != sorted(values):
+            raise ValueError(
+                f"thresholds {dict(zip(CONFIDENCE_LEVELS, values, strict=True))}: expected "
+                f"{' <= '.join(CONFIDENCE_LEVELS)}"
+            )
+        return self
 
 
 class AlertsConfig(_Strict):
@@ -234,6 +255,8 @@ class ScanConfig(_Strict):
     sites: SitesConfig = Field(default_factory=SitesConfig)
     #: Legal status of each site: closed AOI kinds, the mining-title layer, extraction phases.
     legal: LegalConfig = Field(default_factory=LegalConfig)
+    #: Municipal boundaries (e.g. IBGE's mesh): each alert's municipality and state. None: none.
+    admin: AdminConfig | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="before")
@@ -250,11 +273,13 @@ class ScanConfig(_Strict):
 
     def identity(self) -> str:
         """sha256 of what makes this the same scan: the config without ``periods``,
-        ``output``, ``grid.halo_px``, ``detector.backend``, ``legal`` and the ``sites`` keys but
-        its thresholds, minimum mapping unit and a simplification set. A scheduled scan moves its
-        periods forward and stays the same scan; the halo only changes how units are computed
-        (it is in their key), the backend how fast; the legal section only labels the alerts
-        (a newer title layer relabels them on the next run)."""
+        ``output``, ``grid.halo_px``, ``detector.backend``, ``legal``, ``admin`` and the ``sites``
+        keys but its thresholds, minimum mapping unit and a simplification set. A scheduled scan
+        moves its periods forward and stays the same scan; the halo only changes how units are
+        computed (it is in their key), the backend how fast; the legal and admin sections only
+        label the alerts (a newer layer relabels them on the next run). The confidence
+        thresholds enter under the keys of format 1.x, so folders made before keep their
+        identity."""
         import hashlib
 
         exclude: dict[str, Any] = {
@@ -263,6 +288,7 @@ class ScanConfig(_Strict):
             "grid": {"halo_px"},
             "detector": {"backend"},
             "legal": True,
+            "admin": True,
         }
         data = self.model_dump(mode="json", exclude=exclude)
         # The keys that moved into `sites`, where and as they were: output folders of scans
@@ -274,6 +300,9 @@ class ScanConfig(_Strict):
         data["alerts"]["min_area_ha"] = sites["min_area_ha"]
         asked = "simplify_m" in self.sites.model_fields_set
         data["alerts"]["simplify_m"] = sites["simplify_m"] if asked else None
+        legacy = {v: k for k, v in LEGACY_CONFIDENCE_LEVELS.items()}
+        levels = data["alerts"]["confidence_levels"]
+        data["alerts"]["confidence_levels"] = {legacy[k]: v for k, v in levels.items()}
         if data["composite"].get("cloud_mask") == "auto":
             # The default since cloud_mask exists: output folders of scans made before keep
             # their identity (their units are recomputed, since the mask is in the unit key).
@@ -289,6 +318,7 @@ INPUT_KEYS = (
     ("source", "path"),
     ("source", "cache_dir"),
     ("legal", "titles", "path"),
+    ("admin", "layer"),
 )
 
 

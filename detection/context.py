@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -24,7 +26,12 @@ AOI_COLUMNS: tuple[str, ...] = (
     "aoi_relation",
     "distance_to_boundary_m",
     "aoi_ids",
+    "aoi_areas",
+    "aoi_area_ha",
 )
+
+#: Equal-area CRS of ``aoi_areas`` (the one ``area_ha`` is measured on, so the parts add up).
+EQUAL_AREA_CRS = "EPSG:6933"
 
 _M_PER_DEGREE = 111_320.0
 _M2_PER_HA = 10_000.0
@@ -54,6 +61,10 @@ def attribute_aois(
     * Several AOIs: ``inside`` beats ``buffer``; among ``inside`` the AOI sharing the largest area
       with the site wins, among ``buffer`` the nearest; ties go to the smaller ``aoi_id``.
       ``aoi_ids`` lists every AOI within ``buffer_m``, best first.
+    * ``aoi_areas`` lists every AOI the site overlaps, best first, as
+      ``{"aoi_id", "aoi_name", "area_ha"}``: the part of the site inside it (its ``area_ha``
+      times the share of it inside, on :data:`EQUAL_AREA_CRS`; a site crossing a boundary is not
+      counted whole).
 
     Args:
         sites: sites in ``EPSG:4326``.
@@ -62,7 +73,8 @@ def attribute_aois(
 
     Returns:
         The sites kept (in their order) with ``aoi_id``, ``aoi_name``, ``aoi_kind``,
-        ``aoi_relation``, ``distance_to_boundary_m`` and ``aoi_ids`` added.
+        ``aoi_relation``, ``distance_to_boundary_m``, ``aoi_ids``, ``aoi_areas`` and
+        ``aoi_area_ha`` (the part inside ``aoi_id``; 0 for ``buffer``) added.
 
     Raises:
         DetectionError: a table is not in ``EPSG:4326`` or lacks a column, an AOI geometry is
@@ -105,6 +117,8 @@ def attribute_aois(
     aoi_kinds = aois["aoi_kind"].to_numpy()
     rows: dict[str, list[object]] = {c: [] for c in AOI_COLUMNS}
     keep = np.zeros(n, dtype=bool)
+    pairs: list[tuple[int, int, int]] = []  # (output row, site, AOI) of each overlap
+    areas: list[list[dict[str, Any]]] = []  # aoi_areas of each output row
     for i, candidates in enumerate(best):
         if not candidates:
             continue
@@ -124,6 +138,25 @@ def attribute_aois(
         rows["aoi_relation"].append("inside" if top.inside else "buffer")
         rows["distance_to_boundary_m"].append(float(top.boundary_m))
         rows["aoi_ids"].append(list(dict.fromkeys(aoi_ids[c.aoi] for c in ranked)))
+        pairs.extend((len(areas), i, c.aoi) for c in ranked if c.inside)
+        areas.append([])
+    # One reprojection for every (site, AOI) overlap: the areas inside, in ranking order.
+    totals = sites["area_ha"].to_numpy(dtype=float) if "area_ha" in sites.columns else None
+    shares = area_inside_ha(
+        [site_geoms[i] for _, i, _ in pairs],
+        [aoi_geoms[a] for *_, a in pairs],
+        None if totals is None else [totals[i] for _, i, _ in pairs],
+    )
+    for (row, _, a), ha in zip(pairs, shares, strict=True):
+        if ha > 0:
+            areas[row].append(
+                {"aoi_id": aoi_ids[a], "aoi_name": str(aoi_names[a]), "area_ha": round(ha, 4)}
+            )
+    rows["aoi_areas"] = list(areas)
+    rows["aoi_area_ha"] = [
+        sum(float(a["area_ha"]) for a in site if a["aoi_id"] == aoi_id)
+        for site, aoi_id in zip(areas, rows["aoi_id"], strict=True)
+    ]
     dropped = int(n - keep.sum())
     if dropped:
         log.info(
@@ -137,9 +170,30 @@ def attribute_aois(
         out[col] = pd.Series(
             rows[col],
             index=out.index,
-            dtype=float if col == "distance_to_boundary_m" else object,
+            dtype=float if col in ("distance_to_boundary_m", "aoi_area_ha") else object,
         )
     return out
+
+
+def area_inside_ha(
+    site_geoms: Sequence[Any], regions: Sequence[Any] | Any, totals: Sequence[float] | None = None
+) -> list[float]:
+    """Hectares of each site (EPSG:4326) inside its region (one region per site, or one for
+    all): the share of the site's area inside, on :data:`EQUAL_AREA_CRS`, times its ``totals``
+    (the site's ``area_ha``, so the parts of a site add up to it), or times its own area."""
+    sites = np.asarray(list(site_geoms), dtype=object)
+    if len(sites) == 0:
+        return []
+    parts = shapely.intersection(sites, np.asarray(regions, dtype=object))
+    both = gpd.GeoSeries(np.concatenate([parts, sites]), crs="EPSG:4326").to_crs(EQUAL_AREA_CRS)
+    areas = both.area.to_numpy()
+    inside, whole = areas[: len(sites)], areas[len(sites) :]
+    if totals is None:
+        return [float(a) / _M2_PER_HA for a in inside]
+    return [
+        float(t) * min(1.0, float(a) / float(w)) if w > 0 else 0.0
+        for a, w, t in zip(inside, whole, totals, strict=True)
+    ]
 
 
 def _collect(
@@ -197,3 +251,55 @@ def _utm_epsg(lon: float, lat: float) -> int:
 
 def _to_crs(geoms: np.ndarray, epsg: int) -> np.ndarray:
     return gpd.GeoSeries(geoms, crs="EPSG:4326").to_crs(epsg).to_numpy()
+
+
+#: Columns :func:`attribute_admin` adds.
+ADMIN_COLUMNS: tuple[str, ...] = ("municipality", "state", "municipalities")
+
+
+def attribute_admin(
+    sites: gpd.GeoDataFrame, municipalities: gpd.GeoDataFrame | None
+) -> gpd.GeoDataFrame:
+    """Attach the municipalities each site lies in (DETER's ``municipali`` / ``uf``, MapBiomas
+    Alerta's ``crossedCities`` / ``crossedStates``).
+
+    * ``municipalities``: every municipality the site overlaps, largest share first (ties by
+      name), as ``{"municipality", "state", "area_ha"}``: the part of the site inside it, as
+      for ``aoi_areas``;
+    * ``municipality`` and ``state``: those of the first (the largest share); ``None`` (and
+      ``municipalities`` ``[]``) when the site lies outside every polygon of the layer or no
+      layer is given.
+
+    Args:
+        sites: sites in ``EPSG:4326``.
+        municipalities: :func:`aoi.admin.load_admin`'s table (``municipality``, ``state``,
+            geometry in ``EPSG:4326``), or None.
+
+    Returns:
+        A copy of ``sites`` with the :data:`ADMIN_COLUMNS`.
+    """
+    out = sites.copy()
+    found: list[list[dict[str, object]]] = [[] for _ in range(len(out))]
+    if municipalities is not None and len(out) and len(municipalities):
+        site_geoms = out.geometry.to_numpy()
+        admin_geoms = municipalities.geometry.to_numpy()
+        si, ai = shapely.STRtree(admin_geoms).query(site_geoms, predicate="intersects")
+        totals = out["area_ha"].to_numpy(dtype=float)[si] if "area_ha" in out.columns else None
+        areas = area_inside_ha(site_geoms[si], admin_geoms[ai], totals)
+        names = municipalities["municipality"].to_numpy()
+        states = municipalities["state"].to_numpy()
+        for s, a, ha in zip(si, ai, areas, strict=True):
+            if ha > 0:
+                found[int(s)].append(
+                    {"municipality": names[a], "state": states[a], "area_ha": round(ha, 4)}
+                )
+        for entries in found:
+            entries.sort(key=lambda e: (-float(e["area_ha"]), str(e["municipality"])))  # type: ignore[arg-type]
+    out["municipality"] = pd.Series(
+        [e[0]["municipality"] if e else None for e in found], index=out.index, dtype=object
+    )
+    out["state"] = pd.Series(
+        [e[0]["state"] if e else None for e in found], index=out.index, dtype=object
+    )
+    out["municipalities"] = pd.Series(found, index=out.index, dtype=object)
+    return out

@@ -108,6 +108,7 @@ def write_evidence(
     chip_px: int = 256,
     margin_m: float = 200.0,
     min_extent_m: float = 800.0,
+    scene_dates: Mapping[str, str] | None = None,
 ) -> gpd.GeoDataFrame:
     """Write before/after chips of every alert and fill its ``evidence`` column.
 
@@ -129,12 +130,13 @@ def write_evidence(
     * ``<side>_true_colour``, ``<side>_swir``: path relative to ``out_dir`` (POSIX ``/``), or
       ``None`` when no composite of that period covers the site (or no previous period);
     * ``<side>_period_start``, ``<side>_period_end``: the composite's period (from its tags);
-    * ``<side>_scene_ids``: the scenes in the composites used (tag ``SCENE_IDS``), sorted;
-    * ``<side>_scene_dates``: their acquisition dates (``YYYY-MM-DD``, from the scene ids);
     * ``<side>_observed_fraction``: share of the site's pixels with a clear observation;
 
-    plus ``bands`` (the band triplet of each rendering). Other keys already in ``evidence`` are
-    kept.
+    plus ``scenes``, the scenes in the composites used (tag ``SCENE_IDS``), each
+    ``{"id", "date", "role"}`` (``role`` ``before`` or ``after``; ``date`` the acquisition date
+    ``YYYY-MM-DD`` from ``scene_dates``, else from the id, else ``None``), before first, then by
+    date and id; and ``bands`` (the band triplet of each rendering). Other keys already in
+    ``evidence`` are kept.
 
     Args:
         alerts: one row per site with ``site_id`` and ``geometry`` (any CRS); other columns are
@@ -147,6 +149,9 @@ def write_evidence(
         chip_px: target chip size in pixels (the enlargement factor is an integer).
         margin_m: context around the site's bounds, metres.
         min_extent_m: smallest window side, metres.
+        scene_dates: acquisition date (``YYYY-MM-DD``) by scene id (the scan's scene list), for
+            ids :func:`scene_date` cannot read one from (a STAC item id such as
+            ``S2B_21MVN_20240408_0_L2A``).
 
     Returns:
         A copy of ``alerts`` with ``evidence`` filled.
@@ -208,6 +213,7 @@ def write_evidence(
                     chip_px=chip_px,
                     margin_m=margin_m,
                     min_extent_m=min_extent_m,
+                    dates=scene_dates or {},
                 )
             )
             evidence.append(record)
@@ -340,6 +346,7 @@ def _site_evidence(
     chip_px: int,
     margin_m: float,
     min_extent_m: float,
+    dates: Mapping[str, str],
 ) -> dict[str, Any]:
     """Render the four chips of one site; the evidence keys of that site."""
     record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
@@ -365,12 +372,13 @@ def _site_evidence(
 
     sides: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     side_composites: dict[str, list[_Composite]] = {}
+    scenes: list[dict[str, str | None]] = []
     for name, index in (("after", after), ("before", before)):
         used = list(_covering(index, window_4326))
         side_composites[name] = used
-        record[f"{name}_scene_ids"] = sorted({s for c in used for s in c.scene_ids})
-        record[f"{name}_scene_dates"] = sorted(
-            {d for s in record[f"{name}_scene_ids"] if (d := scene_date(s)) is not None}
+        scenes.extend(
+            {"id": s, "date": dates.get(s) or scene_date(s), "role": name}
+            for s in sorted({s for c in used for s in c.scene_ids})
         )
         record[f"{name}_period_start"] = used[0].period_start if used else None
         record[f"{name}_period_end"] = used[0].period_end if used else None
@@ -386,6 +394,9 @@ def _site_evidence(
         sides[name] = (data, valid)
         seen = valid[site_mask].mean() if site_mask.any() else 0.0
         record[f"{name}_observed_fraction"] = round(float(seen), 4)
+    record["scenes"] = sorted(
+        scenes, key=lambda e: (e["role"] != "before", e["date"] or "", e["id"] or "")
+    )
 
     folder = out_dir / "evidence" / _SAFE_NAME.sub("_", sid)
     all_bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))
@@ -415,6 +426,7 @@ def _site_evidence(
                 period_start=used[0].period_start,
                 period_end=used[0].period_end,
                 scene_ids=sorted({s for c in used for s in c.scene_ids}),
+                scene_dates=dates,
             )
             path = folder / f"{key}.png"
             with atomic_path(path) as tmp:
@@ -443,6 +455,7 @@ def caption_lines(
     period_start: str | None,
     period_end: str | None,
     scene_ids: Sequence[str],
+    scene_dates: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The caption of one chip: site, side and period, image dates, band combination.
 
@@ -451,12 +464,15 @@ def caption_lines(
         side: ``before`` or ``after``.
         rendering: a key of :data:`RENDERINGS`.
         period_start, period_end: the composite's period (ISO dates).
-        scene_ids: the scenes in the composite (their dates are read from the ids).
+        scene_ids: the scenes in the composite.
+        scene_dates: their acquisition dates by id (the scan's scene list); an id not in it has
+            its date read from the id.
 
     Returns:
         Lines of text (long ones are wrapped by :func:`captioned_png`).
     """
-    dates = sorted({d for s in scene_ids if (d := scene_date(s)) is not None})
+    known = scene_dates or {}
+    dates = sorted({d for s in scene_ids if (d := known.get(s) or scene_date(s)) is not None})
     bands = RENDERINGS[rendering]
     count = f"{len(scene_ids)} scene{'s' if len(scene_ids) != 1 else ''}"
     return [

@@ -44,16 +44,26 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "area_change_ha",
     "first_detected",
     "last_detected",
+    "first_image_date",
+    "last_image_date",
     "observed_fraction",
+    "lon",
+    "lat",
     "aoi_id",
     "aoi_name",
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "aoi_area_ha",
+    "municipality",
+    "state",
     "legal_status",
     "title_ids",
     "title_phases",
     "title_share",
+    "satellite",
+    "platforms",
+    "processing_level",
     "tile_id",
     "review_status",
 )
@@ -159,10 +169,11 @@ def write_geopackage(
             periods, the warning) and the warning as the description of ``alerts`` and
             ``coverage`` (QGIS shows it in the layer list and the layer's information); a
             successful run adds neither.
-        thresholds: the run's confidence thresholds (``{"low", "high", "highest"}``); when
-            given, ``confidence_level`` is (re)computed from ``confidence`` for the ``alerts``
-            layer (its style dashes the outline of ``low`` sites). ``None`` keeps the table's
-            ``confidence_level`` column if any.
+        thresholds: the run's confidence thresholds (one per word of
+            :data:`detection.alerts.CONFIDENCE_LEVELS`); when given, ``confidence_level`` is
+            (re)computed from ``confidence`` for the ``alerts`` layer (its style dashes the
+            outline of ``probable`` sites). ``None`` keeps the table's ``confidence_level``
+            column if any.
 
     The ``alerts`` layer always has ``review_status`` (``unreviewed`` where missing): analysts
     set it in QGIS (the style gives it a drop-down) and ``minewatch alerts import-review`` reads
@@ -253,7 +264,12 @@ def write_summary_csv(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for rec in records:
-        row = {**rec, **legal_columns(rec), "run_outcome": warning}
+        row = {
+            **rec,
+            **legal_columns(rec),
+            "platforms": ";".join(rec.get("platforms") or []),
+            "run_outcome": warning,
+        }
         writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
     if warning is not None and not records:
         writer.writerow([warning] + [""] * len(SUMMARY_COLUMNS))
@@ -278,13 +294,20 @@ KML_FIELDS: tuple[str, ...] = (
     "observed_fraction",
     "first_detected",
     "last_detected",
+    "first_image_date",
+    "last_image_date",
     "period_start",
     "period_end",
+    "lon",
+    "lat",
     "aoi_id",
     "aoi_name",
     "aoi_kind",
     "aoi_relation",
     "distance_to_boundary_m",
+    "aoi_area_ha",
+    "municipality",
+    "state",
     "legal_status",
     "review_status",
 )

@@ -16,9 +16,10 @@ auditor reads, computed from an agency's own scans.
 Rules (``docs/guide-operator.md``):
 
 * A site counts for the reserve :func:`detection.context.attribute_aois` gives it (the one it
-  shares most area with; else the nearest within the scan's buffer): ``inside`` sites make the
-  reserve's hectares, ``buffer`` sites the buffer-zone hectares. A site crossing the boundary
-  counts inside, whole.
+  shares most area with; else the nearest within the scan's buffer). The reserve's hectares are
+  the parts of its sites inside it (``aoi_areas``; for "all", inside any reserve), the
+  buffer-zone hectares the rest of them: a site crossing the boundary is split, never counted
+  inside whole. Site counts and ``expanding_growth_ha`` go by the attribution.
 * Observation per reserve and period, from the ``coverage`` layer (chip-level shares weighted by
   each chip's area inside the reserve): ``imagery_share`` is the share of the reserve covered by
   chips that had imagery; ``observed_share`` the clear (cloud-free) share of that imaged area.
@@ -55,7 +56,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from detection.context import attribute_aois
+from detection.context import area_inside_ha, attribute_aois
 from detection.errors import DetectionError, OutputExistsError
 from detection.legal import LEGAL_STATUSES, LegalConfig, assign_legal_status
 from tiles.files import atomic_path, write_text_atomic
@@ -525,8 +526,17 @@ def _attribute(
         empty = hist.copy()
         for col in ("aoi_id", "aoi_name", "aoi_relation"):
             empty[col] = pd.Series(dtype=object)
+        for col in ("aoi_area_ha", "inside_all_ha"):
+            empty[col] = pd.Series(dtype=float)
         return empty, empty
     attributed = attribute_aois(hist, aois, buffer_m=buffer_m)
+    # The part of each site inside any reserve (for "all"; ``aoi_area_ha`` is the part inside its
+    # own): a site crossing a boundary counts inside only with its part inside.
+    attributed["inside_all_ha"] = area_inside_ha(
+        attributed.geometry.to_numpy(),
+        shapely.union_all(aois.geometry.to_numpy()),
+        attributed["area_ha"].to_numpy(dtype=float),
+    )
     outside = hist.loc[~hist.index.isin(attributed.index)]
     if len(outside):
         log.info(
@@ -629,10 +639,14 @@ def _by_period(
             mine = (
                 in_period if res.aoi_id == ALL_ID else in_period[in_period["aoi_id"] == res.aoi_id]
             )
+            part = "inside_all_ha" if res.aoi_id == ALL_ID else "aoi_area_ha"
             for cls in CLASSES:
                 of_cls = mine[mine["alert_class"] == cls]
                 inside = of_cls[of_cls["aoi_relation"] == "inside"]
                 buffer = of_cls[of_cls["aoi_relation"] == "buffer"]
+                inside_ha = of_cls[part].astype(float)
+                new_ha = inside_ha[of_cls["status"] == "new"].sum()
+                outside_ha = (of_cls["area_ha"].astype(float) - inside_ha).clip(lower=0).sum()
                 row: dict[str, Any] = {
                     "aoi_id": res.aoi_id,
                     "aoi_name": res.aoi_name,
@@ -650,12 +664,10 @@ def _by_period(
                 counts = _status_counts(inside)
                 no_change = comparison == "baseline" or unseen
                 row |= {
-                    "area_ha": np.nan if unseen else round(float(inside["area_ha"].sum()), 4),
+                    "area_ha": np.nan if unseen else round(float(inside_ha.sum()), 4),
                     "sites": np.nan if unseen else len(inside),
                     "new_sites": np.nan if no_change else counts["new"],
-                    "new_ha": np.nan
-                    if no_change
-                    else round(float(inside.loc[inside["status"] == "new", "area_ha"].sum()), 4),
+                    "new_ha": np.nan if no_change else round(float(new_ha), 4),
                     "expanding_sites": np.nan if no_change else counts["expanding"],
                     "expanding_growth_ha": np.nan
                     if no_change
@@ -666,9 +678,7 @@ def _by_period(
                     "reactivated_sites": np.nan if no_change else counts["reactivated"],
                     "stable_sites": np.nan if no_change else counts["stable"],
                     "receding_sites": np.nan if no_change else counts["receding"],
-                    "buffer_area_ha": np.nan
-                    if unseen
-                    else round(float(buffer["area_ha"].sum()), 4),
+                    "buffer_area_ha": np.nan if unseen else round(float(outside_ha), 4),
                     "buffer_sites": np.nan if unseen else len(buffer),
                 }
                 rows.append(row)
@@ -1439,8 +1449,8 @@ def render_html(report: Report, figures: Sequence[ReportFigure], *, pdf: bool = 
         f"{e(str(last.get('started_at', '?')))}). Generated "
         f"{dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
         '<div class="note"><b>How to read this report.</b> Hectares are the area of the sites '
-        "detected by the scans inside each reserve (a site crossing the boundary counts inside, "
-        "whole); sites outside but within the "
+        "detected by the scans inside each reserve (of a site crossing the boundary, only its part "
+        "inside); sites and parts outside but within the "
         f"{report.buffer_m / 1000:g} km buffer zone are counted apart. <i>Observed</i> is the "
         "clear, cloud-free share of the area that had imagery in that period: where nothing was "
         "observed there is no figure (<i>not observed</i>, hatched), never a zero; below "
@@ -1743,7 +1753,7 @@ def _cover_page(report: Report) -> Figure:
         color="0.3",
     )
     notes = (
-        "Hectares: area of the sites detected inside each reserve (buffer-zone sites apart). "
+        "Hectares: area of the sites detected inside each reserve (parts outside apart). "
         "Observed: clear share of the imaged area;\n'not observed' periods have no figure (never "
         f"zero); under {LOW_OBSERVED:.0%} observed the hectares are a lower bound. "
         + (f"{report.baseline} is the baseline (first period scanned)." if report.baseline else "")

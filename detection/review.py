@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from detection.alerts import CONFIDENCE_LEVELS
 from detection.errors import DetectionError
 from detection.evidence import EVIDENCE_IMAGES, Overlay, period_overlay
 from tiles.files import write_text_atomic
@@ -151,6 +152,7 @@ def write_review_html(
         "coverage": coverage,
         "overlays": overlays,
         "chips": chips,
+        "confidence_levels": list(CONFIDENCE_LEVELS),
     }
     parts = [
         "<!DOCTYPE html>",
@@ -361,6 +363,7 @@ def _side_panel() -> str:
             ("site", "site"),
             ("what", "what"),
             ("where", "where"),
+            ("place", "place"),
             ("confidence", "confidence"),
             ("observed", "observed"),
             ("dates", "detected"),

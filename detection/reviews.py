@@ -32,7 +32,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from detection.alerts import REVIEW_STATUSES
+from detection.alerts import LEGACY_CONFIDENCE_LEVELS, REVIEW_STATUSES
 from detection.errors import DetectionError
 from models.detector import ALERT_CLASSES
 from tiles.files import atomic_path, write_text_atomic
@@ -109,6 +109,10 @@ def read_reviewed_alerts(path: str | Path, *, layer: str | None = None) -> gpd.G
         frame = frame.set_crs(4326)
     elif CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
         frame = frame.to_crs(4326)
+    if "confidence_level" in frame.columns:  # a file of format 1.x: today's words
+        frame["confidence_level"] = [
+            LEGACY_CONFIDENCE_LEVELS.get(v, v) for v in frame["confidence_level"]
+        ]
     if "site_id" not in frame.columns and not gpkg:
         frame = _with_feature_ids(frame, path)
     if "review_status" not in frame.columns:
@@ -374,6 +378,10 @@ def read_alerts(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFra
     for name in frame.columns:
         if name != frame.geometry.name and pd.api.types.is_datetime64_any_dtype(frame[name]):
             frame[name] = [_date_text(v) for v in frame[name]]
+    if "confidence_level" in frame.columns:  # a file of format 1.x: today's words
+        frame["confidence_level"] = [
+            LEGACY_CONFIDENCE_LEVELS.get(v, v) for v in frame["confidence_level"]
+        ]
     if "site_id" not in frame.columns and not gpkg:
         frame = _with_feature_ids(frame, path)
     if "site_id" not in frame.columns:

@@ -27,11 +27,18 @@ import shapely.ops
 from shapely.geometry.base import BaseGeometry
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
+from aoi.admin import load_admin
 from aoi.grid import GridCell
 from aoi.titles import load_titles
-from detection.alerts import build_feature_collection
+from detection.alerts import (
+    SATELLITE,
+    SENSOR,
+    build_feature_collection,
+    platforms_of,
+    site_locations,
+)
 from detection.config import ScanConfig
-from detection.context import attribute_aois
+from detection.context import attribute_admin, attribute_aois
 from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
@@ -57,8 +64,10 @@ from tiles.sources import Source, SyntheticSource, open_source
 
 log = logging.getLogger(__name__)
 
-#: Version of the alert format written into every output.
-FORMAT_VERSION = "1.0"
+#: Version of the alert format written into every output (docs/alerts.md, *Format versions*):
+#: 2.0 added image dates, location, areas inside AOIs, municipalities and source fields, paired
+#: the evidence scenes and renamed the confidence words.
+FORMAT_VERSION = "2.0"
 
 #: Files a scan writes into its output folder; their presence marks a folder as holding results.
 OUTPUT_FILES = ("alerts.geojson", "alerts.gpkg", "summary.csv", "review.html", "run.json")
@@ -339,6 +348,9 @@ def _scan(
         if config.legal.titles is not None
         else None
     )
+    municipalities = (
+        load_admin(config.admin, bbox=area_geom.bounds) if config.admin is not None else None
+    )
     cells = make_grid(
         area_geom, chip_size_px=config.grid.chip_size_px, resolution_m=config.grid.resolution_m
     )
@@ -364,6 +376,7 @@ def _scan(
         ChipFailure("*", "*", f"scene skipped: {exc}") for exc in getattr(source, "rejected", [])
     ]
     record_scenes(out_dir, in_periods)
+    scene_dates = {s.scene_id: s.datetime.date().isoformat() for s in in_periods}
 
     chip_scenes = {
         c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
@@ -484,11 +497,13 @@ def _scan(
     aoi_area = gpd.GeoSeries(aois.geometry, crs=aois.crs).to_crs(EQUAL_AREA_CRS).union_all()
     unobserved: list[str] = []
     carried_count = 0
+    first_images: dict[str, str | None] = {}
     for i, period in enumerate(periods):
         previous = periods[i - 1] if i else None
         sites = _sites_of_period(parts[period.label], settings.masks, seeds[period.label])
         before = tracked
         tracked = track_sites(sites, history, period=period, previous_period=previous)
+        tracked = _with_image_dates(tracked, period, scene_ids, scene_dates, first_images)
         seen = shapely.union_all(observed[period.label]) if observed[period.label] else None
         tracked["observed_fraction"] = _observed_share(tracked, history, seen)
         if seen is None or seen.is_empty:
@@ -524,10 +539,16 @@ def _scan(
 
     last, prev = periods[-1], periods[-2]
     alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
-    alerts = _finish_alerts(alerts, last, scene_ids)
+    alerts = attribute_admin(alerts, municipalities)
+    alerts = _finish_alerts(alerts, last, scene_ids, level=level)
     alerts = assign_legal_status(alerts, aois=aois, titles=titles, config=config.legal)
     alerts = write_evidence(
-        alerts, units_dir=out_dir / "units", period=last, previous_period=prev, out_dir=out_dir
+        alerts,
+        units_dir=out_dir / "units",
+        period=last,
+        previous_period=prev,
+        out_dir=out_dir,
+        scene_dates=scene_dates,
     )
     metadata: dict[str, Any] = {
         "version": FORMAT_VERSION,
@@ -707,19 +728,69 @@ def _aoi_observed_share(seen: Any, aoi_area: Any) -> float:
     return round(min(1.0, projected.intersection(aoi_area).area / aoi_area.area), 4)
 
 
+def _scenes_of(
+    tile_field: Any, period: Period, scene_ids: dict[tuple[str, str], tuple[str, ...]]
+) -> list[str]:
+    """The scenes that gave a clear pixel to the chips of a site (``tile_id``, comma-joined)."""
+    found: set[str] = set()
+    for tile in str(tile_field).split(","):
+        found.update(scene_ids.get((tile.strip(), period.label), ()))
+    return sorted(found)
+
+
+def _with_image_dates(
+    tracked: gpd.GeoDataFrame,
+    period: Period,
+    scene_ids: dict[tuple[str, str], tuple[str, ...]],
+    scene_dates: dict[str, str],
+    first_images: dict[str, str | None],
+) -> gpd.GeoDataFrame:
+    """``last_image_date``: the newest acquisition of the period's composite over the site's
+    chips; ``first_image_date``: the earliest one of the composite the site (or the site it
+    split from) was first detected in, kept from that period as ``first_detected`` is.
+    ``first_images`` (site id -> first image date) carries it across the periods of the scan."""
+    out = tracked.copy()
+    firsts: list[str | None] = []
+    lasts: list[str | None] = []
+    end = period.end.isoformat()
+    splits = out["split_from"] if "split_from" in out.columns else [None] * len(out)
+    for sid, tile_field, first_detected, split in zip(
+        out["site_id"], out["tile_id"], out["first_detected"], splits, strict=True
+    ):
+        dates = sorted(
+            scene_dates[s] for s in _scenes_of(tile_field, period, scene_ids) if s in scene_dates
+        )
+        earlier = str(first_detected) < end
+        inherited = first_images.get(str(sid)) or (first_images.get(str(split)) if split else None)
+        firsts.append(inherited if earlier and inherited else (dates[0] if dates else None))
+        lasts.append(dates[-1] if dates else None)
+    out["first_image_date"] = pd.Series(firsts, index=out.index, dtype=object)
+    out["last_image_date"] = pd.Series(lasts, index=out.index, dtype=object)
+    first_images.update(zip(out["site_id"].astype(str), firsts, strict=True))
+    return out
+
+
 def _finish_alerts(
-    alerts: gpd.GeoDataFrame, period: Period, scene_ids: dict[tuple[str, str], tuple[str, ...]]
+    alerts: gpd.GeoDataFrame,
+    period: Period,
+    scene_ids: dict[tuple[str, str], tuple[str, ...]],
+    *,
+    level: str | None,
 ) -> gpd.GeoDataFrame:
     alerts = alerts.copy()
     alerts["period_start"] = period.start.isoformat()
     alerts["period_end"] = period.end.isoformat()
-    ids: list[list[str]] = []
-    for tile_field in alerts.get("tile_id", []):
-        found: set[str] = set()
-        for tile in str(tile_field).split(","):
-            found.update(scene_ids.get((tile.strip(), period.label), ()))
-        ids.append(sorted(found))
+    ids = [_scenes_of(tile_field, period, scene_ids) for tile_field in alerts.get("tile_id", [])]
     alerts["scene_ids"] = pd.Series(ids, index=alerts.index, dtype=object)
+    alerts["satellite"] = SATELLITE
+    alerts["platforms"] = pd.Series(
+        [platforms_of(i) for i in ids], index=alerts.index, dtype=object
+    )
+    alerts["sensor"] = SENSOR
+    alerts["processing_level"] = level
+    located = site_locations(alerts.geometry.to_crs(4326))
+    alerts["lon"] = [x for x, _ in located]
+    alerts["lat"] = [y for _, y in located]
     if "evidence" not in alerts:
         alerts["evidence"] = [{} for _ in range(len(alerts))]
     if "review_status" not in alerts:

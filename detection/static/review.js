@@ -75,7 +75,7 @@
     return {
       color: STATUS_STROKE[p.status] || CLASS_STROKE[p.alert_class] || "#333",
       weight: STATUS_STROKE[p.status] ? 2.5 : 1.5,
-      dashArray: p.confidence_level === "low" ? "4 3" : null,
+      dashArray: p.confidence_level === (data.confidence_levels || [])[0] ? "4 3" : null,
       fillColor: CLASS_FILL[p.alert_class] || "#999",
       fillOpacity: 0.45
     };
@@ -184,11 +184,20 @@
     text("d-site", id);
     text("d-what", p.alert_class + ", " + p.status + " (" + p.area_ha + " ha, change " +
       p.area_change_ha + " ha)");
+    var inside = (p.aoi_areas || []).map(function (a) {
+      return a.area_ha + " ha in " + a.aoi_name;
+    }).join(", ");
     text("d-where", p.aoi_relation + " " + p.aoi_name + " (" + p.aoi_kind + ", " + p.aoi_id +
-      "), " + p.distance_to_boundary_m + " m from the boundary");
+      "), " + p.distance_to_boundary_m + " m from the boundary" +
+      (inside ? "; " + inside : ""));
+    text("d-place", p.lat + ", " + p.lon + (p.municipality ? "; " + p.municipality + " (" +
+      p.state + ")" : ""));
     text("d-confidence", p.confidence + " (" + p.confidence_level + ")");
     text("d-observed", Math.round(p.observed_fraction * 100) + " % of the site observed");
-    text("d-dates", "first " + p.first_detected + ", last " + p.last_detected);
+    text("d-dates", "first image " + (p.first_image_date || "none") + ", last image " +
+      (p.last_image_date || "none") + " (periods ending " + p.first_detected + " to " +
+      p.last_detected + "); " + p.satellite + " " + (p.platforms || []).join("/") + " " +
+      p.sensor + " " + (p.processing_level || ""));
     text("d-review", decisions[id] || "unreviewed");
     var ev = p.evidence || {};
     var chips = (data.chips || {})[id] || {};
@@ -208,9 +217,13 @@
     ["before", "after"].forEach(function (side) {
       var span = ev[side + "_period_start"] ? ev[side + "_period_start"] + " to " +
         ev[side + "_period_end"] : "no imagery";
-      var dates = (ev[side + "_scene_dates"] || []).join(", ");
+      var scenes = (ev.scenes || []).filter(function (s) { return s.role === side; });
+      var dates = scenes.map(function (s) { return s.date || "?"; });
+      dates = dates.filter(function (d, i) { return dates.indexOf(d) === i; }).join(", ");
       text("d-" + side + "-period", span + (dates ? "; scenes of " + dates : ""));
-      text("d-" + side + "-scenes", (ev[side + "_scene_ids"] || []).join("\n"));
+      text("d-" + side + "-scenes", scenes.map(function (s) {
+        return (s.date || "?") + "  " + s.id;
+      }).join("\n"));
     });
     var note = document.getElementById("d-note");
     note.value = notes[id] || "";

@@ -156,3 +156,53 @@ def test_shipped_reserve_configs_validate(repo_root: Path) -> None:
         config = load_config(repo_root / "configs" / f"{name}.yaml")
         assert config.source.kind == "stac", name
         assert config.aoi.path.is_file(), config.aoi.path
+
+
+def test_confidence_words_of_format_1_still_read_and_keep_the_identity(tmp_path: Path) -> None:
+    new = load_config(
+        _write(tmp_path, _minimal() | {"alerts": {"confidence_levels": {"probable": 0.4}}})
+    )
+    old = load_config(
+        _write(tmp_path, _minimal() | {"alerts": {"confidence_levels": {"low": 0.4}}})
+    )
+    assert new.alerts.confidence_levels.model_dump() == {
+        "probable": 0.4,
+        "likely": 0.7,
+        "very_likely": 0.9,
+    }
+    assert old == new and old.identity() == new.identity()
+    # An output folder of format 1.x hashed the thresholds under the old words.
+    import hashlib
+    import json
+
+    data = new.model_dump(
+        mode="json",
+        exclude={
+            "periods": True,
+            "output": True,
+            "grid": {"halo_px"},
+            "detector": {"backend"},
+            "legal": True,
+            "admin": True,
+        },
+    )
+    data["alerts"]["confidence_levels"] = {"low": 0.4, "high": 0.7, "highest": 0.9}
+    del data["composite"]["cloud_mask"]
+    before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    assert new.identity() == before
+    with pytest.raises(ConfigError, match="expected probable <= likely <= very_likely"):
+        load_config(
+            _write(tmp_path, _minimal() | {"alerts": {"confidence_levels": {"likely": 0.3}}})
+        )
+
+
+def test_admin_layer_resolves_and_is_not_part_of_the_identity(tmp_path: Path) -> None:
+    plain = load_config(_write(tmp_path, _minimal()))
+    config = load_config(
+        _write(tmp_path, _minimal() | {"admin": {"layer": "BR_Municipios_2022.shp"}})
+    )
+    assert config.admin is not None and config.admin.layer == tmp_path / "BR_Municipios_2022.shp"
+    assert (config.admin.municipality_field, config.admin.state_field) == ("NM_MUN", "SIGLA_UF")
+    assert config.identity() == plain.identity()
+    with pytest.raises(ConfigError, match="admin"):
+        load_config(_write(tmp_path, _minimal() | {"admin": {"path": "x.shp"}}))

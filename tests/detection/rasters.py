@@ -8,7 +8,7 @@ planted change). Rows of ``cloud_rows`` are nodata (0) in the before composites.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,11 @@ def write_units(
     bare: Sequence[tuple[float, float, float, float]] = (),
     cloud_rows: int = 0,
     tag_period: Period | None = None,
+    scene_ids_of: Callable[[str, Period], list[str]] | None = None,
 ) -> list[Path]:
-    """Write the two chips' composites of ``period``; ``bare`` boxes are ``(x, y, w, h)`` m."""
+    """Write the two chips' composites of ``period``; ``bare`` boxes are ``(x, y, w, h)`` m;
+    ``scene_ids_of(tile, period)`` gives their ``SCENE_IDS`` (default :func:`scene_ids`)."""
+    scene_ids_of = scene_ids_of or scene_ids
     tagged = tag_period or period
     folder = units_dir / period.label
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +87,7 @@ def write_units(
                 PERIOD=tagged.label,
                 PERIOD_START=tagged.start.isoformat(),
                 PERIOD_END=tagged.end.isoformat(),
-                SCENE_IDS=",".join(scene_ids(tile, period)),
+                SCENE_IDS=",".join(scene_ids_of(tile, period)),
                 REFLECTANCE_SCALE="0.0001",
             )
         paths.append(path)

@@ -15,9 +15,15 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from detection.alerts import ALERT_PROPERTIES, build_feature_collection, confidence_level
+from detection.alerts import (
+    ALERT_PROPERTIES,
+    CONFIDENCE_LEVELS,
+    build_feature_collection,
+    confidence_level,
+)
 from detection.errors import DetectionError
 from detection.exports import write_geojson
+from tests.detection.test_geojson_schema import PROPERTIES_2_0
 
 _POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"}}
 _RING = {"type": "array", "minItems": 4, "items": _POSITION}
@@ -99,7 +105,7 @@ SCHEMA: dict[str, Any] = {
                             "area_ha": {"type": "number", "exclusiveMinimum": 0},
                             "area_change_ha": _NUMBER,
                             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                            "confidence_level": {"enum": ["low", "high", "highest"]},
+                            "confidence_level": {"enum": ["probable", "likely", "very_likely"]},
                             "first_detected": _DATE,
                             "last_detected": _DATE,
                             "period_start": _DATE,
@@ -124,6 +130,7 @@ SCHEMA: dict[str, Any] = {
                             "scene_ids": {"type": "array", "items": {"type": "string"}},
                             "evidence": {"type": "object"},
                             "review_status": {"enum": ["unreviewed", "confirmed", "rejected"]},
+                            **PROPERTIES_2_0,
                         },
                     },
                 },
@@ -179,9 +186,10 @@ def test_properties_have_real_values_and_json_types(
     fc = build_feature_collection(alerts, metadata=metadata)
     props = {f["id"]: f["properties"] for f in fc["features"]}
     mining = props["mw-m-00000002"]
-    assert mining["confidence_level"] == "highest" and mining["scene_ids"] == ["S2A_1", "S2B_2"]
-    assert props["mw-d-00000001"]["confidence_level"] == "high"
-    assert props["mw-m-00000003"]["confidence_level"] == "low"
+    assert mining["confidence_level"] == "very_likely"
+    assert mining["scene_ids"] == ["S2A_1", "S2B_2"] and mining["platforms"] == ["S2A", "S2B"]
+    assert props["mw-d-00000001"]["confidence_level"] == "likely"
+    assert props["mw-m-00000003"]["confidence_level"] == "probable"
     assert props["mw-d-00000001"]["first_detected"] == "2024-06-30"
     assert mining["period_start"] == "2024-07-01" and mining["period_end"] == "2024-09-30"
     assert mining["evidence"] == {} and mining["review_status"] == "unreviewed"
@@ -191,7 +199,8 @@ def test_properties_have_real_values_and_json_types(
     assert meta["period"] == {"start": "2024-07-01", "end": "2024-09-30"}
     assert meta["previous_period"] == {"start": "2024-04-01", "end": "2024-06-30"}
     assert meta["model"] == {"name": "indices", "version": "0.1", "sha256": "ab" * 32}
-    assert meta["confidence_levels"] == {"low": 0.5, "high": 0.7, "highest": 0.9}
+    # thresholds given under the words of format 1.x are recorded under today's
+    assert meta["confidence_levels"] == {"probable": 0.5, "likely": 0.7, "very_likely": 0.9}
     json.dumps(fc, allow_nan=False)  # plain JSON types only
 
 
@@ -230,21 +239,41 @@ def test_empty_result_is_a_valid_empty_collection(metadata: dict, tmp_path: Path
     assert len(pyogrio.read_dataframe(path)) == 0
 
 
+THRESHOLDS = {"probable": 0.5, "likely": 0.7, "very_likely": 0.9}
+
+
 @pytest.mark.parametrize(
     ("value", "level"),
-    [(0.2, "low"), (0.5, "low"), (0.7, "high"), (0.89, "high"), (0.9, "highest")],
+    [
+        (0.2, "probable"),
+        (0.5, "probable"),
+        (0.7, "likely"),
+        (0.89, "likely"),
+        (0.9, "very_likely"),
+    ],
 )
 def test_confidence_level(value: float, level: str) -> None:
+    assert CONFIDENCE_LEVELS == ("probable", "likely", "very_likely")
+    assert confidence_level(value, THRESHOLDS) == level
+    # thresholds keyed by format 1.x's words give the same band
     assert confidence_level(value, {"low": 0.5, "high": 0.7, "highest": 0.9}) == level
+
+
+def test_confidence_words_do_not_collide_with_gfw() -> None:
+    # GFW integrated alerts: nominal / high / highest count agreeing systems; ours are
+    # probability bands and must not be read as those.
+    assert not set(CONFIDENCE_LEVELS) & {"nominal", "high", "highest", "low"}
 
 
 def test_confidence_level_rejects_bad_thresholds_and_values() -> None:
     with pytest.raises(DetectionError, match="expected a mapping with exactly"):
-        confidence_level(0.5, {"low": 0.5, "high": 0.7})
-    with pytest.raises(DetectionError, match="expected 0 <= low <= high <= highest <= 1"):
-        confidence_level(0.5, {"low": 0.8, "high": 0.7, "highest": 0.9})
+        confidence_level(0.5, {"probable": 0.5, "likely": 0.7})
+    with pytest.raises(
+        DetectionError, match="expected 0 <= probable <= likely <= very_likely <= 1"
+    ):
+        confidence_level(0.5, {"probable": 0.8, "likely": 0.7, "very_likely": 0.9})
     with pytest.raises(DetectionError, match=r"confidence 1\.5: expected a number in 0\.\.1"):
-        confidence_level(1.5, {"low": 0.5, "high": 0.7, "highest": 0.9})
+        confidence_level(1.5, THRESHOLDS)
 
 
 def test_missing_or_unknown_metadata_is_named(alerts: gpd.GeoDataFrame, metadata: dict) -> None:

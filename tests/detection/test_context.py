@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from detection.context import attribute_aois
+from detection.context import attribute_admin, attribute_aois
 from detection.errors import DetectionError
 from tests.detection.conftest import UTM, sites_frame, to_wgs84, utm_box
 
@@ -169,3 +169,52 @@ def test_overlapping_real_and_convention_layers(shared_data: Path, tmp_path: Pat
     assert out["aoi_ids"].iloc[1][:2] == ["29801", "555001"]
     # Depth inside the WDPA box edge is about 220 m; Munduruku's boundary is kilometres away.
     assert out["distance_to_boundary_m"].iloc[1] > 5_000
+
+
+def test_area_inside_each_aoi_of_a_site_across_two(territory: gpd.GeoDataFrame) -> None:
+    """A 200 m x 100 m site (2 ha) across the border of two territories: 1.5 ha in one, 0.5 ha
+    in the other; neither counts it whole."""
+    two = _aois(
+        [
+            ("TI-1", "Munduruku", utm_box(0, 0, 10_000, 10_000)),
+            ("TI-2", "Sai Cinza", utm_box(10_000, 0, 10_000, 10_000)),
+        ]
+    )
+    sites = sites_frame(
+        [("mining", utm_box(9_850, 5_000, 200, 100)), ("mining", utm_box(-400, 5000, 100, 100))]
+    )
+    sites["area_ha"] = [2.0, 1.0]
+    out = attribute_aois(sites, two, buffer_m=1000)
+    straddling, outside = out.iloc[0], out.iloc[1]
+    assert straddling["aoi_id"] == "TI-1" and straddling["aoi_relation"] == "inside"
+    assert [a["aoi_id"] for a in straddling["aoi_areas"]] == ["TI-1", "TI-2"]
+    areas = [a["area_ha"] for a in straddling["aoi_areas"]]
+    assert areas == pytest.approx([1.5, 0.5], abs=1e-3)
+    assert straddling["aoi_area_ha"] == pytest.approx(1.5, abs=1e-3)
+    assert straddling["aoi_area_ha"] < straddling["area_ha"]
+    assert sum(areas) == pytest.approx(2.0, abs=1e-3)
+    assert outside["aoi_relation"] == "buffer"
+    assert outside["aoi_areas"] == [] and outside["aoi_area_ha"] == 0.0
+
+
+def test_municipalities_of_a_site(territory: gpd.GeoDataFrame) -> None:
+    municipalities = gpd.GeoDataFrame(
+        {"municipality": ["Jacareacanga", "Itaituba"], "state": ["PA", "PA"]},
+        geometry=to_wgs84([utm_box(0, 0, 10_000, 5_000), utm_box(0, 5_000, 10_000, 5_000)]),
+        crs="EPSG:4326",
+    )
+    sites = sites_frame(
+        [
+            ("mining", utm_box(1_000, 4_900, 100, 400)),  # 0.1 ha south, 0.3 ha north
+            ("mining", utm_box(20_000, 20_000, 100, 100)),  # outside the layer
+        ]
+    )
+    sites["area_ha"] = [0.4, 0.1]
+    out = attribute_admin(sites, municipalities)
+    first = out.iloc[0]
+    assert (first["municipality"], first["state"]) == ("Itaituba", "PA")
+    assert [m["municipality"] for m in first["municipalities"]] == ["Itaituba", "Jacareacanga"]
+    assert [m["area_ha"] for m in first["municipalities"]] == pytest.approx([0.3, 0.1], abs=1e-3)
+    assert out.iloc[1]["municipality"] is None and out.iloc[1]["municipalities"] == []
+    none = attribute_admin(sites, None)
+    assert list(none["municipality"]) == [None, None] and list(none["municipalities"]) == [[], []]

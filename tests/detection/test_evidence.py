@@ -73,10 +73,15 @@ def test_chips_show_before_and_after_with_the_polygon(
     # Inside the site: bright sediment after, dark forest before (one shared stretch).
     assert after[100:140, 100:140].mean() > 150 > 60 > before[100:140, 100:140].mean()
     # Provenance: scenes and dates of each side's own period.
-    assert ev["after_scene_ids"] == sorted(scene_ids("T1", q3))
-    assert ev["before_scene_ids"] == sorted(scene_ids("T1", q2))
-    assert ev["after_scene_dates"] == ["2024-07-05", "2024-07-20"]
-    assert ev["before_scene_dates"] == ["2024-04-05", "2024-04-20"]
+    # Each scene with its own date and side (one list: nothing to pair by position).
+    before_ids, after_ids = scene_ids("T1", q2), scene_ids("T1", q3)
+    assert ev["scenes"] == [
+        {"id": before_ids[0], "date": "2024-04-05", "role": "before"},
+        {"id": before_ids[1], "date": "2024-04-20", "role": "before"},
+        {"id": after_ids[0], "date": "2024-07-05", "role": "after"},
+        {"id": after_ids[1], "date": "2024-07-20", "role": "after"},
+    ]
+    assert not any(k.endswith(("_scene_ids", "_scene_dates")) for k in ev)
     assert (ev["after_period_start"], ev["after_period_end"]) == ("2024-07-01", "2024-09-30")
     assert (ev["before_period_start"], ev["before_period_end"]) == ("2024-04-01", "2024-06-30")
     assert ev["after_observed_fraction"] == 1.0
@@ -149,7 +154,8 @@ def test_site_across_two_chips_is_mosaicked(
         _alerts(STRIP), units_dir=units, period=q3, previous_period=q2, out_dir=tmp_path
     )
     ev = out["evidence"].iloc[0]
-    assert ev["after_scene_ids"] == sorted(scene_ids("T1", q3) + scene_ids("T2", q3))
+    after = [e["id"] for e in ev["scenes"] if e["role"] == "after"]
+    assert sorted(after) == sorted(scene_ids("T1", q3) + scene_ids("T2", q3))
     after = np.asarray(Image.open(tmp_path / ev["after_swir"]).convert("RGB"))
     top, bottom, left, right = _outline_box(after)
     centre = after[(top + bottom) // 2, left + 4 : right - 4]
@@ -163,7 +169,37 @@ def test_no_previous_period(units: Path, q3: Period, tmp_path: Path) -> None:
     )
     ev = out["evidence"].iloc[0]
     assert ev["before_true_colour"] is None and ev["before_swir"] is None
-    assert ev["before_scene_ids"] == [] and ev["after_true_colour"] is not None
+    assert {e["role"] for e in ev["scenes"]} == {"after"} and ev["after_true_colour"] is not None
+
+
+def test_scene_dates_stay_with_their_scene(tmp_path: Path, q2: Period, q3: Period) -> None:
+    """Scene ids sorted by name and by date differ (S2B before S2A, an id with no date in it):
+    each scene keeps its own date, from the id or the scan's scene list."""
+    units_dir = tmp_path / "units"
+    ids = [
+        "S2A_MSIL2A_20240725T135411_N0510_R067_T21MT1_20240725T171208",
+        "S2B_MSIL2A_20240703T135538_N0510_R067_T21MT1_20240703T185244",
+        "S2C_21MT1_20240714_0_L2A",
+    ]
+    write_units(units_dir, q3, scene_ids_of=lambda tile, period: ids)
+    out = write_evidence(
+        _alerts(SQUARE),
+        units_dir=units_dir,
+        period=q3,
+        previous_period=q2,
+        out_dir=tmp_path,
+        scene_dates={"S2C_21MT1_20240714_0_L2A": "2024-07-14"},
+    )
+    ev = out["evidence"].iloc[0]
+    scenes = ev["scenes"]
+    # The chip's caption has the date of the id that does not carry one, too.
+    caption = Image.open(tmp_path / ev["after_true_colour"]).text["Description"]
+    assert "2024-07-03, 2024-07-14, 2024-07-25" in caption
+    assert [(e["id"][:3], e["date"]) for e in scenes] == [
+        ("S2B", "2024-07-03"),
+        ("S2C", "2024-07-14"),
+        ("S2A", "2024-07-25"),
+    ]
 
 
 def test_composite_of_another_period_is_not_used(

@@ -29,7 +29,7 @@ from detection.sites import append_history
 from tests.detection.conftest import to_wgs84, utm_box
 from tiles.periods import Period
 
-THRESHOLDS = {"low": 0.5, "high": 0.7, "highest": 0.9}
+THRESHOLDS = {"probable": 0.5, "likely": 0.7, "very_likely": 0.9}
 
 
 @pytest.fixture
@@ -203,7 +203,7 @@ def test_summary_csv_one_row_per_site(
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [r["site_id"] for r in rows] == sorted(alerts["site_id"])
-    assert rows[0]["confidence_level"] == "high" and rows[0]["tile_id"] == "21MYN_0000,21MYN_0001"
+    assert rows[0]["confidence_level"] == "likely" and rows[0]["tile_id"] == "21MYN_0000,21MYN_0001"
     assert rows[2]["aoi_name"] == "Sai Cinza <b>&"
     # From the FeatureCollection: the same bytes.
     from_fc = tmp_path / "from_fc.csv"

@@ -47,6 +47,43 @@ _SPAN = {
 }
 _FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 
+_AREA = {"type": "number", "minimum": 0}
+_OPTIONAL_DATE = {"oneOf": [_DATE, {"type": "null"}]}
+_OPTIONAL_TEXT = {"oneOf": [{"type": "string", "minLength": 1}, {"type": "null"}]}
+
+#: The properties format 2.0 added (docs/alerts.md, *Format versions*).
+PROPERTIES_2_0: dict[str, Any] = {
+    "first_image_date": _OPTIONAL_DATE,
+    "last_image_date": _OPTIONAL_DATE,
+    "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+    "aoi_area_ha": {"oneOf": [_AREA, {"type": "null"}]},
+    "aoi_areas": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["aoi_id", "aoi_name", "area_ha"],
+            "additionalProperties": False,
+            "properties": {"aoi_id": {"type": "string"}, "aoi_name": {}, "area_ha": _AREA},
+        },
+    },
+    "municipality": _OPTIONAL_TEXT,
+    "state": _OPTIONAL_TEXT,
+    "municipalities": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["municipality", "state", "area_ha"],
+            "additionalProperties": False,
+            "properties": {"municipality": {}, "state": {}, "area_ha": _AREA},
+        },
+    },
+    "satellite": {"const": "Sentinel-2"},
+    "platforms": {"type": "array", "items": {"enum": ["S2A", "S2B", "S2C", "S2D"]}},
+    "sensor": {"const": "MSI"},
+    "processing_level": {"oneOf": [{"enum": ["L1C", "L2A"]}, {"type": "null"}]},
+}
+
 #: RFC 7946 FeatureCollection of (Multi)Polygons (sections 3.1.6, 3.1.7, 3.2, 3.3, 4: no
 #: ``crs``), with the properties of DESIGN.md section 6 and the ``minewatch`` member.
 SCHEMA: dict[str, Any] = {
@@ -145,6 +182,7 @@ SCHEMA: dict[str, Any] = {
                             "scene_ids": {"type": "array", "items": {"type": "string"}},
                             "evidence": {"type": "object"},
                             "review_status": {"enum": list(REVIEW_STATUSES)},
+                            **PROPERTIES_2_0,
                         },
                     },
                 },

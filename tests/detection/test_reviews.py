@@ -15,7 +15,7 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from detection.alerts import build_feature_collection
+from detection.alerts import LEGACY_CONFIDENCE_LEVELS, build_feature_collection
 from detection.errors import DetectionError
 from detection.exports import write_geojson, write_geopackage
 from detection.reviews import (
@@ -81,7 +81,7 @@ def gpkg(alerts: gpd.GeoDataFrame, tmp_path: Path) -> Path:
         alerts=alerts,
         coverage=coverage,
         aois=aois,
-        thresholds={"low": 0.5, "high": 0.7, "highest": 0.9},
+        thresholds={"probable": 0.5, "likely": 0.7, "very_likely": 0.9},
     )
     return path
 
@@ -146,7 +146,7 @@ def test_diff_reports_new_removed_changed(
     later = alerts.copy()
     later.loc[0, "status"] = "expanding"  # mw-m-00000002
     later.loc[0, "area_ha"] = 9.5
-    later.loc[2, "confidence"] = 0.95  # mw-m-00000003: low -> highest
+    later.loc[2, "confidence"] = 0.95  # mw-m-00000003: probable -> very_likely
     later = later.drop(index=1)  # mw-d-00000001 gone
     extra = alerts.iloc[[1]].assign(site_id="mw-d-0000000a")
     later = gpd.GeoDataFrame(
@@ -158,7 +158,7 @@ def test_diff_reports_new_removed_changed(
     assert diff.new == ["mw-d-0000000a"] and diff.removed == ["mw-d-00000001"]
     assert diff.changed == {
         "mw-m-00000002": {"status": ["new", "expanding"], "area_ha": [8.0, 9.5]},
-        "mw-m-00000003": {"confidence_level": ["low", "highest"]},
+        "mw-m-00000003": {"confidence_level": ["probable", "very_likely"]},
     }
     assert diff.unchanged == 0 and not diff.identical
     result = _cli("diff", str(a_path), str(b_path))
@@ -178,6 +178,25 @@ def test_diff_of_the_same_alerts_as_geojson_and_geopackage_is_empty(
     write_geojson(as_json, build_feature_collection(alerts, metadata=metadata))
     diff = diff_alerts(read_alerts(as_json), read_alerts(gpkg))
     assert diff.changed == {} and diff.new == [] and diff.removed == []
+
+
+def test_diff_against_a_format_1_file_reads_its_confidence_words(
+    alerts: gpd.GeoDataFrame, metadata: dict, tmp_path: Path
+) -> None:
+    """A 1.0 alerts file said low/high/highest for the same bands: no change to report."""
+    new = tmp_path / "new.geojson"
+    write_geojson(new, build_feature_collection(alerts, metadata=metadata))
+    old_words = {v: k for k, v in LEGACY_CONFIDENCE_LEVELS.items()}
+    fc = json.loads(new.read_text(encoding="utf-8"))
+    for feature in fc["features"]:
+        feature["properties"]["confidence_level"] = old_words[
+            feature["properties"]["confidence_level"]
+        ]
+    old = tmp_path / "old.geojson"
+    old.write_text(json.dumps(fc), encoding="utf-8")
+    assert "highest" in old.read_text(encoding="utf-8")
+    diff = diff_alerts(read_alerts(old), read_alerts(new))
+    assert diff.changed == {} and diff.unchanged == len(alerts)
 
 
 def test_diff_sees_a_moved_outline(alerts: gpd.GeoDataFrame) -> None:
