@@ -188,6 +188,11 @@ def test_confidence_words_of_format_1_still_read_and_keep_the_identity(tmp_path:
     )
     data["alerts"]["confidence_levels"] = {"low": 0.4, "high": 0.7, "highest": 0.9}
     del data["composite"]["cloud_mask"]
+    # ... and had the `sites` keys where they were then (detector, alerts).
+    sites = data.pop("sites")
+    data["detector"]["probability_threshold"] = new.sites.legacy_threshold()
+    data["alerts"]["min_area_ha"] = sites["min_area_ha"]
+    data["alerts"]["simplify_m"] = None
     before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     assert new.identity() == before
     with pytest.raises(ConfigError, match="expected probable <= likely <= very_likely"):
