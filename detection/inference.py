@@ -57,6 +57,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from detection.errors import DetectionError
+from detection.thresholds import checkpoint_thresholds
 from models.checkpoint import Checkpoint, band_order, load_checkpoint
 from models.detector import ALERT_CLASSES
 from models.network import NetworkDetector, load_network_detector, resolve_device
@@ -325,22 +326,6 @@ def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> C
             shipped_checkpoint_path(), expected_sha256=DEFAULT_MODEL.sha256
         )
     return load_network_detector(model, device="cpu").checkpoint
-
-
-def checkpoint_thresholds(checkpoint: Checkpoint) -> dict[str, float]:
-    """Per-class probability thresholds a checkpoint recommends (``extra["thresholds"]``).
-
-    Returns:
-        ``{class: threshold}`` for the classes it names; empty when it names none.
-    """
-    raw = checkpoint.metadata.extra.get("thresholds")
-    if not isinstance(raw, dict):
-        return {}
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        with contextlib.suppress(TypeError, ValueError):
-            out[str(name)] = float(value)
-    return out
 
 
 # ------------------------------------------------------------------------------ the grid

@@ -765,6 +765,6 @@ def _class_thresholds(config: ScanConfig, detector: Any) -> tuple[tuple[str, flo
     checkpoint = getattr(detector, "checkpoint", None)
     if checkpoint is None:
         return ()
-    from detection.inference import checkpoint_thresholds
+    from detection.thresholds import checkpoint_thresholds
 
     return tuple(sorted(checkpoint_thresholds(checkpoint).items()))

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from models.checkpoint import PATCH_CLASSIFIERS, Checkpoint, load_checkpoint, network_input
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
-from models.errors import CheckpointError, ModelError
-from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from models.errors import CheckpointError, ModelError, require_torch, torch_available
+from models.registry import DEFAULT_MODEL, ShippedModel, shipped_checkpoint_path
 from models.runtime import BACKENDS, Engine, build_engine
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+
+def device_name(device: str) -> str:
+    """Like :func:`resolve_device`, as a name; ``auto``/``cpu`` need no PyTorch.
+
+    Raises:
+        ModelError: unknown device, or ``cuda`` without CUDA (or without PyTorch).
+    """
+    if device == "cpu" or (device == "auto" and not torch_available()):
+        return "cpu"
+    return str(resolve_device(device))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -23,7 +36,14 @@ def resolve_device(device: str) -> torch.device:
 
     Raises:
         ModelError: unknown device, or ``cuda`` without CUDA.
+        TorchMissingError: PyTorch is not installed.
     """
+    if device.startswith("cuda"):
+        require_torch(f"device {device!r}")
+    else:
+        require_torch("choosing a torch device")
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
@@ -74,7 +94,7 @@ class NetworkDetector:
     ) -> None:
         self._ckpt = checkpoint
         meta = checkpoint.metadata
-        self._device = resolve_device(device)
+        self._device = device_name(device)
         if backend not in BACKENDS:
             raise ModelError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self._backend = backend
@@ -112,7 +132,7 @@ class NetworkDetector:
     @property
     def device(self) -> str:
         """``cuda`` or ``cpu``."""
-        return self._device.type
+        return self._device.split(":")[0]
 
     @property
     def backend(self) -> str:
@@ -175,7 +195,7 @@ class NetworkDetector:
             H, W = -(-h // engine.stride) * engine.stride, -(-w // engine.stride) * engine.stride
             padded = np.zeros((normalized.shape[0], H, W), dtype=np.float32)
             padded[:, :h, :w] = normalized
-            return self._forward(torch.from_numpy(padded[None]))[0, :, :h, :w]
+            return self._forward(padded[None])[0, :, :h, :w]
         H, W = max(h, tile), max(w, tile)
         padded = np.zeros((normalized.shape[0], H, W), dtype=np.float32)
         padded[:, :h, :w] = normalized
@@ -188,15 +208,20 @@ class NetworkDetector:
         for i in range(0, len(origins), self._batch):
             batch = origins[i : i + self._batch]
             x = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in batch])
-            out = self._forward(torch.from_numpy(x))
+            out = self._forward(x)
             for (r, c), p in zip(batch, out, strict=True):
                 acc[:, r : r + tile, c : c + tile] += p * self._window
                 weight[r : r + tile, c : c + tile] += self._window
         return (acc / np.maximum(weight, 1e-6))[:, :h, :w]
 
-    def _forward(self, x: torch.Tensor) -> np.ndarray:
-        logits = self._engine(x)
-        return torch.softmax(logits, dim=1).cpu().numpy()
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self._engine.run(x))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis (1) of ``(N, class, row, col)`` float32 logits."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
 
 
 def _starts(size: int, tile: int, step: int) -> list[int]:
@@ -211,6 +236,24 @@ def _blend_window(tile: int) -> np.ndarray:
     ramp = np.minimum(np.arange(tile) + 0.5, tile - np.arange(tile) - 0.5) / (tile / 4)
     one = np.clip(ramp, 0.05, 1.0).astype(np.float32)
     return np.outer(one, one)
+
+
+def load_shipped(model: ShippedModel) -> Checkpoint:
+    """A shipped model, verified against the sha256 the registry records for it.
+
+    With PyTorch: its ``.pt`` checkpoint; without (a CPU-only install): its ONNX export, which
+    ONNX Runtime runs.
+
+    Raises:
+        CheckpointError: the file is missing or does not match its sha256.
+        TorchMissingError: no PyTorch and no ONNX export of the model is shipped.
+    """
+    if torch_available():
+        return load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.sha256)
+    from models.onnx_checkpoint import load_onnx_checkpoint
+
+    path = shipped_checkpoint_path(model, onnx=True)
+    return load_onnx_checkpoint(path, file_sha256=model.onnx_sha256, expected_sha256=model.sha256)
 
 
 def load_network_detector(
@@ -231,11 +274,7 @@ def load_network_detector(
         CheckpointError: the file is missing, corrupt, or its weights do not match their sha256.
         ModelError: bad device.
     """
-    if checkpoint is None:
-        path = shipped_checkpoint_path()
-        ckpt = load_checkpoint(path, expected_sha256=DEFAULT_MODEL.sha256)
-    else:
-        ckpt = load_checkpoint(checkpoint)
+    ckpt = load_shipped(DEFAULT_MODEL) if checkpoint is None else load_checkpoint(checkpoint)
     if ckpt.metadata.architecture in PATCH_CLASSIFIERS:
         raise CheckpointError(
             f"{checkpoint}: {ckpt.metadata.name} is an Amazon Mining Watch patch classifier, "
