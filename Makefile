@@ -5,6 +5,8 @@ BIN     := $(VENV)/bin
 # The CPU-only install the tests also run in (the demo and the scan tests, marked cpu_install).
 CPU_VENV ?= .venv-cpu
 CPU_BIN  := $(CPU_VENV)/bin
+# Test files whose imports need no torch (the other files import it, or the test extras).
+CPU_TESTS := tests/cli/test_demo.py tests/cli/test_cpu_install.py tests/models/test_onnx_checkpoint.py
 
 # Real readers the tests check analysts' files with: QGIS (headless) and Chromium.
 SYSTEM_PACKAGES := python3-qgis qgis-providers gdal-bin chromium chromium-driver
@@ -38,7 +40,7 @@ $(CPU_BIN)/minewatch: pyproject.toml
 test-cpu: $(CPU_BIN)/minewatch
 	@if $(CPU_BIN)/python -c "import torch" 2>/dev/null; then \
 	    echo "$(CPU_VENV) has torch; it must not"; exit 1; fi
-	HF_HUB_OFFLINE=1 $(CPU_BIN)/python -m pytest -m cpu_install -p no:cacheprovider
+	HF_HUB_OFFLINE=1 $(CPU_BIN)/python -m pytest -m cpu_install -p no:cacheprovider $(CPU_TESTS)
 
 system-deps:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && \
