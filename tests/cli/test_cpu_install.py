@@ -1,7 +1,7 @@
 """The CPU install (``pip install minewatch``, no ``torch`` extra), end to end from the CLI.
 
-``minewatch scan`` and ``minewatch evaluate`` run the shipped network from its ONNX export and
-give what the PyTorch install gives; what needs PyTorch says, in one line, which extra installs
+``minewatch scan``, ``predict`` and ``evaluate`` run the shipped network from its ONNX export
+and give what the PyTorch install gives; what needs PyTorch says, in one line, which extra installs
 it. ``make test-cpu`` runs this file in ``.venv-cpu``, where torch is not installed at all; in the
 full install the subprocesses run with a ``sys.meta_path`` finder that refuses ``torch`` (an
 ``import torch`` anywhere fails as it does without it), and the PyTorch run is compared.
@@ -108,6 +108,37 @@ def test_evaluate_without_torch_scores_the_shipped_network(tmp_path: Path) -> No
     assert json.loads(proc.stdout)["detectors"] == report["detectors"]
 
 
+def test_predict_without_torch_writes_the_probabilities_and_sites_of_pytorch(
+    tmp_path: Path,
+) -> None:
+    from tiles.synthetic import WorldSpec, generate_world
+
+    spec = WorldSpec(size_px=384, seed=5, n_mining_sites=3, n_clearings=1,
+                     acquisitions_per_period=1, cloud_cover=0.0)
+    generate_world(tmp_path / "world", spec)
+    scene = sorted((tmp_path / "world" / "scenes").glob("*.tif"))[-1]
+    # windows of 128 px: several window rows, blended and flushed row by row
+    args = ("predict", str(scene), "--window-px", "128", "--overlap-px", "32", "--json")
+    proc = without_torch(*args, "--out", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["backend"] == "onnxruntime"
+    cpu = tmp_path / "cpu" / f"{scene.stem}_probabilities.tif"
+    with rasterio.open(cpu) as src:
+        probabilities = src.read()
+    assert probabilities.shape == (2, 384, 384)
+    assert (probabilities[0] > 127).any(), "no mining pixel predicted in the scene"
+    if not HAS_TORCH:
+        return
+    proc = minewatch(*args, "--out", "torch", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with rasterio.open(tmp_path / "torch" / cpu.name) as src:
+        np.testing.assert_array_equal(src.read(), probabilities)
+    sites = f"{scene.stem}_sites.geojson"
+    cpu_sites = json.loads((tmp_path / "cpu" / sites).read_text())["features"]
+    assert cpu_sites
+    assert json.loads((tmp_path / "torch" / sites).read_text())["features"] == cpu_sites
+
+
 def _scene(path: Path) -> Path:
     bands = ("B02", "B03", "B04", "B08", "B11", "B12")
     data = np.full((len(bands), 64, 64), 1200, dtype=np.uint16)
@@ -120,16 +151,19 @@ def _scene(path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "says"),
     [
-        ["train", "{repo}/configs/train-synthetic.yaml", "--out", "train"],
-        ["predict", "{scene}", "--out", "predicted"],
-        ["demo", "--detector", "amw", "--out", "amw"],
+        (["train", "{repo}/configs/train-synthetic.yaml", "--out", "train"],
+         "minewatch: error: minewatch train needs torch"),
+        (["predict", "{scene}", "--device", "cuda", "--out", "predicted"],
+         "Error: device 'cuda' needs PyTorch"),
+        (["demo", "--detector", "amw", "--out", "amw"],
+         "minewatch: error: minewatch demo needs torch"),
     ],
-    ids=["train", "predict", "amw"],
+    ids=["train", "predict-cuda", "amw"],
 )
 def test_what_needs_torch_names_the_extra_in_one_line(
-    command: list[str], tmp_path: Path, repo_root: Path
+    command: list[str], says: str, tmp_path: Path, repo_root: Path
 ) -> None:
     scene = _scene(tmp_path / "scene.tif")
     args = [a.format(repo=repo_root, scene=scene) for a in command]
@@ -137,6 +171,6 @@ def test_what_needs_torch_names_the_extra_in_one_line(
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"minewatch: error: minewatch {command[0]} needs ")
+    assert lines[0].startswith(says)
     assert lines[0].endswith(EXTRA)
     assert not (tmp_path / args[args.index("--out") + 1]).exists()
