@@ -26,7 +26,8 @@ GPU: bf16 autocast, channels-last, pinned host buffers and non-blocking copies, 
 chosen from free GPU memory (halved on out-of-memory; at batch 1 the run falls back to the CPU),
 optional ``torch.compile``. CPU: fp32, by default through ONNX Runtime (the folded network
 exported once, cached), else PyTorch with batch norm folded and channels-last; see
-:mod:`models.runtime`.
+:mod:`models.runtime`. Without PyTorch (a CPU-only install) the same CPU path runs on NumPy arrays
+(the same operations in the same order: bit-identical outputs) and the shipped ONNX network.
 """
 
 from __future__ import annotations
@@ -1096,6 +1097,12 @@ class _Accumulator:
             probs = probs.to(self.device)
         region.add_(probs * weight)
 
+    def shift_up(self, step: int, keep: int) -> None:
+        """Move rows ``step .. step + keep`` to the top (the next window row's), zero the rest."""
+        rows = self.data[:, step : step + keep]
+        self.data[:, :keep] = rows.copy() if isinstance(rows, np.ndarray) else rows.clone()
+        self.data[:, keep:] = 0.0
+
 
 def _quantize(block: Any, dtype: str) -> np.ndarray:
     """Probabilities (NaN: unobserved) as written: ``uint8`` in place, or a ``float32`` copy."""
@@ -1244,11 +1251,7 @@ def _flush(
     out = _quantize(block, dtype)
     outputs.put(out, r0, last=last)
     if not last:
-        keep = win_h - step
-        acc.data[:, :keep] = acc.data[:, step : step + keep].copy() if isinstance(
-            acc.data, np.ndarray
-        ) else acc.data[:, step : step + keep].clone()
-        acc.data[:, keep:] = 0.0
+        acc.shift_up(step, win_h - step)
 
 
 #: A batch of windows: their ``(i, j)`` and ``(positions, stacked values)`` per shape.
