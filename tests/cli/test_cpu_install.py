@@ -174,3 +174,19 @@ def test_what_needs_torch_names_the_extra_in_one_line(
     assert lines[0].startswith(says)
     assert lines[0].endswith(EXTRA)
     assert not (tmp_path / args[args.index("--out") + 1]).exists()
+
+
+def test_the_amw_converter_names_the_extra(tmp_path: Path) -> None:
+    script = _NO_TORCH.replace(
+        "from minewatch.cli import main\nsys.exit(main(sys.argv[1:]))",
+        "import runpy\nrunpy.run_module('models.amw', run_name='__main__')",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "model.h5", "out.pt"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"python -m models.amw needs PyTorch, which this install lacks; {EXTRA}"
+    )
+    assert not (tmp_path / "out.pt").exists()
