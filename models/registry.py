@@ -335,7 +335,7 @@ SYNTHETIC_MODEL = ShippedModel(
     sha256="af89553bc2b757cd2ae13f5250ad7084675d754deb60ed3504ec42065449c9ed",
     weights_sha256="cd276f481338ace63f0ed008be7b115e09b82d8a34b712dc0a05d8a95132131d",
     onnx_filename="minewatch-unet-slim-synthetic.onnx",
-    onnx_sha256="7f4e0a533be1e4b3fc656de8efe09c697e0df7d9e18bc759eacbe8714c4245c7",
+    onnx_sha256="98f909548b4c3f60fc935679fd746876d9f3b4d4833ab16ef772da3b80b8c87e",
 )
 
 #: The default network of ``minewatch demo`` / ``scan`` (``detector: {kind: network}``):
@@ -346,7 +346,7 @@ DEFAULT_MODEL = ShippedModel(
     sha256="56d11fb2aaf7fe00f5086864a0da98944f35e1ba1b751afb60a4450571bb30aa",
     weights_sha256="259e1773e657bacf4362d488b84c54d02a98e0ce58d5345890e8dc0249e136d2",
     onnx_filename="minewatch-unet-slim-real.onnx",
-    onnx_sha256="c2edcc63ab50eda4d36015596c04214ae5371d24bee34f45a1dc616a67d38c71",
+    onnx_sha256="36d937d5a4432cde1cf772c97cfc6002c65530a858117506e3f88bebd3ad1281",
 )
 
 

@@ -74,7 +74,7 @@ def test_scan_without_torch_gives_the_sites_of_the_pytorch_install(
     proc = without_torch("scan", str(config), "--out", "cpu", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fc = json.loads((tmp_path / "cpu" / "alerts.geojson").read_text())
-    assert fc["minewatch"]["model"]["sha256"] == DEFAULT_MODEL.weights_sha256
+    assert fc["minewatch"]["model"]["sha256"] == DEFAULT_MODEL.sha256
     cpu_sites = _sites(tmp_path / "cpu")
     assert cpu_sites, "the network found no site in the small world"
     if not HAS_TORCH:

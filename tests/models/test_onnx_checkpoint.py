@@ -8,6 +8,7 @@ test-cpu``); the comparisons with the ``.pt`` need PyTorch and skip there.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ def test_shipped_export_matches_its_registry_sha256(model: ShippedModel) -> None
     assert hashlib.sha256(path.read_bytes()).hexdigest() == model.onnx_sha256
     ckpt = load_onnx_checkpoint(path, file_sha256=model.onnx_sha256, expected_sha256=model.sha256)
     assert ckpt.metadata.name == model.name
-    # the alerts name the weights' sha256, whichever file ran them
+    # the alerts name the checkpoint's sha256, whichever file ran it
+    assert ckpt.metadata.sha256 == model.sha256
     assert ckpt.metadata.weights_sha256 == model.weights_sha256
     assert ckpt.stride in (8, 16, 32)  # what the inputs are padded to
 
@@ -41,7 +43,7 @@ def test_export_carries_the_metadata_and_logits_of_the_pt(model: ShippedModel) -
     torch = pytest.importorskip("torch")
     from models.checkpoint import build_network
 
-    pt = load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.weights_sha256)
+    pt = load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.sha256)
     onnx = load_onnx_checkpoint(shipped_checkpoint_path(model, onnx=True))
     assert onnx.metadata == pt.metadata
     network = build_network(pt)
@@ -71,6 +73,20 @@ def test_an_onnx_model_without_minewatch_metadata_is_refused(tmp_path: Path) -> 
     onnx.save(model, str(plain))
     with pytest.raises(CheckpointError, match="without minewatch metadata"):
         load_onnx_checkpoint(plain)
+
+
+def test_an_export_with_edited_metadata_is_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(shipped_checkpoint_path(DEFAULT_MODEL, onnx=True)))
+    prop = next(p for p in model.metadata_props if p.key == "minewatch.checkpoint")
+    meta = json.loads(prop.value)
+    meta["bands"] = [meta["bands"][1], meta["bands"][0], *meta["bands"][2:]]
+    meta["normalization"]["bands"] = meta["bands"]
+    prop.value = json.dumps(meta)
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(CheckpointError, match=r"edited\.onnx: metadata edited after saving"):
+        load_checkpoint(edited)
 
 
 def test_not_an_onnx_file_is_one_line(tmp_path: Path) -> None:
