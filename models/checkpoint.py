@@ -35,7 +35,7 @@ from models.errors import BandMismatchError, CheckpointError, require_torch
 from models.normalization import Normalization
 from models.registry import NETWORK_CLASSES, architecture_options, build_model
 
-if TYPE_CHECKING:  # PyTorch is an extra: a CPU-only install reads ONNX checkpoints (models.onnx)
+if TYPE_CHECKING:  # PyTorch is an extra; without it, ONNX exports (models.onnx_checkpoint)
     import torch
     from torch import nn
 
