@@ -8,8 +8,9 @@ networks from their ONNX exports in ``models/weights/`` with ONNX Runtime. An ex
   output ``logits``;
 - in ``metadata_props``: ``minewatch.checkpoint``, the checkpoint's metadata as JSON (exactly
   :meth:`CheckpointMetadata.as_dict` of the ``.pt``: bands and optional bands, normalisation,
-  classes, thresholds, the weights' sha256 the alerts name), ``minewatch.stride`` (the network's
-  total stride) and ``minewatch.format``.
+  classes, thresholds, TOA offsets, the weights' sha256 and the checkpoint sha256 over all of
+  them, which the alerts name and loading verifies), ``minewatch.stride`` (the network's total
+  stride) and ``minewatch.format``.
 
 The registry records the sha256 of each shipped file, which :func:`load_onnx_checkpoint` checks.
 
