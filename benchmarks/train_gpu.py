@@ -57,8 +57,8 @@ def _yaml(path: Path) -> dict[str, Any]:
 
 def make_bank(config_path: Path, out: Path, n_train: int, n_val: int) -> None:
     from training.config import load_train_config
-    from training.data import PatchDataset, _cut
-    from training.train import load_chip_groups, load_labelled_images
+    from training.data import PatchDataset, _cut, load_labelled_images
+    from training.train import load_chip_groups
 
     config = load_train_config(config_path)
     assert config.data is not None and config.patches is not None

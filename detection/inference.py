@@ -26,7 +26,8 @@ GPU: bf16 autocast, channels-last, pinned host buffers and non-blocking copies, 
 chosen from free GPU memory (halved on out-of-memory; at batch 1 the run falls back to the CPU),
 optional ``torch.compile``. CPU: fp32, by default through ONNX Runtime (the folded network
 exported once, cached), else PyTorch with batch norm folded and channels-last; see
-:mod:`models.runtime`.
+:mod:`models.runtime`. Without PyTorch (a CPU-only install) the same CPU path runs on NumPy arrays
+(the same operations in the same order: bit-identical outputs) and the shipped ONNX network.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from xml.etree import ElementTree
 
 import numpy as np
@@ -51,20 +52,34 @@ import rasterio.errors
 import rasterio.io
 import rasterio.shutil
 import rasterio.windows
-import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from detection.errors import DetectionError
+from detection.thresholds import checkpoint_thresholds
 from models.blend import axis_starts, axis_weights
-from models.checkpoint import Checkpoint, band_order, load_checkpoint
+from models.checkpoint import Checkpoint, band_order
 from models.detector import ALERT_CLASSES
-from models.network import NetworkDetector, load_network_detector, resolve_device
-from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from models.errors import torch_available
+from models.network import (
+    NetworkDetector,
+    device_name,
+    load_network_detector,
+    load_shipped,
+    resolve_device,
+    softmax,
+)
+from models.registry import DEFAULT_MODEL
 from models.runtime import BACKENDS, Engine, build_engine, cpu_threads
 from tiles.files import atomic_path
 from tiles.radiometry import L2A_SCALE, boa_add_offset
+
+if TYPE_CHECKING:  # PyTorch is an extra: without it the CPU path below runs on NumPy arrays
+    import torch
+
+#: Where a batch runs: a torch device, or ``"cpu"`` (NumPy arrays; an install without PyTorch).
+Device = Any
 
 log = logging.getLogger(__name__)
 
@@ -322,26 +337,8 @@ def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> C
     if isinstance(model, Checkpoint):
         return model
     if model is None:
-        return load_checkpoint(
-            shipped_checkpoint_path(), expected_sha256=DEFAULT_MODEL.sha256
-        )
+        return load_shipped(DEFAULT_MODEL)
     return load_network_detector(model, device="cpu").checkpoint
-
-
-def checkpoint_thresholds(checkpoint: Checkpoint) -> dict[str, float]:
-    """Per-class probability thresholds a checkpoint recommends (``extra["thresholds"]``).
-
-    Returns:
-        ``{class: threshold}`` for the classes it names; empty when it names none.
-    """
-    raw = checkpoint.metadata.extra.get("thresholds")
-    if not isinstance(raw, dict):
-        return {}
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        with contextlib.suppress(TypeError, ValueError):
-            out[str(name)] = float(value)
-    return out
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -426,7 +423,7 @@ class _BlockReader:
         threads: int,
         specs: Sequence[WindowSpec],
         *,
-        device: torch.device,
+        device: Device,
         ahead: int,
     ) -> None:
         self._path = path
@@ -441,10 +438,14 @@ class _BlockReader:
         self.chunk_h = _round_up(512, block_h)
         self.chunk_w = width if block_w >= width else _round_up(512, block_w)
         self._np_dtype = np.dtype(radiometry.dtype)
-        # uint16 arithmetic is limited on CUDA: the bits travel as int16, widened there.
-        cuda = device.type == "cuda"
-        bits = np.dtype(np.int16) if cuda and self._np_dtype == np.uint16 else self._np_dtype
-        self._dtype = torch.from_numpy(np.empty(0, bits)).dtype
+        self._numpy = isinstance(device, str)
+        if not self._numpy:
+            import torch
+
+            # uint16 arithmetic is limited on CUDA: the bits travel as int16, widened there.
+            cuda = device.type == "cuda"
+            bits = np.dtype(np.int16) if cuda and self._np_dtype == np.uint16 else self._np_dtype
+            self._dtype = torch.from_numpy(np.empty(0, bits)).dtype
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minewatch-read")
         # chunk (row, col) -> its read; and the last window that needs each chunk
         self._chunks: dict[tuple[int, int], Future[tuple[torch.Tensor, np.ndarray]]] = {}
@@ -462,18 +463,26 @@ class _BlockReader:
             for c in range(col // self.chunk_w, (col + width - 1) // self.chunk_w + 1)
         ]
 
-    def _read_chunk(self, k: int, c: int) -> tuple[torch.Tensor, np.ndarray]:
+    def _read_chunk(self, k: int, c: int) -> tuple[Any, np.ndarray]:
         r0, c0 = k * self.chunk_h, c * self.chunk_w
         shape = (len(self._rad.indexes), self.chunk_h, self.chunk_w)
-        cuda = self._device.type == "cuda"
-        host = torch.empty(shape, dtype=self._dtype, pin_memory=cuda)
-        out = host.numpy().view(self._np_dtype)
+        host: Any
+        if self._numpy:
+            host = out = np.empty(shape, dtype=self._np_dtype)
+        else:
+            import torch
+
+            cuda = self._device.type == "cuda"
+            host = torch.empty(shape, dtype=self._dtype, pin_memory=cuda)
+            out = host.numpy().view(self._np_dtype)
         out.fill(self._fill)
         _read_into(self._path, self._rad, out, r0, c0)
         observed = _valid_pixels(out, self._rad, self._fill)
+        if self._numpy:
+            return host, observed
         return host.to(self._device, non_blocking=True), observed
 
-    def windows(self) -> Iterator[tuple[torch.Tensor, bool]]:
+    def windows(self) -> Iterator[tuple[Any, bool]]:
         """Each window's raw values on the device, in order, and whether any is observed."""
         ch, cw = self.chunk_h, self.chunk_w
         for n, (row, col, height, width) in enumerate(self._specs):
@@ -491,11 +500,11 @@ class _BlockReader:
                     chunk, observed = self._chunks[k, c].result()
                     parts.append(chunk[:, a:b, x0:x1])
                     valid = valid or bool(observed[a:b, x0:x1].any())
-                bands.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
+                bands.append(parts[0] if len(parts) == 1 else _cat(parts, 2))
             for key in self._keys((row, col, height, width)):
                 if self._last_use[key] == n:
                     del self._chunks[key]
-            yield (bands[0] if len(bands) == 1 else torch.cat(bands, dim=1)), valid
+            yield (bands[0] if len(bands) == 1 else _cat(bands, 1)), valid
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -512,9 +521,9 @@ class _Runner:
         self,
         checkpoint: Checkpoint,
         radiometry: SceneRadiometry,
-        device: torch.device,
+        device: Device,
         options: InferenceOptions,
-        engine_for: Callable[[torch.device], Engine],
+        engine_for: Callable[[Device], Engine],
     ) -> None:
         self.checkpoint = checkpoint
         self.options = options
@@ -525,14 +534,18 @@ class _Runner:
         self.model_seconds = 0.0
         self._set_device(device)
 
-    def _set_device(self, device: torch.device) -> None:
+    def _set_device(self, device: Device) -> None:
         self.device = device
         self.engine: Engine = self._engine_for(device)
         self.stride = self.engine.stride
         rad, norm = self.radiometry, self.checkpoint.metadata.normalization
         shape = (1, len(rad.bands), 1, 1)
 
-        def const(values: Sequence[float]) -> torch.Tensor:
+        def const(values: Sequence[float]) -> Any:
+            if isinstance(device, str):
+                return np.asarray(values, dtype=np.float32).reshape(shape)
+            import torch
+
             return torch.tensor(values, dtype=torch.float32, device=device).reshape(shape)
 
         self._offset, self._scale = const(rad.offset), const(rad.scale)
@@ -540,14 +553,18 @@ class _Runner:
 
     @property
     def cuda(self) -> bool:
-        return self.device.type == "cuda"
+        return not isinstance(self.device, str) and self.device.type == "cuda"
 
     def fall_back_to_cpu(self) -> None:
+        import torch
+
         log.warning("CUDA is out of memory even at batch size 1; continuing on the CPU")
         self._set_device(torch.device("cpu"))
 
     def to_device(self, raw: torch.Tensor) -> torch.Tensor:
         """Move a raw ``(N, band, row, col)`` batch to the device (a no-op where it is)."""
+        import torch
+
         if raw.device == self.device:
             return raw
         if raw.dtype == torch.uint16 and self.cuda:
@@ -569,6 +586,10 @@ class _Runner:
         checkpoint's normalisation, unobserved pixels set to 0. On the CPU this runs on a
         background thread while the network computes the previous batch.
         """
+        if isinstance(raw, np.ndarray):
+            return self._prepare_numpy(raw)
+        import torch
+
         rad = self.radiometry
         if raw.dtype == torch.int16 and np.dtype(rad.dtype) == np.uint16:
             x = raw.to(torch.int32).bitwise_and_(0xFFFF).float()
@@ -588,8 +609,39 @@ class _Runner:
             x = torch.cat([x, x.new_ones((x.shape[0], n_flags, *x.shape[2:]))], dim=1)
         return x, valid
 
-    def infer(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _prepare_numpy(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`prepare` on NumPy arrays (the same operations, in the same order)."""
+        rad = self.radiometry
+        x = raw.astype(np.float32)  # a copy: the operations below work in place
+        valid: Any
+        if rad.is_float:
+            valid = np.isfinite(x).all(axis=1)
+            if rad.nodata is not None and not math.isnan(rad.nodata):
+                valid &= (x != rad.nodata).all(axis=1)
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        else:
+            valid = (x != float(rad.nodata or 0)).all(axis=1)
+            x += self._offset
+            x *= self._scale
+            np.maximum(x, 0.0, out=x)
+        x -= self._mean
+        x /= self._std
+        x *= valid[:, None]
+        n_flags = len(self.checkpoint.metadata.optional_bands)
+        if n_flags:  # every band is read from the scene: each optional band is available
+            flags = np.ones((x.shape[0], n_flags, *x.shape[2:]), dtype=np.float32)
+            x = np.concatenate([x, flags], axis=1)
+        return x, valid
+
+    def infer(self, x: Any, valid: Any) -> Any:
         """Alert-class probabilities of a prepared batch (:meth:`prepare`)."""
+        if isinstance(x, np.ndarray):
+            t0 = time.perf_counter()
+            out = softmax(self.engine.run(x))[:, self.class_idx]
+            self.model_seconds += time.perf_counter() - t0
+            return np.where(valid[:, None], out, np.float32(np.nan))
+        import torch
+
         t0 = time.perf_counter()
         logits = self.engine(x)
         probs = torch.softmax(logits, dim=1)[:, self.class_idx]
@@ -603,6 +655,8 @@ def _auto_batch_size(runner: _Runner, bands: int, height: int, width: int) -> in
     """Windows per batch that fit in 60 % of the free GPU memory (1 on the CPU)."""
     if not runner.cuda:
         return 1
+    import torch
+
     device = runner.device
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
@@ -629,6 +683,8 @@ def _auto_batch_size(runner: _Runner, bands: int, height: int, width: int) -> in
 
 
 def _is_oom(exc: BaseException) -> bool:
+    import torch
+
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
 
 
@@ -768,18 +824,23 @@ class ScenePredictor:
     ) -> None:
         self.options = options or InferenceOptions()
         self.checkpoint = _checkpoint_of(model)
-        self.device = resolve_device(self.options.device)
+        # Without PyTorch the CPU path runs on NumPy arrays and ONNX Runtime (device "cpu").
+        self.device: Device = (
+            resolve_device(self.options.device)
+            if torch_available()
+            else device_name(self.options.device)
+        )
         self._engines: dict[str, Engine] = {}
         self._batch_sizes: dict[tuple[str, int, int, int], int] = {}
 
-    def engine(self, device: torch.device) -> Engine:
+    def engine(self, device: Device) -> Engine:
         """The engine on ``device``, built on first use."""
         key = str(device)
         if key not in self._engines:
             self._engines[key] = build_engine(
                 self.checkpoint,
                 device,
-                backend=self.options.backend if device.type == "cpu" else "torch",
+                backend=self.options.backend if key == "cpu" else "torch",
                 compile_model=self.options.compile,
                 num_threads=self.options.num_threads,
             )
@@ -868,7 +929,7 @@ class ScenePredictor:
         }
         thresholds = checkpoint_thresholds(checkpoint)
         windows_done = 0
-        weights: dict[tuple[Any, ...], torch.Tensor] = {}  # by (border sides, device)
+        weights: dict[tuple[Any, ...], Any] = {}  # by (border sides, device)
         with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
             specs = [(rows[i], cols[j], row_len[i], col_len[j]) for i, j in origins]
             reader = _BlockReader(
@@ -888,12 +949,12 @@ class ScenePredictor:
                 done = 0
                 with contextlib.closing(work):
                     for items, groups in work:
-                        probs: dict[int, torch.Tensor] = {}
+                        probs: dict[int, Any] = {}
                         for ks, data in groups:
                             if runner.cuda:
                                 out, batch = _run_batch(runner, data, batch, opts.compile)
                             else:
-                                out = list(runner.infer(*data).unbind(0))
+                                out = list(runner.infer(*data))
                             probs.update(zip(ks, out, strict=True))
                             windows_done += len(ks)
                         done += len(items)
@@ -902,7 +963,8 @@ class ScenePredictor:
                                 _flush(acc, outputs, current_row, rows, step, win_h,
                                        height, width, row_total, col_total, dtype, last=False)
                                 current_row += 1
-                            kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1, acc.device)
+                            kind = (i > 0, i < len(rows) - 1, j > 0, j < len(cols) - 1,
+                                    str(acc.device))
                             weight = weights.get(kind)
                             if weight is None:
                                 weight = weights[kind] = _weight_2d(row_w[i], col_w[j], acc.device)
@@ -982,23 +1044,48 @@ def read_probabilities(
 class _Accumulator:
     """Weighted probability sums of one window row, full (padded) width, on the device."""
 
-    def __init__(self, classes: int, height: int, width: int, device: torch.device) -> None:
+    def __init__(self, classes: int, height: int, width: int, device: Device) -> None:
         self.device = device
-        self.data = torch.zeros((classes, height, width), dtype=torch.float32, device=device)
+        self.data: Any
+        if isinstance(device, str):
+            self.data = np.zeros((classes, height, width), dtype=np.float32)
+        else:
+            import torch
 
-    def add(self, probs: torch.Tensor | None, weight: torch.Tensor, col: int) -> None:
+            self.data = torch.zeros((classes, height, width), dtype=torch.float32, device=device)
+
+    def add(self, probs: Any, weight: Any, col: int) -> None:
         h, w = weight.shape
         region = self.data[:, :h, col : col + w]
         if probs is None:  # nothing observed in this window
-            region.fill_(float("nan"))
+            region[...] = np.nan
+            return
+        if isinstance(region, np.ndarray):
+            region += probs * weight
             return
         if probs.device != self.device:
             probs = probs.to(self.device)
         region.add_(probs * weight)
 
+    def shift_up(self, step: int, keep: int) -> None:
+        """Move rows ``step .. step + keep`` to the top (the next window row's), zero the rest."""
+        rows = self.data[:, step : step + keep]
+        self.data[:, :keep] = rows.copy() if isinstance(rows, np.ndarray) else rows.clone()
+        self.data[:, keep:] = 0.0
 
-def _quantize(block: torch.Tensor, dtype: str) -> np.ndarray:
+
+def _quantize(block: Any, dtype: str) -> np.ndarray:
     """Probabilities (NaN: unobserved) as written: ``uint8`` in place, or a ``float32`` copy."""
+    if isinstance(block, np.ndarray):
+        if dtype != "uint8":
+            return block.copy()
+        block *= UINT8_SCALE
+        np.round(block, out=block)
+        np.clip(block, 0, UINT8_SCALE, out=block)
+        np.nan_to_num(block, copy=False, nan=float(UINT8_NODATA))
+        return block.astype(np.uint8)
+    import torch
+
     if dtype == "uint8":
         block.mul_(UINT8_SCALE).round_().clamp_(0, UINT8_SCALE)
         return block.nan_to_num_(nan=float(UINT8_NODATA)).to(torch.uint8).cpu().numpy()
@@ -1126,16 +1213,15 @@ def _flush(
     if n <= 0:
         return
     # The weight sums are separable: a column of row sums times a row of column sums.
-    rt = torch.from_numpy(row_total[r0 : r0 + n].astype(np.float32)).to(acc.device)
-    ct = torch.from_numpy(col_total[:width].astype(np.float32)).to(acc.device)
+    rt = _on(acc.device, row_total[r0 : r0 + n].astype(np.float32))
+    ct = _on(acc.device, col_total[:width].astype(np.float32))
     # In place: these rows are written now and no later window adds to them.
-    block = acc.data[:, :n, :width].div_(rt[:, None] * ct[None, :])
+    block = acc.data[:, :n, :width]
+    block /= rt[:, None] * ct[None, :]
     out = _quantize(block, dtype)
     outputs.put(out, r0, last=last)
     if not last:
-        keep = win_h - step
-        acc.data[:, :keep] = acc.data[:, step : step + keep].clone()
-        acc.data[:, keep:] = 0.0
+        acc.shift_up(step, win_h - step)
 
 
 #: A batch of windows: their ``(i, j)`` and ``(positions, stacked values)`` per shape.
@@ -1172,21 +1258,43 @@ def _prefetch(items: Iterator[_Batch]) -> Generator[_Batch, None, None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _stack(windows: list[Any]) -> torch.Tensor:
-    """One ``(N, band, row, col)`` batch of windows (numpy arrays, or tensors on the device)."""
-    if isinstance(windows[0], torch.Tensor):
-        return torch.stack(windows)
-    return torch.from_numpy(np.stack(windows))
+def _stack(windows: list[Any]) -> Any:
+    """One ``(N, band, row, col)`` batch of windows (NumPy arrays, or tensors on the device)."""
+    if isinstance(windows[0], np.ndarray):
+        return np.stack(windows)
+    import torch
+
+    return torch.stack(windows)
 
 
-def _weight_2d(rw: np.ndarray, cw: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.outer(rw, cw).astype(np.float32)).to(device)
+def _cat(parts: list[Any], axis: int) -> Any:
+    """``parts`` joined along ``axis`` (NumPy arrays, or tensors on the device)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts, axis=axis)
+    import torch
+
+    return torch.cat(parts, dim=axis)
+
+
+def _on(device: Device, array: np.ndarray) -> Any:
+    """``array`` where ``device`` computes: itself for ``"cpu"`` (NumPy), else a tensor there."""
+    if isinstance(device, str):
+        return array
+    import torch
+
+    return torch.from_numpy(array).to(device)
+
+
+def _weight_2d(rw: np.ndarray, cw: np.ndarray, device: Device) -> Any:
+    return _on(device, np.outer(rw, cw).astype(np.float32))
 
 
 def _run_batch(
     runner: _Runner, raw: torch.Tensor, batch: int, compiled: bool
 ) -> tuple[list[torch.Tensor], int]:
     """Run the network on ``raw`` in chunks of ``batch``; halve the batch on CUDA OOM."""
+    import torch
+
     outs: list[torch.Tensor] = []
     start = 0
     while start < raw.shape[0]:

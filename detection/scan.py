@@ -43,7 +43,6 @@ from detection.errors import DetectionError, OutputExistsError
 from detection.evidence import write_evidence
 from detection.executor import ExecutorConfig, run_units
 from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
-from detection.inference import checkpoint_thresholds
 from detection.legal import assign_legal_status
 from detection.lock import output_lock
 from detection.masks import MaskOptions, finish_sites, resolve_thresholds
@@ -51,6 +50,7 @@ from detection.provenance import record_scenes
 from detection.review import write_review_html
 from detection.sites import append_history, merge_parts, track_sites
 from detection.store import STORE_NAME, RunStore
+from detection.thresholds import checkpoint_thresholds
 from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
 from models.detector import Detector
 from tiles.bands import BANDS

@@ -340,6 +340,19 @@ add_verbosity_options(cli)
 _KNOWN = (AOIError, TileError, ModelError, DetectionError, OSError)
 
 
+#: Optional packages and the extra (pyproject.toml) that installs each: a CPU-only install
+#: (``pip install minewatch``) scans with the shipped ONNX networks and has none of them.
+_EXTRAS = {"torch": "torch", "torchvision": "torch", "onnxscript": "torch", "h5py": "amw"}
+
+
+def _command(args: Sequence[str]) -> str:
+    """``minewatch COMMAND`` (``minewatch GROUP COMMAND``) as typed."""
+    words = [a for a in args if not a.startswith("-")]
+    command = cli.commands.get(words[0]) if words else None
+    n = 2 if isinstance(command, click.Group) and len(words) > 1 else 1
+    return " ".join(["minewatch", *words[:n]])
+
+
 def _explain(exc: BaseException) -> str:
     """The one line of an error; a full disk is named as such, with the fix."""
     text = str(exc)
@@ -376,6 +389,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if show_traceback:
             traceback.print_exc()
         click.echo(f"minewatch: error: {_explain(exc)}", err=True)
+        return EXIT_ERROR
+    except ImportError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        if show_traceback:
+            traceback.print_exc()
+        click.echo(f"minewatch: error: {_command(args)} needs {exc.name}, which this install "
+                   f"lacks; pip install 'minewatch[{extra}]'", err=True)
         return EXIT_ERROR
     return rv if isinstance(rv, int) else 0
 

@@ -346,11 +346,12 @@ def _amw_detector(
     Raises:
         click.UsageError: ``--stride-px`` with a checkpoint that is not an AMW classifier.
     """
-    from models.amw import AmwDetector, is_amw_checkpoint
-    from models.checkpoint import load_checkpoint
+    from models.checkpoint import PATCH_CLASSIFIERS, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and is_amw_checkpoint(ckpt):
+    if ckpt is not None and ckpt.metadata.architecture in PATCH_CLASSIFIERS:
+        from models.amw import AmwDetector
+
         return AmwDetector(ckpt, stride_px=stride_px, device=device, backend=backend)
     if stride_px is not None:
         raise click.UsageError(

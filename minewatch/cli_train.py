@@ -185,8 +185,7 @@ def build(
     """Write the labelled data of a training CONFIG (scenes + labels, or synthetic worlds) as a
     chip folder of image + mask GeoTIFF pairs, split by region (chips.csv)."""
     from training.config import ChipsData, load_train_config
-    from training.data import write_chip_folder
-    from training.train import load_labelled_images
+    from training.data import load_labelled_images, write_chip_folder
 
     try:
         config = load_train_config(config_path)

@@ -34,8 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # the CPU install: the converter and the classifiers need the torch extra
+    if __name__ == "__main__":
+        sys.exit("python -m models.amw needs PyTorch, which this install lacks; "
+                 "pip install 'minewatch[torch]'")
+    raise
 
 from models.checkpoint import Checkpoint, CheckpointMetadata, load_checkpoint, save_checkpoint
 from models.detector import ModelInfo, Prediction

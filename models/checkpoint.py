@@ -27,15 +27,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from models.errors import BandMismatchError, CheckpointError
+from models.errors import BandMismatchError, CheckpointError, require_torch
 from models.normalization import Normalization
 from models.registry import NETWORK_CLASSES, architecture_options, build_model
+
+if TYPE_CHECKING:  # PyTorch is an extra; without it, ONNX exports (models.onnx_checkpoint)
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,7 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
     Independent of how the file was serialised, so re-saving the same weights keeps the hash.
     """
+    import torch
     h = hashlib.sha256()
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
@@ -241,6 +244,8 @@ def save_checkpoint(
     Raises:
         CheckpointError: the file cannot be written.
     """
+    import torch
+
     path = Path(path)
     state: dict[str, torch.Tensor] = {}
     for key, t in model.state_dict().items():
@@ -299,6 +304,13 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None) -> 
     fix = "re-download or retrain it (minewatch train CONFIG.yaml)"
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; give the path of a .pt checkpoint")
+    if path.suffix.lower() == ".onnx":
+        from models.onnx_checkpoint import load_onnx_checkpoint
+
+        return load_onnx_checkpoint(path, expected_sha256=expected_sha256)
+    require_torch(f"reading the .pt checkpoint {path}")
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

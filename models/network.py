@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import PATCH_CLASSIFIERS, Checkpoint, load_checkpoint, network_input
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
-from models.errors import CheckpointError, ModelError
-from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from models.errors import CheckpointError, ModelError, require_torch, torch_available
+from models.registry import DEFAULT_MODEL, ShippedModel, shipped_checkpoint_path
 from models.runtime import BACKENDS, Engine, build_engine
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+
+def device_name(device: str) -> str:
+    """Like :func:`resolve_device`, as a name; ``auto``/``cpu`` need no PyTorch.
+
+    Raises:
+        ModelError: unknown device, or ``cuda`` without CUDA (or without PyTorch).
+    """
+    if device == "cpu" or (device == "auto" and not torch_available()):
+        return "cpu"
+    return str(resolve_device(device))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -24,7 +37,14 @@ def resolve_device(device: str) -> torch.device:
 
     Raises:
         ModelError: unknown device, or ``cuda`` without CUDA.
+        TorchMissingError: PyTorch is not installed.
     """
+    if device.startswith("cuda"):
+        require_torch(f"device {device!r}")
+    else:
+        require_torch("choosing a torch device")
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
@@ -76,7 +96,7 @@ class NetworkDetector:
     ) -> None:
         self._ckpt = checkpoint
         meta = checkpoint.metadata
-        self._device = resolve_device(device)
+        self._device = device_name(device)
         if backend not in BACKENDS:
             raise ModelError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self._backend = backend
@@ -113,7 +133,7 @@ class NetworkDetector:
     @property
     def device(self) -> str:
         """``cuda`` or ``cpu``."""
-        return self._device.type
+        return self._device.split(":")[0]
 
     @property
     def backend(self) -> str:
@@ -176,7 +196,7 @@ class NetworkDetector:
             H, W = -(-h // engine.stride) * engine.stride, -(-w // engine.stride) * engine.stride
             padded = np.zeros((normalized.shape[0], H, W), dtype=np.float32)
             padded[:, :h, :w] = normalized
-            return self._forward(torch.from_numpy(padded[None]))[0, :, :h, :w]
+            return self._forward(padded[None])[0, :, :h, :w]
         # The whole-scene rule (models.blend): starts at multiples of the step, each window's
         # probabilities weighted by the sine-squared taper, neighbours summing to 1.
         rows, cols = axis_starts(h, tile, step), axis_starts(w, tile, step)
@@ -192,16 +212,39 @@ class NetworkDetector:
             batch = origins[k : k + self._batch]
             x = np.stack([padded[:, rows[i] : rows[i] + tile, cols[j] : cols[j] + tile]
                           for i, j in batch])
-            out = self._forward(torch.from_numpy(x))
+            out = self._forward(x)
             for (i, j), p in zip(batch, out, strict=True):
                 weight = np.outer(row_w[i], col_w[j]).astype(np.float32)
                 acc[:, rows[i] : rows[i] + tile, cols[j] : cols[j] + tile] += p * weight
         total = np.outer(row_total, col_total).astype(np.float32)
         return (acc / total)[:, :h, :w]
 
-    def _forward(self, x: torch.Tensor) -> np.ndarray:
-        logits = self._engine(x)
-        return torch.softmax(logits, dim=1).cpu().numpy()
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self._engine.run(x))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis (1) of ``(N, class, row, col)`` float32 logits."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+
+
+def load_shipped(model: ShippedModel) -> Checkpoint:
+    """A shipped model, verified against the sha256 the registry records for it.
+
+    With PyTorch: its ``.pt`` checkpoint; without (a CPU-only install): its ONNX export, which
+    ONNX Runtime runs.
+
+    Raises:
+        CheckpointError: the file is missing or does not match its sha256.
+        TorchMissingError: no PyTorch and no ONNX export of the model is shipped.
+    """
+    if torch_available():
+        return load_checkpoint(shipped_checkpoint_path(model), expected_sha256=model.sha256)
+    from models.onnx_checkpoint import load_onnx_checkpoint
+
+    path = shipped_checkpoint_path(model, onnx=True)
+    return load_onnx_checkpoint(path, file_sha256=model.onnx_sha256, expected_sha256=model.sha256)
 
 
 def load_network_detector(
@@ -222,11 +265,7 @@ def load_network_detector(
         CheckpointError: the file is missing, corrupt, or its weights do not match their sha256.
         ModelError: bad device.
     """
-    if checkpoint is None:
-        path = shipped_checkpoint_path()
-        ckpt = load_checkpoint(path, expected_sha256=DEFAULT_MODEL.sha256)
-    else:
-        ckpt = load_checkpoint(checkpoint)
+    ckpt = load_shipped(DEFAULT_MODEL) if checkpoint is None else load_checkpoint(checkpoint)
     if ckpt.metadata.architecture in PATCH_CLASSIFIERS:
         raise CheckpointError(
             f"{checkpoint}: {ckpt.metadata.name} is an Amazon Mining Watch patch classifier, "

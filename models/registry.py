@@ -21,13 +21,13 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from models.errors import TORCH_EXTRA, CheckpointError, ModelError, require_torch
 
-from models.errors import CheckpointError, ModelError
-from models.unet import SlimResNetEncoder, TorchvisionResNetEncoder, UNet
+if TYPE_CHECKING:  # PyTorch is an extra; building a network needs it, naming one does not
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def _slim(
     blocks: Sequence[int],
     decoder_channels: Sequence[int] | None,
 ) -> nn.Module:
+    from models.unet import SlimResNetEncoder, UNet
+
     encoder = SlimResNetEncoder(in_channels, widths, blocks)
     dec = list(decoder_channels) if decoder_channels is not None else list(widths[:-1])[::-1]
     return UNet(encoder, num_classes, dec)
@@ -74,6 +76,8 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
     def build(
         in_channels: int, num_classes: int, *, decoder_channels: Sequence[int]
     ) -> nn.Module:
+        from models.unet import TorchvisionResNetEncoder, UNet
+
         return UNet(TorchvisionResNetEncoder(depth, in_channels), num_classes, decoder_channels)
 
     return build
@@ -160,6 +164,7 @@ def build_model(
             f"{num_classes} >= 2"
         )
     opts = architecture_options(name, options)
+    require_torch(f"building network {name!r}")
     try:
         model = ARCHITECTURES[name].builder(in_channels, num_classes, **opts)
     except (TypeError, ValueError) as exc:
@@ -211,6 +216,8 @@ def load_encoder_weights(
     Raises:
         CheckpointError: the file is missing or unreadable, or no tensor of it fits the encoder.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: encoder weights file not found; give a local .pth file")
@@ -308,12 +315,17 @@ class ShippedModel:
         sha256: the checkpoint's sha256 (:func:`models.checkpoint.checkpoint_sha256`: weights
             and metadata), checked on load: an edited band list is refused.
         weights_sha256: sha256 of its weights (:func:`models.checkpoint.weights_sha256`).
+        onnx_filename: its ONNX export in ``models/weights/`` (:mod:`models.onnx`), which a
+            CPU-only install (no PyTorch) runs with ONNX Runtime; None = none shipped.
+        onnx_sha256: sha256 of that file, which loading verifies.
     """
 
     name: str
     filename: str
     sha256: str
     weights_sha256: str
+    onnx_filename: str | None = None
+    onnx_sha256: str | None = None
 
 
 #: The network trained on the synthetic world only (the starting point of the default).
@@ -322,6 +334,8 @@ SYNTHETIC_MODEL = ShippedModel(
     filename="minewatch-unet-slim-synthetic.pt",
     sha256="af89553bc2b757cd2ae13f5250ad7084675d754deb60ed3504ec42065449c9ed",
     weights_sha256="cd276f481338ace63f0ed008be7b115e09b82d8a34b712dc0a05d8a95132131d",
+    onnx_filename="minewatch-unet-slim-synthetic.onnx",
+    onnx_sha256="98f909548b4c3f60fc935679fd746876d9f3b4d4833ab16ef772da3b80b8c87e",
 )
 
 #: The default network of ``minewatch demo`` / ``scan`` (``detector: {kind: network}``):
@@ -331,6 +345,8 @@ DEFAULT_MODEL = ShippedModel(
     filename="minewatch-unet-slim-real.pt",
     sha256="56d11fb2aaf7fe00f5086864a0da98944f35e1ba1b751afb60a4450571bb30aa",
     weights_sha256="259e1773e657bacf4362d488b84c54d02a98e0ce58d5345890e8dc0249e136d2",
+    onnx_filename="minewatch-unet-slim-real.onnx",
+    onnx_sha256="36d937d5a4432cde1cf772c97cfc6002c65530a858117506e3f88bebd3ad1281",
 )
 
 
@@ -354,13 +370,22 @@ AMW_MODEL = ShippedModel(
 )
 
 
-def shipped_checkpoint_path(model: ShippedModel = DEFAULT_MODEL) -> Path:
+def shipped_checkpoint_path(model: ShippedModel = DEFAULT_MODEL, *, onnx: bool = False) -> Path:
     """Path of a shipped checkpoint inside the installed package.
 
+    Args:
+        model: the shipped model.
+        onnx: its ONNX export instead of the ``.pt`` checkpoint.
+
     Raises:
-        CheckpointError: the file is not installed.
+        CheckpointError: the file is not installed (or no ONNX export is shipped).
     """
-    res = importlib.resources.files("models") / "weights" / model.filename
+    filename = model.onnx_filename if onnx else model.filename
+    if filename is None:
+        raise CheckpointError(
+            f"{model.name} ships no ONNX export; running it needs PyTorch: {TORCH_EXTRA}"
+        )
+    res = importlib.resources.files("models") / "weights" / filename
     path = Path(str(res))
     if not path.is_file():
         raise CheckpointError(

@@ -13,6 +13,10 @@ float32 in, logits ``(N, class, row, col)`` float32 out.
   ``~/.cache/minewatch``), keyed by the weights' sha256 and the torch version. Every engine is
   checked against the plain network on a probe before it is used.
 - ``auto``: ``onnxruntime`` on the CPU when it is installed and passes its check, else ``torch``.
+
+Without PyTorch (a CPU-only install: ``pip install minewatch`` without the ``torch`` extra) the
+network comes from its shipped ONNX export (:mod:`models.onnx_checkpoint`): ``onnxruntime`` is
+then the only engine, and :meth:`Engine.run` (NumPy in, NumPy out) the only call.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.checkpoint import Checkpoint, build_network
-from models.errors import ModelError
+from models.errors import TORCH_EXTRA, ModelError, TorchMissingError, require_torch
+from models.onnx_checkpoint import OnnxCheckpoint
+
+if TYPE_CHECKING:  # PyTorch is an extra: the engines import it when they run a .pt network
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +50,18 @@ _PARITY = 1e-3
 
 
 class Engine(Protocol):
-    """Runs a network: normalised ``(N, band, row, col)`` float32 -> logits, on :attr:`device`."""
+    """Runs a network: normalised ``(N, band, row, col)`` float32 -> logits.
+
+    ``__call__`` takes and returns tensors (on the engine's device; needs PyTorch), :meth:`run`
+    NumPy arrays (any install).
+    """
 
     backend: str
-    device: torch.device
     stride: int
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
 
 
 def cpu_threads(num_threads: int | None = None) -> int:
@@ -74,6 +85,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     Returns:
         ``model``, with folded batch norms replaced by identities.
     """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
     for child in model.children():
         fold_batchnorm(child)
     if isinstance(model, nn.Sequential):
@@ -92,6 +106,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _probe(checkpoint: Checkpoint, stride: int) -> torch.Tensor:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     side = 2 * stride
     return torch.randn(1, checkpoint.metadata.input_channels, side, side, generator=gen)
@@ -114,6 +130,8 @@ def prepare_network(
     Raises:
         CheckpointError: the weights do not fit the architecture.
     """
+    import torch
+
     model = build_network(checkpoint)
     probe = _probe(checkpoint, int(getattr(model, "stride", 32)))
     with torch.inference_mode():
@@ -143,7 +161,12 @@ class TorchEngine:
         self.model = prepare_network(checkpoint, device, compile_model=compile_model)
         self.stride = int(getattr(self.model, "stride", 32))
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return cast(np.ndarray, self(_torch().from_numpy(x)).cpu().numpy())
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         cuda = self.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
@@ -152,7 +175,11 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The folded network exported to ONNX and run by ONNX Runtime on the CPU.
+    """The folded network as ONNX, run by ONNX Runtime on the CPU.
+
+    From a ``.pt`` checkpoint the network is exported (cached, see the module doc) and checked
+    against the PyTorch one on a probe; an :class:`~models.onnx_checkpoint.OnnxCheckpoint` (a
+    shipped export, verified by its sha256) is run as it is, without PyTorch.
 
     Raises:
         ImportError: ``onnxruntime`` (or the exporter's ``onnx``/``onnxscript``) is missing.
@@ -166,9 +193,6 @@ class OnnxEngine:
     ) -> None:
         import onnxruntime as ort
 
-        self.device = torch.device("cpu")
-        model = prepare_network(checkpoint, self.device).to(memory_format=torch.contiguous_format)
-        self.stride = int(getattr(model, "stride", 32))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -176,32 +200,84 @@ class OnnxEngine:
         # whole-scene inference need the cores while the network waits for its next window.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
+        cpu = ["CPUExecutionProvider"]
+        if isinstance(checkpoint, OnnxCheckpoint):
+            self.stride = checkpoint.stride
+            self.session = ort.InferenceSession(checkpoint.model_bytes, opts, providers=cpu)
+            return
+        import torch
+
+        self.device = torch.device("cpu")
+        model = prepare_network(checkpoint, self.device).to(memory_format=torch.contiguous_format)
+        self.stride = int(getattr(model, "stride", 32))
         path = _export_path(checkpoint, cache_dir)
         session = None
         cached = _cached_export(path) if path is not None else None
         if cached is not None:
             try:
-                session = ort.InferenceSession(cached, opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(cached, opts, providers=cpu)
             except Exception as exc:  # ONNX Runtime's errors share no base class but Exception
                 log.warning("cached ONNX export %s is unreadable (%s); exporting again", path, exc)
         if session is None:
             data = _export(model, checkpoint, self.stride)
             if path is not None:
                 _save_export(path, data)
-            session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(data, opts, providers=cpu)
         self.session = session
-        probe = _probe(checkpoint, self.stride)
-        with torch.inference_mode():
-            reference = model(probe)
-        err = _close(self(probe), reference)
+        err = _parity(model, checkpoint, self.stride, self)
         if err > _PARITY:
             if path is not None:
                 path.unlink(missing_ok=True)
             raise ModelError(f"the ONNX export differs from the PyTorch network by {err:.2g}")
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        arr = np.ascontiguousarray(x, dtype=np.float32)
+        return np.asarray(self.session.run(None, {"x": arr})[0])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(np.asarray(self.session.run(None, {"x": arr})[0]))
+        return torch.from_numpy(self.run(arr))
+
+
+def _torch() -> Any:
+    """The torch module, or :class:`TorchMissingError` naming the extra."""
+    require_torch("running a network with PyTorch")
+    import torch
+
+    return torch
+
+
+def _parity(model: nn.Module, checkpoint: Checkpoint, stride: int, engine: Engine) -> float:
+    """How far ``engine`` is from the plain ``model`` on the probe (relative)."""
+    import torch
+
+    probe = _probe(checkpoint, stride)
+    with torch.inference_mode():
+        reference = model(probe)
+    return _close(engine(probe), reference)
+
+
+def export_network(checkpoint: Checkpoint) -> tuple[bytes, int]:
+    """The checkpoint's folded network as ONNX bytes, checked on the probe, and its stride.
+
+    Raises:
+        TorchMissingError: PyTorch is not installed.
+        ModelError: the export differs from the PyTorch network.
+    """
+    torch = _torch()
+    model = prepare_network(checkpoint, torch.device("cpu"))
+    model = model.to(memory_format=torch.contiguous_format)
+    stride = int(getattr(model, "stride", 32))
+    data = _export(model, checkpoint, stride)
+    engine = OnnxEngine(
+        OnnxCheckpoint(checkpoint.metadata, {}, model_bytes=data, stride=stride), threads=1
+    )
+    err = _parity(model, checkpoint, stride, engine)
+    if err > _PARITY:
+        raise ModelError(f"the ONNX export differs from the PyTorch network by {err:.2g}")
+    return data, stride
 
 
 def default_cache_dir() -> Path:
@@ -213,6 +289,8 @@ def default_cache_dir() -> Path:
 
 
 def _export_path(checkpoint: Checkpoint, cache_dir: Path | None) -> Path | None:
+    import torch
+
     folder = (cache_dir or default_cache_dir()) / "onnx"
     meta = checkpoint.metadata
     key = hashlib.sha256(
@@ -245,6 +323,8 @@ def _save_export(path: Path, data: bytes) -> None:
 
 
 def _export(model: nn.Module, checkpoint: Checkpoint, stride: int) -> bytes:
+    import torch
+
     log.info("exporting %s to ONNX (once per checkpoint)", checkpoint.metadata.name)
     dim = torch.export.Dim
     shapes = {"x": {0: dim("batch"), 2: dim("height"), 3: dim("width")}}
@@ -262,7 +342,7 @@ def _export(model: nn.Module, checkpoint: Checkpoint, stride: int) -> bytes:
 
 def build_engine(
     checkpoint: Checkpoint,
-    device: torch.device,
+    device: torch.device | str,
     *,
     backend: str = "auto",
     compile_model: bool = False,
@@ -272,8 +352,8 @@ def build_engine(
     """The engine for ``checkpoint`` on ``device`` (see the module doc for the backends).
 
     Args:
-        checkpoint: the loaded checkpoint.
-        device: where to run (``cuda`` runs PyTorch).
+        checkpoint: the loaded checkpoint (``.pt``, or an ONNX export: ONNX Runtime only).
+        device: where to run (``cuda`` runs PyTorch); a torch device or its name.
         backend: ``auto``, ``torch`` or ``onnxruntime``.
         compile_model: ``torch.compile`` the network (PyTorch only; ``auto`` then picks it).
         num_threads: CPU threads (default: :func:`cpu_threads`).
@@ -281,18 +361,32 @@ def build_engine(
 
     Raises:
         ModelError: unknown backend; ``onnxruntime`` asked for on CUDA, with ``compile_model``,
-            when it is not installed, or when its export fails its check.
+            when it is not installed, or when its export fails its check; an ONNX checkpoint
+            asked to run with PyTorch.
+        TorchMissingError: PyTorch is needed (``torch`` backend, CUDA, a ``.pt`` checkpoint
+            without ONNX Runtime) but not installed.
         CheckpointError: the weights do not fit the architecture.
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if device.type != "cpu" or compile_model:
+    kind = device if isinstance(device, str) else device.type
+    kind = kind.split(":")[0]
+    if isinstance(checkpoint, OnnxCheckpoint):
+        if kind != "cpu" or compile_model or backend == "torch":
+            raise ModelError(
+                f"{checkpoint.path}: an ONNX checkpoint runs on the CPU with ONNX Runtime; for "
+                f"backend 'torch', CUDA or --compile give its .pt checkpoint ({TORCH_EXTRA})"
+            )
+        return OnnxEngine(checkpoint, threads=cpu_threads(num_threads))
+    torch = _torch()
+    where = torch.device(device)
+    if kind != "cpu" or compile_model:
         if backend == "onnxruntime":
             raise ModelError(
                 "backend 'onnxruntime' runs the network on the CPU without torch.compile; "
                 "use device 'cpu' without --compile, or backend 'torch'"
             )
-        return TorchEngine(checkpoint, device, compile_model=compile_model)
+        return TorchEngine(checkpoint, where, compile_model=compile_model)
     threads = cpu_threads(num_threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -306,6 +400,8 @@ def build_engine(
                     "pip install onnxruntime onnx onnxscript, or use backend 'torch'"
                 ) from exc
             log.info("onnxruntime is not installed; running the network with PyTorch")
+        except TorchMissingError:
+            raise
         except Exception as exc:  # an optimisation failing must not stop a scan
             if backend == "onnxruntime":
                 raise ModelError(f"backend 'onnxruntime' failed: {exc}") from exc
@@ -316,4 +412,4 @@ def build_engine(
                      checkpoint.metadata.name, threads)
             return engine
     log.info("network %s on CPU with PyTorch, %d thread(s)", checkpoint.metadata.name, threads)
-    return TorchEngine(checkpoint, device)
+    return TorchEngine(checkpoint, where)

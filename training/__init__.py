@@ -3,21 +3,41 @@
 ``training`` imports ``aoi``, ``tiles`` and ``models``, never ``detection``.
 """
 
-from training.config import EvaluateConfig, TrainConfig, load_evaluate_config, load_train_config
-from training.data import (
-    IGNORE_INDEX,
-    LabelledImage,
-    PatchDataset,
-    assign_splits,
-    read_chip_folder,
-    scene_label_images,
-    synthetic_images,
-    write_chip_folder,
-)
-from training.errors import DatasetError, TrainConfigError, TrainingError
-from training.evaluate import EvaluationReport, classify, evaluate, write_report
-from training.metrics import ClassScores, ConfusionMatrix, SiteScores, match_sites
-from training.train import TrainResult, load_labelled_images, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names are imported on first use: ``training.metrics`` (the scan's truth check) and the
+# evaluation of the shipped ONNX networks run in a CPU-only install, without the PyTorch that the
+# training loop and its datasets import.
+_HOME = {
+    "config": ("EvaluateConfig", "TrainConfig", "load_evaluate_config", "load_train_config"),
+    "dataset": ("PatchDataset",),
+    "data": (
+        "IGNORE_INDEX",
+        "LabelledImage",
+        "assign_splits",
+        "load_labelled_images",
+        "read_chip_folder",
+        "scene_label_images",
+        "synthetic_images",
+        "write_chip_folder",
+    ),
+    "errors": ("DatasetError", "TrainConfigError", "TrainingError"),
+    "evaluate": ("EvaluationReport", "classify", "evaluate", "write_report"),
+    "metrics": ("ClassScores", "ConfusionMatrix", "SiteScores", "match_sites"),
+    "train": ("TrainResult", "train"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"training.{module}"), name)
+
 
 __all__ = [
     "IGNORE_INDEX",

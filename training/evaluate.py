@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -29,15 +29,11 @@ from models.indices import IndexDetector
 from models.network import load_network_detector
 from models.registry import NETWORK_CLASSES
 from training.config import ChipCsvData, EvaluateConfig, GalleryData
-from training.data import IGNORE_INDEX, LabelledImage
+from training.data import IGNORE_INDEX, LabelledImage, load_labelled_images
 from training.metrics import ConfusionMatrix, SiteScores, match_sites
-from training.patch_evaluate import (
-    PatchReport,
-    evaluate_patches,
-    patch_markdown,
-    write_patch_report,
-)
-from training.train import load_labelled_images
+
+if TYPE_CHECKING:  # patch-level evaluation runs PyTorch networks (the torch extra)
+    from training.patch_evaluate import PatchReport
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +188,8 @@ def evaluate(
     from training.errors import DatasetError
 
     if isinstance(config.data, GalleryData | ChipCsvData):
+        from training.patch_evaluate import evaluate_patches
+
         return evaluate_patches(config, progress=progress)
     detector = load_network_detector(config.checkpoint, device=config.device)
     images = load_labelled_images(config.data, bands=detector.bands, composite=config.composite,
@@ -228,7 +226,9 @@ def write_report(report: EvaluationReport | PatchReport, out_dir: Path) -> dict[
     Returns:
         The paths written, by kind.
     """
-    if isinstance(report, PatchReport):
+    if not isinstance(report, EvaluationReport):
+        from training.patch_evaluate import write_patch_report
+
         return write_patch_report(report, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md",
@@ -242,7 +242,9 @@ def write_report(report: EvaluationReport | PatchReport, out_dir: Path) -> dict[
 
 def report_markdown(report: EvaluationReport | PatchReport) -> str:
     """The report as Markdown tables."""
-    if isinstance(report, PatchReport):
+    if not isinstance(report, EvaluationReport):
+        from training.patch_evaluate import patch_markdown
+
         return patch_markdown(report)
     s = report.settings
     lines = [

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from models.checkpoint import CheckpointMetadata, save_checkpoint
 from models.normalization import Normalization
 from training.errors import TrainingError
-from training.patches import ChipGroup
+from training.patches import IGNORE_INDEX, ChipGroup
 from training.patchlevel import (
     DEFAULT_POOL_K,
     mil_loss,
@@ -49,7 +49,6 @@ from training.patchlevel import (
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 
 #: Path-radiance offsets (top of atmosphere minus surface reflectance) of the visible bands over
 #: Amazon forest, measured on the real gallery: median TOA of the ``random_negatives10k``

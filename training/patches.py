@@ -35,6 +35,9 @@ import numpy as np
 from training.errors import DatasetError
 from training.splits import assign_splits
 
+#: Label of pixels that are not labelled (ignored by the loss and the metrics).
+IGNORE_INDEX = 255
+
 log = logging.getLogger(__name__)
 
 #: Reflectance of one gallery DN (``clip(DN / 3000, 0, 1) * 255``): 0.3 / 255.

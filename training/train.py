@@ -24,25 +24,15 @@ from models.errors import BandMismatchError
 from models.network import resolve_device
 from models.normalization import Normalization, normalization_from_images
 from models.registry import NETWORK_CLASSES, architecture_options, build_model, load_encoder_weights
-from tiles.periods import Period
 from training.augment import make_augment
 from training.config import (
     ChipCsvData,
-    ChipsData,
-    CompositeOptions,
     GalleryData,
-    ScenesData,
     SyntheticData,
     TrainConfig,
 )
-from training.data import (
-    LabelledImage,
-    PatchDataset,
-    assign_splits,
-    read_chip_folder,
-    scene_label_images,
-    synthetic_images,
-)
+from training.data import LabelledImage, load_labelled_images
+from training.dataset import PatchDataset
 from training.errors import DatasetError
 from training.losses import SegmentationLoss
 from training.mixed import (
@@ -83,62 +73,6 @@ class TrainResult:
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
     chips_per_s: float = 0.0
-
-
-def load_labelled_images(
-    data: ChipsData | ScenesData | SyntheticData,
-    *,
-    bands: list[str] | tuple[str, ...],
-    composite: CompositeOptions,
-    splits: tuple[str, ...] = ("train", "val", "test"),
-) -> list[LabelledImage]:
-    """The labelled images of a data config whose split is in ``splits`` (split set on each).
-
-    Raises:
-        DatasetError: the data is missing or malformed.
-    """
-    out: list[LabelledImage] = []
-    if isinstance(data, SyntheticData):
-        for reg in data.regions:
-            if reg.split not in splits:
-                continue
-            out += synthetic_images(
-                reg.world, data.workdir / reg.region, bands=bands, composite=composite,
-                region=reg.region, split=reg.split,
-            )
-    elif isinstance(data, ChipsData):
-        out = [im.select(bands) for im in read_chip_folder(data.folder, splits=splits)]
-    else:
-        import datetime as dt
-
-        period = Period(
-            dt.date.fromisoformat(data.period_start), dt.date.fromisoformat(data.period_end),
-            f"{data.period_start}..{data.period_end}",
-        )
-        images = scene_label_images(
-            data.scenes, data.labels, bands=bands, period=period, class_field=data.class_field,
-            class_map=dict(data.class_map), region_field=data.region_field,
-            margin_m=data.margin_m, composite=composite,
-        )
-        chosen = assign_splits([im.region for im in images], data.split)
-        out = [
-            LabelledImage(im.name, im.region, im.bands, im.image, im.label, im.crs, im.transform,
-                          chosen[im.region])
-            for im in images
-            if chosen[im.region] in splits
-        ]
-    _check_regions(out)
-    return out
-
-
-def _check_regions(images: list[LabelledImage]) -> None:
-    seen: dict[str, str | None] = {}
-    for im in images:
-        if seen.setdefault(im.region, im.split) != im.split:
-            raise DatasetError(
-                f"region {im.region!r} is in splits {seen[im.region]!r} and {im.split!r}; a "
-                "region must belong to one split only"
-            )
 
 
 def seed_everything(seed: int) -> torch.Generator:

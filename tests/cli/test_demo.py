@@ -18,7 +18,7 @@ from shapely.geometry import shape
 
 from detection.alerts import ALERT_PROPERTIES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_install]
 
 EQUAL_AREA = "EPSG:6933"
 STATUSES = {"new", "expanding", "stable", "reactivated", "receding"}

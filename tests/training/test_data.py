@@ -12,11 +12,11 @@ from training.config import RegionSplit
 from training.data import (
     IGNORE_INDEX,
     LabelledImage,
-    PatchDataset,
     assign_splits,
     grid_windows,
     read_chip_folder,
 )
+from training.dataset import PatchDataset
 from training.errors import DatasetError
 
 from .conftest import BANDS

@@ -11,7 +11,8 @@ from models.normalization import Normalization
 from models.registry import build_model
 from training.augment import make_augment
 from training.config import AugmentConfig, LossConfig, TrainConfig
-from training.data import LabelledImage, PatchDataset
+from training.data import LabelledImage
+from training.dataset import PatchDataset
 from training.losses import SegmentationLoss
 from training.train import seed_everything, train
 
