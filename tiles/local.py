@@ -9,7 +9,13 @@ A folder holds scenes in either layout, side by side:
     ``SCL.tif``; bands may have different resolutions, 10/20/60 m) and a ``scene.json``::
 
         {"datetime": "2024-01-15T14:03:21Z", "processing_baseline": "04.00",
-         "boa_add_offset": -1000, "scene_id": "optional name"}
+         "boa_add_offset": -1000, "scene_id": "optional name",
+         "files": {"B02.tif": {"sha256": "9f86d0..."}, "B03.tif": {"file:checksum": "1220..."}}}
+
+    ``files`` (optional) gives band files their checksums: ``sha256`` (hex, as ``scenes.json``
+    records it) or ``file:checksum`` (a multihash, as STAC gives it). A file with a checksum is
+    hashed when a run first reads it (once per file per run) and a scene whose file does not match
+    is refused with `ChecksumMismatchError` (silent corruption, RELIABILITY.md row 2).
 
 A scene is L2A unless it declares itself L1C: the tag ``PROCESSING_LEVEL=L1C`` (or
 ``"processing_level": "L1C"`` in scene.json). An L1C scene holds top-of-atmosphere reflectance, may
@@ -27,7 +33,9 @@ reflectance on reading, so scenes of different baselines are harmonised here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -49,7 +57,13 @@ from rasterio.warp import reproject, transform_bounds
 
 from aoi.grid import GridCell
 from tiles.bands import BANDS, SCL, check_requested_bands
-from tiles.errors import MissingBandError, SceneFormatError, SceneNotFoundError
+from tiles.cache import parse_multihash, verify_file
+from tiles.errors import (
+    ChecksumMismatchError,
+    MissingBandError,
+    SceneFormatError,
+    SceneNotFoundError,
+)
 from tiles.radiometry import L2A_SCALE, add_offset, dn_to_reflectance, parse_baseline
 from tiles.radiometry import format_baseline as _format_baseline
 from tiles.scene import Scene, SceneInfo
@@ -80,8 +94,13 @@ _SCENE_JSON_KEYS = frozenset(
         "radio_add_offset",
         "processing_level",
         "scene_id",
+        "files",
     }
 )
+#: The checksum keys of a file in scene.json's ``files``.
+_CHECKSUM_KEYS = ("sha256", "file:checksum")
+#: Multihash prefix of a sha2-256 digest (code 0x12, 32 bytes).
+_SHA256_MULTIHASH = "1220"
 #: Spellings of the processing levels accepted in tags and scene.json.
 _LEVELS = {
     "L1C": "L1C",
@@ -110,6 +129,7 @@ class _BandSource:
     nodata: float | None
     scale: float
     offset: float  # DN units, applied as (DN + offset) * scale
+    checksum: str | None = None  # multihash from scene.json's "files", checked before reading
 
 
 @dataclass(frozen=True)
@@ -215,6 +235,7 @@ def read_scene(info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scen
         MissingBandError: the scene lacks a requested band.
         SceneNotFoundError: the scene's file(s) no longer exist.
         SceneFormatError: a file is truncated or corrupt, or a float band holds digital numbers.
+        ChecksumMismatchError: a file does not match its checksum in scene.json.
     """
     wanted = check_requested_bands(bands)
     local = _inspect(Path(info.href))
@@ -224,6 +245,9 @@ def read_scene(info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scen
             f"scene {info.scene_id} ({info.href}): band(s) {missing} not found; the scene has "
             f"{list(local.info.bands) + ([SCL] if local.info.has_scl else [])}"
         )
+    for name in (*wanted, SCL):
+        if name in local.sources:
+            _verify_checksum(local.sources[name])
     data = np.full((len(wanted), cell.height, cell.width), np.nan, dtype=np.float32)
     by_path: dict[Path, list[int]] = {}
     for i, name in enumerate(wanted):
@@ -597,6 +621,7 @@ def _inspect_folder(folder: Path) -> _LocalScene:
     files = _tiffs_in(folder)
     if not files:
         raise SceneFormatError(f"{folder}: no band files; expected B02.tif, B03.tif, ...")
+    checksums = _file_checksums(meta.get("files"), files, where=str(meta_path))
     sources: dict[str, _BandSource] = {}
     grids: list[tuple[CRS, Affine, int, int]] = []
     for path in files:
@@ -611,7 +636,9 @@ def _inspect_folder(folder: Path) -> _LocalScene:
             if src.crs is None:
                 raise SceneFormatError(f"{path}: has no CRS; expected a georeferenced GeoTIFF")
             _check_complete(src, path)
-            sources[name] = radiometry.band_source(name, path, src, 1)
+            sources[name] = dataclasses.replace(
+                radiometry.band_source(name, path, src, 1), checksum=checksums.get(path.name)
+            )
             grids.append((src.crs, src.transform, src.width, src.height))
     crs_set = {g[0].to_string() for g in grids}
     if len(crs_set) > 1:
@@ -620,6 +647,62 @@ def _inspect_folder(folder: Path) -> _LocalScene:
     scene_id = str(meta.get("scene_id") or folder.name)
     info = _make_info(scene_id, when, crs, transform, width, height, sources, radiometry, folder)
     return _LocalScene(info, sources, info.bounds)
+
+
+def _file_checksums(value: Any, files: list[Path], *, where: str) -> dict[str, str]:
+    """File name -> multihash of scene.json's ``files`` (empty when it has none)."""
+    if value is None:
+        return {}
+    example = '"files": {"B02.tif": {"sha256": "<64 hex digits>"}}'
+    if not isinstance(value, dict):
+        raise SceneFormatError(f"{where}: files must be an object such as {example}")
+    names = {p.name for p in files}
+    out: dict[str, str] = {}
+    for name, entry in value.items():
+        if name not in names:
+            raise SceneFormatError(
+                f"{where}: files names {name!r}, which is not a band file of the folder "
+                f"({sorted(names)})"
+            )
+        keys = sorted(entry) if isinstance(entry, dict) else []
+        if len(keys) != 1 or keys[0] not in _CHECKSUM_KEYS:
+            raise SceneFormatError(
+                f"{where}: files.{name} must hold one of {list(_CHECKSUM_KEYS)}, got "
+                f"{entry!r}; e.g. {example}"
+            )
+        text = str(entry[keys[0]]).strip().lower()
+        checksum = _SHA256_MULTIHASH + text if keys[0] == "sha256" else text
+        try:
+            parse_multihash(checksum)
+        except ValueError as exc:
+            raise SceneFormatError(
+                f"{where}: files.{name}.{keys[0]} {entry[keys[0]]!r} is not a valid checksum "
+                f"({exc}); expected a sha256 as 64 hex digits or a multihash"
+            ) from None
+        out[name] = checksum
+    return out
+
+
+def _verify_checksum(source: _BandSource) -> None:
+    """Refuse a band file that does not match its scene.json checksum (hashed once per run)."""
+    if source.checksum is None:
+        return
+    stat = source.path.stat()
+    reason = _checksum_mismatch(str(source.path), stat.st_size, stat.st_mtime_ns, source.checksum)
+    if reason:
+        raise ChecksumMismatchError(
+            f"{source.path}: corrupt, its {reason} in {SCENE_JSON} (a flipped bit on disk or in "
+            "a copy); re-download the file, or copy it again from a good copy"
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum_mismatch(path: str, size: int, mtime_ns: int, checksum: str) -> str | None:
+    """Why ``path`` does not match ``checksum`` (None: it does). Cached by size and modification
+    time, so a run hashes each file once, and a file replaced meanwhile is hashed again."""
+    reason = verify_file(Path(path), checksum=checksum)
+    log.debug("%s: checksum %s", path, reason or "verified")
+    return reason
 
 
 def _make_info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -28,7 +29,12 @@ from tests.tiles.conftest import (
     write_single,
 )
 from tiles.cog import write_cog
-from tiles.errors import MissingBandError, SceneFormatError, SceneNotFoundError
+from tiles.errors import (
+    ChecksumMismatchError,
+    MissingBandError,
+    SceneFormatError,
+    SceneNotFoundError,
+)
 from tiles.local import list_scenes, read_scene, scene_footprint_intersects
 
 # ------------------------------------------------------------------------------------- listing
@@ -188,6 +194,41 @@ def test_scene_json_unknown_key(scene_dir: Path, world: World) -> None:
     write_folder(scene_dir / "scene", world, meta={"cloud_cover": 3})
     with pytest.raises(SceneFormatError, match=r"scene\.json: unknown key\(s\) \['cloud_cover'\]"):
         list_scenes(scene_dir)
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ({"B99.tif": {"sha256": "0" * 64}}, r"files names 'B99\.tif', which is not a band file"),
+        (
+            {"B02.tif": {"md5": "0" * 32}},
+            r"files\.B02\.tif must hold one of \['sha256', 'file:checksum'\]",
+        ),
+        ({"B02.tif": {"sha256": "abc"}}, r"files\.B02\.tif\.sha256 'abc' is not a valid checksum"),
+        ({"B02.tif": {"file:checksum": "1220zz"}}, r"is not a valid checksum .*not hexadecimal"),
+        (["B02.tif"], r"files must be an object such as"),
+    ],
+)
+def test_scene_json_bad_checksums_name_the_entry(
+    scene_dir: Path, world: World, files: object, match: str
+) -> None:
+    write_folder(scene_dir / "scene", world, meta={"files": files})
+    with pytest.raises(SceneFormatError, match=match):
+        list_scenes(scene_dir)
+
+
+def test_scene_json_checksum_verified_once_and_a_flipped_byte_refused(
+    scene_dir: Path, world: World, world_cell: GridCell
+) -> None:
+    folder = write_folder(scene_dir / "scene", world)
+    meta = json.loads((folder / "scene.json").read_text())
+    good = hashlib.sha256((folder / "B02.tif").read_bytes()).hexdigest()
+    meta["files"] = {"B02.tif": {"file:checksum": "1220" + good}, "B04.tif": {"sha256": good}}
+    (folder / "scene.json").write_text(json.dumps(meta))
+    [info] = list_scenes(scene_dir)
+    read_scene(info, world_cell, bands=["B02", "B03"])  # B02 matches; B03 has no checksum
+    with pytest.raises(ChecksumMismatchError, match=r"B04\.tif: corrupt, its sha256 .* differs"):
+        read_scene(info, world_cell, bands=["B04"])  # B02's hash given for B04
 
 
 def test_scene_json_missing_datetime(scene_dir: Path, world: World) -> None:
