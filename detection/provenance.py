@@ -14,29 +14,24 @@ scheduled scan hashes only new scenes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tiles.cache import file_hash
 from tiles.files import write_text_atomic
 from tiles.scene import SceneInfo
 
 log = logging.getLogger(__name__)
 
 SCENES_FILE = "scenes.json"
-_CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
     """The sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_hash(path)
 
 
 def record_scenes(out_dir: Path, scenes: Iterable[SceneInfo]) -> dict[str, dict[str, Any]]:

@@ -221,6 +221,15 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
     raise ValueError("truncated multihash")
 
 
+def file_hash(path: Path, name: str = "sha256") -> str:
+    """The ``name`` digest (hex) of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.new(name)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def verify_file(path: Path, *, size: int | None = None, checksum: str | None = None) -> str | None:
     """Why ``path`` does not match ``size``/``checksum``, or None when it does."""
     actual = path.stat().st_size
@@ -228,12 +237,9 @@ def verify_file(path: Path, *, size: int | None = None, checksum: str | None = N
         return f"{actual} bytes, expected {size} (file:size)"
     if checksum:
         name, expected = parse_multihash(checksum)
-        h = hashlib.new(name)
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                h.update(chunk)
-        if h.hexdigest() != expected:
-            return f"{name} {h.hexdigest()[:16]}... differs from file:checksum {expected[:16]}..."
+        actual_hex = file_hash(path, name)
+        if actual_hex != expected:
+            return f"{name} {actual_hex[:16]}... differs from file:checksum {expected[:16]}..."
     return None
 
 
