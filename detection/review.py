@@ -341,7 +341,7 @@ def _counts(counter: Counter[str]) -> str:
 
 def _legend() -> str:
     spans = "".join(f'<span style="background:{c}"></span>{_e(t)}' for c, t in _LEGEND)
-    return f'<p class="legend">{spans}; dashed outline: low confidence</p>'
+    return f'<p class="legend">{spans}; dashed outline: {_e(CONFIDENCE_LEVELS[0])} confidence</p>'
 
 
 def _side_panel() -> str:

@@ -79,6 +79,7 @@ def test_page_is_self_contained_and_escaped(
     assert "2024-07-01 to 2024-09-30" in text and "2024-04-01 to 2024-06-30" in text
     assert "indices 0.1" in text
     assert "probable &gt;= 0.5, likely &gt;= 0.7, very_likely &gt;= 0.9" in text
+    assert "dashed outline: probable confidence" in text  # the legend's word is the lowest level
     assert "deforestation: 1, mining: 2" in text and "expanding: 1, new: 1, stable: 1" in text
     # Sortable columns carry their sort values.
     assert 'data-key="area_ha" data-type="number"' in text
