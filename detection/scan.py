@@ -370,6 +370,7 @@ def _scan(
     require_detector(config.composite.cloud_mask, in_periods)
     if level is not None:
         log.info("processing level %s", level)
+        _warn_level_mismatch(detector, level)
     # Scenes the source could not read (truncated, corrupt): the scan goes on without them, and
     # says so; the next run tries them again.
     scene_failures = [
@@ -851,6 +852,22 @@ def _write_run_json(result: ScanResult, *, config: ScanConfig) -> None:
         "periods": [p.label for p in result.periods],
     }
     write_text_atomic(result.out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _warn_level_mismatch(detector: Any, level: str) -> None:
+    """Say so when the scenes are of another processing level than the network was trained on
+    (Amazon Mining Watch's classifiers: L1C top of atmosphere): it runs, outside its training."""
+    checkpoint = getattr(detector, "checkpoint", None)
+    if checkpoint is None:
+        return
+    trained = checkpoint.metadata.extra.get("processing_level")
+    if trained and trained != level:
+        log.warning(
+            "the detector %s was trained on %s scenes and this scan reads %s: its scores are "
+            "outside what it was measured on; scan %s scenes for it (e.g. source.collection "
+            "sentinel-2-%s)",
+            checkpoint.metadata.name, trained, level, trained, trained.lower(),
+        )
 
 
 def site_rule(config: ScanConfig, detector: Any) -> MaskOptions:

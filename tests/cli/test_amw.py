@@ -146,6 +146,9 @@ def test_scan_with_the_12_band_ensemble_over_a_local_source(shared_data, tmp_pat
     cfg = _scan_config(tmp_path, stride_px=24)  # the default checkpoint: the 12-band ensemble
     proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # Scenes that do not declare L1C are read as L2A: the scan runs and says the classifier was
+    # trained on another level.
+    assert "was trained on L1C scenes and this scan reads L2A" in proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["outcome"] == "success" and summary["alerts"] == 0
     assert summary["units_computed"] > 0 and summary["observed_fraction"]["2024Q3"] > 0
