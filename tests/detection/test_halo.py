@@ -231,7 +231,14 @@ def test_cell_with_halo_and_back() -> None:
 
 def _identity_before_halo(config: ScanConfig) -> str:
     """``ScanConfig.identity`` as minewatch computed it before ``grid.halo_px`` existed."""
-    data = config.model_dump(mode="json", exclude={"periods", "output", "legal", "sites"})
+    data = config.model_dump(
+        mode="json", exclude={"periods", "output", "legal", "admin", "sites"}
+    )
+    # The confidence words of format 1.x.
+    words = {"probable": "low", "likely": "high", "very_likely": "highest"}
+    data["alerts"]["confidence_levels"] = {
+        words[k]: v for k, v in data["alerts"]["confidence_levels"].items()
+    }
     # The demo's keys that later moved into `sites`, as they were then.
     data["detector"]["probability_threshold"] = None
     data["alerts"] |= {"min_area_ha": 0.5, "simplify_m": None}
