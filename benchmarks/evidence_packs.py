@@ -72,7 +72,7 @@ def main() -> None:
             "median_pack_mb": round(statistics.median(sizes) / 1e6, 3),
         }
     # The same work in this process, without the command line's start-up (importing torch).
-    from detection.packs import write_evidence_packs
+    from detection.alerts import write_evidence_packs
 
     inproc = []
     for i in range(args.repeat):

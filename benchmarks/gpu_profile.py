@@ -14,7 +14,7 @@ minewatch's path alone, so a figure says which stage is the wall:
   timed with CUDA events after a warm-up; scaled to the windows a whole tile needs. ``--compile``
   adds ``torch.compile``.
 - ``predict``: :func:`detection.inference.predict_raster` end to end (COG in, COG out).
-- ``sites``: :func:`detection.masks.sites_from_probabilities` on that output.
+- ``sites``: :func:`detection.sites.sites_from_probabilities` on that output.
 - ``parity``: the CUDA path (bf16) against the CPU path (fp32) on a 2048 px crop.
 - ``command``: ``minewatch predict`` on ``--tiles`` tiles (links to the scene) in one process,
   COG in to merged polygons out: each tile's seconds from its COG to its sites (the first
@@ -74,7 +74,8 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     import rasterio
     from rasterio.windows import Window
 
-    from detection.inference import _BlockReader, _read_into, scene_radiometry
+    from detection.inference import scene_radiometry
+    from detection.inference._inference import _BlockReader, _read_into
     from models.blend import axis_starts
     from models.registry import DEFAULT_BANDS
 
@@ -202,7 +203,7 @@ def step_predict(
 ) -> list[dict[str, Any]]:
     import torch
 
-    import detection.inference as inference
+    import detection.inference._inference as inference
     from detection.inference import InferenceOptions, predict_raster
 
     cog_s = [0.0]
@@ -266,7 +267,7 @@ def step_parity(scene: Path, checkpoint: Path, workdir: Path, side: int) -> list
 
 
 def step_sites(path: Path) -> list[dict[str, Any]]:
-    from detection.masks import sites_from_probabilities
+    from detection.sites import sites_from_probabilities
 
     t0 = time.perf_counter()
     sites = sites_from_probabilities(str(path))

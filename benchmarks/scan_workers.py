@@ -15,9 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from detection.config import default_config_dir, load_config
-from detection.executor import ExecutorConfig
-from detection.scan import run_scan
+from detection.runs import ExecutorConfig, default_config_dir, load_config, run_scan
 from models.indices import IndexDetector
 from tiles.sources import ensure_world
 

@@ -25,10 +25,14 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from detection.alerts import build_feature_collection
-from detection.context import attribute_aois
-from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
-from detection.sites import append_history, track_sites
+from detection.alerts import (
+    build_feature_collection,
+    write_geojson,
+    write_geopackage,
+    write_kml,
+    write_summary_csv,
+)
+from detection.sites import append_history, attribute_aois, track_sites
 from tiles.periods import quarter
 
 UTM = "EPSG:32721"

@@ -76,9 +76,7 @@ def _run_config(
     detector_kind: str | None,
     scale: dict[str, Any],
 ) -> None:
-    from detection.config import load_config
-    from detection.executor import ExecutorConfig
-    from detection.scan import run_scan
+    from detection.runs import ExecutorConfig, load_config, run_scan
 
     overrides: dict[str, Any] = {}
     if detector_kind:
@@ -276,7 +274,7 @@ def demo(
 ) -> None:
     """Run the embedded demo (configs/demo.yaml): the real Munduruku territory, a synthetic
     Sentinel-2 world generated offline, alerts in ./minewatch-demo."""
-    from detection.config import default_config_dir
+    from detection.runs import default_config_dir
 
     _run_config(
         ctx,

@@ -53,7 +53,7 @@ def import_review(
     import geopandas as gpd
     import pandas as pd
 
-    from detection.reviews import read_reviewed_alerts, review_labels, write_labels
+    from detection.alerts import read_reviewed_alerts, review_labels, write_labels
 
     if out.exists() and not (overwrite or merge):
         raise click.UsageError(
@@ -87,7 +87,7 @@ def import_review(
 @JSON
 def diff(a: Path, b: Path, as_json: bool) -> None:
     """Compare two alert files (GeoJSON or GeoPackage) site by site: new, removed, changed."""
-    from detection.reviews import diff_alerts, read_alerts
+    from detection.alerts import diff_alerts, read_alerts
 
     result = diff_alerts(read_alerts(a), read_alerts(b))
     if as_json:
@@ -127,7 +127,7 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
 @JSON
 def export(source: Path, fmt: str, out: Path, overwrite: bool, as_json: bool) -> None:
     """Export an alerts GeoJSON for field teams (KML: Google Earth, OsmAnd, Avenza)."""
-    from detection.exports import write_kml
+    from detection.alerts import write_kml
 
     if out.exists() and not overwrite:
         raise click.UsageError(f"{out} exists; pass --overwrite to replace it")
@@ -194,7 +194,7 @@ def evidence_pack(
     --sign. The same run and site always give the same bytes. Check a pack with
     'minewatch alerts verify PACK'.
     """
-    from detection.packs import pack_summary, write_evidence_packs
+    from detection.alerts import pack_summary, write_evidence_packs
 
     if all_sites == bool(site_ids):
         raise click.UsageError("name the sites (SITE_ID...) or pass --all, not both")
@@ -236,7 +236,7 @@ def verify(pack: Path, public_key: Path | None, as_json: bool) -> None:
     Exit 0 when every file matches and the signature (if any) is valid; 1 otherwise, naming
     each file changed, missing or added.
     """
-    from detection.packs import verify_pack
+    from detection.alerts import verify_pack
 
     result = verify_pack(pack, public_key=public_key)
     if as_json:
@@ -271,7 +271,7 @@ def verify(pack: Path, public_key: Path | None, as_json: bool) -> None:
 @JSON
 def keygen(key: Path, overwrite: bool, as_json: bool) -> None:
     """Generate an Ed25519 signing key: KEY (private, keep it safe) and KEY.pub (share it)."""
-    from detection.packs import write_keypair
+    from detection.alerts import write_keypair
 
     pub = write_keypair(key, overwrite=overwrite)
     if as_json:

@@ -119,12 +119,7 @@ def predict(
         checkpoint_thresholds,
         scene_grid,
     )
-    from detection.masks import (
-        SiteStream,
-        finish_sites,
-        merge_tile_sites,
-        sites_from_probabilities,
-    )
+    from detection.sites import SiteStream, finish_sites, merge_tile_sites, sites_from_probabilities
     from models.detector import ALERT_CLASSES
     from models.errors import ModelError
     from tiles.errors import TileError
@@ -205,7 +200,7 @@ def predict(
                             progress=progress,
                         )
                     elif amw is not None:
-                        from detection.amw import predict_scene_amw
+                        from detection.inference import predict_scene_amw
 
                         amw_result = predict_scene_amw(
                             scene, amw, out_path=prob_path, progress=progress
@@ -306,8 +301,8 @@ def _sites_config(path: Path | None, flags: dict[str, Any]) -> tuple[Any, Path |
     """
     from pydantic import ValidationError
 
-    from detection.config import SitesConfig, load_config
     from detection.errors import ConfigError
+    from detection.runs import SitesConfig, load_config
 
     base: dict[str, Any] = {}
     checkpoint = None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from detection.store import RunStore
+from detection.runs import RunStore
 from minewatch.console import JSON
 
 
@@ -18,7 +18,7 @@ def runs() -> None:
 
 def _store(out: Path) -> RunStore:
     from detection.errors import DetectionError
-    from detection.store import STORE_NAME
+    from detection.runs import STORE_NAME
 
     if not (out / STORE_NAME).is_file():
         raise DetectionError(

@@ -126,7 +126,7 @@ class _Job:
         import shapely
 
         from aoi import buffer_aoi, load_aoi, make_grid
-        from detection.config import load_config
+        from detection.runs import load_config
         from tiles.sources import open_source
 
         self.config = load_config(config_path)

@@ -14,8 +14,7 @@ import pytest
 import shapely
 from shapely.geometry import box, shape
 
-from detection.alerts import CONFIDENCE_LEVELS
-from detection.provenance import read_scenes
+from detection.alerts import CONFIDENCE_LEVELS, read_scenes
 from tests.cli.conftest import CENTER, features, minewatch, small_config
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ import shapely
 from PIL import Image
 from pyproj import Transformer
 
-from detection.lock import LOCK_NAME, output_lock
+from detection.runs import LOCK_NAME, output_lock
 from tests.cli.conftest import CENTER, minewatch, small_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from aoi.grid import GridCell
-from detection.config import load_config
-from detection.scan import run_scan
+from detection.runs import load_config, run_scan
 from models.indices import IndexDetector
 from tests.cli.conftest import small_config
 from tiles.scene import Scene, SceneInfo
@@ -42,7 +41,7 @@ def test_unobserved_last_period_is_not_observed_not_no_change(
     cfg = load_config(small_config(tmp_path, world=small_world))
     monkeypatch.setattr(_FaultySource, "fault", fault)
     monkeypatch.setattr(
-        "detection.scan.open_source",
+        "detection.runs._scan.open_source",
         lambda config, *, workdir, progress=None: _FaultySource(
             config.path, config.world, progress=progress
         ),
@@ -73,7 +72,8 @@ def test_unobserved_last_period_is_not_observed_not_no_change(
 def test_a_skipped_source_scene_alone_never_makes_a_run_failed() -> None:
     """A failed run keeps the last outputs, so 'failed' must mean every unit failed: a scene the
     source skipped (tile ``*``) beside a unit that worked is 'partial'."""
-    from detection.scan import ChipFailure, _outcome
+    from detection.runs import ChipFailure
+    from detection.runs._scan import _outcome
 
     skipped = ChipFailure("*", "*", "scene skipped: x.tif: truncated")
     assert _outcome([skipped], attempted=1) == "partial"

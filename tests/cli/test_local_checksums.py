@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform_bounds
 
-from detection.provenance import sha256_file
+from detection.alerts import sha256_file
 from tests.cli.conftest import minewatch, small_config
 from tiles.cog import write_cog
 

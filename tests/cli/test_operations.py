@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.lock import output_lock
+from detection.runs import output_lock
 from tests.cli.conftest import features, minewatch, small_config
 
 
@@ -176,10 +176,8 @@ def test_full_disk_fails_cleanly_and_keeps_earlier_outputs(
     reference: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC while writing the outputs: the run is marked failed, earlier files stay whole."""
-    import detection.exports
-    from detection.config import load_config
-    from detection.scan import run_scan
-    from detection.store import RunStore
+    import detection.alerts._exports
+    from detection.runs import RunStore, load_config, run_scan
     from models.indices import IndexDetector
 
     before = (reference / "alerts.geojson").read_bytes()
@@ -188,8 +186,8 @@ def test_full_disk_fails_cleanly_and_keeps_earlier_outputs(
     def no_space(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(detection.exports, "write_text_atomic", no_space)
-    monkeypatch.setattr("detection.scan.write_geojson", lambda path, fc: no_space())
+    monkeypatch.setattr(detection.alerts._exports, "write_text_atomic", no_space)
+    monkeypatch.setattr("detection.runs._scan.write_geojson", lambda path, fc: no_space())
     with pytest.raises(OSError, match="No space left on device"):
         run_scan(config, detector=IndexDetector(), out_dir=reference)
     assert (reference / "alerts.geojson").read_bytes() == before
@@ -237,14 +235,13 @@ def test_low_free_space_is_refused_before_work(
 ) -> None:
     import shutil as sh
 
-    from detection.config import load_config
     from detection.errors import DetectionError
-    from detection.scan import run_scan
+    from detection.runs import load_config, run_scan
     from models.indices import IndexDetector
 
     usage = sh.disk_usage(reference)
     monkeypatch.setattr(
-        "detection.scan.shutil.disk_usage", lambda p: usage._replace(free=50 * 2**20)
+        "detection.runs._scan.shutil.disk_usage", lambda p: usage._replace(free=50 * 2**20)
     )
     with pytest.raises(DetectionError, match=r"only 50 MB free .* needs at least 200 MB"):
         run_scan(

@@ -20,9 +20,9 @@ from detection.alerts import (
     CONFIDENCE_LEVELS,
     build_feature_collection,
     confidence_level,
+    write_geojson,
 )
 from detection.errors import DetectionError
-from detection.exports import write_geojson
 from tests.detection.test_geojson_schema import PROPERTIES_2_0
 
 _POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"}}

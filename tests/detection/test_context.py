@@ -9,8 +9,8 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
-from detection.context import attribute_admin, attribute_aois
 from detection.errors import DetectionError
+from detection.sites import attribute_admin, attribute_aois
 from tests.detection.conftest import UTM, sites_frame, to_wgs84, utm_box
 
 
@@ -42,7 +42,7 @@ def test_inside_buffer_and_dropped(territory: gpd.GeoDataFrame, caplog) -> None:
         ],
         label=["deep", "edge", "near", "far"],
     )
-    with caplog.at_level(logging.INFO, logger="detection.context"):
+    with caplog.at_level(logging.INFO, logger="detection.sites._context"):
         out = attribute_aois(sites, territory, buffer_m=1000)
     assert list(out["label"]) == ["deep", "edge", "near"]
     assert "dropped 1 of 4 sites farther than 1000 m" in caplog.text

@@ -11,14 +11,8 @@ import pytest
 import rasterio
 from PIL import Image
 
+from detection.alerts import NODATA_RGB, OUTLINE_RGB, period_overlay, scene_date, write_evidence
 from detection.errors import DetectionError
-from detection.evidence import (
-    NODATA_RGB,
-    OUTLINE_RGB,
-    period_overlay,
-    scene_date,
-    write_evidence,
-)
 from tests.detection.conftest import to_wgs84, utm_box
 from tests.detection.rasters import scene_ids, write_units
 from tiles.periods import Period
@@ -208,7 +202,7 @@ def test_composite_of_another_period_is_not_used(
     units_dir = tmp_path / "units"
     write_units(units_dir, q3, bare=[SQUARE])
     write_units(units_dir, q2, tag_period=q1)  # a q1 composite misfiled under 2024Q2
-    with caplog.at_level(logging.WARNING, logger="detection.evidence"):
+    with caplog.at_level(logging.WARNING, logger="detection.alerts._evidence"):
         out = write_evidence(
             _alerts(SQUARE), units_dir=units_dir, period=q3, previous_period=q2, out_dir=tmp_path
         )

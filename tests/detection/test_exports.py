@@ -16,15 +16,16 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
-from detection import exports
-from detection.alerts import CONFIDENCE_LEVELS, build_feature_collection
-from detection.errors import DetectionError
-from detection.exports import (
+from detection.alerts import (
+    CONFIDENCE_LEVELS,
     SUMMARY_COLUMNS,
+    build_feature_collection,
     write_geojson,
     write_geopackage,
     write_summary_csv,
 )
+from detection.alerts import _exports as exports
+from detection.errors import DetectionError
 from detection.sites import append_history
 from tests.detection.conftest import to_wgs84, utm_box
 from tiles.periods import Period

@@ -21,9 +21,9 @@ from detection.alerts import (
     REVIEW_STATUSES,
     STATUSES,
     build_feature_collection,
+    write_evidence,
+    write_geojson,
 )
-from detection.evidence import write_evidence
-from detection.exports import write_geojson
 from tests.detection.rasters import write_units
 from tiles.periods import Period
 

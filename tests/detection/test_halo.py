@@ -21,9 +21,17 @@ from pydantic import ValidationError
 from shapely.geometry import box
 
 from aoi.grid import GridCell
-from detection.config import GridConfig, ScanConfig, default_config_dir, load_config
-from detection.scan import run_scan
-from detection.units import UnitSettings, WorkUnit, predict_unit, process_unit
+from detection.runs import (
+    GridConfig,
+    ScanConfig,
+    UnitSettings,
+    WorkUnit,
+    default_config_dir,
+    load_config,
+    predict_unit,
+    process_unit,
+    run_scan,
+)
 from models.checkpoint import CheckpointMetadata, save_checkpoint
 from models.detector import Detector, ModelInfo, Prediction
 from models.indices import IndexDetector

@@ -29,15 +29,17 @@ from detection.errors import DetectionError
 from detection.inference import (
     UINT8_NODATA,
     InferenceOptions,
+    predict_raster,
+    read_probabilities,
+    scene_radiometry,
+)
+from detection.inference._inference import (
     _axis_lengths,
     _BlockReader,
     _Pyramid,
     _read_into,
     _run_batch,
     _valid_pixels,
-    predict_raster,
-    read_probabilities,
-    scene_radiometry,
 )
 from minewatch.cli_predict import predict
 from models.blend import axis_starts, axis_weights
@@ -436,7 +438,8 @@ def test_memory_stays_bounded_on_a_large_scene(tiny_checkpoint: Path, tmp_path: 
     script = textwrap.dedent(
         f"""
         import json
-        from detection.inference import InferenceOptions, _checkpoint_of, predict_raster
+        from detection.inference import InferenceOptions, predict_raster
+        from detection.inference._inference import _checkpoint_of
         def status(key):
             for line in open("/proc/self/status"):
                 if line.startswith(key):
@@ -555,15 +558,15 @@ def test_a_site_straddling_two_tiles_is_one_site_measured_whole(tmp_path: Path) 
 def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import detection.inference
+    import detection.inference._inference
 
     built = []
-    real = detection.inference.build_engine
+    real = detection.inference._inference.build_engine
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(detection.inference, "build_engine", counting)
+    monkeypatch.setattr(detection.inference._inference, "build_engine", counting)
     a = write_scene(tmp_path / "a.tif", _forest(160, 160))
     b = write_scene(tmp_path / "b.tif", _forest(160, 160, seed=3), x0=X0 + 1600)
     out = tmp_path / "out"
@@ -631,7 +634,7 @@ def test_predict_flags_and_a_scan_config_set_the_one_site_rule(
 ) -> None:
     """`predict`'s site flags are the scan config's `sites` keys: `--config` reads the section,
     a flag overrides one key, and the sites are those of the rule applied to the COG."""
-    from detection.masks import MaskOptions, sites_from_probabilities
+    from detection.sites import MaskOptions, sites_from_probabilities
 
     scene = write_scene(tmp_path / "S2_scene.tif", _forest(160, 160))
     group = click.Group()

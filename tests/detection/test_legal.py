@@ -13,7 +13,7 @@ import pytest
 from aoi.errors import AOIFieldError
 from aoi.titles import TITLE_COLUMNS, TitlesConfig, load_titles
 from detection.alerts import build_feature_collection
-from detection.legal import LegalConfig, assign_legal_status, normalise_phase
+from detection.sites import LegalConfig, assign_legal_status, normalise_phase
 from tests.detection.conftest import UTM, to_wgs84, utm_box
 
 #: The attribute fields of a SIGMINE shapefile (ANM), in its order.

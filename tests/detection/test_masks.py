@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from detection.errors import DetectionError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE
-from detection.masks import (
+from detection.sites import (
     MaskOptions,
     SiteStream,
     merge_tile_sites,
@@ -222,9 +222,8 @@ def test_chips_with_hysteresis_give_the_sites_of_the_whole_raster(tmp_path: Path
     import shapely
 
     from aoi.grid import GridCell
-    from detection.masks import finish_sites
-    from detection.sites import merge_parts
-    from detection.units import chip_parts
+    from detection.runs import chip_parts
+    from detection.sites import finish_sites, merge_parts
     from models.detector import Prediction
 
     mining = np.zeros((64, 128), dtype=np.float32)

@@ -11,12 +11,20 @@ import pyogrio
 import pytest
 from affine import Affine
 
-from detection.alerts import build_feature_collection
-from detection.context import attribute_aois
-from detection.exports import write_geojson, write_geopackage, write_summary_csv
-from detection.polygonize import polygonize_mask
-from detection.review import write_review_html
-from detection.sites import append_history, merge_parts, track_sites
+from detection.alerts import (
+    build_feature_collection,
+    write_geojson,
+    write_geopackage,
+    write_review_html,
+    write_summary_csv,
+)
+from detection.sites import (
+    append_history,
+    attribute_aois,
+    merge_parts,
+    polygonize_mask,
+    track_sites,
+)
 from tests.detection.conftest import UTM, X0, Y0, to_wgs84, utm_box
 from tiles.periods import Period
 

@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 
 from detection.errors import DetectionError
-from detection.polygonize import polygonize_mask
+from detection.sites import polygonize_mask
 from tests.detection.conftest import UTM, X0, Y0
 
 TRANSFORM = Affine(10.0, 0.0, X0, 0.0, -10.0, Y0)  # 10 m pixels, upper-left at (X0, Y0)

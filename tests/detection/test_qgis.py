@@ -18,9 +18,13 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
-from detection.alerts import CONFIDENCE_LEVELS, STATUSES
-from detection.exports import write_geopackage
-from detection.qml import alert_rules, history_rules
+from detection.alerts import (
+    CONFIDENCE_LEVELS,
+    STATUSES,
+    alert_rules,
+    history_rules,
+    write_geopackage,
+)
 from detection.sites import append_history
 from models.detector import ALERT_CLASSES
 from tests.detection.conftest import to_wgs84, utm_box

@@ -30,8 +30,8 @@ from detection.report import (
     draw_figures,
     write_report,
 )
+from detection.runs import RunStore
 from detection.sites import HISTORY_COLUMNS
-from detection.store import RunStore
 from minewatch.cli_report import report as report_command
 from tests.detection.conftest import to_wgs84, utm_box
 from tiles.periods import quarter

@@ -11,9 +11,8 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 
-from detection.alerts import build_feature_collection
+from detection.alerts import build_feature_collection, write_review_html
 from detection.errors import DetectionError
-from detection.review import write_review_html
 from tests.detection.conftest import to_wgs84, utm_box
 
 

@@ -15,9 +15,7 @@ import pyogrio
 import pytest
 from click.testing import CliRunner
 
-from detection.alerts import build_feature_collection
-from detection.evidence import write_evidence
-from detection.review import write_review_html
+from detection.alerts import build_feature_collection, write_evidence, write_review_html
 from minewatch.cli_alerts import alerts as alerts_group
 from tests.detection.browser import chromium_driver
 from tests.detection.rasters import write_units

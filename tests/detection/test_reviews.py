@@ -15,17 +15,19 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from detection.alerts import LEGACY_CONFIDENCE_LEVELS, build_feature_collection
-from detection.errors import DetectionError
-from detection.exports import write_geojson, write_geopackage
-from detection.reviews import (
+from detection.alerts import (
     LABEL_COLUMNS,
+    LEGACY_CONFIDENCE_LEVELS,
+    build_feature_collection,
     diff_alerts,
     read_alerts,
     read_reviewed_alerts,
     review_labels,
+    write_geojson,
+    write_geopackage,
     write_labels,
 )
+from detection.errors import DetectionError
 from minewatch.cli_alerts import alerts as alerts_group
 from tests.detection.conftest import to_wgs84, utm_box
 

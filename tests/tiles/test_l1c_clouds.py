@@ -402,8 +402,7 @@ def test_auto_without_the_detector_refuses_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_cloud_mask_in_the_unit_key_default_not_in_the_scan_identity() -> None:
-    from detection.config import default_config_dir, load_config
-    from detection.units import UnitSettings
+    from detection.runs import UnitSettings, default_config_dir, load_config
 
     config = load_config(default_config_dir() / "demo.yaml")
     assert config.composite.cloud_mask == "auto"

@@ -15,7 +15,7 @@ auditor reads, computed from an agency's own scans.
 
 Rules (``docs/guide-operator.md``):
 
-* A site counts for the reserve :func:`detection.context.attribute_aois` gives it (the one it
+* A site counts for the reserve :func:`detection.sites.attribute_aois` gives it (the one it
   shares most area with; else the nearest within the scan's buffer). The reserve's hectares are
   the parts of its sites inside it (``aoi_areas``; for "all", inside any reserve), the
   buffer-zone hectares the rest of them: a site crossing the boundary is split, never counted
@@ -56,9 +56,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from detection.context import area_inside_ha, attribute_aois
 from detection.errors import DetectionError, OutputExistsError
-from detection.legal import LEGAL_STATUSES, LegalConfig, assign_legal_status
+from detection.sites import (
+    LEGAL_STATUSES,
+    LegalConfig,
+    area_inside_ha,
+    assign_legal_status,
+    attribute_aois,
+)
 from tiles.files import atomic_path, write_text_atomic
 from tiles.periods import Period
 
@@ -706,7 +711,7 @@ def _legal_by_period(
 ) -> pd.DataFrame:
     """Hectares and sites by legal status per reserve (inside and buffer), period and class.
 
-    Each site-period row is judged (:func:`detection.legal.assign_legal_status`) against the
+    Each site-period row is judged (:func:`detection.sites.assign_legal_status`) against the
     ``titles`` layer of ``alerts.gpkg`` (none: ``unknown`` outside closed areas) with the scan's
     ``legal`` settings from ``run.json`` (defaults when it records none), for titles valid at the
     end of that period.

@@ -32,7 +32,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from detection.alerts import LEGACY_CONFIDENCE_LEVELS, REVIEW_STATUSES
+from detection.alerts._alerts import LEGACY_CONFIDENCE_LEVELS, REVIEW_STATUSES
 from detection.errors import DetectionError
 from models.detector import ALERT_CLASSES
 from tiles.files import atomic_path, write_text_atomic

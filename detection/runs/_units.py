@@ -26,8 +26,7 @@ from shapely.geometry import box, mapping, shape
 
 from aoi.geometry import to_wgs84
 from aoi.grid import GridCell
-from detection.masks import MaskOptions, class_mask, resolve_thresholds
-from detection.polygonize import polygonize_mask
+from detection.sites import MaskOptions, class_mask, polygonize_mask, resolve_thresholds
 from models.detector import Detector, Prediction
 from tiles.clouds import bands_to_read
 from tiles.composite import Composite, composite_period, crop_composite, write_composite
@@ -51,7 +50,7 @@ class UnitSettings:
     masked_scl: tuple[int, ...]
     dilation_px: int
     model_sha256: str
-    #: how probabilities become masks (:mod:`detection.masks`): each class's threshold (a class
+    #: how probabilities become masks (:mod:`detection.sites`): each class's threshold (a class
     #: not named: 0.5; the scan names every class, resolved from its config and the checkpoint),
     #: hysteresis and morphology. Its minimum mapping unit and simplification apply after the
     #: chips are merged, so they are not part of the key.
@@ -78,7 +77,7 @@ class UnitSettings:
             # Always in the key: units made before the detector existed left scenes without SCL
             # unmasked; they are computed again.
             "cloud_mask": self.cloud_mask,
-            # The one rule (detection.masks); units made before it (a bare threshold, no
+            # The one rule (detection.sites); units made before it (a bare threshold, no
             # morphology) are computed again.
             "sites": {
                 "thresholds": self.thresholds(),
@@ -136,7 +135,7 @@ class UnitResult:
     scene_ids: tuple[str, ...] = ()
     parts: gpd.GeoDataFrame | None = None
     #: with hysteresis, the polygons of the pixels at the threshold (a site holding none is
-    #: dropped once the chips are merged: `detection.masks.finish_sites`)
+    #: dropped once the chips are merged: `detection.sites.finish_sites`)
     seeds: gpd.GeoDataFrame | None = None
     observed: Any = None
     composite: str | None = None
@@ -238,7 +237,7 @@ def process_unit(
 def chip_parts(
     pred: Prediction, grown: GridCell, cell: GridCell, masks: MaskOptions
 ) -> tuple[gpd.GeoDataFrame | None, gpd.GeoDataFrame | None]:
-    """The polygons of a chip's masks under the one rule (:func:`detection.masks.class_mask`).
+    """The polygons of a chip's masks under the one rule (:func:`detection.sites.class_mask`).
 
     The masks are made on the chip grown by its halo (``pred`` covers ``grown``), so the
     morphology at the chip's edges sees what a whole scene would, then cropped to ``cell``.

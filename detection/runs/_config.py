@@ -19,8 +19,7 @@ from aoi.config import AOIConfig
 from aoi.configfile import load_config_file
 from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
 from detection.errors import ConfigError, DetectionError
-from detection.legal import LegalConfig
-from detection.masks import MaskOptions
+from detection.sites import LegalConfig, MaskOptions
 from models.detector import ALERT_CLASSES
 from models.indices import IndexThresholds
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
@@ -133,7 +132,7 @@ class AlertsConfig(_Strict):
 
 
 class SitesConfig(_Strict):
-    """The one rule from probabilities to sites (:mod:`detection.masks`), for a scan's chips and
+    """The one rule from probabilities to sites (:mod:`detection.sites`), for a scan's chips and
     ``minewatch predict``'s scenes alike; each key is also a flag of ``minewatch predict``.
 
     A pixel is a class's where its probability reaches the class's threshold (``thresholds``,
@@ -162,7 +161,7 @@ class SitesConfig(_Strict):
         return self
 
     def mask_options(self, thresholds: dict[str, float] | None = None) -> MaskOptions:
-        """The rule as :class:`detection.masks.MaskOptions` (``thresholds``: resolved ones
+        """The rule as :class:`detection.sites.MaskOptions` (``thresholds``: resolved ones
         replacing the configured)."""
         return MaskOptions(
             thresholds={str(k): v for k, v in self.thresholds.items()}
@@ -345,8 +344,8 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
 
 def default_config_dir() -> Path:
     """The shipped configs: ``minewatch/configs`` in a wheel, ``configs/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "minewatch" / "configs", here.parent / "configs"):
+    root = Path(__file__).resolve().parents[2]
+    for candidate in (root / "minewatch" / "configs", root / "configs"):
         if (candidate / "demo.yaml").is_file():
             return candidate
     raise ConfigError("the shipped configs folder (configs/demo.yaml) was not found; reinstall")

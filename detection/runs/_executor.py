@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from detection.errors import DetectionError
-from detection.units import UnitResult, UnitSettings, WorkUnit, process_unit
+from detection.runs._units import UnitResult, UnitSettings, WorkUnit, process_unit
 from models.detector import Detector
 from tiles.sources import Source
 

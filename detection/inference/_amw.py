@@ -5,7 +5,7 @@ needs, in float32), each strip is scored by :class:`models.amw.AmwDetector` on t
 window grid, and the strips' rasters are merged (a pixel keeps the highest score of the
 windows that cover it). The result is a one-band ``mining`` probability COG, ``uint8`` like the
 network's (``round(p * 254)``, nodata 255), with the model and its 0.5 threshold in its tags,
-so the sites come from the same rule as every detector's (:func:`detection.masks
+so the sites come from the same rule as every detector's (:func:`detection.sites
 .sites_from_probabilities`).
 """
 
@@ -24,7 +24,7 @@ import rasterio.shutil
 import rasterio.windows
 
 from detection.errors import DetectionError
-from detection.inference import (
+from detection.inference._inference import (
     TAG_THRESHOLDS,
     UINT8_NODATA,
     UINT8_SCALE,

@@ -6,7 +6,8 @@ A local file (a GeoTIFF, or each file of a scene folder) gets the sha256 of its 
 when the scan reads it (``checksum_source: computed``); a remote asset gets the checksum its
 catalogue publishes (STAC ``file:checksum``, a multihash; ``checksum_source: catalogue``), or
 none when the catalogue has none (range reads never see the whole file). Evidence packs
-(:mod:`detection.packs`) copy these records, so a reader can check the imagery independently.
+(:mod:`detection.alerts._packs`) copy these records, so a reader can check the imagery
+independently.
 
 Hashes are cached by path, size and modification time from the previous ``scenes.json``, so a
 scheduled scan hashes only new scenes.

@@ -24,9 +24,9 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from detection.alerts._evidence import scene_date
 from detection.errors import DetectionError
-from detection.evidence import scene_date
-from detection.legal import LEGAL_STATUSES
+from detection.sites import LEGAL_STATUSES
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
 
@@ -408,7 +408,7 @@ def _image_dates(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict
 
 def _places(row: Mapping[str, Any], aoi_id: str, sid: str) -> dict[str, Any]:
     """``aoi_area_ha`` / ``aoi_areas`` and ``municipality`` / ``state`` / ``municipalities``
-    (:func:`detection.context.attribute_aois`, :func:`detection.admin.assign_admin`)."""
+    (:func:`detection.sites.attribute_aois`, :func:`detection.admin.assign_admin`)."""
     areas = _object_list(row.get("aoi_areas"), "aoi_areas", sid, ("aoi_id", "aoi_name"))
     inside = [a["area_ha"] for a in areas if a["aoi_id"] == aoi_id]
     out: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """The review page: one self-contained HTML file an analyst opens from disk, no server, no network.
 
-The page carries everything inline: Leaflet (shipped in ``detection/static/leaflet``, BSD-2), the
-page's own script (``detection/static/review.js``), the alerts and coverage as JSON, the period
+The page carries everything inline: Leaflet (shipped in
+``detection/alerts/static/leaflet``, BSD-2), the page's own script
+(``detection/alerts/static/review.js``), the alerts and coverage as JSON, the period
 composites as a downsampled image under the map, and the evidence chips as data URIs. It loads
 nothing from anywhere. It shows the run summary, the alerts on a map, a table sortable by area,
 change, confidence, status, observed share..., and per alert its evidence and *Confirm* /
@@ -27,9 +28,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from detection.alerts import CONFIDENCE_LEVELS
+from detection.alerts._alerts import CONFIDENCE_LEVELS
+from detection.alerts._evidence import EVIDENCE_IMAGES, Overlay, period_overlay
 from detection.errors import DetectionError
-from detection.evidence import EVIDENCE_IMAGES, Overlay, period_overlay
 from tiles.files import write_text_atomic
 from tiles.periods import Period
 
@@ -88,7 +89,7 @@ def write_review_html(
     Args:
         path: the target file (``review.html``).
         fc: the alert FeatureCollection (:func:`detection.alerts.build_feature_collection`),
-            with ``evidence`` filled by :func:`detection.evidence.write_evidence` for chips.
+            with ``evidence`` filled by :func:`detection.alerts.write_evidence` for chips.
         title: the page title.
         coverage_fc: coverage polygons as a FeatureCollection whose properties hold ``status``
             (``observed``, ``partly_observed``, ``not_observed``, ``no_imagery``, ``failed``);
@@ -96,7 +97,7 @@ def write_review_html(
             are drawn when the properties carry ``period_end``.
         units_dir: the scan's ``units`` folder; with ``period``, the period's composites become
             the map's background (true colour, downsampled, see
-            :func:`detection.evidence.period_overlay`), and with ``previous_period`` too, a
+            :func:`detection.alerts.period_overlay`), and with ``previous_period`` too, a
             second background the analyst can switch to.
         period: the alerts' period (for the background).
         previous_period: the previous period (a second background), optional.
@@ -195,12 +196,12 @@ def _e(value: Any) -> str:
 
 
 def _static(name: str) -> str:
-    return resources.files("detection").joinpath("static").joinpath(name).read_text("utf-8")
+    return resources.files("detection.alerts").joinpath("static").joinpath(name).read_text("utf-8")
 
 
 def _leaflet_css() -> str:
     """Leaflet's CSS with its images inlined as data URIs."""
-    folder = resources.files("detection").joinpath("static").joinpath("leaflet")
+    folder = resources.files("detection.alerts").joinpath("static").joinpath("leaflet")
 
     def inline(match: re.Match[str]) -> str:
         data = folder.joinpath(match.group(1)).read_bytes()

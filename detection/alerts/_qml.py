@@ -1,11 +1,12 @@
 """The QGIS styles (QML) stored in a run's GeoPackage, the alerts renderer built from the contract.
 
-Each layer's style is a file in ``detection/styles``. For ``alerts`` and ``sites_history`` the
-file holds the rest (labels, the review drop-down) and the rule-based renderer is built here from
-the contract's words (:data:`models.detector.ALERT_CLASSES`, :data:`detection.alerts.STATUSES`,
-:data:`detection.alerts.CONFIDENCE_LEVELS`): one rule per class and status and one for the lowest
-confidence level, so QGIS's legend (and a print layout's) lists every colour and line the map
-draws; nothing is a data-defined override hiding its meaning from the legend.
+Each layer's style is a file in ``detection/alerts/styles``. For ``alerts`` and
+``sites_history`` the file holds the rest (labels, the review drop-down) and the rule-based
+renderer is built here from the contract's words (:data:`models.detector.ALERT_CLASSES`,
+:data:`detection.alerts.STATUSES`, :data:`detection.alerts.CONFIDENCE_LEVELS`): one rule per
+class and status and one for the lowest confidence level, so QGIS's legend (and a print
+layout's) lists every colour and line the map draws; nothing is a data-defined override hiding
+its meaning from the legend.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import NamedTuple
 
-from detection.alerts import CONFIDENCE_LEVELS, STATUSES
+from detection.alerts._alerts import CONFIDENCE_LEVELS, STATUSES
 from detection.errors import DetectionError
 from models.detector import ALERT_CLASSES
 
@@ -79,7 +80,7 @@ def style_qml(layer: str) -> str:
     if layer not in STYLE_FILES:
         raise DetectionError(f"no QGIS style for layer {layer!r}; styled: {list(STYLE_FILES)}")
     text = (
-        resources.files("detection")
+        resources.files("detection.alerts")
         .joinpath("styles")
         .joinpath(STYLE_FILES[layer])
         .read_text(encoding="utf-8")

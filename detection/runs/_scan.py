@@ -35,23 +35,33 @@ from detection.alerts import (
     SENSOR,
     build_feature_collection,
     platforms_of,
+    record_scenes,
     site_locations,
+    write_evidence,
+    write_geojson,
+    write_geopackage,
+    write_kml,
+    write_review_html,
+    write_summary_csv,
 )
-from detection.config import ScanConfig
-from detection.context import attribute_admin, attribute_aois
 from detection.errors import DetectionError, OutputExistsError
-from detection.evidence import write_evidence
-from detection.executor import ExecutorConfig, run_units
-from detection.exports import write_geojson, write_geopackage, write_kml, write_summary_csv
-from detection.legal import assign_legal_status
-from detection.lock import output_lock
-from detection.masks import MaskOptions, finish_sites, resolve_thresholds
-from detection.provenance import record_scenes
-from detection.review import write_review_html
-from detection.sites import append_history, merge_parts, track_sites
-from detection.store import STORE_NAME, RunStore
-from detection.thresholds import checkpoint_thresholds
-from detection.units import UnitResult, UnitSettings, WorkUnit, load_unit
+from detection.inference import checkpoint_thresholds
+from detection.runs._config import ScanConfig
+from detection.runs._executor import ExecutorConfig, run_units
+from detection.runs._lock import output_lock
+from detection.runs._store import STORE_NAME, RunStore
+from detection.runs._units import UnitResult, UnitSettings, WorkUnit, load_unit
+from detection.sites import (
+    MaskOptions,
+    append_history,
+    assign_legal_status,
+    attribute_admin,
+    attribute_aois,
+    finish_sites,
+    merge_parts,
+    resolve_thresholds,
+    track_sites,
+)
 from models.detector import Detector
 from tiles.bands import BANDS
 from tiles.clouds import require_detector

@@ -10,8 +10,8 @@ A pack holds, for one site of a run:
   ``chips/<side>_<rendering>.png``: the same as captioned images with the site outlined;
 * ``provenance.json``: run id, software version, model name/version/sha256, config sha256,
   source, periods, and each scene used: id, acquisition date, source hrefs with the checksums of
-  the bytes read (``scenes.json`` of the scan, :mod:`detection.provenance`);
-* ``case.pdf``: a one-page case file to print (:mod:`detection.casefile`);
+  the bytes read (``scenes.json`` of the scan, :mod:`detection.alerts._provenance`);
+* ``case.pdf``: a one-page case file to print (:mod:`detection.alerts._casefile`);
 * ``manifest.json``: the sha256 and size of every other file; ``manifest.sig`` and
   ``signing_key.pub`` when signed with an Ed25519 key (the signature is over the exact bytes of
   ``manifest.json``).
@@ -51,8 +51,7 @@ from PIL import Image
 from pyproj import CRS
 from rasterio.warp import Resampling, transform_bounds
 
-from detection.errors import DetectionError, OutputExistsError
-from detection.evidence import (
+from detection.alerts._evidence import (
     RENDERINGS,
     _covering,
     _draw_outline,
@@ -67,7 +66,8 @@ from detection.evidence import (
     captioned_png,
     scene_date,
 )
-from detection.provenance import read_scenes
+from detection.alerts._provenance import read_scenes
+from detection.errors import DetectionError, OutputExistsError
 from tiles.files import atomic_path
 from tiles.periods import Period
 
@@ -359,7 +359,7 @@ def _build_all(
 
 
 def _site_files(run: _Run, sid: str) -> dict[str, bytes]:
-    from detection.casefile import render_case_file
+    from detection.alerts._casefile import render_case_file
 
     return _pack_files(run, sid, render_case_file)
 
@@ -548,7 +548,7 @@ class _Chips:
 
 
 def _chips(run: _Run, sid: str, geom: Any) -> _Chips:
-    """GeoTIFF and captioned PNG chips of both sides (the window of :mod:`detection.evidence`)."""
+    """GeoTIFF and captioned PNG chips of both sides (the evidence window)."""
     units = run.out_dir / "units"
     index = {
         "after": _index(units, run.period),

@@ -25,10 +25,10 @@ import pandas as pd
 import pyogrio
 from pyproj import CRS
 
-from detection.alerts import REVIEW_STATUSES, alert_records, confidence_level
+from detection.alerts._alerts import REVIEW_STATUSES, alert_records, confidence_level
+from detection.alerts._qml import STYLE_FILES, style_qml
 from detection.errors import DetectionError
-from detection.legal import legal_columns, statuses_of
-from detection.qml import STYLE_FILES, style_qml
+from detection.sites import legal_columns, statuses_of
 from tiles.files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def write_geopackage(
     ``EPSG:4326`` as multi-polygons, in a GeoPackage of version :data:`GPKG_VERSION`. List and
     dict values become JSON strings; dates (:data:`DATE_COLUMNS` and any column of dates only)
     become ``DATE`` fields, datetimes ``DATETIME``. The QML styles of
-    :data:`detection.qml.STYLE_FILES` go into the QGIS ``layer_styles`` table as each layer's
+    :data:`detection.alerts.STYLE_FILES` go into the QGIS ``layer_styles`` table as each layer's
     default style, so the file opens styled in QGIS, legend included.
 
     Args:

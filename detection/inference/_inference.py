@@ -57,7 +57,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from detection.errors import DetectionError
-from detection.thresholds import checkpoint_thresholds
+from detection.inference._thresholds import checkpoint_thresholds
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import Checkpoint, band_order
 from models.detector import ALERT_CLASSES
@@ -857,7 +857,7 @@ class ScenePredictor:
         """One scene into its probability COG: see :func:`predict_raster`.
 
         ``on_rows`` gets each finished row block as it is written (e.g.
-        :class:`detection.masks.SiteStream`'s ``add``, so the sites are traced while the
+        :class:`detection.sites.SiteStream`'s ``add``, so the sites are traced while the
         network runs); an error it raises stops the prediction.
         """
         return self._predict(Path(src_path), Path(out_path), progress, on_rows)

@@ -10,7 +10,7 @@ whole Sentinel-2 tile:
    threshold are kept aside as seeds;
 2. morphology: a binary opening (removes specks) then a closing (fills pinholes) with square
    structuring elements of ``opening_px`` / ``closing_px`` radius;
-3. each block is polygonised (:func:`detection.polygonize.trace_regions`); the polygons of
+3. each block is polygonised (:func:`detection.sites.trace_regions`); the polygons of
    neighbouring blocks are merged (:func:`detection.sites.merge_parts`), so a site crossing a
    block edge is one site;
 4. :func:`finish_sites`: with hysteresis a merged site is kept when it holds a seed; then the
@@ -18,9 +18,9 @@ whole Sentinel-2 tile:
    simplified by ``simplify_m``.
 
 This is the one rule from probabilities to sites: a scan applies steps 1-2 to each chip with
-its halo and steps 3-4 to the chips' polygons (:mod:`detection.units`, :mod:`detection.scan`),
+its halo and steps 3-4 to the chips' polygons (:mod:`detection.runs`),
 so a scene scanned as chips and the same scene through ``minewatch predict`` give the same
-sites. Its settings are the scan config's ``sites`` section (:class:`detection.config.
+sites. Its settings are the scan config's ``sites`` section (:class:`detection.runs.
 SitesConfig`), which ``minewatch predict``'s flags map onto.
 
 :func:`merge_tile_sites` merges the sites of several scenes or tiles the same way: a mine
@@ -49,8 +49,8 @@ from scipy import ndimage
 
 from detection.errors import DetectionError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
-from detection.polygonize import TracedRegions, regions_frame, simplify_metres, trace_regions
-from detection.sites import merge_parts
+from detection.sites._polygonize import TracedRegions, regions_frame, simplify_metres, trace_regions
+from detection.sites._sites import merge_parts
 from models.detector import ALERT_CLASSES
 from models.runtime import cpu_threads
 

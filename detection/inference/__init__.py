@@ -1,0 +1,45 @@
+"""Raster -> probability COG: scenes through a network or the AMW classifier."""
+
+from __future__ import annotations
+
+from detection.inference._amw import STRIP_ROWS, AmwScenePrediction, predict_scene_amw
+from detection.inference._inference import (
+    TAG_THRESHOLDS,
+    UINT8_NODATA,
+    UINT8_SCALE,
+    Device,
+    InferenceOptions,
+    ProgressFn,
+    RasterPrediction,
+    RowsFn,
+    ScenePredictor,
+    SceneRadiometry,
+    WindowSpec,
+    predict_raster,
+    read_probabilities,
+    scene_grid,
+    scene_radiometry,
+)
+from detection.inference._thresholds import checkpoint_thresholds
+
+__all__ = [
+    "STRIP_ROWS",
+    "TAG_THRESHOLDS",
+    "UINT8_NODATA",
+    "UINT8_SCALE",
+    "AmwScenePrediction",
+    "Device",
+    "InferenceOptions",
+    "ProgressFn",
+    "RasterPrediction",
+    "RowsFn",
+    "ScenePredictor",
+    "SceneRadiometry",
+    "WindowSpec",
+    "checkpoint_thresholds",
+    "predict_raster",
+    "predict_scene_amw",
+    "read_probabilities",
+    "scene_grid",
+    "scene_radiometry",
+]
