@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -32,8 +33,10 @@ from detection.inference._inference import (
     checkpoint_thresholds,
     scene_radiometry,
 )
-from models.amw import AmwDetector, window_starts
 from tiles.files import atomic_path
+
+if TYPE_CHECKING:  # models.amw imports torch: the CPU install imports this room without it
+    from models.amw import AmwDetector
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ def predict_scene_amw(
         BandMismatchError: the scene lacks a band the classifier needs (names them and the fix).
         DetectionError: the scene cannot be read, has no CRS, or the COG cannot be written.
     """
+    from models.amw import window_starts
+
     started = time.monotonic()
     scene, out_path = Path(scene), Path(out_path)
     try:
