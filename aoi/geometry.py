@@ -107,8 +107,12 @@ def utm_crs_for(lon: float, lat: float) -> CRS:
     Raises:
         AOIGeometryError: the point is outside -180..180 / -80..84.
     """
-    zone = utm_zone_for(lon, lat)
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+    return CRS.from_epsg(utm_epsg(utm_zone_for(lon, lat), north=lat >= 0))
+
+
+def utm_epsg(zone: int, *, north: bool) -> int:
+    """The EPSG code of WGS 84 / UTM ``zone``: 326zz in the north, 327zz in the south."""
+    return (32600 if north else 32700) + zone
 
 
 def utm_zone_region(zone: int, *, north: bool) -> BaseGeometry:

@@ -37,6 +37,7 @@ from aoi.geometry import (
     WGS84,
     polygonal_parts,
     split_antimeridian,
+    utm_epsg,
     utm_zone_for,
     utm_zone_region,
 )
@@ -204,7 +205,7 @@ def mgrs_tile_id(lon: float, lat: float) -> str:
         AOIGeometryError: the point is outside -180..180 / -80..84.
     """
     zone = utm_zone_for(lon, lat)
-    epsg = (32600 if lat >= 0 else 32700) + zone
+    epsg = utm_epsg(zone, north=lat >= 0)
     transformer = Transformer.from_crs(WGS84, f"EPSG:{epsg}", always_xy=True)
     easting, northing = transformer.transform(lon, lat)
     return f"{zone:02d}{mgrs_band(lat)}{mgrs_square_letters(zone, easting, northing)}"
@@ -267,7 +268,7 @@ def _check_grid_options(chip_size_px: int, resolution_m: float) -> float:
 def _cells_in_region(
     part: BaseGeometry, zone: int, *, north: bool, chip_size_px: int, resolution_m: float
 ) -> list[GridCell]:
-    epsg = (32600 if north else 32700) + zone
+    epsg = utm_epsg(zone, north=north)
     crs = CRS.from_epsg(epsg)
     to_utm = Transformer.from_crs(WGS84, f"EPSG:{epsg}", always_xy=True)
     to_lonlat = Transformer.from_crs(f"EPSG:{epsg}", WGS84, always_xy=True)

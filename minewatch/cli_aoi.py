@@ -42,6 +42,7 @@ def aoi_info(
 
     from aoi import buffer_aoi, load_aoi, make_grid
     from aoi.config import AOIConfig
+    from aoi.geometry import EQUAL_AREA_CRS
 
     try:
         config = AOIConfig(path=path, layer=layer, where=where, kind=kind, buffer_m=buffer_m)
@@ -52,7 +53,7 @@ def aoi_info(
             f"{first.get('input')!r}: {first['msg']}", param_hint=option
         ) from None
     aois = load_aoi(config)
-    areas = aois.to_crs("EPSG:6933").area / 10_000
+    areas = aois.to_crs(EQUAL_AREA_CRS).area / 10_000
     buffered = buffer_aoi(aois, buffer_m)
     cells = make_grid(shapely.union_all(buffered.geometry.values), chip_size_px=chip_size_px)
     rows = [

@@ -45,7 +45,7 @@ from scipy import ndimage
 from shapely.geometry import Polygon, mapping, shape
 from shapely.geometry.polygon import orient
 
-from aoi.geometry import split_antimeridian
+from aoi.geometry import split_antimeridian, utm_crs_for
 from tiles.bands import BANDS, SCL
 from tiles.cog import write_cog
 from tiles.files import write_text_atomic
@@ -294,12 +294,6 @@ def parse_quarter(label: str) -> Period:
     return quarter(int(m.group(1)), int(m.group(2)))
 
 
-def utm_crs(lon: float, lat: float) -> CRS:
-    """The WGS 84 / UTM CRS of the zone holding ``(lon, lat)``."""
-    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
-    return CRS.from_epsg((32700 if lat < 0 else 32600) + zone)
-
-
 def mgrs_tile(lon: float, lat: float) -> str:
     """The MGRS 100 km tile (``21MVN``) holding ``(lon, lat)``, as Sentinel-2 tiles are named.
 
@@ -307,7 +301,7 @@ def mgrs_tile(lon: float, lat: float) -> str:
     """
     zone = min(int((lon + 180.0) // 6.0) + 1, 60)
     band = "CDEFGHJKLMNPQRSTUVWX"[min(max(int((lat + 80.0) // 8.0), 0), 19)]
-    crs = utm_crs(lon, lat)
+    crs = utm_crs_for(lon, lat)
     easting, northing = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
     col_sets = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
     col = col_sets[(zone - 1) % 3][min(max(int(easting // 100_000) - 1, 0), 7)]
@@ -497,7 +491,7 @@ def generate_world(
 
 
 def _grid(spec: WorldSpec) -> tuple[CRS, Affine, str]:
-    crs = utm_crs(spec.center_lon, spec.center_lat)
+    crs = utm_crs_for(spec.center_lon, spec.center_lat)
     to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     cx, cy = to_utm.transform(spec.center_lon, spec.center_lat)
     half_m = spec.size_px * PIXEL_M / 2.0

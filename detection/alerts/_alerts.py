@@ -26,7 +26,7 @@ from pyproj import CRS
 
 from detection.alerts._evidence import scene_date
 from detection.errors import DetectionError
-from detection.sites import LEGAL_STATUSES
+from detection.sites import LEGAL_STATUSES, STATUSES
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
 
@@ -92,7 +92,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "scene_ids",
 )
 
-STATUSES: tuple[str, ...] = ("new", "expanding", "stable", "reactivated", "receding")
 #: The words of ``confidence_level``, lowest band first; each is also the key of its threshold in
 #: the run metadata's ``confidence_levels`` (and the scan config's ``alerts.confidence_levels``):
 #: ``probable`` from the detection threshold (0.5), ``likely`` from 0.7, ``very_likely`` from 0.9

@@ -24,15 +24,17 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from pyproj import Transformer
 
+from aoi.geometry import utm_epsg, utm_zone_for
+
 _CLASS = {"mining": "Mining", "deforestation": "Forest clearing"}
 _A4 = (8.27, 11.69)
 
 
 def utm_text(lon: float, lat: float) -> str:
     """``UTM 21S 612345 E 9323456 N (EPSG:32721)``: the point in its UTM zone, metres."""
-    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
+    zone = utm_zone_for(lon, lat)
     south = lat < 0
-    epsg = (32700 if south else 32600) + zone
+    epsg = utm_epsg(zone, north=not south)
     x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
     return f"UTM {zone}{'S' if south else 'N'} {x:.0f} E {y:.0f} N (EPSG:{epsg})"
 

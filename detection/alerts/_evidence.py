@@ -35,6 +35,7 @@ from PIL.PngImagePlugin import PngInfo
 from pyproj import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 
+from aoi.geometry import utm_crs_for
 from detection.errors import DetectionError
 from tiles.files import atomic_path
 from tiles.periods import Period
@@ -686,5 +687,4 @@ def _site_mask(geom: shapely.Geometry, transform: Affine, n: int) -> np.ndarray:
 
 
 def _utm_epsg(lon: float, lat: float) -> int:
-    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
-    return (32600 if lat >= 0 else 32700) + zone
+    return int(utm_crs_for(lon, lat).to_epsg())

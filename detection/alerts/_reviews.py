@@ -32,6 +32,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
+from aoi.geometry import EQUAL_AREA_CRS
 from detection.alerts._alerts import LEGACY_CONFIDENCE_LEVELS, REVIEW_STATUSES
 from detection.errors import DetectionError
 from models.detector import ALERT_CLASSES
@@ -328,8 +329,8 @@ def diff_alerts(
     )
     common = sorted(set(ia.index) & set(ib.index))
     compare = [f for f in fields if f in ia.columns and f in ib.columns]
-    geo_a = ia.geometry.to_crs("EPSG:6933") if ia.crs is not None else ia.geometry
-    geo_b = ib.geometry.to_crs("EPSG:6933") if ib.crs is not None else ib.geometry
+    geo_a = ia.geometry.to_crs(EQUAL_AREA_CRS) if ia.crs is not None else ia.geometry
+    geo_b = ib.geometry.to_crs(EQUAL_AREA_CRS) if ib.crs is not None else ib.geometry
     for sid in common:
         changes: dict[str, list[Any]] = {}
         for name in compare:

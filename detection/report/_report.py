@@ -56,6 +56,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from aoi.geometry import EQUAL_AREA_CRS
 from detection.errors import DetectionError, OutputExistsError
 from detection.sites import (
     LEGAL_STATUSES,
@@ -69,8 +70,6 @@ from tiles.periods import Period
 
 log = logging.getLogger(__name__)
 
-#: Equal-area CRS of every area in the report (as the alerts).
-EQUAL_AREA_CRS = "EPSG:6933"
 
 #: ``aoi_id`` of the rows that add up every reserve.
 ALL_ID = "all"

@@ -28,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.admin import load_admin
+from aoi.geometry import EQUAL_AREA_CRS
 from aoi.grid import GridCell
 from aoi.titles import load_titles
 from detection.alerts import (
@@ -85,7 +86,6 @@ OUTPUT_FILES = ("alerts.geojson", "alerts.gpkg", "summary.csv", "review.html", "
 #: ``progress(stage, done, total)``: called by the scan as work advances.
 ProgressFn = Callable[[str, int, int], None]
 
-EQUAL_AREA_CRS = "EPSG:6933"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from aoi.geometry import EQUAL_AREA_CRS, utm_crs_for
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,6 @@ AOI_COLUMNS: tuple[str, ...] = (
     "aoi_area_ha",
 )
 
-#: Equal-area CRS of ``aoi_areas`` (the one ``area_ha`` is measured on, so the parts add up).
-EQUAL_AREA_CRS = "EPSG:6933"
 
 _M_PER_DEGREE = 111_320.0
 _M2_PER_HA = 10_000.0
@@ -245,8 +244,7 @@ def _collect(
 
 
 def _utm_epsg(lon: float, lat: float) -> int:
-    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
-    return (32600 if lat >= 0 else 32700) + zone
+    return int(utm_crs_for(lon, lat).to_epsg())
 
 
 def _to_crs(geoms: np.ndarray, epsg: int) -> np.ndarray:

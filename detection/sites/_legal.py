@@ -32,6 +32,7 @@ import pandas as pd
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aoi.geometry import EQUAL_AREA_CRS
 from aoi.titles import TITLE_COLUMNS, TitlesConfig
 from detection.errors import DetectionError
 
@@ -60,7 +61,6 @@ DEFAULT_EXTRACTION_PHASES: tuple[str, ...] = (
     "extraction",
 )
 
-EQUAL_AREA_CRS = "EPSG:6933"
 _SHARE_DECIMALS = 4
 
 

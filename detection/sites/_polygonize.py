@@ -14,14 +14,12 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
-from aoi.geometry import WGS84, to_wgs84
+from aoi.geometry import EQUAL_AREA_CRS, WGS84, to_wgs84
 from detection.errors import DetectionError
 
 log = logging.getLogger(__name__)
 
 
-#: Equal-area CRS (WGS 84 / NSIDC EASE-Grid 2.0 Global) used for every area in detection.
-EQUAL_AREA_CRS = "EPSG:6933"
 
 #: Columns of the table :func:`polygonize_mask` returns, geometry last.
 POLYGON_COLUMNS: tuple[str, ...] = ("area_ha", "confidence", "pixel_count", "geometry")

@@ -50,14 +50,13 @@ from pyproj import CRS
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from aoi.geometry import EQUAL_AREA_CRS
 from detection.errors import DetectionError
 from models.detector import ALERT_CLASSES
 from tiles.periods import Period
 
 log = logging.getLogger(__name__)
 
-#: Equal-area CRS used for every area and overlap.
-EQUAL_AREA_CRS = "EPSG:6933"
 
 #: Columns :func:`merge_parts` returns (``scene_ids`` too when the parts carry it).
 SITE_COLUMNS: tuple[str, ...] = ("alert_class", "area_ha", "confidence", "tile_id", "geometry")
