@@ -14,9 +14,10 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
 from aoi.config import resolve_path
+from aoi.configfile import StrictConfig
 from aoi.errors import AOIError, AOINotFoundError
 from aoi.geometry import WGS84
 from aoi.layers import _as_text, _choose_layer, _require_field
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 ADMIN_COLUMNS: tuple[str, ...] = ("municipality", "state", "geometry")
 
 
-class AdminConfig(BaseModel, extra="forbid", frozen=True):
+class AdminConfig(StrictConfig):
     """Where the municipal boundary layer is and which fields name the municipality and state.
 
     Attributes:

@@ -24,10 +24,11 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 import pyproj
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 from shapely.geometry.base import BaseGeometry
 
 from aoi.config import resolve_path
+from aoi.configfile import StrictConfig
 from aoi.errors import AOIError, AOIFieldError, AOIGeometryError, AOINotFoundError
 from aoi.geometry import WGS84
 from aoi.layers import (
@@ -107,7 +108,7 @@ TITLE_CONVENTIONS: tuple[TitleConvention, ...] = (
 """Built-in title conventions, in the order ``auto`` tries them."""
 
 
-class TitlesConfig(BaseModel, extra="forbid", frozen=True):
+class TitlesConfig(StrictConfig):
     """Where a mining-title layer is and how to read it (the ``legal.titles`` section).
 
     Attributes:

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from aoi.admin import AdminConfig
 from aoi.config import AOIConfig
-from aoi.configfile import load_config_file
+from aoi.configfile import StrictConfig, load_config_file
 from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
 from detection.errors import ConfigError, DetectionError
 from detection.sites import LegalConfig, MaskOptions
@@ -30,11 +30,7 @@ log = logging.getLogger(__name__)
 AlertClass = Literal["mining", "deforestation"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GridConfig(_Strict):
+class GridConfig(StrictConfig):
     """The processing grid: UTM chips aligned to the MGRS 100 km squares.
 
     ``halo_px``: imagery read and predicted around each chip and then cropped away, so the
@@ -56,7 +52,7 @@ class GridConfig(_Strict):
         return self
 
 
-class SecondOpinionConfig(_Strict):
+class SecondOpinionConfig(StrictConfig):
     """An Amazon Mining Watch classifier that must agree with the network (``models.amw``)."""
 
     #: an AMW checkpoint (default: the shipped 12-band ensemble)
@@ -66,7 +62,7 @@ class SecondOpinionConfig(_Strict):
     threshold: float | None = Field(default=None, gt=0, lt=1)
 
 
-class DetectorConfig(_Strict):
+class DetectorConfig(StrictConfig):
     """Which detector turns composites into class probabilities: the segmentation ``network``
     (a checkpoint; default the shipped one), the spectral ``indices`` baseline, or ``amw``,
     Amazon Mining Watch's 48 px patch classifier slid over a 13-band (or 12-band) L1C composite
@@ -100,7 +96,7 @@ class DetectorConfig(_Strict):
         return self
 
 
-class ConfidenceLevels(_Strict):
+class ConfidenceLevels(StrictConfig):
     """Mean-probability thresholds of the ``confidence_level`` property, one per word of
     :data:`detection.alerts.CONFIDENCE_LEVELS`. The keys of alert format 1.x (``low``, ``high``,
     ``highest``) are read as ``probable``, ``likely``, ``very_likely``."""
@@ -127,11 +123,11 @@ class ConfidenceLevels(_Strict):
         return self
 
 
-class AlertsConfig(_Strict):
+class AlertsConfig(StrictConfig):
     confidence_levels: ConfidenceLevels = Field(default_factory=ConfidenceLevels)
 
 
-class SitesConfig(_Strict):
+class SitesConfig(StrictConfig):
     """The one rule from probabilities to sites (:mod:`detection.sites`), for a scan's chips and
     ``minewatch predict``'s scenes alike; each key is also a flag of ``minewatch predict``.
 
@@ -232,14 +228,14 @@ def _move_deprecated(raw: Any) -> Any:
     return raw
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictConfig):
     folder: Path = Path("minewatch-output")
     #: free space (MB) the output's filesystem must keep: checked before the run and every 16
     #: units, so a scan stops cleanly (its finished units kept) before the disk is full
     min_free_mb: float = Field(default=200.0, ge=0)
 
 
-class ScanConfig(_Strict):
+class ScanConfig(StrictConfig):
     """Everything a scan needs: AOIs, imagery, periods, grid, detector, alerts, output."""
 
     name: str = "scan"
