@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Annotated, Literal, cast
 
 import numpy as np
+from pydantic import Field, model_validator
 from scipy import ndimage
 
+from aoi.configfile import StrictConfig
 from models.checkpoint import Checkpoint
 
 #: A probability COG stores ``round(p * 254)`` as uint8 (255 is its nodata).
@@ -32,6 +34,47 @@ DEFAULT_THRESHOLD = 0.5
 NO_CLASS = 0
 #: Label code of an unobserved pixel (NaN probability) in :func:`label_map`.
 UNOBSERVED = 255
+
+
+#: An alert class, as a config key.
+AlertClass = Literal["mining", "deforestation"]
+_Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class SiteRule(StrictConfig):
+    """The rule's settings: a scan config's ``sites`` section, ``minewatch predict``'s flags and
+    an evaluation config's ``sites`` section.
+
+    A pixel is a class's where its probability reaches the class's threshold (``thresholds``,
+    else the network checkpoint's own, chosen on its validation data, else 0.5); with
+    ``hysteresis_low`` a class's pixels from its low threshold up form the mask and a site is
+    kept when it holds a pixel at the threshold. The mask is opened (specks removed) and closed
+    (pinholes filled) with squares of ``opening_px`` / ``closing_px`` radius, its regions are
+    formed with ``connectivity``; sites smaller than ``min_area_ha`` are dropped and outlines
+    simplified by ``simplify_m`` metres.
+    """
+
+    thresholds: dict[AlertClass, _Probability] = Field(default_factory=dict)
+    hysteresis_low: dict[AlertClass, _Probability] = Field(default_factory=dict)
+    opening_px: int = Field(default=1, ge=0, le=16)
+    closing_px: int = Field(default=1, ge=0, le=16)
+    min_area_ha: float = Field(default=0.5, ge=0)
+    simplify_m: float | None = Field(default=5.0, ge=0)
+    connectivity: Literal[4, 8] = 8
+
+    @model_validator(mode="after")
+    def _low_below_threshold(self) -> SiteRule:
+        for name, low in self.hysteresis_low.items():
+            high = self.thresholds.get(name)
+            if high is not None and low > high:
+                raise ValueError(f"hysteresis low {low} of {name} is above its threshold {high}")
+        return self
+
+    def resolved(self, classes: Sequence[str], recorded: Mapping[str, float] | None = None
+                 ) -> dict[str, float]:
+        """Every class's threshold: this rule's, else ``recorded`` (a checkpoint's), else 0.5."""
+        return resolve_thresholds(classes, {str(k): v for k, v in self.thresholds.items()},
+                                  recorded)
 
 
 def checkpoint_thresholds(checkpoint: Checkpoint) -> dict[str, float]:

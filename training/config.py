@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from aoi.configfile import StrictConfig, load_config_file
+from models.detector import ALERT_CLASSES
 from models.registry import DEFAULT_BANDS
+from models.site_rule import SiteRule
 from tiles.bands import DEFAULT_MASKED_SCL, check_band_names
 from tiles.synthetic import WorldSpec
 from training.errors import TrainConfigError
@@ -290,6 +292,27 @@ class TrainConfig(StrictConfig):
 class EvaluateConfig(StrictConfig):
     """Everything ``minewatch evaluate`` needs."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, raw: Any) -> Any:
+        """``probability_threshold`` and ``min_site_area_ha`` (before the ``sites`` rule) are
+        read as ``sites.thresholds`` (every class) and ``sites.min_area_ha``, with a warning."""
+        if not isinstance(raw, dict):
+            return raw
+        moved = {k: raw[k] for k in ("probability_threshold", "min_site_area_ha") if k in raw}
+        if not moved:
+            return raw
+        raw = {k: v for k, v in raw.items() if k not in moved}
+        sites = dict(raw.get("sites") or {})
+        for key, value in moved.items():
+            new = "thresholds" if key == "probability_threshold" else "min_area_ha"
+            if new in sites:
+                raise ValueError(f"{key} and sites.{new} are both set; keep sites.{new} only")
+            sites[new] = dict.fromkeys(ALERT_CLASSES, value) if new == "thresholds" else value
+            log.warning("config: %s is deprecated; it is read as sites.%s", key, new)
+        raw["sites"] = sites
+        return raw
+
     checkpoint: Path | None = None
     """The checkpoint to evaluate (default: the shipped model)."""
     compare: Path | None = None
@@ -300,10 +323,10 @@ class EvaluateConfig(StrictConfig):
     ]
     splits: list[Split] = Field(default_factory=_test_split)
     composite: CompositeOptions = Field(default_factory=CompositeOptions)
-    probability_threshold: float = Field(default=0.5, gt=0, lt=1)
-    """Pixel data: the probability a pixel is called a class at. Patch data uses each
-    checkpoint's stored threshold."""
-    min_site_area_ha: float = Field(default=0.5, ge=0)
+    sites: SiteRule = Field(default_factory=SiteRule)
+    """Pixel data: the rule from probabilities to sites a scan uses (its ``sites`` section:
+    thresholds, else the checkpoint's; hysteresis, opening/closing, minimum mapping unit).
+    Patch data uses each checkpoint's stored threshold."""
     baseline: bool = True
     """Also evaluate the spectral-index detector on the same data."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

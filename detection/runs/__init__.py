@@ -5,7 +5,6 @@ from __future__ import annotations
 from detection.runs._config import (
     DEPRECATED_KEYS,
     INPUT_KEYS,
-    AlertClass,
     AlertsConfig,
     ConfidenceLevels,
     DetectorConfig,
@@ -58,7 +57,6 @@ __all__ = [
     "OUTPUT_FILES",
     "STORE_NAME",
     "UNIT_FORMAT",
-    "AlertClass",
     "AlertsConfig",
     "ChipFailure",
     "ConfidenceLevels",

@@ -18,16 +18,15 @@ from aoi.admin import AdminConfig
 from aoi.config import AOIConfig
 from aoi.configfile import StrictConfig, load_config_file
 from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
-from detection.errors import ConfigError, DetectionError
+from detection.errors import ConfigError
 from detection.sites import LegalConfig, MaskOptions
 from models.detector import ALERT_CLASSES
 from models.indices import IndexThresholds
+from models.site_rule import SiteRule
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
-#: An alert class, as a config key.
-AlertClass = Literal["mining", "deforestation"]
 
 
 class GridConfig(StrictConfig):
@@ -127,34 +126,12 @@ class AlertsConfig(StrictConfig):
     confidence_levels: ConfidenceLevels = Field(default_factory=ConfidenceLevels)
 
 
-class SitesConfig(StrictConfig):
+class SitesConfig(SiteRule):
     """The one rule from probabilities to sites (:mod:`detection.sites`), for a scan's chips and
     ``minewatch predict``'s scenes alike; each key is also a flag of ``minewatch predict``.
-
-    A pixel is a class's where its probability reaches the class's threshold (``thresholds``,
-    else the network checkpoint's own, chosen on its validation data, else 0.5); with
-    ``hysteresis_low`` a class's pixels from its low threshold up form the mask and a site is
-    kept when it holds a pixel at the threshold. The mask is opened (specks removed) and closed
-    (pinholes filled) with squares of ``opening_px`` / ``closing_px`` radius, polygonised with
-    ``connectivity`` and merged across chip and tile edges; then sites smaller than
-    ``min_area_ha`` are dropped and outlines simplified by ``simplify_m`` metres.
+    The keys and their meaning: :class:`models.site_rule.SiteRule`. The mask is polygonised
+    and merged across chip and tile edges before the minimum mapping unit applies.
     """
-
-    thresholds: dict[AlertClass, float] = Field(default_factory=dict)
-    hysteresis_low: dict[AlertClass, float] = Field(default_factory=dict)
-    opening_px: int = Field(default=1, ge=0, le=16)
-    closing_px: int = Field(default=1, ge=0, le=16)
-    min_area_ha: float = Field(default=0.5, ge=0)
-    simplify_m: float | None = Field(default=5.0, ge=0)
-    connectivity: Literal[4, 8] = 8
-
-    @model_validator(mode="after")
-    def _check_rule(self) -> SitesConfig:
-        try:
-            self.mask_options()
-        except DetectionError as exc:
-            raise ValueError(str(exc).removeprefix("masks: ")) from exc
-        return self
 
     def mask_options(self, thresholds: dict[str, float] | None = None) -> MaskOptions:
         """The rule as :class:`detection.sites.MaskOptions` (``thresholds``: resolved ones
