@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detection.report._report import (
+from detection.report._tables import (
     ALL_ID,
     CLASSES,
     DEFAULT_BUFFER_M,
