@@ -133,8 +133,29 @@ def _trend_figure(
     fig.suptitle(title, fontsize=13, fontweight="bold")
     width = 0.38
 
-    # 1. area detected inside the reserve
-    ax = axes[0]
+    _area_panel(axes[0], by_cls, x, low=low, unseen=unseen, width=width)
+    _change_panel(
+        axes[1], by_cls, x, low=low, unseen=unseen, comparison=comparison, width=width
+    )
+    _observation_panel(axes[2], labels, share, imagery, low=low, unseen=unseen)
+    caption = (
+        f"{heading}: hectares of mining and forest clearing detected inside the reserve per period "
+        f"({report.period_range}), new and expanding sites, and the observed share. Hatched: "
+        f"under {LOW_OBSERVED:.0%} observed (a lower bound); 'not observed' periods have no data."
+    )
+    return ReportFigure(name, title, caption, _render(fig, dpi=dpi), fig)
+
+
+def _area_panel(
+    ax: Axes,
+    by_cls: dict[str, Any],
+    x: np.ndarray,
+    *,
+    low: np.ndarray,
+    unseen: np.ndarray,
+    width: float,
+) -> None:
+    """Trend panel 1: the area detected inside the reserve per period and class."""
     top = 0.0
     for k, cls in enumerate(CLASSES):
         vals = by_cls[cls]["area_ha"].astype(float).to_numpy()
@@ -161,12 +182,22 @@ def _trend_figure(
     ax.set_ylabel("area inside the reserve (ha)")
     ax.set_title("Area of active sites detected in each period", fontsize=10, loc="left")
     handles, _ = ax.get_legend_handles_labels()
-    handles += _observation_handles(low.any(), unseen.any())
+    handles += _observation_handles(bool(low.any()), bool(unseen.any()))
     ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False, ncol=2)
     ax.grid(axis="y", alpha=0.3)
 
-    # 2. new vs expanding
-    ax = axes[1]
+
+def _change_panel(
+    ax: Axes,
+    by_cls: dict[str, Any],
+    x: np.ndarray,
+    *,
+    low: np.ndarray,
+    unseen: np.ndarray,
+    comparison: np.ndarray,
+    width: float,
+) -> None:
+    """Trend panel 2: new sites and growth of expanding ones since the previous period."""
     top = 0.0
     for k, cls in enumerate(CLASSES):
         new = by_cls[cls]["new_ha"].astype(float).to_numpy()
@@ -225,8 +256,19 @@ def _trend_figure(
     ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=2)
     ax.grid(axis="y", alpha=0.3)
 
-    # 3. observation
-    ax = axes[2]
+
+def _observation_panel(
+    ax: Axes,
+    labels: list[str],
+    share: np.ndarray,
+    imagery: np.ndarray,
+    *,
+    low: np.ndarray,
+    unseen: np.ndarray,
+) -> None:
+    """Trend panel 3: the clear share of the imaged area per period, with the period labels."""
+    n = len(labels)
+    x = np.arange(n)
     colours = [_COLOURS["low"] if lo else _COLOURS["observed"] for lo in low | unseen]
     ax.bar(x, share * 100, 0.6, color=colours)
     for j in range(n):
@@ -253,12 +295,6 @@ def _trend_figure(
     ax.set_xticks(x, labels)
     ax.set_xlabel("period")
     ax.set_xlim(-0.6, n - 0.4)
-    caption = (
-        f"{heading}: hectares of mining and forest clearing detected inside the reserve per period "
-        f"({report.period_range}), new and expanding sites, and the observed share. Hatched: "
-        f"under {LOW_OBSERVED:.0%} observed (a lower bound); 'not observed' periods have no data."
-    )
-    return ReportFigure(name, title, caption, _render(fig, dpi=dpi), fig)
 
 
 def _observation_handles(low: bool, unseen: bool) -> list[Any]:
