@@ -31,7 +31,6 @@ import logging
 import math
 import multiprocessing as mp
 import shutil
-import sqlite3
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -171,11 +170,22 @@ class _Run:
     previous_period: Period | None
 
 
+class RunRecords(Protocol):
+    """What a pack needs of a scan's run store (:class:`detection.runs.RunStore`, opened with
+    ``RunStore.open_existing(out_dir)``; this room sits below ``runs`` and never reads the
+    store's tables itself)."""
+
+    def software_version(self, run_id: str) -> str | None: ...
+
+    def site_history(self) -> list[dict[str, Any]]: ...
+
+
 def write_evidence_packs(
     out_dir: Path,
     site_ids: Sequence[str] | None,
     dest: Path,
     *,
+    store: RunRecords,
     as_zip: bool = False,
     signing_key: Path | None = None,
     overwrite: bool = False,
@@ -189,6 +199,7 @@ def write_evidence_packs(
             ``units/``; ``scenes.json`` and the ``aois``/``titles`` layers of ``alerts.gpkg``
             when present).
         site_ids: the sites; None for every alert of the run.
+        store: the folder's run store (software version, site history).
         dest: the folder the packs go into (``dest/<site_id>/`` or ``dest/<site_id>.zip``).
         as_zip: write one ZIP per site instead of a folder.
         signing_key: an Ed25519 private key (PEM) to sign each manifest with.
@@ -208,7 +219,7 @@ def write_evidence_packs(
         OutputExistsError: a pack exists and ``overwrite`` is False.
     """
     key = load_private_key(signing_key) if signing_key is not None else None
-    run = _read_run(Path(out_dir))
+    run = _read_run(Path(out_dir), store)
     ids = sorted(run.features) if site_ids is None else list(dict.fromkeys(site_ids))
     unknown = [s for s in ids if s not in run.features]
     if unknown:
@@ -275,7 +286,7 @@ def _safe(site_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in site_id)
 
 
-def _read_run(out_dir: Path) -> _Run:
+def _read_run(out_dir: Path, store: RunRecords) -> _Run:
     path = out_dir / "alerts.geojson"
     if not path.is_file():
         raise InputNotFoundError(
@@ -298,7 +309,7 @@ def _read_run(out_dir: Path) -> _Run:
             run_json = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise _read_error(exc)(f"{out_dir / 'run.json'}: unreadable: {exc}") from exc
-    software, history = _read_store(out_dir, meta["run_id"])
+    software, history = _read_store(store, meta["run_id"])
     gpkg = out_dir / "alerts.gpkg"
     aois = _layer(gpkg, "aois")
     titles = _layer(gpkg, "titles")
@@ -352,31 +363,15 @@ def _label(start: Any, end: Any) -> str:
     return f"{start.isoformat()}_{end.isoformat()}"
 
 
-def _read_store(out_dir: Path, run_id: str) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    path = out_dir / "runs.sqlite"
-    if not path.is_file():
-        raise InputNotFoundError(
-            f"{str(out_dir)!r} holds no run store (runs.sqlite); "
-            "rerun the scan there"
-        )
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            row = con.execute(
-                "SELECT software_version FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            records = [r[0] for r in con.execute("SELECT record FROM site_history")]
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise InputFormatError(f"{path}: not a readable run store: {exc}") from exc
+def _read_store(store: RunRecords, run_id: str) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    software = store.software_version(run_id)
+    records = store.site_history()
     history: dict[str, list[dict[str, Any]]] = {}
-    for text in records:
-        feature = json.loads(text)
+    for feature in records:
         history.setdefault(str(feature["properties"]["site_id"]), []).append(feature)
     for rows in history.values():
         rows.sort(key=lambda f: str(f["properties"].get("period_end")))
-    return (str(row[0]) if row else "unknown"), history
+    return software or "unknown", history
 
 
 def _layer(gpkg: Path, name: str) -> gpd.GeoDataFrame | None:

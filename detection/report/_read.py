@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pyogrio
 import shapely
 
 from detection.errors import InputFormatError, InputReadError
+from detection.runs import RunStore
 from tiles.periods import Period
 
 log = logging.getLogger(__name__)
@@ -24,33 +24,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BUFFER_M = 5000.0
 
 
-def _read_store(path: Path) -> tuple[list[dict[str, Any]], gpd.GeoDataFrame]:
-    """Runs and site history of a run store, read-only (the store is never modified)."""
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:  # pragma: no cover - connect rarely fails before a query
-        raise InputReadError(f"{path}: cannot open the run store: {exc}") from exc
-    con.row_factory = sqlite3.Row
-    try:
-        runs = [
-            dict(r)
-            for r in con.execute(
-                "SELECT r.run_id, r.started_at, r.ended_at, r.outcome, r.config_name,"
-                " r.period_start, r.period_end,"
-                " SUM(u.reused = 0) AS units_computed, SUM(u.reused = 1) AS units_reused,"
-                " SUM(u.status = 'failed') AS units_failed"
-                " FROM runs r LEFT JOIN units u ON u.run_id = r.run_id"
-                " GROUP BY r.run_id ORDER BY r.started_at, r.rowid"
-            )
-        ]
-        records = [row[0] for row in con.execute("SELECT record FROM site_history")]
-    except sqlite3.Error as exc:
-        raise InputFormatError(
-            f"{path}: not a readable minewatch run store ({exc}); pass the output folder of a scan"
-        ) from exc
-    finally:
-        con.close()
-    features = [json.loads(r) for r in records]
+def _read_store(out_dir: Path) -> tuple[list[dict[str, Any]], gpd.GeoDataFrame]:
+    """Runs and site history of a scan folder's run store, read-only (never modified)."""
+    store = RunStore.open_existing(out_dir)
+    runs = store.list_runs()
+    features = store.site_history()
     if features:
         history = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
     else:
@@ -62,7 +40,8 @@ def _read_store(path: Path) -> tuple[list[dict[str, Any]], gpd.GeoDataFrame]:
     missing = [c for c in _HISTORY_NEEDED if c not in history.columns]
     if missing:
         raise InputFormatError(
-            f"{path}: site history records lack {missing}; rerun the scan with this minewatch"
+            f"{store.path}: site history records lack {missing}; rerun the scan with this "
+            "minewatch"
         )
     history["area_ha"] = pd.to_numeric(history["area_ha"], errors="coerce").astype(float)
     history["area_change_ha"] = pd.to_numeric(history["area_change_ha"], errors="coerce").astype(

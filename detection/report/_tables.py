@@ -222,12 +222,7 @@ def build_report(out_dir: Path, *, since: dt.date | None = None, top_n: int = 10
         raise ConfigError(f"top_n {top_n!r}: expected at least 1")
     out_dir = Path(out_dir)
     store = out_dir / "runs.sqlite"
-    if not store.is_file():
-        raise InputNotFoundError(
-            f"{str(out_dir)!r} holds no run store (runs.sqlite); pass the output folder of a "
-            "scan ('minewatch scan CONFIG --out OUT')"
-        )
-    runs, history = _read_store(store)
+    runs, history = _read_store(out_dir)
     if not any(r["outcome"] != "running" for r in runs):
         raise RunStateError(
             f"{store}: no finished run yet; run a scan into {str(out_dir)!r} first"
