@@ -4,7 +4,7 @@
 (DESIGN.md section 8; docs/synthetic-world.md). The modules inside (``_x.py``) are private.
 """
 
-from tiles.synthetic._world import (
+from tiles.synthetic._spec import (
     AMW_ATTRIBUTION,
     BOA_ADD_OFFSET,
     GENERATOR_VERSION,
@@ -15,12 +15,12 @@ from tiles.synthetic._world import (
     World,
     WorldScene,
     WorldSpec,
-    generate_world,
     load_mining_shapes,
     mgrs_tile,
     parse_quarter,
     reflectance_to_dn,
 )
+from tiles.synthetic._world import generate_world
 
 __all__ = [
     "AMW_ATTRIBUTION",
