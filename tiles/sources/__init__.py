@@ -7,7 +7,8 @@ Process APIs). A new source is a room here (``_x.py``) with a class of the `Sour
 opened by `open_source`; the modules inside are private.
 """
 
-from tiles.sources._local import (
+from tiles.sources._local import list_scenes, read_scene, scene_footprint_intersects
+from tiles.sources._local_format import (
     SCENE_JSON,
     TAG_BOA_ADD_OFFSET,
     TAG_DATETIME,
@@ -16,9 +17,6 @@ from tiles.sources._local import (
     TAG_RADIO_ADD_OFFSET,
     TIFF_SUFFIXES,
     UNKNOWN_BASELINE,
-    list_scenes,
-    read_scene,
-    scene_footprint_intersects,
 )
 from tiles.sources._sentinelhub import (
     ACQUISITION_TOLERANCE,
@@ -38,12 +36,11 @@ from tiles.sources._source import (
     footprint_wgs84,
     open_source,
 )
-from tiles.sources._stac import (
+from tiles.sources._stac import StacSource
+from tiles.sources._stac_io import RetryingStacApiIO, SasSigner
+from tiles.sources._stac_items import (
     EARTH_SEARCH_ASSETS,
     KEPT_PROPERTIES,
-    RetryingStacApiIO,
-    SasSigner,
-    StacSource,
     item_baseline,
     item_boa_offset,
     item_level,

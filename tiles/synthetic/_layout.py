@@ -13,9 +13,7 @@ import shapely.affinity
 from scipy import ndimage
 from shapely.geometry import Polygon
 
-from tiles.spectra import (
-    Surface,
-)
+from tiles.spectra import Surface
 from tiles.synthetic._geometry import (
     Layout,
     Line,

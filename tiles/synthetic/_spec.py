@@ -23,9 +23,7 @@ from shapely.geometry import Polygon, shape
 from aoi.geometry import utm_crs_for
 from tiles.bands import SCL
 from tiles.periods import Period, quarter
-from tiles.spectra import (
-    SPECTRAL_BANDS,
-)
+from tiles.spectra import SPECTRAL_BANDS
 
 #: Version of the generator; recorded in ``world.json``. Bump when the same spec paints differently.
 GENERATOR_VERSION = "1.0.0"
