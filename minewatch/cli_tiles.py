@@ -166,7 +166,7 @@ class _Job:
 
     def pairs(self, scenes: list[Any]) -> list[tuple[Any, Any]]:
         """``(chip, scene)`` for every scene over a chip or its halo (what a scan reads)."""
-        from tiles.local import scene_footprint_intersects
+        from tiles.sources import scene_footprint_intersects
 
         return [
             (c, s)
@@ -335,8 +335,8 @@ def tiles_composite(
     from tiles.clouds import bands_to_read, require_detector
     from tiles.composite import composite_period, crop_composite, write_composite
     from tiles.errors import CloudyPeriodWarning, TileError
-    from tiles.local import scene_footprint_intersects
     from tiles.radiometry import check_one_level
+    from tiles.sources import scene_footprint_intersects
 
     rows: list[dict[str, Any]] = []
     with progress_bar(ctx.obj["progress"]) as progress:

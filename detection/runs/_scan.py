@@ -68,10 +68,9 @@ from tiles.bands import BANDS
 from tiles.clouds import require_detector
 from tiles.errors import TileError
 from tiles.files import write_text_atomic
-from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
 from tiles.radiometry import check_one_level
-from tiles.sources import Source, SyntheticSource, open_source
+from tiles.sources import Source, SyntheticSource, open_source, scene_footprint_intersects
 
 log = logging.getLogger(__name__)
 
