@@ -24,12 +24,13 @@ import rasterio.errors
 import rasterio.shutil
 import rasterio.windows
 
-from detection.errors import DetectionError
+from detection.errors import InputFormatError, OutputWriteError
 from detection.inference._inference import (
     TAG_THRESHOLDS,
     UINT8_NODATA,
     UINT8_SCALE,
     ProgressFn,
+    cannot_open,
     scene_radiometry,
 )
 from models.site_rule import checkpoint_thresholds
@@ -91,11 +92,11 @@ def predict_scene_amw(
     try:
         src = rasterio.open(scene)
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{scene}: cannot open the scene ({exc})") from exc
+        raise cannot_open(scene, exc) from exc
     model_seconds = 0.0
     with src:
         if src.crs is None:
-            raise DetectionError(f"{scene}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
+            raise InputFormatError(f"{scene}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
         names = _band_names(src)
         detector.check_bands(names)  # the AMW message: which bands, and the fix
         radiometry = scene_radiometry(src, detector.bands)
@@ -178,4 +179,4 @@ def _write_cog(path: Path, band: np.ndarray, profile: dict, detector: AmwDetecto
             )
             tmp.unlink()
     except (rasterio.errors.RasterioError, OSError) as exc:
-        raise DetectionError(f"{path}: cannot write the probability COG ({exc})") from exc
+        raise OutputWriteError(f"{path}: cannot write the probability COG ({exc})") from exc

@@ -56,7 +56,13 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    InputFormatError,
+    InputNotFoundError,
+    InputReadError,
+    OutputWriteError,
+)
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import Checkpoint, band_order
 from models.detector import ALERT_CLASSES
@@ -144,25 +150,25 @@ class InferenceOptions:
 
     def __post_init__(self) -> None:
         if self.window_px < 32:
-            raise DetectionError(f"inference: window_px {self.window_px}; expected >= 32")
+            raise ConfigError(f"inference: window_px {self.window_px}; expected >= 32")
         if not 0 <= self.overlap_px <= self.window_px // 2:
-            raise DetectionError(
+            raise ConfigError(
                 f"inference: overlap_px {self.overlap_px}; expected 0..{self.window_px // 2} "
                 f"(at most half of window_px {self.window_px})"
             )
         if self.batch_size is not None and self.batch_size < 1:
-            raise DetectionError(f"inference: batch_size {self.batch_size}; expected >= 1")
+            raise ConfigError(f"inference: batch_size {self.batch_size}; expected >= 1")
         if self.backend not in BACKENDS:
-            raise DetectionError(
+            raise ConfigError(
                 f"inference: backend {self.backend!r}; expected one of {', '.join(BACKENDS)}"
             )
         if self.read_ahead < 1 or (self.read_threads is not None and self.read_threads < 1):
-            raise DetectionError(
+            raise ConfigError(
                 f"inference: read_ahead {self.read_ahead} and read_threads {self.read_threads} "
                 "must be >= 1"
             )
         if self.probability_dtype not in ("uint8", "float32"):
-            raise DetectionError(
+            raise ConfigError(
                 f"inference: probability_dtype {self.probability_dtype!r}; expected 'uint8' or "
                 "'float32'"
             )
@@ -240,6 +246,15 @@ class SceneRadiometry:
         return bool(np.issubdtype(self.dtype, np.floating))
 
 
+def cannot_open(path: str | Path, exc: Exception) -> InputReadError | InputNotFoundError:
+    """The error of a scene rasterio cannot open: not found when it is a local file that does
+    not exist, else unreadable (the message is the same)."""
+    text = str(path)
+    local = "://" not in text and not text.startswith("/vsi")
+    cls = InputNotFoundError if local and not Path(text).exists() else InputReadError
+    return cls(f"{path}: cannot open the scene ({exc})")
+
+
 def scene_grid(path: str | Path) -> tuple[CRS, Affine, int, int]:
     """A scene's CRS, transform, height and width: the grid of its probability raster.
 
@@ -250,9 +265,9 @@ def scene_grid(path: str | Path) -> tuple[CRS, Affine, int, int]:
         with rasterio.open(path) as src:
             crs, transform, height, width = src.crs, src.transform, src.height, src.width
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{path}: cannot open the scene ({exc})") from exc
+        raise cannot_open(path, exc) from exc
     if crs is None:
-        raise DetectionError(f"{path}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
+        raise InputFormatError(f"{path}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
     return crs, transform, height, width
 
 
@@ -279,11 +294,11 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
     """
     where = src.name
     if len(set(src.dtypes)) != 1:
-        raise DetectionError(f"{where}: bands of several dtypes {sorted(set(src.dtypes))}")
+        raise InputFormatError(f"{where}: bands of several dtypes {sorted(set(src.dtypes))}")
     names = [(d or "").strip().upper() for d in src.descriptions]
     names = [f"B0{n[1]}" if len(n) == 2 and n[0] == "B" and n[1].isdigit() else n for n in names]
     if not any(names):
-        raise DetectionError(
+        raise InputFormatError(
             f"{where}: its bands have no descriptions; name them (B02, B03, ...) e.g. with "
             "rio edit-info --bidx 1 --description B02"
         )
@@ -301,7 +316,7 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
     offsets = [src.offsets[i - 1] for i in indexes]
     if any((s, o) != (1.0, 0.0) for s, o in zip(scales, offsets, strict=True)):
         if any(s == 0 for s in scales):
-            raise DetectionError(f"{where}: a band has a GDAL scale of 0")
+            raise InputFormatError(f"{where}: a band has a GDAL scale of 0")
         return SceneRadiometry(
             indexes,
             tuple(bands),
@@ -318,7 +333,7 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
     elif _TAG_BASELINE in tags:
         offset = boa_add_offset(tags[_TAG_BASELINE])
     else:
-        raise DetectionError(
+        raise InputFormatError(
             f"{where}: integer (digital number) bands but neither {_TAG_BOA_ADD_OFFSET}, "
             f"{_TAG_BASELINE}, {_TAG_REFLECTANCE_SCALE} nor a GDAL scale/offset is set, so the "
             "reflectance offset is unknown (-1000 from baseline 04.00 on); add them from the L2A "
@@ -397,7 +412,7 @@ def _read_into(
                     out=out[:, :h, :w],
                 )
     except RasterioIOError as exc:
-        raise DetectionError(
+        raise InputReadError(
             f"{path}: window at row {row}, col {col}: decoding failed ({exc}); the "
             "file is truncated or corrupt"
         ) from exc
@@ -879,7 +894,7 @@ class ScenePredictor:
             with rasterio.open(src_path) as src:
                 radiometry = scene_radiometry(src, checkpoint.metadata.bands)
         except rasterio.errors.RasterioIOError as exc:
-            raise DetectionError(f"{src_path}: cannot open the scene ({exc})") from exc
+            raise cannot_open(src_path, exc) from exc
 
         runner = _Runner(checkpoint, radiometry, device, opts, self.engine)
         stride = runner.stride
@@ -1031,7 +1046,7 @@ def read_probabilities(
             data = src.read(window=window)
             nodata = src.nodata
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+        raise InputReadError(f"{path}: cannot read probabilities ({exc})") from exc
     if data.dtype == np.uint8:
         out = data.astype(np.float32) / np.float32(UINT8_SCALE)
         out[data == (UINT8_NODATA if nodata is None else int(nodata))] = np.nan
@@ -1366,7 +1381,7 @@ def _write_cog(
                 NUM_THREADS="ALL_CPUS",
             )
     except (rasterio.errors.RasterioError, OSError) as exc:
-        raise DetectionError(f"{final}: cannot write the probability COG ({exc})") from exc
+        raise OutputWriteError(f"{final}: cannot write the probability COG ({exc})") from exc
 
 
 def _with_overviews(tmp: Path, overviews: Sequence[Path]) -> Path:

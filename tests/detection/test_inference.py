@@ -25,7 +25,12 @@ from affine import Affine
 from click.testing import CliRunner
 from scipy import ndimage
 
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    DetectionError,
+    InputFormatError,
+    InputNotFoundError,
+)
 from detection.inference import (
     UINT8_NODATA,
     InferenceOptions,
@@ -346,10 +351,14 @@ def test_errors_name_the_problem(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(BandMismatchError, match="B12"):
         predict_raster(swapped, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
     untagged = write_scene(tmp_path / "u.tif", refl, tags={})
-    with pytest.raises(DetectionError, match="BOA_ADD_OFFSET"):
+    with pytest.raises(InputFormatError, match="BOA_ADD_OFFSET") as untold:
         predict_raster(untagged, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
-    with pytest.raises(DetectionError, match="overlap_px"):
+    assert isinstance(untold.value, ValueError) and isinstance(untold.value, DetectionError)
+    with pytest.raises(ConfigError, match="overlap_px"):
         InferenceOptions(window_px=128, overlap_px=100)
+    with pytest.raises(FileNotFoundError, match="cannot open the scene") as missing:
+        predict_raster(tmp_path / "nope.tif", tiny_checkpoint, out_path=tmp_path / "o.tif")
+    assert isinstance(missing.value, InputNotFoundError)
     assert not (tmp_path / "o.tif").exists()
 
 
