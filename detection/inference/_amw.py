@@ -78,8 +78,9 @@ def predict_scene_amw(
 
     The scene's band descriptions name its bands (any order; a superset is fine); float bands
     hold top-of-atmosphere reflectance (L1C DN / 10000), integer bands are converted as in
-    :func:`detection.inference.scene_radiometry` (GDAL scale/offset, ``REFLECTANCE_SCALE``,
-    ``BOA_ADD_OFFSET`` or ``PROCESSING_BASELINE``).
+    :func:`tiles.radiometry.file_radiometry` (GDAL scale/offset, ``REFLECTANCE_SCALE``, or the
+    offset of ``PROCESSING_LEVEL``: ``RADIO_ADD_OFFSET``/``BOA_ADD_OFFSET`` or the
+    ``PROCESSING_BASELINE``).
 
     Raises:
         BandMismatchError: the scene lacks a band the classifier needs (names them and the fix).

@@ -78,8 +78,9 @@ from models.network import (
 from models.registry import DEFAULT_MODEL
 from models.runtime import BACKENDS, Engine, build_engine, cpu_threads
 from models.site_rule import PROBABILITY_STEPS, checkpoint_thresholds
+from tiles.errors import SceneFormatError
 from tiles.files import atomic_path
-from tiles.radiometry import L2A_SCALE, boa_add_offset
+from tiles.radiometry import file_radiometry
 
 if TYPE_CHECKING:  # PyTorch is an extra: without it the CPU path below runs on NumPy arrays
     import torch
@@ -104,9 +105,6 @@ UINT8_SCALE = float(PROBABILITY_STEPS)
 #: Dataset tag of a probability COG holding the checkpoint's per-class thresholds (JSON).
 TAG_THRESHOLDS = "MINEWATCH_THRESHOLDS"
 
-_TAG_BOA_ADD_OFFSET = "BOA_ADD_OFFSET"
-_TAG_BASELINE = "PROCESSING_BASELINE"
-_TAG_REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
 _MAX_BATCH = 64
 #: Overviews halve the probability COG until its longer side is at most this (GDAL's rule).
 _OVERVIEW_MIN_PX = 512
@@ -274,11 +272,10 @@ def scene_grid(path: str | Path) -> tuple[CRS, Affine, int, int]:
 def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> SceneRadiometry:
     """Find ``bands`` in an open scene file and how its values become reflectance.
 
-    Band names come from the band descriptions (``B02``...). Integer files: the GDAL band
-    scale/offset when set; else the tag ``REFLECTANCE_SCALE`` (composites written by
-    ``tiles.composite``, offset already applied); else L2A digital numbers,
-    ``(DN + BOA_ADD_OFFSET) * 1e-4`` with the offset from the tag ``BOA_ADD_OFFSET`` or the
-    ``PROCESSING_BASELINE`` (DESIGN.md section 3). Float files hold reflectance.
+    Band names come from the band descriptions (``B02``...); how their values become
+    reflectance is the rule of :func:`tiles.radiometry.file_radiometry` (float files hold
+    reflectance; integer files by GDAL scale/offset, ``REFLECTANCE_SCALE``, or digital numbers
+    with the offset of their tags; DESIGN.md section 3).
 
     Args:
         src: the open scene.
@@ -288,7 +285,7 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
         The radiometry.
 
     Raises:
-        DetectionError: the file has several dtypes, unnamed bands, or integer bands whose
+        InputFormatError: the file has several dtypes, unnamed bands, or integer bands whose
             offset is not stated.
         BandMismatchError: a band the network needs is missing (the message names it).
     """
@@ -304,44 +301,12 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
         )
     idx = band_order(bands, names, what=f"the network (scene {where})")
     indexes = tuple(i + 1 for i in idx)
+    try:
+        rule = file_radiometry(src, indexes)
+    except SceneFormatError as exc:
+        raise InputFormatError(str(exc)) from exc
     dtype = np.dtype(src.dtypes[0])
-    nodata = src.nodata
-    tags = src.tags()
-    n = len(indexes)
-    if np.issubdtype(dtype, np.floating):
-        return SceneRadiometry(indexes, tuple(bands), dtype, (0.0,) * n, (1.0,) * n, nodata)
-    if nodata is None:
-        nodata = 0.0  # L2A convention: DN 0 is NO_DATA
-    scales = [src.scales[i - 1] for i in indexes]
-    offsets = [src.offsets[i - 1] for i in indexes]
-    if any((s, o) != (1.0, 0.0) for s, o in zip(scales, offsets, strict=True)):
-        if any(s == 0 for s in scales):
-            raise InputFormatError(f"{where}: a band has a GDAL scale of 0")
-        return SceneRadiometry(
-            indexes,
-            tuple(bands),
-            dtype,
-            tuple(o / s for s, o in zip(scales, offsets, strict=True)),
-            tuple(scales),
-            nodata,
-        )
-    if _TAG_REFLECTANCE_SCALE in tags:
-        scale = float(tags[_TAG_REFLECTANCE_SCALE])
-        return SceneRadiometry(indexes, tuple(bands), dtype, (0.0,) * n, (scale,) * n, nodata)
-    if _TAG_BOA_ADD_OFFSET in tags:
-        offset = float(tags[_TAG_BOA_ADD_OFFSET])
-    elif _TAG_BASELINE in tags:
-        offset = boa_add_offset(tags[_TAG_BASELINE])
-    else:
-        raise InputFormatError(
-            f"{where}: integer (digital number) bands but neither {_TAG_BOA_ADD_OFFSET}, "
-            f"{_TAG_BASELINE}, {_TAG_REFLECTANCE_SCALE} nor a GDAL scale/offset is set, so the "
-            "reflectance offset is unknown (-1000 from baseline 04.00 on); add them from the L2A "
-            "product metadata, e.g. PROCESSING_BASELINE=04.00 and BOA_ADD_OFFSET=-1000"
-        )
-    return SceneRadiometry(
-        indexes, tuple(bands), dtype, (offset,) * n, (L2A_SCALE,) * n, nodata
-    )
+    return SceneRadiometry(indexes, tuple(bands), dtype, rule.offset, rule.scale, rule.nodata)
 
 
 # ------------------------------------------------------------------------------ the network
