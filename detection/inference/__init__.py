@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from detection.inference._amw import STRIP_ROWS, AmwScenePrediction, predict_scene_amw
-from detection.inference._inference import (
+from detection.inference._predictor import (
     TAG_THRESHOLDS,
     UINT8_NODATA,
     UINT8_SCALE,

@@ -25,7 +25,7 @@ import rasterio.shutil
 import rasterio.windows
 
 from detection.errors import InputFormatError, OutputWriteError
-from detection.inference._inference import (
+from detection.inference._predictor import (
     TAG_THRESHOLDS,
     UINT8_NODATA,
     UINT8_SCALE,

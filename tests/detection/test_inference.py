@@ -38,7 +38,7 @@ from detection.inference import (
     read_probabilities,
     scene_radiometry,
 )
-from detection.inference._inference import (
+from detection.inference._predictor import (
     _axis_lengths,
     _BlockReader,
     _Pyramid,
@@ -448,7 +448,7 @@ def test_memory_stays_bounded_on_a_large_scene(tiny_checkpoint: Path, tmp_path: 
         f"""
         import json
         from detection.inference import InferenceOptions, predict_raster
-        from detection.inference._inference import _checkpoint_of
+        from detection.inference._predictor import _checkpoint_of
         def status(key):
             for line in open("/proc/self/status"):
                 if line.startswith(key):
@@ -567,15 +567,15 @@ def test_a_site_straddling_two_tiles_is_one_site_measured_whole(tmp_path: Path) 
 def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import detection.inference._inference
+    import detection.inference._predictor
 
     built = []
-    real = detection.inference._inference.build_engine
+    real = detection.inference._predictor.build_engine
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(detection.inference._inference, "build_engine", counting)
+    monkeypatch.setattr(detection.inference._predictor, "build_engine", counting)
     a = write_scene(tmp_path / "a.tif", _forest(160, 160))
     b = write_scene(tmp_path / "b.tif", _forest(160, 160, seed=3), x0=X0 + 1600)
     out = tmp_path / "out"
