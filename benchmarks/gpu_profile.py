@@ -75,7 +75,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     from rasterio.windows import Window
 
     from detection.inference import scene_radiometry
-    from detection.inference._predictor import _BlockReader, _read_into
+    from detection.inference._reading import _BlockReader, _read_into
     from models.blend import axis_starts
     from models.registry import DEFAULT_BANDS
 

@@ -25,14 +25,8 @@ import rasterio.shutil
 import rasterio.windows
 
 from detection.errors import InputFormatError, OutputWriteError
-from detection.inference._predictor import (
-    TAG_THRESHOLDS,
-    UINT8_NODATA,
-    UINT8_SCALE,
-    ProgressFn,
-    cannot_open,
-    scene_radiometry,
-)
+from detection.inference._common import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
+from detection.inference._reading import cannot_open, scene_radiometry
 from models.site_rule import checkpoint_thresholds
 from tiles.files import atomic_path
 

@@ -38,14 +38,10 @@ from detection.inference import (
     read_probabilities,
     scene_radiometry,
 )
-from detection.inference._predictor import (
-    _axis_lengths,
-    _BlockReader,
-    _Pyramid,
-    _read_into,
-    _run_batch,
-    _valid_pixels,
-)
+from detection.inference._cog import _Pyramid
+from detection.inference._common import _axis_lengths
+from detection.inference._device import _run_batch
+from detection.inference._reading import _BlockReader, _read_into, _valid_pixels
 from minewatch.cli_predict import predict
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import CheckpointMetadata, save_checkpoint
