@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,17 +209,9 @@ class ScenePredictor:
             raise cannot_open(src_path, exc) from exc
 
         runner = _Runner(checkpoint, radiometry, device, opts, self.engine)
-        stride = runner.stride
-        win = _round_up(opts.window_px, stride)
-        win_h = min(win, _round_up(height, stride))
-        win_w = min(win, _round_up(width, stride))
-        step = max(stride, ((win - opts.overlap_px) // stride) * stride)
-        overlap = win - step
-        rows = axis_starts(height, win_h, step)
-        cols = axis_starts(width, win_w, step)
-        # The last window of each axis shrinks to the scene edge: no network time on padding.
-        row_len = _axis_lengths(rows, height, win_h, stride)
-        col_len = _axis_lengths(cols, width, win_w, stride)
+        grid = _WindowGrid.of(height, width, opts, runner.stride)
+        win_h, win_w, step, overlap = grid.win_h, grid.win_w, grid.step, grid.overlap
+        rows, cols, row_len, col_len = grid.rows, grid.cols, grid.row_len, grid.col_len
         row_w, row_total = axis_weights(rows, row_len, overlap)
         col_w, col_total = axis_weights(cols, col_len, overlap)
         pad_w = cols[-1] + col_len[-1]
@@ -227,33 +220,12 @@ class ScenePredictor:
         origins = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
         log.info(
             "%s: %d x %d px, %d window(s) of %d x %d px (overlap %d px, step %d), batch %d, on %s",
-            src_path.name,
-            width,
-            height,
-            len(origins),
-            win_h,
-            win_w,
-            overlap,
-            step,
-            batch,
+            src_path.name, width, height, len(origins), win_h, win_w, overlap, step, batch,
             runner.device,
         )
 
         dtype = opts.probability_dtype
-        profile: dict[str, Any] = {
-            "driver": "GTiff",
-            "width": width,
-            "height": height,
-            "count": n_cls,
-            "dtype": dtype,
-            "crs": crs,
-            "transform": transform,
-            "nodata": UINT8_NODATA if dtype == "uint8" else float("nan"),
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            "BIGTIFF": "IF_SAFER",
-        }
+        profile = _tiled_profile(crs, transform, height, width, dtype)
         thresholds = checkpoint_thresholds(checkpoint)
         windows_done = 0
         weights: dict[tuple[Any, ...], Any] = {}  # by (border sides, device)
@@ -309,30 +281,14 @@ class ScenePredictor:
         mpx = width * height / 1e6
         log.info(
             "%s: %.1f Mpx in %.1f s (%.2f Mpx/s, network %.1f s) -> %s",
-            src_path.name,
-            mpx,
-            seconds,
-            mpx / seconds,
-            runner.model_seconds,
-            out_path,
+            src_path.name, mpx, seconds, mpx / seconds, runner.model_seconds, out_path,
         )
         return RasterPrediction(
-            path=out_path,
-            classes=ALERT_CLASSES,
-            crs=crs,
-            transform=transform,
-            width=width,
-            height=height,
-            device=str(runner.device),
-            backend=runner.engine.backend,
-            window_px=max(win_h, win_w),
-            overlap_px=overlap,
-            batch_size=batch,
-            windows=windows_done,
-            seconds=seconds,
-            model_seconds=runner.model_seconds,
-            megapixels_per_s=mpx / seconds,
-            thresholds=thresholds,
+            path=out_path, classes=ALERT_CLASSES, crs=crs, transform=transform, width=width,
+            height=height, device=str(runner.device), backend=runner.engine.backend,
+            window_px=max(win_h, win_w), overlap_px=overlap, batch_size=batch,
+            windows=windows_done, seconds=seconds, model_seconds=runner.model_seconds,
+            megapixels_per_s=mpx / seconds, thresholds=thresholds,
         )
 
     def _batch_size(self, runner: _Runner, bands: int, height: int, width: int) -> int:
@@ -350,6 +306,53 @@ def _checkpoint_of(model: NetworkDetector | Checkpoint | str | Path | None) -> C
     if model is None:
         return load_shipped(DEFAULT_MODEL)
     return load_network_detector(model, device="cpu").checkpoint
+
+
+@dataclass(frozen=True)
+class _WindowGrid:
+    """The windows of a scene: their side (shrunk to a small scene), step and overlap, rounded
+    to the network's stride, and their starts and lengths per axis (the last window of each axis
+    shrinks to the scene edge: no network time on padding)."""
+
+    win_h: int
+    win_w: int
+    step: int
+    overlap: int
+    rows: list[int]
+    cols: list[int]
+    row_len: list[int]
+    col_len: list[int]
+
+    @classmethod
+    def of(cls, height: int, width: int, opts: InferenceOptions, stride: int) -> _WindowGrid:
+        win = _round_up(opts.window_px, stride)
+        win_h = min(win, _round_up(height, stride))
+        win_w = min(win, _round_up(width, stride))
+        step = max(stride, ((win - opts.overlap_px) // stride) * stride)
+        rows = axis_starts(height, win_h, step)
+        cols = axis_starts(width, win_w, step)
+        return cls(
+            win_h, win_w, step, win - step, rows, cols,
+            _axis_lengths(rows, height, win_h, stride), _axis_lengths(cols, width, win_w, stride),
+        )
+
+
+def _tiled_profile(crs: Any, transform: Any, height: int, width: int, dtype: str) -> dict[str, Any]:
+    """The temporary GeoTIFF's profile: one band per alert class, 512 px tiles."""
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": len(ALERT_CLASSES),
+        "dtype": dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": UINT8_NODATA if dtype == "uint8" else float("nan"),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
 
 
 def _flush(
