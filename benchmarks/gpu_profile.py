@@ -75,7 +75,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     from rasterio.windows import Window
 
     from detection.inference import scene_radiometry
-    from detection.inference._inference import _BlockReader, _read_into
+    from detection.inference._reading import _BlockReader, _read_into
     from models.blend import axis_starts
     from models.registry import DEFAULT_BANDS
 
@@ -203,7 +203,7 @@ def step_predict(
 ) -> list[dict[str, Any]]:
     import torch
 
-    import detection.inference._inference as inference
+    import detection.inference._predictor as inference
     from detection.inference import InferenceOptions, predict_raster
 
     cog_s = [0.0]

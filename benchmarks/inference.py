@@ -154,7 +154,7 @@ def run_minewatch(scene: Path, out: Path, args: argparse.Namespace) -> dict[str,
 
 def run_warmup(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Build minewatch's engine once: the ONNX export is cached for the timed run."""
-    from detection.inference._inference import _checkpoint_of
+    from detection.inference._predictor import _checkpoint_of
     from models.network import resolve_device
     from models.runtime import build_engine
 
@@ -166,7 +166,7 @@ def run_warmup(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, An
 
 
 def _plain_network(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from detection.inference._inference import _checkpoint_of
+    from detection.inference._predictor import _checkpoint_of
     from models.checkpoint import build_network
     from models.network import resolve_device
 

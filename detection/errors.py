@@ -13,7 +13,8 @@ class DetectionError(Exception):
 
 
 class ConfigError(DetectionError, ValueError):
-    """A scan configuration (file, section, flag) is missing, malformed or has an unknown key."""
+    """A scan configuration (file, section, flag) or an option of a library function is
+    missing, malformed, out of range or has an unknown key."""
 
 
 class OutputExistsError(DetectionError, FileExistsError):
@@ -25,7 +26,8 @@ class InputNotFoundError(DetectionError, FileNotFoundError):
 
 
 class InputFormatError(DetectionError, ValueError):
-    """A file the command reads exists but is not what it expects (schema, columns, CRS, bands)."""
+    """A file the command reads exists but is not what it expects (schema, columns, CRS, bands);
+    also a table or array handed to a library function (an alerts frame without a CRS)."""
 
 
 class InputReadError(DetectionError, OSError):
@@ -38,3 +40,7 @@ class OutputWriteError(DetectionError, OSError):
 
 class RunStateError(DetectionError, RuntimeError):
     """The output folder's runs forbid the request (resume of another config, no run to report)."""
+
+
+class SchedulerUnreachableError(DetectionError, ConnectionError):
+    """The Dask scheduler a scan was told to use cannot be reached (address, firewall, down)."""

@@ -17,11 +17,11 @@ def runs() -> None:
 
 
 def _store(out: Path) -> RunStore:
-    from detection.errors import DetectionError
+    from detection.errors import InputNotFoundError
     from detection.runs import STORE_NAME
 
     if not (out / STORE_NAME).is_file():
-        raise DetectionError(
+        raise InputNotFoundError(
             f"{str(out)!r} holds no run store ({STORE_NAME}); pass the output folder of a scan"
         )
     return RunStore(out)

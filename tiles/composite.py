@@ -19,7 +19,7 @@ overlap by about 10 km, so a chip there is read from two or more scenes of the s
 first (the first clear pixel wins), so each pass is one observation in the median and in the
 count, as it is away from the overlaps.
 
-Scenes must already be on the cell's grid and in reflectance (as `tiles.local.read_scene` gives
+Scenes must already be on the cell's grid and in reflectance (as `tiles.sources.read_scene` gives
 them); scenes of different processing baselines can be mixed since each was converted to
 reflectance with its own offset when read. Scenes of different processing levels (L1C top of
 atmosphere, L2A surface) are never mixed (`tiles.errors.LevelMixError`).
@@ -44,7 +44,7 @@ from tiles.cog import write_cog
 from tiles.errors import CloudyPeriodWarning
 from tiles.masks import check_mask_options, clear_mask
 from tiles.periods import Period
-from tiles.radiometry import check_one_level
+from tiles.radiometry import TAG_REFLECTANCE_SCALE, check_one_level
 from tiles.scene import Scene, SceneInfo, same_pass
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,7 @@ def write_composite(
         data = np.clip(np.rint(scaled), 1, 65535).astype(np.uint16)
         data[:, ~np.isfinite(composite.data).all(axis=0)] = 0
         nodata = 0
-        tags["REFLECTANCE_SCALE"] = "0.0001"
+        tags[TAG_REFLECTANCE_SCALE] = "0.0001"
     write_cog(
         paths["composite"],
         data,

@@ -15,15 +15,19 @@ a 03.xx scene of the same surface, applying it twice makes it 0.1 darker. Both l
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tiles.errors import LevelMixError, SceneFormatError
 
 if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
     from tiles.scene import SceneInfo
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,15 @@ L1C_SCALE = 1e-4
 
 #: The metadata name of the offset per processing level.
 OFFSET_NAME = {"L2A": "BOA_ADD_OFFSET", "L1C": "RADIO_ADD_OFFSET"}
+
+#: GeoTIFF dataset tags that state a file's radiometry, named as in the product metadata.
+TAG_PROCESSING_LEVEL = "PROCESSING_LEVEL"
+TAG_PROCESSING_BASELINE = "PROCESSING_BASELINE"
+TAG_BOA_ADD_OFFSET = OFFSET_NAME["L2A"]
+TAG_RADIO_ADD_OFFSET = OFFSET_NAME["L1C"]
+#: Tag of integer files that hold reflectance / scale with any offset already applied (the
+#: ``uint16`` composites of :mod:`tiles.composite`).
+TAG_REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
 
 _BASELINE_N = re.compile(r"^N(\d{2})(\d{2})$", re.IGNORECASE)
 _BASELINE_DOTTED = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?$")
@@ -187,3 +200,88 @@ def dn_to_reflectance(
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         out[arr == nodata] = np.nan  # (NaN DN already give NaN)
     return out
+
+
+@dataclass(frozen=True)
+class FileRadiometry:
+    """How the values of some bands of a GeoTIFF become reflectance:
+    ``max((value + offset) * scale, 0)`` per band, ``nodata`` (or NaN) unobserved.
+
+    Attributes:
+        offset: per band, in file units (0 for float files).
+        scale: per band, reflectance per file unit (1 for float files).
+        nodata: the file's nodata value; 0 for integer files that state none (L2A convention).
+    """
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    nodata: float | None
+
+
+def file_radiometry(src: DatasetReader, indexes: Sequence[int]) -> FileRadiometry:
+    """The radiometry of bands ``indexes`` (1-based) of an open GeoTIFF, by the first rule
+    that applies:
+
+    1. float bands hold reflectance;
+    2. the GDAL band scale/offset, when any band has one (``offset / scale`` DN);
+    3. the tag ``REFLECTANCE_SCALE`` (offset already applied: :mod:`tiles.composite`);
+    4. digital numbers of the level in the tag ``PROCESSING_LEVEL`` (``L2A`` when absent):
+       ``(DN + offset) * 1e-4`` with the offset from the tag ``BOA_ADD_OFFSET`` (L2A) or
+       ``RADIO_ADD_OFFSET`` (L1C), else from the tag ``PROCESSING_BASELINE``.
+
+    Raises:
+        SceneFormatError: a band has a GDAL scale of 0, a tag is not a number or baseline, or
+            integer bands state no offset at all (the message names the tags to add).
+    """
+    where = src.name
+    n = len(indexes)
+    dtype = np.dtype(src.dtypes[indexes[0] - 1]) if n else np.dtype("float32")
+    nodata = src.nodata
+    if np.issubdtype(dtype, np.floating):
+        return FileRadiometry((0.0,) * n, (1.0,) * n, nodata)
+    if nodata is None:
+        nodata = 0.0  # L2A convention: DN 0 is NO_DATA
+    scales = [float(src.scales[i - 1]) for i in indexes]
+    offsets = [float(src.offsets[i - 1]) for i in indexes]
+    if any((s, o) != (1.0, 0.0) for s, o in zip(scales, offsets, strict=True)):
+        if any(s == 0 for s in scales):
+            raise SceneFormatError(f"{where}: a band has a GDAL scale of 0")
+        dn = tuple(o / s for s, o in zip(scales, offsets, strict=True))
+        return FileRadiometry(dn, tuple(scales), nodata)
+    tags = src.tags()
+    if TAG_REFLECTANCE_SCALE in tags:
+        scale = _tag_number(tags, TAG_REFLECTANCE_SCALE, where)
+        return FileRadiometry((0.0,) * n, (scale,) * n, nodata)
+    offset = _dn_offset(tags, where)
+    return FileRadiometry((offset,) * n, (L2A_SCALE,) * n, nodata)
+
+
+def _dn_offset(tags: Mapping[str, Any], where: str) -> float:
+    """The DN offset that the tags of an integer file state (its level's offset or baseline)."""
+    level = str(tags.get(TAG_PROCESSING_LEVEL) or "L2A").strip().upper()
+    if level not in OFFSET_NAME:
+        raise SceneFormatError(
+            f"{where}: tag {TAG_PROCESSING_LEVEL}={tags[TAG_PROCESSING_LEVEL]!r}; expected L2A "
+            "(the default) or L1C"
+        )
+    key = OFFSET_NAME[level]
+    if key in tags:
+        return _tag_number(tags, key, where)
+    if TAG_PROCESSING_BASELINE in tags:
+        return add_offset(tags[TAG_PROCESSING_BASELINE], level=level)
+    raise SceneFormatError(
+        f"{where}: integer (digital number) bands but neither {key}, "
+        f"{TAG_PROCESSING_BASELINE}, {TAG_REFLECTANCE_SCALE} nor a GDAL scale/offset is set, so "
+        f"the reflectance offset is unknown (-1000 from baseline 04.00 on); add them from the "
+        f"{level} product metadata, e.g. {TAG_PROCESSING_BASELINE}=04.00 and {key}=-1000"
+    )
+
+
+def _tag_number(tags: Mapping[str, Any], key: str, where: str) -> float:
+    try:
+        value = float(tags[key])
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise SceneFormatError(f"{where}: tag {key}={tags[key]!r} is not a finite number")
+    return value

@@ -25,7 +25,7 @@ import shapely
 from pyproj import CRS
 
 from detection.alerts._evidence import scene_date
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError
 from detection.sites import LEGAL_STATUSES, STATUSES
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
@@ -167,7 +167,7 @@ def confidence_level(value: float, thresholds: Mapping[str, float]) -> str:
     """
     t = _check_thresholds(thresholds)
     if not isinstance(value, (int, float, np.number)) or not (0.0 <= float(value) <= 1.0):
-        raise DetectionError(f"confidence {value!r}: expected a number in 0..1")
+        raise InputFormatError(f"confidence {value!r}: expected a number in 0..1")
     for word in reversed(CONFIDENCE_LEVELS[1:]):
         if value >= t[word]:
             return word
@@ -231,7 +231,7 @@ def build_feature_collection(alerts: gpd.GeoDataFrame, *, metadata: Mapping[str,
         features: list[dict[str, Any]] = []
     else:
         if alerts.crs is None:
-            raise DetectionError("alerts: table has no CRS; set it (EPSG:4326 expected)")
+            raise InputFormatError("alerts: table has no CRS; set it (EPSG:4326 expected)")
         if CRS.from_user_input(alerts.crs) != CRS.from_epsg(4326):
             log.debug("alerts: reprojecting from %s to EPSG:4326", alerts.crs)
             alerts = alerts.to_crs(4326)
@@ -273,7 +273,7 @@ def alert_records(
     )
     missing = [c for c in columns if c not in alerts.columns]
     if missing:
-        raise DetectionError(
+        raise InputFormatError(
             f"alerts: missing columns {missing}; has {[str(c) for c in alerts.columns]}"
         )
     span = _period_dict(period, "period") if period is not None else None
@@ -281,7 +281,7 @@ def alert_records(
     seen: set[str] = set()
     for sid in ids:
         if sid in seen:
-            raise DetectionError(f"alerts: site_id {sid!r} appears twice; one row per site")
+            raise InputFormatError(f"alerts: site_id {sid!r} appears twice; one row per site")
         seen.add(sid)
     order = sorted(range(len(ids)), key=ids.__getitem__)
     table = alerts.reset_index(drop=True)
@@ -363,14 +363,14 @@ def _locations(table: pd.DataFrame, ids: list[str]) -> list[tuple[float, float]]
             for x, y, sid in zip(table["lon"], table["lat"], ids, strict=True)
         ]
     if not isinstance(table, gpd.GeoDataFrame) or table.crs is None:
-        raise DetectionError(
+        raise InputFormatError(
             "alerts: no lon/lat columns and no geometry with a CRS to place the sites; "
             "pass the GeoDataFrame (EPSG:4326) or add lon and lat"
         )
     geoms = table.geometry.to_crs(4326) if table.crs != CRS.from_epsg(4326) else table.geometry
     for geom, sid in zip(geoms, ids, strict=True):
         if geom is None or geom.is_empty:
-            raise DetectionError(f"alert {sid}: empty geometry")
+            raise InputFormatError(f"alert {sid}: empty geometry")
     return site_locations(geoms)
 
 
@@ -399,7 +399,7 @@ def _image_dates(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict
         out[key] = _date(value, key, sid) if _present(value) else fallback
     first, last = out["first_image_date"], out["last_image_date"]
     if first is not None and last is not None and first > last:
-        raise DetectionError(
+        raise InputFormatError(
             f"alert {sid}: first_image_date {first} is after last_image_date {last}"
         )
     return out
@@ -429,15 +429,15 @@ def _object_list(value: Any, prop: str, sid: str, names: tuple[str, ...]) -> lis
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise DetectionError(f"alert {sid}: {prop} {value!r} is not a JSON list") from exc
+            raise InputFormatError(f"alert {sid}: {prop} {value!r} is not a JSON list") from exc
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     if not isinstance(value, (list, tuple, np.ndarray)):
-        raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a list of objects")
+        raise InputFormatError(f"alert {sid}: {prop} {value!r}; expected a list of objects")
     out = []
     for item in value:
         if not isinstance(item, Mapping) or not {*names, "area_ha"} <= set(item):
-            raise DetectionError(
+            raise InputFormatError(
                 f"alert {sid}: {prop} item {item!r}; expected keys {[*names, 'area_ha']}"
             )
         entry: dict[str, Any] = {k: None if item[k] is None else str(item[k]) for k in names}
@@ -455,7 +455,7 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in METADATA_KEYS if k not in metadata]
     unknown = sorted(set(metadata) - set(METADATA_KEYS) - set(OPTIONAL_METADATA_KEYS))
     if missing or unknown:
-        raise DetectionError(
+        raise InputFormatError(
             f"alert metadata: missing keys {missing}, unknown keys {unknown}; "
             f"expected {list(METADATA_KEYS)} and optionally {list(OPTIONAL_METADATA_KEYS)}"
         )
@@ -463,7 +463,7 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("version", "run_id", "source"):
         value = metadata[key]
         if not isinstance(value, str) or not value:
-            raise DetectionError(f"alert metadata: {key} {value!r}; expected a non-empty string")
+            raise InputFormatError(f"alert metadata: {key} {value!r}; expected a non-empty string")
         out[key] = value
     out["generated_at"] = _rfc3339(metadata["generated_at"])
     out["period"] = _period_dict(metadata["period"], "period")
@@ -485,7 +485,7 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     result = {key: out[key] for key in order}
     if "outcome" in metadata:
         if metadata["outcome"] not in OUTCOMES:
-            raise DetectionError(
+            raise InputFormatError(
                 f"alert metadata: outcome {metadata['outcome']!r}; expected one of {list(OUTCOMES)}"
             )
         result["outcome"] = metadata["outcome"]
@@ -509,14 +509,14 @@ def _sorted_geometries(alerts: gpd.GeoDataFrame) -> list[Any]:
 def _geojson_geometry(geom: Any, sid: str) -> dict[str, Any]:
     """RFC 7946 geometry: snapped to 1e-7 degrees, valid, right-hand rule, rounded."""
     if geom is None or geom.is_empty:
-        raise DetectionError(f"alert {sid}: empty geometry")
+        raise InputFormatError(f"alert {sid}: empty geometry")
     snapped = shapely.set_precision(geom, 10.0**-COORDINATE_DECIMALS)
     if snapped.is_empty:
-        raise DetectionError(f"alert {sid}: geometry collapses at 1e-7 degrees (too small)")
+        raise InputFormatError(f"alert {sid}: geometry collapses at 1e-7 degrees (too small)")
     if snapped.geom_type not in ("Polygon", "MultiPolygon"):
         polygons = [g for g in getattr(snapped, "geoms", []) if g.geom_type == "Polygon"]
         if not polygons:
-            raise DetectionError(
+            raise InputFormatError(
                 f"alert {sid}: geometry type {geom.geom_type}; expected Polygon or MultiPolygon"
             )
         snapped = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
@@ -541,17 +541,17 @@ def _check_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
         thresholds = {LEGACY_CONFIDENCE_LEVELS[k]: v for k, v in thresholds.items()}
     example = dict(zip(CONFIDENCE_LEVELS, (0.5, 0.7, 0.9), strict=True))
     if not isinstance(thresholds, Mapping) or set(thresholds) != set(CONFIDENCE_LEVELS):
-        raise DetectionError(
+        raise ConfigError(
             f"confidence thresholds {thresholds!r}: expected a mapping with exactly "
             f"{list(CONFIDENCE_LEVELS)}, e.g. {example}"
         )
     try:
         t = {k: float(thresholds[k]) for k in CONFIDENCE_LEVELS}
     except (TypeError, ValueError) as exc:
-        raise DetectionError(f"confidence thresholds {thresholds!r}: {exc}") from exc
+        raise ConfigError(f"confidence thresholds {thresholds!r}: {exc}") from exc
     values = [t[k] for k in CONFIDENCE_LEVELS]
     if not (values[0] >= 0.0 and values == sorted(values) and values[-1] <= 1.0):
-        raise DetectionError(
+        raise ConfigError(
             f"confidence thresholds {t}: expected 0 <= {' <= '.join(CONFIDENCE_LEVELS)} <= 1"
         )
     return t
@@ -562,13 +562,13 @@ def _rfc3339(value: Any) -> str:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise DetectionError(
+            raise InputFormatError(
                 f"alert metadata: generated_at {value!r} is not RFC 3339 "
                 "(e.g. 2024-07-01T12:00:00Z)"
             ) from exc
         value = parsed
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise DetectionError(
+        raise InputFormatError(
             f"alert metadata: generated_at {value!r}; expected a timezone-aware datetime "
             "(e.g. datetime.now(timezone.utc)) or an RFC 3339 string"
         )
@@ -583,9 +583,9 @@ def _period_dict(value: Any, what: str) -> dict[str, str]:
         start = _date(value["start"], f"{what}.start", "metadata")
         end = _date(value["end"], f"{what}.end", "metadata")
         if end < start:
-            raise DetectionError(f"alert metadata: {what} ends {end} before it starts {start}")
+            raise InputFormatError(f"alert metadata: {what} ends {end} before it starts {start}")
         return {"start": start, "end": end}
-    raise DetectionError(
+    raise InputFormatError(
         f"alert metadata: {what} {value!r}; expected a Period or a {{'start', 'end'}} mapping"
     )
 
@@ -597,7 +597,7 @@ def _model_dict(value: Any) -> dict[str, str]:
         isinstance(value.get(k), str) and value.get(k) for k in ("name", "version", "sha256")
     ):
         return {k: str(value[k]) for k in ("name", "version", "sha256")}
-    raise DetectionError(
+    raise InputFormatError(
         f"alert metadata: model {value!r}; expected a ModelInfo or a mapping with non-empty "
         "'name', 'version' and 'sha256'"
     )
@@ -609,8 +609,8 @@ def _present(value: Any) -> bool:
     return not (isinstance(value, float) and math.isnan(value))
 
 
-def _missing(prop: str, sid: str, value: Any) -> DetectionError:
-    return DetectionError(f"alert {sid}: property {prop} is {value!r}; a real value is required")
+def _missing(prop: str, sid: str, value: Any) -> InputFormatError:
+    return InputFormatError(f"alert {sid}: property {prop} is {value!r}; a real value is required")
 
 
 def _string(value: Any, prop: str, sid: str) -> str:
@@ -622,7 +622,7 @@ def _string(value: Any, prop: str, sid: str) -> str:
 def _choice(value: Any, prop: str, sid: str, allowed: tuple[str, ...]) -> str:
     text = _string(value, prop, sid)
     if text not in allowed:
-        raise DetectionError(f"alert {sid}: {prop} {text!r}; expected one of {list(allowed)}")
+        raise InputFormatError(f"alert {sid}: {prop} {text!r}; expected one of {list(allowed)}")
     return text
 
 
@@ -635,7 +635,7 @@ def _number(
     if not math.isfinite(number):
         raise _missing(prop, sid, value)
     if (lo is not None and number < lo) or (hi is not None and number > hi):
-        raise DetectionError(
+        raise InputFormatError(
             f"alert {sid}: {prop} {number!r} is outside {lo if lo is not None else '-inf'}.."
             f"{hi if hi is not None else 'inf'}"
         )
@@ -652,7 +652,7 @@ def _date(value: Any, prop: str, sid: str) -> str:
             return dt.date.fromisoformat(value[:10]).isoformat()
         except ValueError:
             pass
-    raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a date (YYYY-MM-DD)")
+    raise InputFormatError(f"alert {sid}: {prop} {value!r}; expected a date (YYYY-MM-DD)")
 
 
 def _string_list(value: Any, prop: str, sid: str) -> list[str]:
@@ -660,12 +660,12 @@ def _string_list(value: Any, prop: str, sid: str) -> list[str]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise DetectionError(
+            raise InputFormatError(
                 f"alert {sid}: {prop} {value!r} is a string but not a JSON list"
             ) from exc
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         return [str(v) for v in value]
-    raise DetectionError(f"alert {sid}: {prop} {value!r}; expected a list of strings")
+    raise InputFormatError(f"alert {sid}: {prop} {value!r}; expected a list of strings")
 
 
 def _object(value: Any, sid: str, *, prop: str = "evidence") -> dict[str, Any]:
@@ -675,11 +675,11 @@ def _object(value: Any, sid: str, *, prop: str = "evidence") -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise DetectionError(f"alert {sid}: {prop} {value!r} is not a JSON object") from exc
+            raise InputFormatError(f"alert {sid}: {prop} {value!r} is not a JSON object") from exc
     if not isinstance(value, Mapping):
-        raise DetectionError(f"alert {sid}: {prop} {value!r}; expected an object (dict)")
+        raise InputFormatError(f"alert {sid}: {prop} {value!r}; expected an object (dict)")
     try:
         # Round-trip through JSON: plain types only, keys sorted for stable bytes.
         return dict(json.loads(json.dumps(value, sort_keys=True, allow_nan=False)))
     except (TypeError, ValueError) as exc:
-        raise DetectionError(f"alert {sid}: {prop} is not JSON-serialisable: {exc}") from exc
+        raise InputFormatError(f"alert {sid}: {prop} is not JSON-serialisable: {exc}") from exc

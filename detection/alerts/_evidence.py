@@ -36,7 +36,7 @@ from pyproj import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from aoi.geometry import utm_crs_for
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError, InputReadError
 from tiles.files import atomic_path
 from tiles.periods import Period
 
@@ -162,14 +162,14 @@ def write_evidence(
             an option is out of range, or a composite cannot be read (the message names it).
     """
     if chip_px < 16 or margin_m < 0 or min_extent_m <= 0:
-        raise DetectionError(
+        raise ConfigError(
             f"write_evidence: chip_px {chip_px!r} (>= 16), margin_m {margin_m!r} (>= 0), "
             f"min_extent_m {min_extent_m!r} (> 0) out of range"
         )
     if alerts.crs is None:
-        raise DetectionError("write_evidence: alerts have no CRS; set it (EPSG:4326 expected)")
+        raise InputFormatError("write_evidence: alerts have no CRS; set it (EPSG:4326 expected)")
     if "site_id" not in alerts.columns:
-        raise DetectionError(
+        raise InputFormatError(
             f"write_evidence: alerts lack 'site_id'; has {[str(c) for c in alerts.columns]}"
         )
     out = alerts.copy()
@@ -196,12 +196,12 @@ def write_evidence(
                 try:
                     opened[path] = stack.enter_context(rasterio.open(path))
                 except rasterio.errors.RasterioIOError as exc:
-                    raise DetectionError(f"write_evidence: composite {path}: {exc}") from exc
+                    raise InputReadError(f"write_evidence: composite {path}: {exc}") from exc
             return opened[path]
 
         for sid, geom, previous in zip(out["site_id"], wgs84, old, strict=True):
             if geom is None or geom.is_empty:
-                raise DetectionError(f"write_evidence: alert {sid}: empty geometry")
+                raise InputFormatError(f"write_evidence: alert {sid}: empty geometry")
             record: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
             record.update(
                 _site_evidence(
@@ -245,9 +245,9 @@ def period_overlay(
         DetectionError: ``rendering`` is unknown, ``max_px`` < 16, or a composite cannot be read.
     """
     if rendering not in RENDERINGS:
-        raise DetectionError(f"period_overlay: rendering {rendering!r}; one of {list(RENDERINGS)}")
+        raise ConfigError(f"period_overlay: rendering {rendering!r}; one of {list(RENDERINGS)}")
     if max_px < 16:
-        raise DetectionError(f"period_overlay: max_px {max_px!r}; expected >= 16")
+        raise ConfigError(f"period_overlay: max_px {max_px!r}; expected >= 16")
     composites = _index(units_dir, period)
     if not composites:
         return None
@@ -266,7 +266,7 @@ def period_overlay(
             with rasterio.open(comp.path) as src:
                 _warp_into(src, comp, bands, data, transform, mercator, Resampling.average)
         except rasterio.errors.RasterioIOError as exc:
-            raise DetectionError(f"period_overlay: composite {comp.path}: {exc}") from exc
+            raise InputReadError(f"period_overlay: composite {comp.path}: {exc}") from exc
     valid: np.ndarray = np.asarray((data > 0).all(axis=0), dtype=bool)
     lo, hi = _stretch_limits([data], [valid])
     rgb = _to_rgb(data, valid, lo, hi)
@@ -318,7 +318,7 @@ def _index(units_dir: Path, period: Period) -> list[_Composite]:
                 bounds = (float(b.left), float(b.bottom), float(b.right), float(b.top))
                 res = float(abs(ds.transform.a))
         except rasterio.errors.RasterioIOError as exc:
-            raise DetectionError(f"evidence: composite {path}: {exc}") from exc
+            raise InputReadError(f"evidence: composite {path}: {exc}") from exc
         start, end = tags.get("PERIOD_START", ""), tags.get("PERIOD_END", "")
         if (start, end) != (period.start.isoformat(), period.end.isoformat()):
             log.warning(
@@ -501,7 +501,7 @@ def captioned_png(image: Image.Image, lines: Sequence[str], *, metres_per_px: fl
         DetectionError: ``metres_per_px`` is not positive.
     """
     if not metres_per_px > 0:
-        raise DetectionError(f"captioned_png: metres_per_px {metres_per_px!r}; expected > 0")
+        raise ConfigError(f"captioned_png: metres_per_px {metres_per_px!r}; expected > 0")
     font = ImageFont.load_default()
     wrapped = [part for line in lines for part in _wrap(line, font, image.width - 8)]
     line_h, bar_h = 14, 16
@@ -606,7 +606,7 @@ def _warp_into(
     composites as reflectance (NaN or their nodata = no data)."""
     missing = [b for b in bands if b not in comp.bands]
     if missing:
-        raise DetectionError(
+        raise InputFormatError(
             f"evidence: composite {comp.path} lacks bands {missing}; has {list(comp.bands)}"
         )
     floating = np.dtype(src.dtypes[0]).kind == "f"

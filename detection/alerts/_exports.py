@@ -27,7 +27,7 @@ from pyproj import CRS
 
 from detection.alerts._alerts import REVIEW_STATUSES, alert_records, confidence_level
 from detection.alerts._qml import STYLE_FILES, style_qml
-from detection.errors import DetectionError
+from detection.errors import DetectionError, InputFormatError, OutputWriteError
 from detection.sites import legal_columns, statuses_of
 from tiles.files import atomic_path, write_text_atomic
 
@@ -115,7 +115,7 @@ def write_geojson(path: str | Path, fc: Mapping[str, Any]) -> None:
         DetectionError: ``fc`` is not a FeatureCollection or holds a value JSON cannot encode.
     """
     if fc.get("type") != "FeatureCollection" or not isinstance(fc.get("features"), list):
-        raise DetectionError(
+        raise InputFormatError(
             f"write_geojson {path}: expected a FeatureCollection with a 'features' list, got "
             f"type {fc.get('type')!r}"
         )
@@ -127,7 +127,7 @@ def write_geojson(path: str | Path, fc: Mapping[str, Any]) -> None:
         members = [f"{dump(k)}:{dump(v)}" for k, v in fc.items() if k != "features"]
         features = ",\n".join(dump(f) for f in fc["features"])
     except (TypeError, ValueError) as exc:
-        raise DetectionError(f"write_geojson {path}: not JSON-serialisable: {exc}") from exc
+        raise InputFormatError(f"write_geojson {path}: not JSON-serialisable: {exc}") from exc
     body = f"[\n{features}\n]" if features else "[]"
     text = "{" + ",".join([*members, f'"features":{body}']) + "}\n"
     write_text_atomic(path, text)
@@ -185,7 +185,7 @@ def write_geopackage(
             fails (the message names the file and layer).
     """
     if "status" not in coverage.columns:
-        raise DetectionError(
+        raise InputFormatError(
             f"write_geopackage {path}: coverage lacks the 'status' column its style needs "
             f"(one of {list(COVERAGE_STATUSES)}); has {[str(c) for c in coverage.columns]}"
         )
@@ -203,17 +203,17 @@ def write_geopackage(
             try:
                 _write_layer(work, name, frame)
             except Exception as exc:
-                raise DetectionError(f"write_geopackage {path}: layer {name!r}: {exc}") from exc
+                raise OutputWriteError(f"write_geopackage {path}: layer {name!r}: {exc}") from exc
         try:
             _write_styles(work)
         except sqlite3.Error as exc:
-            raise DetectionError(f"write_geopackage {path}: layer_styles: {exc}") from exc
+            raise OutputWriteError(f"write_geopackage {path}: layer_styles: {exc}") from exc
         warning = run_warning(run)
         if warning is not None:
             try:
                 _mark_outcome(work, run or {}, warning)
             except Exception as exc:
-                raise DetectionError(f"write_geopackage {path}: layer 'run': {exc}") from exc
+                raise OutputWriteError(f"write_geopackage {path}: layer 'run': {exc}") from exc
         os.replace(work, tmp)
     log.info("wrote %s (%s)", path, ", ".join(f"{k}: {len(v)}" for k, v in prepared.items()))
 
@@ -247,7 +247,7 @@ def write_summary_csv(
         if alerts.get("type") != "FeatureCollection" or not isinstance(
             alerts.get("features"), list
         ):
-            raise DetectionError(
+            raise InputFormatError(
                 f"write_summary_csv {path}: expected a FeatureCollection or a GeoDataFrame, got "
                 f"type {alerts.get('type')!r}"
             )
@@ -332,7 +332,7 @@ def write_kml(path: str | Path, fc: Mapping[str, Any], *, name: str | None = Non
             Polygon or MultiPolygon.
     """
     if fc.get("type") != "FeatureCollection" or not isinstance(fc.get("features"), list):
-        raise DetectionError(
+        raise InputFormatError(
             f"write_kml {path}: expected a FeatureCollection with a 'features' list, got "
             f"type {fc.get('type')!r}"
         )
@@ -441,13 +441,13 @@ def _with_review_columns(
     out = alerts.copy()
     if thresholds is not None and len(out):
         if "confidence" not in out.columns:
-            raise DetectionError("write_geopackage: alerts lack 'confidence'")
+            raise InputFormatError("write_geopackage: alerts lack 'confidence'")
         levels = []
         for sid, value in zip(out.get("site_id", range(len(out))), out["confidence"], strict=True):
             try:
                 levels.append(confidence_level(float(value), thresholds))
             except (DetectionError, TypeError, ValueError) as exc:
-                raise DetectionError(f"write_geopackage: alert {sid}: {exc}") from exc
+                raise InputFormatError(f"write_geopackage: alert {sid}: {exc}") from exc
         out["confidence_level"] = levels
     elif thresholds is not None:
         out["confidence_level"] = pd.Series([], dtype=object)
@@ -499,7 +499,7 @@ def _kml_geometry(
         "MultiPolygon",
     ):
         kind = geometry.get("type") if isinstance(geometry, Mapping) else geometry
-        raise DetectionError(
+        raise InputFormatError(
             f"write_kml {path}: alert {sid}: geometry {kind!r}; expected Polygon or MultiPolygon"
         )
     polygons = (
@@ -522,7 +522,7 @@ def _kml_geometry(
 def _prepare_layer(frame: gpd.GeoDataFrame, name: str, path: str | Path) -> gpd.GeoDataFrame:
     """A copy in EPSG:4326: list/dict values as JSON, dates as ISO text, datetimes as UTC."""
     if frame.crs is None:
-        raise DetectionError(f"write_geopackage {path}: layer {name!r} has no CRS")
+        raise InputFormatError(f"write_geopackage {path}: layer {name!r} has no CRS")
     out = frame.copy()
     if CRS.from_user_input(out.crs) != CRS.from_epsg(4326):
         out = out.to_crs(4326)

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from detection.alerts._alerts import CONFIDENCE_LEVELS, STATUSES
-from detection.errors import DetectionError
+from detection.errors import ConfigError
 from models.detector import ALERT_CLASSES
 
 #: Layers of the GeoPackage and the QML file stored as each one's default style.
@@ -78,7 +78,7 @@ def style_qml(layer: str) -> str:
         DetectionError: no style is shipped for ``layer``.
     """
     if layer not in STYLE_FILES:
-        raise DetectionError(f"no QGIS style for layer {layer!r}; styled: {list(STYLE_FILES)}")
+        raise ConfigError(f"no QGIS style for layer {layer!r}; styled: {list(STYLE_FILES)}")
     text = (
         resources.files("detection.alerts")
         .joinpath("styles")

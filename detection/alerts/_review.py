@@ -30,7 +30,7 @@ from typing import Any
 
 from detection.alerts._alerts import CONFIDENCE_LEVELS
 from detection.alerts._evidence import EVIDENCE_IMAGES, Overlay, period_overlay
-from detection.errors import DetectionError
+from detection.errors import InputFormatError
 from tiles.files import write_text_atomic
 from tiles.periods import Period
 
@@ -118,7 +118,7 @@ def write_review_html(
         if collection.get("type") != "FeatureCollection" or not isinstance(
             collection.get("features"), list
         ):
-            raise DetectionError(
+            raise InputFormatError(
                 f"write_review_html: {what} is not a FeatureCollection "
                 f"(type {collection.get('type')!r})"
             )

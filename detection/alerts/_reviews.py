@@ -34,7 +34,13 @@ from pyproj import CRS
 
 from aoi.geometry import EQUAL_AREA_CRS
 from detection.alerts._alerts import LEGACY_CONFIDENCE_LEVELS, REVIEW_STATUSES
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    InputFormatError,
+    InputNotFoundError,
+    InputReadError,
+    OutputWriteError,
+)
 from models.detector import ALERT_CLASSES
 from tiles.files import atomic_path, write_text_atomic
 
@@ -100,12 +106,12 @@ def read_reviewed_alerts(path: str | Path, *, layer: str | None = None) -> gpd.G
     """
     path = Path(path)
     if not path.is_file():
-        raise DetectionError(f"reviewed alerts {str(path)!r}: no such file")
+        raise InputNotFoundError(f"reviewed alerts {str(path)!r}: no such file")
     gpkg = path.suffix.lower() == ".gpkg"
     try:
         frame = pyogrio.read_dataframe(path, layer=(layer or "alerts") if gpkg else layer)
     except Exception as exc:
-        raise DetectionError(f"reviewed alerts {path}: cannot read: {exc}") from exc
+        raise InputReadError(f"reviewed alerts {path}: cannot read: {exc}") from exc
     if frame.crs is None:
         frame = frame.set_crs(4326)
     elif CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
@@ -120,14 +126,14 @@ def read_reviewed_alerts(path: str | Path, *, layer: str | None = None) -> gpd.G
         frame["review_status"] = "unreviewed"
     missing = [c for c in REVIEW_REQUIRED if c not in frame.columns]
     if missing:
-        raise DetectionError(
+        raise InputFormatError(
             f"reviewed alerts {path}: missing columns {missing}; has "
             f"{[str(c) for c in frame.columns]} (is it a minewatch alerts file?)"
         )
     frame["site_id"] = frame["site_id"].astype(str)
     twice = sorted(set(frame["site_id"][frame["site_id"].duplicated()]))
     if twice:
-        raise DetectionError(f"reviewed alerts {path}: site ids {twice} appear more than once")
+        raise InputFormatError(f"reviewed alerts {path}: site ids {twice} appear more than once")
     frame["review_status"] = [
         "unreviewed" if _blank(v) else str(v).strip().lower() for v in frame["review_status"]
     ]
@@ -135,7 +141,7 @@ def read_reviewed_alerts(path: str | Path, *, layer: str | None = None) -> gpd.G
         bad = frame[~frame[col].isin(allowed)]
         if len(bad):
             row = bad.iloc[0]
-            raise DetectionError(
+            raise InputFormatError(
                 f"reviewed alerts {path}: site {row['site_id']}: {col} {row[col]!r}; expected "
                 f"one of {list(allowed)}"
             )
@@ -164,9 +170,9 @@ def review_labels(reviewed: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """
     missing = [c for c in REVIEW_REQUIRED if c not in reviewed.columns]
     if missing:
-        raise DetectionError(f"review_labels: missing columns {missing}")
+        raise InputFormatError(f"review_labels: missing columns {missing}")
     if reviewed.crs is None:
-        raise DetectionError("review_labels: table has no CRS; expected EPSG:4326")
+        raise InputFormatError("review_labels: table has no CRS; expected EPSG:4326")
     done = reviewed[reviewed["review_status"].isin(["confirmed", "rejected"])].copy()
     if len(done):
         done = done.to_crs(4326)
@@ -224,7 +230,7 @@ def write_labels(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".geojson", ".json", ".gpkg"):
-        raise DetectionError(
+        raise ConfigError(
             f"labels {str(path)!r}: unknown format {suffix!r}; use .geojson or .gpkg"
         )
     out = labels
@@ -232,7 +238,7 @@ def write_labels(
         try:
             old = pyogrio.read_dataframe(path, layer="labels" if suffix == ".gpkg" else None)
         except Exception as exc:
-            raise DetectionError(f"labels {path}: cannot read to merge: {exc}") from exc
+            raise InputReadError(f"labels {path}: cannot read to merge: {exc}") from exc
         if old.crs is None:
             old = old.set_crs(4326)
         keys = set(zip(labels["site_id"], labels["period_end"], strict=True))
@@ -263,7 +269,7 @@ def write_labels(
                     geometry_type="MultiPolygon" if out.empty else None,
                 )
             except Exception as exc:
-                raise DetectionError(f"labels {path}: {exc}") from exc
+                raise OutputWriteError(f"labels {path}: {exc}") from exc
             work.replace(tmp)
     else:
         fc = json.loads(out.to_json(drop_id=True, to_wgs84=True))
@@ -366,12 +372,12 @@ def read_alerts(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFra
     """
     path = Path(path)
     if not path.is_file():
-        raise DetectionError(f"alerts {str(path)!r}: no such file")
+        raise InputNotFoundError(f"alerts {str(path)!r}: no such file")
     gpkg = path.suffix.lower() == ".gpkg"
     try:
         frame = pyogrio.read_dataframe(path, layer=(layer or "alerts") if gpkg else layer)
     except Exception as exc:
-        raise DetectionError(f"alerts {path}: cannot read: {exc}") from exc
+        raise InputReadError(f"alerts {path}: cannot read: {exc}") from exc
     if frame.crs is None:
         frame = frame.set_crs(4326)
     # GDAL reads the GeoJSON's dates as strings and the GeoPackage's as datetimes: compare them
@@ -386,7 +392,9 @@ def read_alerts(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFra
     if "site_id" not in frame.columns and not gpkg:
         frame = _with_feature_ids(frame, path)
     if "site_id" not in frame.columns:
-        raise DetectionError(f"alerts {path}: no 'site_id' column; is it a minewatch alerts file?")
+        raise InputFormatError(
+            f"alerts {path}: no 'site_id' column; is it a minewatch alerts file?"
+        )
     return frame
 
 
@@ -408,11 +416,11 @@ def _with_feature_ids(frame: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
 
 def _by_id(frame: gpd.GeoDataFrame, what: str) -> gpd.GeoDataFrame:
     if "site_id" not in frame.columns:
-        raise DetectionError(f"diff_alerts: {what} has no 'site_id' column")
+        raise InputFormatError(f"diff_alerts: {what} has no 'site_id' column")
     ids = frame["site_id"].astype(str)
     twice = sorted(set(ids[ids.duplicated()]))
     if twice:
-        raise DetectionError(f"diff_alerts: {what} holds site ids {twice} more than once")
+        raise InputFormatError(f"diff_alerts: {what} holds site ids {twice} more than once")
     out = frame.copy()
     out.index = pd.Index(ids.to_list())
     return out

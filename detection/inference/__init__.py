@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from detection.inference._amw import STRIP_ROWS, AmwScenePrediction, predict_scene_amw
-from detection.inference._inference import (
+from detection.inference._cog import read_probabilities
+from detection.inference._common import (
     TAG_THRESHOLDS,
     UINT8_NODATA,
     UINT8_SCALE,
@@ -12,14 +13,9 @@ from detection.inference._inference import (
     ProgressFn,
     RasterPrediction,
     RowsFn,
-    ScenePredictor,
-    SceneRadiometry,
-    WindowSpec,
-    predict_raster,
-    read_probabilities,
-    scene_grid,
-    scene_radiometry,
 )
+from detection.inference._predictor import ScenePredictor, predict_raster
+from detection.inference._reading import SceneRadiometry, WindowSpec, scene_grid, scene_radiometry
 from models.site_rule import checkpoint_thresholds
 
 __all__ = [

@@ -24,14 +24,9 @@ import rasterio.errors
 import rasterio.shutil
 import rasterio.windows
 
-from detection.errors import DetectionError
-from detection.inference._inference import (
-    TAG_THRESHOLDS,
-    UINT8_NODATA,
-    UINT8_SCALE,
-    ProgressFn,
-    scene_radiometry,
-)
+from detection.errors import InputFormatError, OutputWriteError
+from detection.inference._common import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
+from detection.inference._reading import cannot_open, scene_radiometry
 from models.site_rule import checkpoint_thresholds
 from tiles.files import atomic_path
 
@@ -77,8 +72,9 @@ def predict_scene_amw(
 
     The scene's band descriptions name its bands (any order; a superset is fine); float bands
     hold top-of-atmosphere reflectance (L1C DN / 10000), integer bands are converted as in
-    :func:`detection.inference.scene_radiometry` (GDAL scale/offset, ``REFLECTANCE_SCALE``,
-    ``BOA_ADD_OFFSET`` or ``PROCESSING_BASELINE``).
+    :func:`tiles.radiometry.file_radiometry` (GDAL scale/offset, ``REFLECTANCE_SCALE``, or the
+    offset of ``PROCESSING_LEVEL``: ``RADIO_ADD_OFFSET``/``BOA_ADD_OFFSET`` or the
+    ``PROCESSING_BASELINE``).
 
     Raises:
         BandMismatchError: the scene lacks a band the classifier needs (names them and the fix).
@@ -91,11 +87,11 @@ def predict_scene_amw(
     try:
         src = rasterio.open(scene)
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{scene}: cannot open the scene ({exc})") from exc
+        raise cannot_open(scene, exc) from exc
     model_seconds = 0.0
     with src:
         if src.crs is None:
-            raise DetectionError(f"{scene}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
+            raise InputFormatError(f"{scene}: has no CRS; expected a georeferenced (UTM) GeoTIFF")
         names = _band_names(src)
         detector.check_bands(names)  # the AMW message: which bands, and the fix
         radiometry = scene_radiometry(src, detector.bands)
@@ -178,4 +174,4 @@ def _write_cog(path: Path, band: np.ndarray, profile: dict, detector: AmwDetecto
             )
             tmp.unlink()
     except (rasterio.errors.RasterioError, OSError) as exc:
-        raise DetectionError(f"{path}: cannot write the probability COG ({exc})") from exc
+        raise OutputWriteError(f"{path}: cannot write the probability COG ({exc})") from exc

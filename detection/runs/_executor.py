@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    InputFormatError,
+    InputNotFoundError,
+    SchedulerUnreachableError,
+)
 from detection.runs._units import UnitResult, UnitSettings, WorkUnit, process_unit
 from models.detector import Detector
 from tiles.sources import Source
@@ -43,11 +48,11 @@ class ExecutorConfig:
 
     def __post_init__(self) -> None:
         if self.workers < 0:
-            raise DetectionError(f"--workers {self.workers}: expected 0 or more")
+            raise ConfigError(f"--workers {self.workers}: expected 0 or more")
         if self.retries < 0:
-            raise DetectionError(f"--task-retries {self.retries}: expected 0 or more")
+            raise ConfigError(f"--task-retries {self.retries}: expected 0 or more")
         if self.workers and self.scheduler:
-            raise DetectionError("give either --workers or --scheduler, not both")
+            raise ConfigError("give either --workers or --scheduler, not both")
         if self.scheduler:
             scheduler_address(self.scheduler)  # a bad scheduler file is said before any work
 
@@ -124,9 +129,11 @@ def scheduler_address(value: str) -> str:
     try:
         address = json.loads(path.read_text())["address"]
     except FileNotFoundError:
-        raise DetectionError(f"--scheduler {value}: no such scheduler file; {expected}") from None
+        raise InputNotFoundError(
+            f"--scheduler {value}: no such scheduler file; {expected}"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DetectionError(
+        raise InputFormatError(
             f"--scheduler {value}: not a Dask scheduler file ({type(exc).__name__}: {exc}); "
             f"{expected}"
         ) from None
@@ -151,7 +158,7 @@ def _connect(executor: ExecutorConfig) -> tuple[Any, Any]:
         return Client(cluster), cluster
     except OSError as exc:
         named = "" if address == executor.scheduler else f" (from {executor.scheduler})"
-        raise DetectionError(
+        raise SchedulerUnreachableError(
             f"cannot reach the Dask scheduler {address!r}{named}: {exc}; check the address "
             "and that 'dask scheduler' is running"
         ) from exc

@@ -18,7 +18,7 @@ from typing import Any
 
 import geopandas as gpd
 
-from detection.errors import DetectionError, InputFormatError, InputNotFoundError, InputReadError
+from detection.errors import InputFormatError, InputNotFoundError, InputReadError, RunStateError
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ class RunStore:
         """One run with its units. ``run_id`` may be ``latest`` or a unique prefix.
 
         Raises:
-            DetectionError: no run matches.
+            InputNotFoundError: no run matches.
+            RunStateError: the prefix matches several runs.
         """
         with self._connect() as con:
             if run_id == "latest":
@@ -209,12 +210,12 @@ class RunStore:
                     "SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)
                 ).fetchall()
                 if len(rows) > 1:
-                    raise DetectionError(
+                    raise RunStateError(
                         f"run id {run_id!r} matches {len(rows)} runs; give more characters"
                     )
                 row = rows[0] if rows else None
             if row is None:
-                raise DetectionError(
+                raise InputNotFoundError(
                     f"no run {run_id!r} in {self.path}; "
                     f"see 'minewatch runs list {self.path.parent}'"
                 )

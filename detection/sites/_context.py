@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS
 
 from aoi.geometry import EQUAL_AREA_CRS, utm_crs_for
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +80,23 @@ def attribute_aois(
             empty, or ``buffer_m`` is negative.
     """
     if not (buffer_m >= 0):
-        raise DetectionError(f"attribute_aois: buffer_m {buffer_m!r}; expected >= 0")
+        raise ConfigError(f"attribute_aois: buffer_m {buffer_m!r}; expected >= 0")
     for frame, what in ((sites, "sites"), (aois, "aois")):
         if frame.crs is None or CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
             got = "no CRS" if frame.crs is None else CRS.from_user_input(frame.crs).to_string()
-            raise DetectionError(
+            raise InputFormatError(
                 f"attribute_aois: {what} CRS is {got}; expected EPSG:4326 (use .to_crs(4326))"
             )
     missing = [c for c in ("aoi_id", "aoi_name", "aoi_kind") if c not in aois.columns]
     if missing:
-        raise DetectionError(
+        raise InputFormatError(
             f"attribute_aois: aois lack columns {missing}; has {[str(c) for c in aois.columns]}"
         )
     aoi_geoms = aois.geometry.to_numpy().copy()
     empty = shapely.is_empty(aoi_geoms) | shapely.is_missing(aoi_geoms)
     if empty.any():
         bad = aois["aoi_id"].to_numpy()[empty].tolist()
-        raise DetectionError(f"attribute_aois: AOIs {bad} have empty geometry; drop or fix them")
+        raise InputFormatError(f"attribute_aois: AOIs {bad} have empty geometry; drop or fix them")
     invalid = ~shapely.is_valid(aoi_geoms)
     if invalid.any():
         log.warning(

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aoi.geometry import EQUAL_AREA_CRS
 from aoi.titles import TITLE_COLUMNS, TitlesConfig
-from detection.errors import DetectionError
+from detection.errors import InputFormatError
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,10 @@ def assign_legal_status(
         *(((titles, "titles", TITLE_COLUMNS[:-1]),) if titles is not None else ()),
     ):
         if frame.crs is None:
-            raise DetectionError(f"legal status: {what} table has no CRS; expected EPSG:4326")
+            raise InputFormatError(f"legal status: {what} table has no CRS; expected EPSG:4326")
         missing = [c for c in needed if c not in frame.columns]
         if missing:
-            raise DetectionError(
+            raise InputFormatError(
                 f"legal status: {what} lack columns {missing}; "
                 f"has {[str(c) for c in frame.columns]}"
             )
@@ -149,7 +149,7 @@ def assign_legal_status(
     site_area = shapely.area(sites)
     if (site_area <= 0).any():
         bad = out["site_id"].to_numpy()[site_area <= 0].tolist() if "site_id" in out else "?"
-        raise DetectionError(f"legal status: sites {bad} have no area; expected polygons")
+        raise InputFormatError(f"legal status: sites {bad} have no area; expected polygons")
     closed_kinds = set(config.closed_aoi_kinds)
     closed = aois[aois["aoi_kind"].astype(str).isin(closed_kinds)]
     closed_hits = _overlaps(sites, site_area, _equal_area(closed.geometry))
@@ -245,7 +245,7 @@ def _equal_area(geoms: gpd.GeoSeries) -> np.ndarray:
     if len(geoms) == 0:
         return np.array([], dtype=object)
     if geoms.isna().any():
-        raise DetectionError("legal status: a geometry is missing; expected polygons")
+        raise InputFormatError("legal status: a geometry is missing; expected polygons")
     projected = geoms.to_crs(EQUAL_AREA_CRS).to_numpy()
     invalid = ~shapely.is_valid(projected)
     if invalid.any():

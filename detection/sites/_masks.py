@@ -47,7 +47,7 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError, InputReadError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
 from detection.sites._polygonize import TracedRegions, regions_frame, simplify_metres, trace_regions
 from detection.sites._sites import merge_parts
@@ -103,27 +103,27 @@ class MaskOptions:
             bad = {k: v for k, v in values.items() if not 0.0 < float(v) <= 1.0}
             unknown = sorted(set(values) - set(ALERT_CLASSES))
             if bad or unknown:
-                raise DetectionError(
+                raise ConfigError(
                     f"masks: {what} {dict(values)}: expected values in (0, 1] for classes "
                     f"{list(ALERT_CLASSES)}; bad {bad or unknown}"
                 )
         for name, low in self.hysteresis_low.items():
             high = self.thresholds.get(name)
             if high is not None and low > high:
-                raise DetectionError(
+                raise ConfigError(
                     f"masks: hysteresis low {low} of {name} is above its threshold {high}"
                 )
         if self.opening_px < 0 or self.closing_px < 0:
-            raise DetectionError(
+            raise ConfigError(
                 f"masks: opening_px {self.opening_px} and closing_px {self.closing_px} must be >= 0"
             )
         if not self.min_area_ha >= 0 or (self.simplify_m is not None and self.simplify_m < 0):
-            raise DetectionError(
+            raise ConfigError(
                 f"masks: min_area_ha {self.min_area_ha} and simplify_m {self.simplify_m} must be "
                 ">= 0"
             )
         if self.block_rows < 64 or self.connectivity not in (4, 8):
-            raise DetectionError(
+            raise ConfigError(
                 f"masks: block_rows {self.block_rows} must be >= 64 and connectivity "
                 f"{self.connectivity} 4 or 8"
             )
@@ -208,9 +208,9 @@ def sites_from_probabilities(
             nodata = src.nodata
             dtype = src.dtypes[0]
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+        raise InputReadError(f"{path}: cannot read probabilities ({exc})") from exc
     if crs is None:
-        raise DetectionError(f"{path}: has no CRS; expected a probability COG of predict_raster")
+        raise InputFormatError(f"{path}: has no CRS; expected a probability COG of predict_raster")
     stream = SiteStream(
         crs=crs,
         transform=transform,
@@ -275,7 +275,7 @@ class SiteStream:
         self.opts = opts = options or MaskOptions()
         classes = [c for c in ALERT_CLASSES if c in bands]
         if not classes:
-            raise DetectionError(
+            raise InputFormatError(
                 f"{name}: band descriptions {list(bands)}; expected the alert classes "
                 f"{list(ALERT_CLASSES)}"
             )
@@ -300,7 +300,7 @@ class SiteStream:
     def add(self, rows: np.ndarray, row: int) -> None:
         """The raster's rows ``row...`` as ``(band, row, col)`` raw values (in order)."""
         if row != self._received or rows.shape[2] != self.width:
-            raise DetectionError(
+            raise InputFormatError(
                 f"{self.name}: rows {row}.. of width {rows.shape[2]} added after row "
                 f"{self._received}; expected rows {self._received}.. of width {self.width}, "
                 "in order"
@@ -313,7 +313,7 @@ class SiteStream:
         """The sites (before the minimum mapping unit when ``min_area_ha`` is 0)."""
         try:
             if self._received != self.height:
-                raise DetectionError(
+                raise InputFormatError(
                     f"{self.name}: {self._received} of {self.height} rows were added"
                 )
             self._start_blocks(final=True)
@@ -466,7 +466,7 @@ def merge_tile_sites(
         return _empty(CRS.from_epsg(4326))
     crss = {CRS.from_user_input(f.crs).to_wkt() if f.crs is not None else "" for f in frames}
     if "" in crss:
-        raise DetectionError("merge_tile_sites: a site table has no CRS")
+        raise InputFormatError("merge_tile_sites: a site table has no CRS")
     if len(crss) > 1:
         frames = [f.to_crs("EPSG:4326") for f in frames]
     merged = merge_parts(frames, tolerance_m=tolerance_m)
@@ -482,7 +482,7 @@ def _read_block(path: str, window: rasterio.windows.Window) -> np.ndarray:
         with rasterio.open(path, NUM_THREADS=str(cpu_threads())) as src:
             return cast(np.ndarray, src.read(window=window))
     except rasterio.errors.RasterioIOError as exc:
-        raise DetectionError(f"{path}: cannot read probabilities ({exc})") from exc
+        raise InputReadError(f"{path}: cannot read probabilities ({exc})") from exc
 
 
 def _probabilities(raw: np.ndarray, nodata: float | None) -> np.ndarray:

@@ -15,7 +15,7 @@ from pyproj import CRS
 from scipy import ndimage
 
 from aoi.geometry import EQUAL_AREA_CRS, WGS84, to_wgs84
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError
 
 log = logging.getLogger(__name__)
 
@@ -69,35 +69,35 @@ def polygonize_mask(
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise DetectionError(
+        raise InputFormatError(
             f"polygonize_mask: mask has shape {mask.shape}; expected a 2-D (row, col) array"
         )
     if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
-        raise DetectionError(
+        raise InputFormatError(
             f"polygonize_mask: mask dtype {mask.dtype}; expected bool or integer "
             "(threshold probabilities before polygonizing)"
         )
     if connectivity not in (4, 8):
-        raise DetectionError(f"polygonize_mask: connectivity {connectivity!r}; expected 4 or 8")
+        raise ConfigError(f"polygonize_mask: connectivity {connectivity!r}; expected 4 or 8")
     if not (min_area_ha >= 0):
-        raise DetectionError(f"polygonize_mask: min_area_ha {min_area_ha!r}; expected >= 0")
+        raise ConfigError(f"polygonize_mask: min_area_ha {min_area_ha!r}; expected >= 0")
     if simplify_m is not None and not (simplify_m >= 0):
-        raise DetectionError(f"polygonize_mask: simplify_m {simplify_m!r}; expected >= 0 or None")
+        raise ConfigError(f"polygonize_mask: simplify_m {simplify_m!r}; expected >= 0 or None")
     if not isinstance(transform, Affine):
-        raise DetectionError(
+        raise InputFormatError(
             f"polygonize_mask: transform is {type(transform).__name__}; expected affine.Affine"
         )
     if crs is None:
-        raise DetectionError("polygonize_mask: crs is None; pass the CRS of the mask's transform")
+        raise InputFormatError("polygonize_mask: crs is None; pass the CRS of the mask's transform")
     try:
         crs = CRS.from_user_input(crs)
     except Exception as exc:
-        raise DetectionError(f"polygonize_mask: invalid crs {crs!r}: {exc}") from exc
+        raise InputFormatError(f"polygonize_mask: invalid crs {crs!r}: {exc}") from exc
     probs: np.ndarray | None = None
     if probabilities is not None:
         probs = np.asarray(probabilities, dtype=np.float64)
         if probs.shape != mask.shape:
-            raise DetectionError(
+            raise InputFormatError(
                 f"polygonize_mask: probabilities shape {probs.shape} does not match mask shape "
                 f"{mask.shape}"
             )

@@ -51,7 +51,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from aoi.geometry import EQUAL_AREA_CRS
-from detection.errors import DetectionError
+from detection.errors import ConfigError, InputFormatError
 from models.detector import ALERT_CLASSES
 from tiles.periods import Period
 
@@ -126,21 +126,21 @@ def merge_parts(parts: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5) 
             geographic but not ``EPSG:4326``, a class is unknown, or ``tolerance_m`` < 0.
     """
     if not (tolerance_m >= 0):
-        raise DetectionError(f"merge_parts: tolerance_m {tolerance_m!r}; expected >= 0")
+        raise ConfigError(f"merge_parts: tolerance_m {tolerance_m!r}; expected >= 0")
     frames = [p for p in parts if len(p)]
     crs_list = [p.crs for p in parts]
     if any(c is None for c in crs_list):
-        raise DetectionError("merge_parts: a part has no CRS; set it to its chip's CRS")
+        raise InputFormatError("merge_parts: a part has no CRS; set it to its chip's CRS")
     crs = CRS.from_user_input(crs_list[0]) if crs_list else CRS.from_epsg(4326)
     for other in crs_list[1:]:
         if CRS.from_user_input(other) != crs:
-            raise DetectionError(
+            raise InputFormatError(
                 f"merge_parts: parts are in {crs.to_string()} and "
                 f"{CRS.from_user_input(other).to_string()}; reproject every part to EPSG:4326 "
                 "(or one projected CRS) before merging"
             )
     if crs.is_geographic and crs != CRS.from_epsg(4326):
-        raise DetectionError(
+        raise InputFormatError(
             f"merge_parts: geographic CRS {crs.to_string()}; expected EPSG:4326 or a projected CRS"
         )
     with_scenes = any("scene_ids" in p.columns for p in frames)
@@ -256,12 +256,12 @@ def track_sites(
             before ``period`` starts, or a tolerance is negative.
     """
     if growth_tolerance_pct < 0 or growth_tolerance_ha < 0:
-        raise DetectionError(
+        raise ConfigError(
             f"track_sites: tolerances {growth_tolerance_pct!r} % / {growth_tolerance_ha!r} ha; "
             "expected >= 0"
         )
     if previous_period is not None and previous_period.end >= period.start:
-        raise DetectionError(
+        raise InputFormatError(
             f"track_sites: previous period {previous_period.label} ends {previous_period.end}, "
             f"not before period {period.label} starts {period.start}"
         )
@@ -402,7 +402,7 @@ def new_site_id(alert_class: str, *, first_period: str, geometry: shapely.Geomet
         DetectionError: the geometry is empty.
     """
     if geometry is None or geometry.is_empty:
-        raise DetectionError(f"new_site_id: empty geometry for a {alert_class} site")
+        raise InputFormatError(f"new_site_id: empty geometry for a {alert_class} site")
     centroid = geometry.centroid
     lon = round(centroid.x, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
     lat = round(centroid.y, 4) + 0.0
@@ -445,7 +445,7 @@ def append_history(
     _require_4326(tracked, "append_history: tracked")
     duplicated = tracked["site_id"][tracked["site_id"].duplicated()].astype(str).to_list()
     if duplicated:
-        raise DetectionError(f"append_history: site ids {sorted(set(duplicated))} appear twice")
+        raise InputFormatError(f"append_history: site ids {sorted(set(duplicated))} appear twice")
     rows = gpd.GeoDataFrame(tracked.copy(), geometry="geometry", crs=tracked.crs)
     rows["period_label"] = period.label
     rows["period_start"] = period.start.isoformat()
@@ -554,7 +554,7 @@ def _prepare_history(history: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame:
     twice = hist[hist.duplicated(["site_id", "period_label"])]
     if len(twice):
         first = twice.iloc[0]
-        raise DetectionError(
+        raise InputFormatError(
             f"track_sites: history holds site {first['site_id']} twice in period "
             f"{first['period_label']}; the history must have one row per site and period"
         )
@@ -589,7 +589,7 @@ def _weighted_mean(v: np.ndarray, w: np.ndarray) -> float:
 def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DetectionError(
+        raise InputFormatError(
             f"{what}: missing columns {missing}; has {[str(c) for c in frame.columns]}"
         )
 
@@ -597,13 +597,13 @@ def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> 
 def _require_4326(frame: gpd.GeoDataFrame, what: str) -> None:
     if frame.crs is None or CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
         got = "no CRS" if frame.crs is None else CRS.from_user_input(frame.crs).to_string()
-        raise DetectionError(f"{what}: CRS is {got}; expected EPSG:4326 (use .to_crs(4326))")
+        raise InputFormatError(f"{what}: CRS is {got}; expected EPSG:4326 (use .to_crs(4326))")
 
 
 def _check_classes(values: pd.Series, what: str) -> None:
     unknown = sorted({str(v) for v in values} - set(ALERT_CLASSES))
     if unknown:
-        raise DetectionError(
+        raise InputFormatError(
             f"{what}: unknown alert_class {unknown}; expected one of {ALERT_CLASSES}"
         )
 
@@ -634,7 +634,7 @@ def _as_list(value: Any) -> list[str]:
             try:
                 parsed = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise DetectionError(f"not a JSON list: {value!r}: {exc}") from exc
+                raise InputFormatError(f"not a JSON list: {value!r}: {exc}") from exc
             return [str(v) for v in parsed]
         return [] if not text else [text]
     return [str(value)]
@@ -654,5 +654,5 @@ def _iso_date(value: Any) -> str:
         try:
             return dt.date.fromisoformat(value[:10]).isoformat()
         except ValueError as exc:
-            raise DetectionError(f"not an ISO date: {value!r}; expected YYYY-MM-DD") from exc
-    raise DetectionError(f"not a date: {value!r} ({type(value).__name__}); expected YYYY-MM-DD")
+            raise InputFormatError(f"not an ISO date: {value!r}; expected YYYY-MM-DD") from exc
+    raise InputFormatError(f"not a date: {value!r} ({type(value).__name__}); expected YYYY-MM-DD")

@@ -138,3 +138,37 @@ def test_impossible_date_names_the_key_and_value(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "key 'periods.end'" in lines[0] and "'2024-02-30'" in lines[0]
+
+
+def test_bad_alerts_files_are_one_line_with_exit_1(tmp_path: Path) -> None:
+    """The library raises a class per cause (not found, unreadable, wrong content); the CLI
+    still prints each as one line and exits 1, as it did when one class served all."""
+    good = tmp_path / "good.geojson"
+    good.write_text('{"type": "FeatureCollection", "features": []}')
+    nameless = tmp_path / "nameless.geojson"
+    nameless.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+        '{"area_ha": 1.0}, "geometry": {"type": "Point", "coordinates": [-57.5, -6.6]}}]}'
+    )
+    garbage = tmp_path / "garbage.geojson"
+    garbage.write_text("site_id;lon;lat\nmw-m-1;-57.5;-6.6\n")
+    cases = {
+        "missing.geojson": "alerts 'missing.geojson': no such file",
+        str(nameless): "no 'site_id' column; is it a minewatch alerts file?",
+        str(garbage): "garbage.geojson: cannot read",
+    }
+    for path, message in cases.items():
+        proc = _run("alerts", "diff", path, str(good), cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1, (path, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("minewatch: error: "), proc.stderr
+        assert message in lines[0]
+
+
+def test_runs_of_a_folder_without_a_store_is_one_line(tmp_path: Path) -> None:
+    proc = _run("runs", "list", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"minewatch: error: {str(tmp_path)!r} holds no run store (runs.sqlite); pass the "
+        "output folder of a scan"
+    ]

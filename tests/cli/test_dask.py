@@ -150,3 +150,19 @@ def test_a_bad_scheduler_file_is_one_line(
     assert proc.returncode == 1
     assert f"--scheduler scheduler.json: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_executor_errors_are_of_their_cause(tmp_path: Path) -> None:
+    """Checked before any cluster starts: a bad option, a missing or wrong scheduler file."""
+    from detection.errors import ConfigError, InputFormatError, InputNotFoundError
+    from detection.runs import ExecutorConfig, scheduler_address
+
+    with pytest.raises(ConfigError, match="--workers -1: expected 0 or more") as bad:
+        ExecutorConfig(workers=-1)
+    assert isinstance(bad.value, ValueError)
+    with pytest.raises(FileNotFoundError, match="no such scheduler file") as missing:
+        scheduler_address(str(tmp_path / "scheduler.json"))
+    assert isinstance(missing.value, InputNotFoundError)
+    (tmp_path / "scheduler.json").write_text("{}")
+    with pytest.raises(InputFormatError, match="not a Dask scheduler file"):
+        scheduler_address(str(tmp_path / "scheduler.json"))

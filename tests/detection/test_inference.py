@@ -25,7 +25,12 @@ from affine import Affine
 from click.testing import CliRunner
 from scipy import ndimage
 
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    DetectionError,
+    InputFormatError,
+    InputNotFoundError,
+)
 from detection.inference import (
     UINT8_NODATA,
     InferenceOptions,
@@ -33,14 +38,10 @@ from detection.inference import (
     read_probabilities,
     scene_radiometry,
 )
-from detection.inference._inference import (
-    _axis_lengths,
-    _BlockReader,
-    _Pyramid,
-    _read_into,
-    _run_batch,
-    _valid_pixels,
-)
+from detection.inference._cog import _Pyramid
+from detection.inference._common import _axis_lengths
+from detection.inference._device import _run_batch
+from detection.inference._reading import _BlockReader, _read_into, _valid_pixels
 from minewatch.cli_predict import predict
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import CheckpointMetadata, save_checkpoint
@@ -346,10 +347,14 @@ def test_errors_name_the_problem(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(BandMismatchError, match="B12"):
         predict_raster(swapped, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
     untagged = write_scene(tmp_path / "u.tif", refl, tags={})
-    with pytest.raises(DetectionError, match="BOA_ADD_OFFSET"):
+    with pytest.raises(InputFormatError, match="BOA_ADD_OFFSET") as untold:
         predict_raster(untagged, tiny_checkpoint, out_path=tmp_path / "o.tif", options=_opts())
-    with pytest.raises(DetectionError, match="overlap_px"):
+    assert isinstance(untold.value, ValueError) and isinstance(untold.value, DetectionError)
+    with pytest.raises(ConfigError, match="overlap_px"):
         InferenceOptions(window_px=128, overlap_px=100)
+    with pytest.raises(FileNotFoundError, match="cannot open the scene") as missing:
+        predict_raster(tmp_path / "nope.tif", tiny_checkpoint, out_path=tmp_path / "o.tif")
+    assert isinstance(missing.value, InputNotFoundError)
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -439,7 +444,7 @@ def test_memory_stays_bounded_on_a_large_scene(tiny_checkpoint: Path, tmp_path: 
         f"""
         import json
         from detection.inference import InferenceOptions, predict_raster
-        from detection.inference._inference import _checkpoint_of
+        from detection.inference._predictor import _checkpoint_of
         def status(key):
             for line in open("/proc/self/status"):
                 if line.startswith(key):
@@ -558,15 +563,15 @@ def test_a_site_straddling_two_tiles_is_one_site_measured_whole(tmp_path: Path) 
 def test_predict_command_loads_the_network_once_and_stops_loudly_mid_batch(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import detection.inference._inference
+    import detection.inference._predictor
 
     built = []
-    real = detection.inference._inference.build_engine
+    real = detection.inference._predictor.build_engine
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(detection.inference._inference, "build_engine", counting)
+    monkeypatch.setattr(detection.inference._predictor, "build_engine", counting)
     a = write_scene(tmp_path / "a.tif", _forest(160, 160))
     b = write_scene(tmp_path / "b.tif", _forest(160, 160, seed=3), x0=X0 + 1600)
     out = tmp_path / "out"

@@ -27,7 +27,13 @@ from detection.alerts import (
     write_geopackage,
     write_labels,
 )
-from detection.errors import DetectionError
+from detection.errors import (
+    ConfigError,
+    DetectionError,
+    InputFormatError,
+    InputNotFoundError,
+    InputReadError,
+)
 from minewatch.cli_alerts import alerts as alerts_group
 from tests.detection.conftest import to_wgs84, utm_box
 
@@ -122,12 +128,38 @@ def test_geopackage_edited_like_qgis_becomes_labels(gpkg: Path, tmp_path: Path) 
 
 def test_bad_review_values_are_named(gpkg: Path, tmp_path: Path) -> None:
     _edit(gpkg, "UPDATE alerts SET review_status = 'maybe' WHERE site_id = 'mw-m-00000003'")
-    with pytest.raises(DetectionError, match=r"site mw-m-00000003: review_status 'maybe'"):
+    # Each error is a DetectionError (the CLI's one line) and the builtin of its cause.
+    with pytest.raises(ValueError, match=r"site mw-m-00000003: review_status 'maybe'") as bad:
         read_reviewed_alerts(gpkg)
-    with pytest.raises(DetectionError, match="no such file"):
+    assert isinstance(bad.value, InputFormatError)
+    with pytest.raises(FileNotFoundError, match="no such file") as missing:
         read_reviewed_alerts(tmp_path / "nope.geojson")
-    with pytest.raises(DetectionError, match=r"unknown format '\.shp'"):
+    assert isinstance(missing.value, InputNotFoundError)
+    with pytest.raises(ConfigError, match=r"unknown format '\.shp'") as unknown:
         write_labels(tmp_path / "l.shp", gpd.GeoDataFrame(geometry=[], crs="EPSG:4326"))
+    assert isinstance(unknown.value, ValueError)
+
+
+def test_bad_alerts_files_raise_the_error_of_their_cause(tmp_path: Path) -> None:
+    """A missing file, a file that is no vector data and one without site ids: three causes,
+    three classes, each also the builtin a caller who does not know minewatch would catch."""
+    with pytest.raises(FileNotFoundError, match="no such file") as missing:
+        read_alerts(tmp_path / "nope.geojson")
+    assert isinstance(missing.value, InputNotFoundError)
+    garbage = tmp_path / "garbage.geojson"
+    garbage.write_text("site_id;lon;lat\nmw-m-1;-57.5;-6.6\n")
+    with pytest.raises(OSError, match=r"garbage\.geojson: cannot read") as unreadable:
+        read_alerts(garbage)
+    assert isinstance(unreadable.value, InputReadError)
+    assert not isinstance(unreadable.value, FileNotFoundError)
+    nameless = tmp_path / "nameless.geojson"
+    nameless.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"area_ha": 1.0},
+        "geometry": {"type": "Point", "coordinates": [-57.5, -6.6]},
+    }]}))
+    with pytest.raises(ValueError, match="no 'site_id' column") as bad:
+        read_alerts(nameless)
+    assert isinstance(bad.value, InputFormatError) and isinstance(bad.value, DetectionError)
 
 
 def test_labels_to_geopackage(alerts: gpd.GeoDataFrame, tmp_path: Path) -> None:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from tiles.errors import SceneFormatError
-from tiles.radiometry import boa_add_offset, dn_to_reflectance, format_baseline, parse_baseline
+from tiles.radiometry import (
+    boa_add_offset,
+    dn_to_reflectance,
+    file_radiometry,
+    format_baseline,
+    parse_baseline,
+)
 
 
 @pytest.mark.parametrize(
@@ -71,3 +83,85 @@ def test_same_surface_two_baselines_same_reflectance() -> None:
 def test_dn_to_reflectance_rejects_bad_scale_offset(scale: float, offset: float) -> None:
     with pytest.raises(ValueError, match=r"must be a (positive|finite) number"):
         dn_to_reflectance(np.zeros(2, dtype=np.uint16), offset=offset, scale=scale)
+
+
+def _geotiff(
+    path: Path,
+    dtype: str,
+    *,
+    tags: dict[str, str] | None = None,
+    scales: tuple[float, float] | None = None,
+    offsets: tuple[float, float] | None = None,
+    nodata: float | None = None,
+) -> Path:
+    """A 2-band 4 x 4 GeoTIFF in UTM 21S with the radiometry a source would give it."""
+    profile = {
+        "driver": "GTiff", "width": 4, "height": 4, "count": 2, "dtype": dtype,
+        "crs": "EPSG:32721", "transform": Affine(10, 0, 600000, 0, -10, 9300000),
+        "nodata": nodata,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((2, 4, 4), 1500, dtype=dtype))
+        dst.update_tags(**(tags or {}))
+        if scales is not None:
+            dst.scales = scales
+        if offsets is not None:
+            dst.offsets = offsets
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kwargs", "offset", "scale", "nodata"),
+    [
+        ("float32", {"tags": {"BOA_ADD_OFFSET": "-1000"}}, 0.0, 1.0, None),
+        ("uint16", {"scales": (1e-4, 1e-4), "offsets": (-0.1, -0.1)}, -1000.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"REFLECTANCE_SCALE": "0.0001"}, "nodata": 0}, 0.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "03.00"}},
+         -1000.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"PROCESSING_BASELINE": "04.00"}}, -1000.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"PROCESSING_BASELINE": "03.01"}}, 0.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"PROCESSING_LEVEL": "L1C", "RADIO_ADD_OFFSET": "-1000"}},
+         -1000.0, 1e-4, 0.0),
+        ("uint16", {"tags": {"PROCESSING_LEVEL": "L1C", "PROCESSING_BASELINE": "N0500"}},
+         -1000.0, 1e-4, 0.0),
+    ],
+)
+def test_file_radiometry_rules(
+    tmp_path: Path,
+    dtype: str,
+    kwargs: dict[str, Any],
+    offset: float,
+    scale: float,
+    nodata: float | None,
+) -> None:
+    path = _geotiff(tmp_path / "s.tif", dtype, **kwargs)
+    with rasterio.open(path) as src:
+        rule = file_radiometry(src, [2, 1])
+    assert rule.offset == pytest.approx((offset, offset))
+    assert rule.scale == pytest.approx((scale, scale))
+    assert rule.nodata == nodata
+    # The rule and dn_to_reflectance agree: DN 1500 is 0.05 reflectance with the -1000 offset.
+    expected = max((1500 + offset) * scale, 0.0) if dtype == "uint16" else 1500.0
+    got = dn_to_reflectance(np.array([1500]), offset=rule.offset[0], scale=rule.scale[0])
+    assert got[0] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({}, "neither BOA_ADD_OFFSET, PROCESSING_BASELINE, REFLECTANCE_SCALE nor a GDAL"),
+        ({"PROCESSING_LEVEL": "L1C"}, "neither RADIO_ADD_OFFSET, PROCESSING_BASELINE"),
+        ({"BOA_ADD_OFFSET": "minus"}, "tag BOA_ADD_OFFSET='minus' is not a finite number"),
+        ({"PROCESSING_LEVEL": "L3"}, "tag PROCESSING_LEVEL='L3'; expected L2A"),
+        ({"PROCESSING_BASELINE": "x4"}, "processing baseline 'x4' is not understood"),
+    ],
+)
+def test_file_radiometry_refuses_an_unstated_offset(
+    tmp_path: Path, tags: dict[str, str], message: str
+) -> None:
+    path = _geotiff(tmp_path / "s.tif", "uint16", tags=tags)
+    with rasterio.open(path) as src, pytest.raises(SceneFormatError, match=re.escape(message)):
+        file_radiometry(src, [1, 2])
+    zero = _geotiff(tmp_path / "z.tif", "uint16", scales=(0.0, 1.0), offsets=(0.0, 0.0))
+    with rasterio.open(zero) as src, pytest.raises(SceneFormatError, match="GDAL scale of 0"):
+        file_radiometry(src, [1, 2])
