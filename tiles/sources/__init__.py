@@ -7,17 +7,14 @@ Process APIs). A new source is a room here (``_x.py``) with a class of the `Sour
 opened by `open_source`; the modules inside are private.
 """
 
-from tiles.sources._local import list_scenes, read_scene, scene_footprint_intersects
-from tiles.sources._local_format import (
-    SCENE_JSON,
+from tiles.radiometry import (  # the tags a local scene states its radiometry with
     TAG_BOA_ADD_OFFSET,
-    TAG_DATETIME,
     TAG_PROCESSING_BASELINE,
     TAG_PROCESSING_LEVEL,
     TAG_RADIO_ADD_OFFSET,
-    TIFF_SUFFIXES,
-    UNKNOWN_BASELINE,
 )
+from tiles.sources._local import list_scenes, read_scene, scene_footprint_intersects
+from tiles.sources._local_format import SCENE_JSON, TAG_DATETIME, TIFF_SUFFIXES, UNKNOWN_BASELINE
 from tiles.sources._sentinelhub import (
     ACQUISITION_TOLERANCE,
     CLM_TO_SCL,

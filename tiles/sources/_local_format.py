@@ -31,7 +31,14 @@ from tiles.errors import (
     SceneFormatError,
     SceneNotFoundError,
 )
-from tiles.radiometry import L2A_SCALE, add_offset
+from tiles.radiometry import (
+    L2A_SCALE,
+    TAG_BOA_ADD_OFFSET,
+    TAG_PROCESSING_BASELINE,
+    TAG_PROCESSING_LEVEL,
+    TAG_RADIO_ADD_OFFSET,
+    add_offset,
+)
 from tiles.radiometry import format_baseline as _format_baseline
 from tiles.scene import SceneInfo
 
@@ -39,14 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Dataset tag holding the acquisition time (ISO 8601).
 TAG_DATETIME = "ACQUISITION_DATETIME"
-#: Dataset tag holding the DN offset of integer files (e.g. ``-1000``).
-TAG_BOA_ADD_OFFSET = "BOA_ADD_OFFSET"
-#: Dataset tag holding the processing baseline (e.g. ``04.00``).
-TAG_PROCESSING_BASELINE = "PROCESSING_BASELINE"
-#: Dataset tag holding the processing level (``L2A``, the default, or ``L1C``).
-TAG_PROCESSING_LEVEL = "PROCESSING_LEVEL"
-#: Dataset tag holding the DN offset of integer L1C files (e.g. ``-1000``).
-TAG_RADIO_ADD_OFFSET = "RADIO_ADD_OFFSET"
 #: The metadata file of a per-band scene folder.
 SCENE_JSON = "scene.json"
 #: ``SceneInfo.processing_baseline`` of a scene that does not state its baseline.
