@@ -1,7 +1,9 @@
 """``minewatch predict``: scene GeoTIFFs -> per-class probability COGs + site polygons, merged.
 
-Exported as :data:`predict` for ``minewatch.cli`` to register. Errors become one line (exit 1)
-via :class:`click.ClickException`.
+The command parses its flags into a `detection.runs.SitesConfig` and `PredictOptions`, calls
+`detection.runs.predict_scenes` (the whole-scene batch) and prints its result. Exported as
+:data:`predict` for ``minewatch.cli`` to register. Errors become one line (exit 1; flags that
+contradict each other: exit 2) via :class:`click.ClickException`.
 """
 
 from __future__ import annotations
