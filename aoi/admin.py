@@ -13,13 +13,12 @@ import logging
 from pathlib import Path
 
 import geopandas as gpd
-import pyogrio
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
 from aoi.config import resolve_path
-from aoi.errors import AOIError, AOINotFoundError
+from aoi.configfile import StrictConfig
 from aoi.geometry import WGS84
-from aoi.layers import _as_text, _choose_layer, _require_field
+from aoi.layers import _as_text, _open_layer, _require_field
 from aoi.titles import read_layer, wgs84_geometries
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 ADMIN_COLUMNS: tuple[str, ...] = ("municipality", "state", "geometry")
 
 
-class AdminConfig(BaseModel, extra="forbid", frozen=True):
+class AdminConfig(StrictConfig):
     """Where the municipal boundary layer is and which fields name the municipality and state.
 
     Attributes:
@@ -65,16 +64,7 @@ def load_admin(
         AOIGeometryError: an empty or impossible geometry, or no CRS outside GeoJSON.
         AOIError: the file cannot be read.
     """
-    try:
-        path = resolve_path(config.layer)
-    except ValueError as exc:
-        raise AOINotFoundError(str(exc)) from exc
-    layer = _choose_layer(path, config.layer_name)
-    try:
-        info = pyogrio.read_info(path, layer=layer)
-    except Exception as exc:
-        raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
-    fields = [str(f) for f in info["fields"]]
+    path, layer, info, fields = _open_layer(lambda: resolve_path(config.layer), config.layer_name)
     names = {
         column: _require_field(
             name, fields, path=path, layer=layer, setting=f"admin.{column}_field"

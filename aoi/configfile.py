@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class StrictConfig(BaseModel):
+    """The base of every config section of the project: an unknown key is an error (a typo must
+    not fall back silently to a default) and a loaded config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def resolve_path(value: str | Path, *, base: Path) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,23 @@ def list_layers(path: Path | str) -> list[str]:
 def _is_virtual(path: Path) -> bool:
     text = str(path)
     return text.startswith("/vsi") or "://" in text
+
+
+def _open_layer(
+    resolve: Callable[[], Path], layer: str | None
+) -> tuple[Path, str, dict[str, Any], list[str]]:
+    """The file (``resolve()``; its ValueError means not found), the chosen layer, its
+    ``pyogrio`` info and its field names."""
+    try:
+        path = resolve()
+    except ValueError as exc:
+        raise AOINotFoundError(str(exc)) from exc
+    layer = _choose_layer(path, layer)
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except Exception as exc:
+        raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
+    return path, layer, info, [str(f) for f in info["fields"]]
 
 
 def _choose_layer(path: Path, layer: str | None) -> str:
@@ -406,16 +423,7 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
         AOIError: the file cannot be read, the layer is ambiguous, the filter matches nothing,
             an id is missing, or an id names two different AOIs.
     """
-    try:
-        path = config.resolved_path()
-    except ValueError as exc:
-        raise AOINotFoundError(str(exc)) from exc
-    layer = _choose_layer(path, config.layer)
-    try:
-        info = pyogrio.read_info(path, layer=layer)
-    except Exception as exc:
-        raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
-    fields = [str(f) for f in info["fields"]]
+    path, layer, info, fields = _open_layer(config.resolved_path, config.layer)
     if info.get("features") == 0:  # before the fields: an empty GeoJSON layer has none
         raise AOIError(
             f"{path}: layer {layer!r} has no features; expected at least one AOI polygon"

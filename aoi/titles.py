@@ -24,18 +24,19 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 import pyproj
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 from shapely.geometry.base import BaseGeometry
 
 from aoi.config import resolve_path
-from aoi.errors import AOIError, AOIFieldError, AOIGeometryError, AOINotFoundError
+from aoi.configfile import StrictConfig
+from aoi.errors import AOIError, AOIFieldError, AOIGeometryError
 from aoi.geometry import WGS84
 from aoi.layers import (
     _GEOJSON_DRIVERS,
-    _choose_layer,
     _clean_geometry,
     _find_field,
     _finish_geometry,
+    _open_layer,
     _read,
     _values,
 )
@@ -107,7 +108,7 @@ TITLE_CONVENTIONS: tuple[TitleConvention, ...] = (
 """Built-in title conventions, in the order ``auto`` tries them."""
 
 
-class TitlesConfig(BaseModel, extra="forbid", frozen=True):
+class TitlesConfig(StrictConfig):
     """Where a mining-title layer is and how to read it (the ``legal.titles`` section).
 
     Attributes:
@@ -290,16 +291,7 @@ def load_titles(
         AOIGeometryError: an empty or impossible geometry, or no CRS outside GeoJSON.
         AOIError: the file cannot be read, a title has no id or phase, or a date is malformed.
     """
-    try:
-        path = resolve_path(config.path)
-    except ValueError as exc:
-        raise AOINotFoundError(str(exc)) from exc
-    layer = _choose_layer(path, config.layer)
-    try:
-        info = pyogrio.read_info(path, layer=layer)
-    except Exception as exc:
-        raise AOIError(f"{path}: layer {layer!r}: {exc}") from exc
-    fields = [str(f) for f in info["fields"]]
+    path, layer, info, fields = _open_layer(lambda: resolve_path(config.path), config.layer)
     convention, resolved = _resolve_fields(config, fields, path=path, layer=layer)
     columns = sorted({f for f in resolved.values() if f is not None})
     frame = read_layer(path, layer, columns, config.where, fields, bbox=bbox, crs=info["crs"])

@@ -4,7 +4,7 @@ Writes per-band COGs the size of a real Sentinel-2 L2A tile (10980 x 10980 px at
 B03, B04, B08; 5490 x 5490 at 20 m for B11, B12, SCL; DEFLATE, 1024 px blocks, overviews: as Earth
 Search serves them), one STAC item pointing at them, serves them with Range support on loopback
 (the RangeHTTPServer handler, counting the bytes it sends), and reads every 1024 px chip of the
-processing grid that meets an AOI covering part of the tile through `tiles.stac.StacSource`.
+processing grid that meets an AOI covering part of the tile through `tiles.sources.StacSource`.
 
 Reports MB read over HTTP vs MB of the full files, requests, seconds, and the same for a rerun
 (served from the window cache). Usage::
@@ -34,7 +34,7 @@ from tests.tiles.servers import RangeServer  # noqa: E402
 from tiles.cog import write_cog  # noqa: E402
 from tiles.config import StacSourceConfig  # noqa: E402
 from tiles.http import RetryPolicy  # noqa: E402
-from tiles.stac import StacSource, item_to_scene_info  # noqa: E402
+from tiles.sources import StacSource, item_to_scene_info  # noqa: E402
 
 CRS_UTM = CRS.from_epsg(32721)
 ORIGIN = (399960.0, 9300040.0)

@@ -195,6 +195,7 @@ def evidence_pack(
     'minewatch alerts verify PACK'.
     """
     from detection.alerts import pack_summary, write_evidence_packs
+    from detection.runs import RunStore
 
     if all_sites == bool(site_ids):
         raise click.UsageError("name the sites (SITE_ID...) or pass --all, not both")
@@ -203,6 +204,7 @@ def evidence_pack(
         out_dir,
         None if all_sites else list(site_ids),
         target,
+        store=RunStore.open_existing(out_dir),
         as_zip=as_zip,
         signing_key=signing_key,
         overwrite=overwrite,

@@ -171,7 +171,7 @@ class _Job:
 
     def pairs(self, scenes: list[Any]) -> list[tuple[Any, Any]]:
         """``(chip, scene)`` for every scene over a chip or its halo (what a scan reads)."""
-        from tiles.local import scene_footprint_intersects
+        from tiles.sources import scene_footprint_intersects
 
         return [
             (c, s)

@@ -8,7 +8,8 @@ channels B01 B02 B03 B04 B05 B06 B07 B8A B08 B09 B10 B11 B12 (the 12-band models
 This module
 
 * reads such a Keras ``.h5`` with h5py alone (architecture from its ``model_config``, weights
-  from ``model_weights``; no TensorFlow) and rebuilds it as a PyTorch module,
+  from ``model_weights``; no TensorFlow; :mod:`models._amw_keras`) and rebuilds it as a
+  PyTorch module,
   :class:`AmwNet`: ``Conv2D``, ``MaxPooling2D``, ``Flatten``, ``Dense``, ``Dropout`` (the
   layers AMW's CNNs use; anything else is refused by name), in a ``Sequential`` or a
   functional ensemble of ``Sequential`` members joined by ``Concatenate``/``Average`` (scored
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ except ImportError:  # the CPU install: the converter and the classifiers need t
                  "pip install 'minewatch[torch]'")
     raise
 
+from models._amw_keras import published_metrics, read_keras_model
 from models.checkpoint import Checkpoint, CheckpointMetadata, load_checkpoint, save_checkpoint
 from models.detector import ModelInfo, Prediction
 from models.errors import BandMismatchError, CheckpointError, ModelError
@@ -74,10 +74,10 @@ ATTRIBUTION = (
     "Copyright (c) 2022 Earth Genome; converted to PyTorch by minewatch"
 )
 
-_ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh")
-
 
 # ------------------------------------------------------------------------------ the network
+
+
 class _ChannelsLastFlatten(nn.Module):
     """Keras ``Flatten`` of channels-last data: ``(N, C, H, W)`` flattened as ``(N, H, W, C)``."""
 
@@ -90,7 +90,7 @@ def _activation(name: str) -> nn.Module:
 
 
 def _member(spec: Sequence[Mapping[str, Any]]) -> nn.Sequential:
-    """One Keras ``Sequential`` from its layer list (see :func:`keras_layer_spec`)."""
+    """One Keras ``Sequential`` from its layer list (the specs of :mod:`models._amw_keras`)."""
     layers: list[nn.Module] = []
     for s in spec:
         kind = s["type"]
@@ -158,104 +158,6 @@ def build_amw_network(checkpoint: Checkpoint) -> AmwNet:
 
 
 # ------------------------------------------------------------------------------ conversion
-def keras_layer_spec(
-    layer: Mapping[str, Any], channels: int, rank: int
-) -> tuple[dict[str, Any] | None, int, int]:
-    """One Keras layer config as a layer spec, given the incoming channels/features and rank.
-
-    Returns:
-        ``(spec or None for layers without effect at inference, out channels, out rank)``.
-
-    Raises:
-        CheckpointError: a layer type or option this converter does not support (named).
-    """
-    kind, cfg = layer["class_name"], layer["config"]
-    name = cfg.get("name", "?")
-
-    def unsupported(what: str) -> CheckpointError:
-        return CheckpointError(
-            f"Keras layer {name!r} ({kind}): {what} is not supported by the AMW converter "
-            "(it supports Conv2D, MaxPooling2D, Flatten, Dense and Dropout: the layers of AMW's "
-            "CNNs)"
-        )
-
-    act = cfg.get("activation", "linear")
-    if kind in ("Conv2D", "Dense") and act not in _ACTIVATIONS:
-        raise unsupported(f"activation {act!r}")
-    if cfg.get("data_format", "channels_last") != "channels_last":
-        raise unsupported(f"data_format {cfg.get('data_format')!r}")
-    if kind == "InputLayer":
-        return None, channels, rank
-    if kind == "Conv2D":
-        k = list(cfg["kernel_size"])
-        if list(cfg.get("strides", [1, 1])) != [1, 1] or list(cfg.get("dilation_rate", [1, 1])) != [
-            1,
-            1,
-        ] or cfg.get("groups", 1) != 1:
-            raise unsupported("strides, dilation or groups other than 1")
-        if cfg["padding"] not in ("same", "valid") or (
-            cfg["padding"] == "same" and any(x % 2 == 0 for x in k)
-        ):
-            raise unsupported(f"padding {cfg['padding']!r} with kernel {k}")
-        if not cfg.get("use_bias", True):
-            raise unsupported("use_bias false")
-        spec = {"type": "conv2d", "name": name, "in": channels, "out": cfg["filters"],
-                "kernel": k, "padding": cfg["padding"], "activation": act}
-        return spec, int(cfg["filters"]), 4
-    if kind == "MaxPooling2D":
-        if cfg.get("padding", "valid") != "valid":
-            raise unsupported(f"padding {cfg.get('padding')!r}")
-        pool = list(cfg["pool_size"])
-        strides = list(cfg.get("strides") or pool)
-        return {"type": "maxpool", "name": name, "pool": pool, "strides": strides}, channels, 4
-    if kind == "Flatten":
-        return {"type": "flatten", "name": name}, -1, 2
-    if kind == "Dropout":
-        return None, channels, rank
-    if kind == "Dense":
-        if rank != 2:
-            raise unsupported("a Dense on a 4-D tensor (without Flatten)")
-        if not cfg.get("use_bias", True):
-            raise unsupported("use_bias false")
-        spec = {"type": "dense", "name": name, "in": channels, "out": cfg["units"],
-                "activation": act}
-        return spec, int(cfg["units"]), 2
-    raise unsupported("this layer type")
-
-
-def _member_specs(
-    layers: Sequence[Mapping[str, Any]], channels: int
-) -> list[dict[str, Any]]:
-    specs: list[dict[str, Any]] = []
-    rank, feats = 4, channels
-    hw: list[int] | None = None
-    for layer in layers:
-        if layer["class_name"] == "InputLayer":
-            shape = layer["config"].get("batch_input_shape") or layer["config"].get("batch_shape")
-            hw = [int(shape[1]), int(shape[2])]
-            continue
-        if layer["class_name"] == "Flatten" and hw is not None:
-            spec, _, rank = keras_layer_spec(layer, feats, rank)
-            feats = feats * hw[0] * hw[1]
-            assert spec is not None
-            specs.append(spec)
-            continue
-        spec, feats, rank = keras_layer_spec(layer, feats, rank)
-        if spec is not None and spec["type"] == "maxpool" and hw is not None:
-            hw = [(hw[i] - spec["pool"][i]) // spec["strides"][i] + 1 for i in range(2)]
-        if spec is not None:
-            specs.append(spec)
-    return specs
-
-
-def _input_shape(cfg: Mapping[str, Any]) -> list[int]:
-    for layer in cfg["layers"]:
-        if layer["class_name"] == "InputLayer":
-            c = layer["config"]
-            shape = c.get("batch_input_shape") or c.get("batch_shape")
-            return [int(x) for x in shape[1:]]
-    shape = cfg.get("build_input_shape") or cfg["layers"][0]["config"].get("batch_input_shape")
-    return [int(x) for x in shape[1:]]
 
 
 def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
@@ -270,54 +172,9 @@ def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
         CheckpointError: the file is missing, not a Keras h5 model, or uses a layer this
             converter does not support.
     """
-    try:
-        import h5py
-    except ImportError as exc:  # pragma: no cover - h5py is in the 'amw' extra
-        raise CheckpointError(
-            "converting a Keras .h5 needs h5py: pip install 'minewatch[amw]' (or h5py)"
-        ) from exc
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: Keras file not found")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(f"{path}: not an HDF5 file ({exc})") from exc
-    with h5:
-        raw = h5.attrs.get("model_config")
-        if raw is None or "model_weights" not in h5:
-            raise CheckpointError(
-                f"{path}: no 'model_config'/'model_weights'; expected a Keras model saved with "
-                "model.save('x.h5') (architecture and weights)"
-            )
-        config = json.loads(raw if isinstance(raw, str) else raw.decode())
-        keras_version = h5.attrs.get("keras_version", "")
-        kind, cfg = config["class_name"], config["config"]
-        shape = _input_shape(cfg)
-        if kind == "Sequential":
-            members = [(cfg.get("name", "model"), cfg["layers"])]
-            groups = [h5["model_weights"]]
-            combine = "single"
-        elif kind in ("Functional", "Model"):
-            subs = [layer for layer in cfg["layers"] if layer["class_name"] == "Sequential"]
-            others = {
-                layer["class_name"]
-                for layer in cfg["layers"]
-                if layer["class_name"] not in ("Sequential", "InputLayer")
-            }
-            if not subs or not others <= {"Concatenate", "Average"} or len(others) != 1:
-                raise CheckpointError(
-                    f"{path}: functional model of {sorted(others | {'Sequential'})} layers; the "
-                    "AMW converter supports an ensemble of Sequential members joined by one "
-                    "Concatenate or Average"
-                )
-            members = [(s["config"]["name"], s["config"]["layers"]) for s in subs]
-            groups = [h5["model_weights"][s["config"]["name"]] for s in subs]
-            combine = "mean"
-        else:
-            raise CheckpointError(f"{path}: Keras model class {kind!r} is not supported")
-        specs = [_member_specs(layers, shape[-1]) for _, layers in members]
-        weights = [_weights_of(g, path) for g in groups]
+    model = read_keras_model(path)
+    specs, weights = model.members, model.weights
     net = AmwNet(specs)
     state: dict[str, torch.Tensor] = {}
     for m, (spec_list, w) in enumerate(zip(specs, weights, strict=True)):
@@ -343,48 +200,12 @@ def read_keras_h5(path: str | Path) -> tuple[AmwNet, dict[str, Any]]:
         raise CheckpointError(f"{path}: weights do not fit the architecture ({exc})") from exc
     info = {
         "members": specs,
-        "member_names": [n for n, _ in members],
-        "input_shape": shape,
-        "combine": combine,
-        "keras_version": str(keras_version),
+        "member_names": model.member_names,
+        "input_shape": model.input_shape,
+        "combine": model.combine,
+        "keras_version": model.keras_version,
     }
     return net.eval(), info
-
-
-def _weights_of(group: Any, path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer: {kernel|bias: array}}`` of a Keras weights group (and its subgroups)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    names: list[str] = []
-    if "weight_names" in group.attrs:
-        raw = group.attrs["weight_names"]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
-        for n in names:
-            layer, param = n.split("/")[-2], n.split("/")[-1].split(":")[0]
-            out.setdefault(layer, {})[param] = np.asarray(group[n], dtype=np.float32)
-    for key in group:
-        sub = group[key]
-        if hasattr(sub, "attrs") and "weight_names" in sub.attrs and hasattr(sub, "keys"):
-            for layer, params in _weights_of(sub, path).items():
-                out.setdefault(layer, {}).update(params)
-    return out
-
-
-def _published_metrics(path: Path | None) -> dict[str, Any]:
-    """AMW's ``_config-t0.5.txt`` figures: average precisions and the report at 0.5."""
-    if path is None:
-        return {}
-    text = path.read_text(encoding="utf-8")
-    out: dict[str, Any] = {"source": path.name}
-    m = re.search(r"Training dataset:\s*(\S+?)(?=Avg precisions|\s|$)", text)
-    if m:
-        out["training_dataset"] = m.group(1)
-    m = re.search(r"Avg precisions:\s*(\{[^}]*\})", text)
-    if m:
-        out["average_precision"] = json.loads(m.group(1).replace("'", '"'))
-    m = re.search(r"Classification Reports at 0\.5\s*(\{.*\})\s*$", text, re.S)
-    if m:
-        out["classification_report_at_0.5"] = json.loads(m.group(1))
-    return out
 
 
 def convert_h5(
@@ -428,7 +249,7 @@ def convert_h5(
         parts = stem.split("_")
         name = "amw-" + "-".join(parts[:2]).lower() if len(parts) > 1 else f"amw-{stem}"
     digest = hashlib.sha256(h5_path.read_bytes()).hexdigest()
-    metrics = _published_metrics(Path(metrics_file) if metrics_file else None)
+    metrics = published_metrics(Path(metrics_file) if metrics_file else None)
     meta = CheckpointMetadata(
         name=name,
         version=version,
@@ -469,6 +290,8 @@ def convert_h5(
 
 
 # ------------------------------------------------------------------------------ the detector
+
+
 def window_starts(size: int, window: int, step: int) -> list[int]:
     if size <= window:
         return [0]

@@ -361,7 +361,7 @@ AMW_V421_MODEL = ShippedModel(
 )
 
 #: Amazon Mining Watch's 2024 production ensemble (six 12-band L1C CNNs, no B10), converted.
-#: The default of ``detector: {kind: amw}``: the imagery sources do not read B10 yet.
+#: The default of ``detector: {kind: amw}``: it needs no B10 (cirrus), which L2A scenes lack.
 AMW_MODEL = ShippedModel(
     name="amw-48px-v3.2-3.7ensemble",
     filename="amw-48px-v3.2-3.7ensemble.pt",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import shapely.geometry
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINEWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -28,3 +31,12 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+def write_aoi(path: Path, geometry: Any, *, aoi_id: str = "box-1", name: str = "Test reserve"
+              ) -> Path:
+    """Write a one-feature AOI GeoJSON (``id`` and ``name`` properties) of a lon/lat geometry."""
+    feature = {"type": "Feature", "properties": {"id": aoi_id, "name": name},
+               "geometry": shapely.geometry.mapping(geometry)}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    return path

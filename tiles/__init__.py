@@ -1,7 +1,9 @@
 """tiles: imagery sources, radiometry, cloud masks, composites, the cache, the synthetic world.
 
-The public API of the remote sources (DESIGN.md section 3) is re-exported here; the other
-modules are imported by name (``tiles.local``, ``tiles.composite``, ...).
+The sources' interface (DESIGN.md section 3) and the remote sources' settings are re-exported
+here; two wings are packages with their own face, ``tiles.sources`` (local, synthetic, STAC,
+Sentinel Hub) and ``tiles.synthetic`` (the synthetic world); the other modules are imported by
+name (``tiles.composite``, ``tiles.radiometry``, ...).
 """
 
 from tiles.cache import WindowCache, fetch_file

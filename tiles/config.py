@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from aoi.configfile import StrictConfig
 from tiles.bands import BANDS, DEFAULT_MASKED_SCL, SCL
 from tiles.http import CircuitBreaker, RetryPolicy
 from tiles.periods import Period, periods_between
@@ -18,18 +19,14 @@ from tiles.synthetic import WorldSpec
 log = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LocalSourceConfig(_Strict):
+class LocalSourceConfig(StrictConfig):
     """A folder of scenes in the ``local`` format (DESIGN.md section 3)."""
 
     kind: Literal["local"] = "local"
     path: Path
 
 
-class SyntheticSourceConfig(_Strict):
+class SyntheticSourceConfig(StrictConfig):
     """The synthetic world, generated on first use into ``path`` (default: ``<output>/world``)."""
 
     kind: Literal["synthetic"] = "synthetic"
@@ -37,7 +34,7 @@ class SyntheticSourceConfig(_Strict):
     path: Path | None = None
 
 
-class HttpConfig(_Strict):
+class HttpConfig(StrictConfig):
     """Timeouts and retries of a remote source (see `tiles.http`)."""
 
     max_tries: int = Field(default=5, ge=1, le=20)
@@ -68,7 +65,7 @@ EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 PLANETARY_COMPUTER_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 
 
-class StacSourceConfig(_Strict):
+class StacSourceConfig(StrictConfig):
     """Sentinel-2 L2A (or L1C) COGs found through a STAC API (Earth Search v1 by default).
 
     ``collection: sentinel-2-l1c`` reads Level-1C (top of atmosphere, 13 bands with B10, no SCL);
@@ -120,7 +117,7 @@ SENTINELHUB_ENDPOINTS: dict[str, tuple[str, str]] = {
 }
 
 
-class SentinelHubSourceConfig(_Strict):
+class SentinelHubSourceConfig(StrictConfig):
     """Sentinel-2 L2A (or L1C: ``collection: sentinel-2-l1c``) through the Sentinel Hub Catalog
     and Process APIs, on the commercial
     service (``endpoint: commercial``) or the Copernicus Data Space (``endpoint: cdse``);
@@ -156,7 +153,7 @@ SourceConfig = Annotated[
 ]
 
 
-class PeriodSpec(_Strict):
+class PeriodSpec(StrictConfig):
     start: dt.date
     end: dt.date
     label: str | None = None
@@ -187,7 +184,7 @@ def _period_start_back(day: dt.date, *, kind: str, back: int) -> dt.date:
     raise ValueError(f"period kind {kind!r}: expected {_PERIOD_KINDS}")
 
 
-class PeriodsConfig(_Strict):
+class PeriodsConfig(StrictConfig):
     """The periods a scan compares.
 
     - ``kind`` ``quarter`` (default), ``month`` or ``year`` with ``start`` and ``end``: every
@@ -305,7 +302,7 @@ class PeriodsConfig(_Strict):
         return periods_between(self.start, end, kind=self.kind)
 
 
-class CompositeConfig(_Strict):
+class CompositeConfig(StrictConfig):
     """How a period's clear observations become one composite per chip.
 
     ``cloud_mask`` decides how clouds and shadows are found (`tiles.clouds`): ``scl`` the L2A

@@ -19,10 +19,6 @@ class MissingBandError(SceneFormatError):
     """A band the caller needs is not in the scene."""
 
 
-class BaselineMixError(TileError, ValueError):
-    """Scenes of different processing baselines were mixed without harmonising them."""
-
-
 class LevelMixError(TileError, ValueError):
     """Scenes of different processing levels (L1C top of atmosphere, L2A surface reflectance)
     were mixed in one scan or composite."""
@@ -31,10 +27,6 @@ class LevelMixError(TileError, ValueError):
 class CloudDetectorMissingError(TileError, ImportError):
     """A scene needs the cloud and shadow detector (it has no SCL, or the config asks for the
     detector) but the detector's package cannot be imported."""
-
-
-class NoValidPixelsError(TileError, ValueError):
-    """A scene or window holds no valid pixel."""
 
 
 class CloudyPeriodWarning(UserWarning):

@@ -11,10 +11,12 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from aoi.configfile import load_config_file
+from aoi.configfile import StrictConfig, load_config_file
+from models.detector import ALERT_CLASSES
 from models.registry import DEFAULT_BANDS
+from models.site_rule import SiteRule
 from tiles.bands import DEFAULT_MASKED_SCL, check_band_names
 from tiles.synthetic import WorldSpec
 from training.errors import TrainConfigError
@@ -34,11 +36,7 @@ def _test_split() -> list[Split]:
     return ["test"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictConfig):
     """Which network to train."""
 
     name: str = "minewatch-unet"
@@ -55,7 +53,7 @@ class ModelConfig(_Strict):
     channels it lacks start at zero weight."""
 
 
-class CompositeOptions(_Strict):
+class CompositeOptions(StrictConfig):
     """How scenes become period composites (as a scan does it)."""
 
     method: Literal["median", "best"] = "median"
@@ -63,7 +61,7 @@ class CompositeOptions(_Strict):
     dilation_px: int = Field(default=1, ge=0)
 
 
-class RegionSplit(_Strict):
+class RegionSplit(StrictConfig):
     """Which regions go to validation and test: explicit names, or shares of the regions."""
 
     val: list[str] | float = 0.15
@@ -71,7 +69,7 @@ class RegionSplit(_Strict):
     seed: int = 0
 
 
-class SyntheticRegion(_Strict):
+class SyntheticRegion(StrictConfig):
     """One synthetic world: a region of its own."""
 
     name: str | None = None
@@ -84,7 +82,7 @@ class SyntheticRegion(_Strict):
         return self.name or f"seed-{self.world.seed}"
 
 
-class SyntheticData(_Strict):
+class SyntheticData(StrictConfig):
     """Labelled data form (c): synthetic worlds, generated on first use into ``workdir``."""
 
     kind: Literal["synthetic"]
@@ -92,14 +90,14 @@ class SyntheticData(_Strict):
     regions: list[SyntheticRegion]
 
 
-class ChipsData(_Strict):
+class ChipsData(StrictConfig):
     """Labelled data form (a): a chip folder of image + mask GeoTIFF pairs (``chips.csv``)."""
 
     kind: Literal["chips"]
     folder: Path
 
 
-class ScenesData(_Strict):
+class ScenesData(StrictConfig):
     """Labelled data form (b): scenes of a local folder plus label polygons."""
 
     kind: Literal["scenes"]
@@ -123,7 +121,7 @@ class ScenesData(_Strict):
 DataConfig = Annotated[ChipsData | ScenesData | SyntheticData, Field(discriminator="kind")]
 
 
-class PatchSplit(_Strict):
+class PatchSplit(StrictConfig):
     """Splits of patch-labelled chips: whole sets or whole regions, never single chips
     (neighbouring chips leak). Named sets/regions, or shares of them drawn with ``seed``."""
 
@@ -133,7 +131,7 @@ class PatchSplit(_Strict):
     seed: int = 0
 
 
-class GalleryData(_Strict):
+class GalleryData(StrictConfig):
     """Patch-labelled form (d): a folder of chip mosaics (Amazon Mining Watch's galleries;
     :func:`training.patches.read_gallery`)."""
 
@@ -151,7 +149,7 @@ class GalleryData(_Strict):
     """None: every chip (evaluation); training needs one."""
 
 
-class ChipCsvData(_Strict):
+class ChipCsvData(StrictConfig):
     """Patch-labelled form (e): chip files (PNG/GeoTIFF) listed in ``labels.csv``
     (:func:`training.patches.read_chip_csv`)."""
 
@@ -169,7 +167,7 @@ class ChipCsvData(_Strict):
 PatchData = Annotated[GalleryData | ChipCsvData, Field(discriminator="kind")]
 
 
-class PatchTraining(_Strict):
+class PatchTraining(StrictConfig):
     """Patch-labelled real chips in training: a multiple-instance loss beside the pixel loss."""
 
     data: PatchData
@@ -186,7 +184,7 @@ class PatchTraining(_Strict):
     """Spread of the top-of-atmosphere -> surface offsets in augmentation (reflectance)."""
 
 
-class SamplingConfig(_Strict):
+class SamplingConfig(StrictConfig):
     patch_size_px: int = Field(default=128, ge=16)
     patches_per_epoch: int = Field(default=1024, ge=1)
     positive_share: float = Field(default=0.5, ge=0, le=1)
@@ -197,7 +195,7 @@ class SamplingConfig(_Strict):
     """Stride of the grid windows of validation (default: the patch size)."""
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictConfig):
     flips: bool = True
     rot90: bool = True
     gain_sigma: float = Field(default=0.06, ge=0)
@@ -212,7 +210,7 @@ class AugmentConfig(_Strict):
     """Std of the log of a random contrast around each real chip's band means."""
 
 
-class OptimConfig(_Strict):
+class OptimConfig(StrictConfig):
     epochs: int = Field(default=20, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
     """Optimiser steps per epoch (default: one pass over the pixel patches, else the chips)."""
@@ -226,18 +224,18 @@ class OptimConfig(_Strict):
     """Keep (and validate) an exponential moving average of the weights; 0 = off."""
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictConfig):
     kind: Literal["dice_ce", "dice_focal"] = "dice_ce"
     class_weights: list[float] = Field(default_factory=lambda: [1.0, 2.0, 2.0])
     dice_weight: float = Field(default=1.0, ge=0)
     focal_gamma: float = Field(default=2.0, ge=0)
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictConfig):
     folder: Path = Path("minewatch-train")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictConfig):
     """Everything ``minewatch train`` needs."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -291,8 +289,29 @@ class TrainConfig(_Strict):
         return self
 
 
-class EvaluateConfig(_Strict):
+class EvaluateConfig(StrictConfig):
     """Everything ``minewatch evaluate`` needs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, raw: Any) -> Any:
+        """``probability_threshold`` and ``min_site_area_ha`` (before the ``sites`` rule) are
+        read as ``sites.thresholds`` (every class) and ``sites.min_area_ha``, with a warning."""
+        if not isinstance(raw, dict):
+            return raw
+        moved = {k: raw[k] for k in ("probability_threshold", "min_site_area_ha") if k in raw}
+        if not moved:
+            return raw
+        raw = {k: v for k, v in raw.items() if k not in moved}
+        sites = dict(raw.get("sites") or {})
+        for key, value in moved.items():
+            new = "thresholds" if key == "probability_threshold" else "min_area_ha"
+            if new in sites:
+                raise ValueError(f"{key} and sites.{new} are both set; keep sites.{new} only")
+            sites[new] = dict.fromkeys(ALERT_CLASSES, value) if new == "thresholds" else value
+            log.warning("config: %s is deprecated; it is read as sites.%s", key, new)
+        raw["sites"] = sites
+        return raw
 
     checkpoint: Path | None = None
     """The checkpoint to evaluate (default: the shipped model)."""
@@ -304,10 +323,10 @@ class EvaluateConfig(_Strict):
     ]
     splits: list[Split] = Field(default_factory=_test_split)
     composite: CompositeOptions = Field(default_factory=CompositeOptions)
-    probability_threshold: float = Field(default=0.5, gt=0, lt=1)
-    """Pixel data: the probability a pixel is called a class at. Patch data uses each
-    checkpoint's stored threshold."""
-    min_site_area_ha: float = Field(default=0.5, ge=0)
+    sites: SiteRule = Field(default_factory=SiteRule)
+    """Pixel data: the rule from probabilities to sites a scan uses (its ``sites`` section:
+    thresholds, else the checkpoint's; hysteresis, opening/closing, minimum mapping unit).
+    Patch data uses each checkpoint's stored threshold."""
     baseline: bool = True
     """Also evaluate the spectral-index detector on the same data."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -30,8 +30,8 @@ from aoi.grid import GridCell
 from models.registry import NETWORK_CLASSES
 from tiles.clouds import bands_to_read
 from tiles.composite import composite_period
-from tiles.local import list_scenes, read_scene
 from tiles.periods import Period
+from tiles.sources import list_scenes, read_scene
 from tiles.synthetic import TruthClass, WorldSpec, generate_world, parse_quarter
 from training.config import (
     ChipsData,

@@ -2,11 +2,13 @@
 
 Per-class pixel precision, recall, F1 and IoU and site-level recall and precision, overall and
 per region, for a checkpoint (and, as the baseline, the spectral-index detector) on labelled
-images. A pixel is called ``mining`` or ``deforestation`` when that class's probability reaches
-``probability_threshold`` (the higher wins), as a scan decides. Pixels the composite did not
-observe are not scored (a scan cannot see them either). Sites are the connected patches
-(8-connected) of at least ``min_site_area_ha`` in the truth and in the prediction; a predicted
-site is correct when it shares area with a truth site of its class.
+images. A pixel is called ``mining`` or ``deforestation`` under the rule a scan and ``minewatch
+predict`` use (:mod:`models.site_rule`, the config's ``sites`` section: the checkpoint's
+thresholds unless set, hysteresis, opening and closing, the minimum mapping unit; where both
+classes are called, the more probable wins). Pixels the composite did not observe are not scored
+(a scan cannot see them either). Sites are the connected patches (8-connected) of at least
+``sites.min_area_ha`` in the truth and in the prediction; a predicted site is correct when it
+shares area with a truth site of its class.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from rasterio.features import shapes
 from scipy import ndimage
 from shapely.geometry import shape
 
+from models.checkpoint import Checkpoint
 from models.detector import ALERT_CLASSES, Detector
 from models.indices import IndexDetector
 from models.network import load_network_detector
 from models.registry import NETWORK_CLASSES
+from models.site_rule import SiteRule, checkpoint_thresholds, label_map
 from training.config import ChipCsvData, EvaluateConfig, GalleryData
 from training.data import IGNORE_INDEX, LabelledImage, load_labelled_images
 from training.metrics import ConfusionMatrix, SiteScores, match_sites
@@ -38,16 +42,6 @@ if TYPE_CHECKING:  # patch-level evaluation runs PyTorch networks (the torch ext
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-
-
-def classify(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """``(2, H, W)`` mining/deforestation probabilities -> label codes (0/1/2; 255 where NaN)."""
-    p = np.nan_to_num(probabilities, nan=-1.0)
-    out = np.zeros(p.shape[1:], dtype=np.uint8)
-    hit = p.max(axis=0) >= threshold
-    out[hit] = (p.argmax(axis=0)[hit] + 1).astype(np.uint8)
-    out[np.isnan(probabilities).any(axis=0)] = IGNORE_INDEX
-    return out
 
 
 def sites_of(mask: np.ndarray, image: LabelledImage, *, min_area_ha: float) -> gpd.GeoDataFrame:
@@ -88,14 +82,15 @@ class DetectorScores:
     """Scores of one detector.
 
     Attributes:
-        detector: ``{"name", "version", "sha256"}``.
+        detector: ``{"name", "version", "sha256", "thresholds"}`` (the thresholds it was
+            scored at).
         confusion: overall pixel confusion matrix.
         by_region: pixel confusion matrix per region.
         sites: site scores per class, overall.
         sites_by_region: site scores per region and class.
     """
 
-    detector: dict[str, str]
+    detector: dict[str, Any]
     confusion: ConfusionMatrix
     by_region: dict[str, ConfusionMatrix] = field(default_factory=dict)
     sites: dict[str, SiteScores] = field(default_factory=dict)
@@ -137,22 +132,47 @@ class EvaluationReport:
                 "detectors": [s.as_dict() for s in self.scores]}
 
 
+def detector_thresholds(detector: Detector, rule: SiteRule) -> dict[str, float]:
+    """The thresholds ``detector`` is scored at: the rule's, else its checkpoint's, else 0.5."""
+    checkpoint = getattr(detector, "checkpoint", None)
+    recorded = checkpoint_thresholds(checkpoint) if isinstance(checkpoint, Checkpoint) else {}
+    return rule.resolved(ALERT_CLASSES, recorded)
+
+
+def classify(
+    probabilities: np.ndarray, image: LabelledImage, *, rule: SiteRule,
+    thresholds: dict[str, float],
+) -> np.ndarray:
+    """``(2, H, W)`` mining/deforestation probabilities -> label codes (0/1/2; 255 where NaN)
+    under the site rule (:func:`models.site_rule.label_map`)."""
+    px_m2 = abs(image.transform.a * image.transform.e)
+    return label_map(
+        probabilities, ALERT_CLASSES, thresholds=thresholds,
+        hysteresis_low={str(k): v for k, v in rule.hysteresis_low.items()},
+        opening_px=rule.opening_px, closing_px=rule.closing_px,
+        connectivity=rule.connectivity, min_area_px=rule.min_area_ha * 10_000.0 / px_m2,
+    )
+
+
 def score_detector(
     detector: Detector,
     images: list[LabelledImage],
     *,
-    threshold: float,
-    min_site_area_ha: float,
+    rule: SiteRule,
     progress: Progress | None = None,
     keep: int = 0,
 ) -> tuple[DetectorScores, list[np.ndarray]]:
-    """Score ``detector`` on ``images``; also return its class maps of the first ``keep``."""
-    info = detector.info.as_dict()
+    """Score ``detector`` on ``images`` under ``rule``; also return its class maps of the first
+    ``keep``."""
+    thresholds = detector_thresholds(detector, rule)
+    info: dict[str, Any] = {**detector.info.as_dict(), "thresholds": thresholds}
     cm = ConfusionMatrix(NETWORK_CLASSES, ignore_index=IGNORE_INDEX)
     out = DetectorScores(info, cm)
     kept: list[np.ndarray] = []
+    min_site_area_ha = rule.min_area_ha
     for n, im in enumerate(images, start=1):
-        pred = classify(detector.predict(im.image, im.bands).probabilities, threshold)
+        probabilities = detector.predict(im.image, im.bands).probabilities
+        pred = classify(probabilities, im, rule=rule, thresholds=thresholds)
         truth = im.label.copy()
         truth[pred == IGNORE_INDEX] = IGNORE_INDEX
         cm.update(np.where(pred == IGNORE_INDEX, 0, pred), truth)
@@ -202,9 +222,8 @@ def evaluate(
     results: list[DetectorScores] = []
     maps: dict[str, list[np.ndarray]] = {}
     for det in detectors:
-        scores, kept = score_detector(det, images, threshold=config.probability_threshold,
-                                      min_site_area_ha=config.min_site_area_ha,
-                                      progress=progress, keep=config.n_examples)
+        scores, kept = score_detector(det, images, rule=config.sites, progress=progress,
+                                      keep=config.n_examples)
         results.append(scores)
         maps[det.info.name] = kept
     examples = [(im, {name: m[i] for name, m in maps.items()})
@@ -212,8 +231,8 @@ def evaluate(
     return EvaluationReport(
         results,
         [{"name": im.name, "region": im.region, "split": im.split or ""} for im in images],
-        {"probability_threshold": config.probability_threshold,
-         "min_site_area_ha": config.min_site_area_ha, "splits": list(config.splits),
+        {"sites": config.sites.model_dump(mode="json"),
+         "min_site_area_ha": config.sites.min_area_ha, "splits": list(config.splits),
          "data": config.data.kind},
         examples,
     )
@@ -240,6 +259,18 @@ def write_report(report: EvaluationReport | PatchReport, out_dir: Path) -> dict[
     return paths
 
 
+def _rule_words(report: EvaluationReport) -> str:
+    rule = report.settings["sites"]
+    thresholds = "; ".join(
+        f"{d.detector['name']}: "
+        + ", ".join(f"{c} {t:.3g}" for c, t in d.detector.get("thresholds", {}).items())
+        for d in report.scores
+    )
+    return (f"thresholds {thresholds}; opening {rule['opening_px']} px, closing "
+            f"{rule['closing_px']} px" + (f", hysteresis {rule['hysteresis_low']}"
+                                          if rule["hysteresis_low"] else ""))
+
+
 def report_markdown(report: EvaluationReport | PatchReport) -> str:
     """The report as Markdown tables."""
     if not isinstance(report, EvaluationReport):
@@ -252,8 +283,8 @@ def report_markdown(report: EvaluationReport | PatchReport) -> str:
         "",
         f"{len(report.images)} image(s) of region(s) "
         f"{', '.join(sorted({i['region'] for i in report.images}))}; split(s) "
-        f"{', '.join(s['splits'])}; probability threshold {s['probability_threshold']}; sites "
-        f">= {s['min_site_area_ha']} ha.",
+        f"{', '.join(s['splits'])}; sites >= {s['min_site_area_ha']} ha, called by the scan's "
+        f"site rule ({_rule_words(report)}).",
         "",
         "## Overall",
         "",

@@ -57,19 +57,14 @@ from detection.alerts._packs import (
     CHIP_BANDS,
     MANIFEST,
     PACK_FORMAT,
-    PUBLIC_KEY,
-    SIGNATURE,
     PackError,
     PackResult,
     ProgressFn,
+    RunRecords,
     VerifyResult,
-    load_private_key,
-    load_public_key,
     pack_summary,
-    public_pem,
     verify_pack,
     write_evidence_packs,
-    write_keypair,
 )
 from detection.alerts._provenance import SCENES_FILE, read_scenes, record_scenes, sha256_file
 from detection.alerts._qml import (
@@ -97,6 +92,14 @@ from detection.alerts._reviews import (
     read_reviewed_alerts,
     review_labels,
     write_labels,
+)
+from detection.alerts._signing import (
+    PUBLIC_KEY,
+    SIGNATURE,
+    load_private_key,
+    load_public_key,
+    public_pem,
+    write_keypair,
 )
 
 __all__ = [
@@ -151,6 +154,7 @@ __all__ = [
     "PackResult",
     "ProgressFn",
     "Rule",
+    "RunRecords",
     "VerifyResult",
     "alert_records",
     "alert_rules",

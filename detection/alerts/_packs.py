@@ -31,7 +31,6 @@ import logging
 import math
 import multiprocessing as mp
 import shutil
-import sqlite3
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -67,7 +66,21 @@ from detection.alerts._evidence import (
     scene_date,
 )
 from detection.alerts._provenance import read_scenes
-from detection.errors import DetectionError, OutputExistsError
+from detection.alerts._signing import (
+    PUBLIC_KEY,
+    SIGNATURE,
+    _check_signature,
+    load_private_key,
+    public_pem,
+)
+from detection.errors import (
+    ConfigError,
+    DetectionError,
+    InputFormatError,
+    InputNotFoundError,
+    InputReadError,
+    OutputExistsError,
+)
 from tiles.files import atomic_path
 from tiles.periods import Period
 
@@ -75,8 +88,6 @@ log = logging.getLogger(__name__)
 
 PACK_FORMAT = "minewatch-evidence-pack/1"
 MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"
-PUBLIC_KEY = "signing_key.pub"
 #: Bands of the GeoTIFF chips, in order.
 CHIP_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B12")
 #: Timestamp of every ZIP member (the ZIP epoch), so a pack's ZIP bytes do not depend on the clock.
@@ -85,8 +96,11 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 ProgressFn = Callable[[int, int], None]
 
 
-class PackError(DetectionError):
-    """An evidence pack cannot be written or read (a missing run file, a bad key)."""
+#: The root of the errors of evidence packs, kept for callers that catch it: an error of
+#: packs is the ``DetectionError`` of its cause (``InputNotFoundError``: a run file, key or pack
+#: is missing; ``InputFormatError``: one is not what it should be; ``InputReadError``: one
+#: cannot be read; ``ConfigError``: a site id is not an alert of the run).
+PackError = DetectionError
 
 
 @dataclass(frozen=True)
@@ -136,116 +150,6 @@ class VerifyResult:
         }
 
 
-# ------------------------------------------------------------------------------------- keys
-
-
-def load_private_key(path: Path) -> Any:
-    """An Ed25519 private key from a PEM (PKCS 8) file, as ``openssl genpkey -algorithm ed25519``
-    or ``minewatch alerts keygen`` write it. A passphrase is read from the environment variable
-    ``MINEWATCH_SIGNING_PASSPHRASE``.
-
-    Raises:
-        PackError: the file is missing, not PEM, encrypted without the passphrase, or not
-            Ed25519.
-    """
-    import os
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PackError(
-            f"signing key {str(path)!r}: {exc.strerror or exc}; expected an Ed25519 private "
-            "key (PEM); create one with `minewatch alerts keygen KEY`"
-        ) from exc
-    secret = os.environ.get("MINEWATCH_SIGNING_PASSPHRASE")
-    try:
-        key = serialization.load_pem_private_key(data, password=secret.encode() if secret else None)
-    except (ValueError, TypeError) as exc:
-        raise PackError(
-            f"signing key {str(path)!r}: not a readable PEM private key ({exc}); expected an "
-            "Ed25519 key, e.g. from `openssl genpkey -algorithm ed25519 -out key.pem` (a "
-            "passphrase goes in MINEWATCH_SIGNING_PASSPHRASE)"
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise PackError(
-            f"signing key {str(path)!r} is a {type(key).__name__}; expected an Ed25519 key "
-            "(`openssl genpkey -algorithm ed25519 -out key.pem`)"
-        )
-    return key
-
-
-def load_public_key(path: Path) -> Any:
-    """An Ed25519 public key from a PEM file (``openssl pkey -in key.pem -pubout``).
-
-    Raises:
-        PackError: the file is missing, not a PEM public key, or not Ed25519.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PackError(
-            f"public key {str(path)!r}: {exc.strerror or exc}; expected the signer's Ed25519 "
-            "public key (PEM), e.g. the KEY.pub `minewatch alerts keygen KEY` wrote"
-        ) from exc
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise PackError(
-            f"public key {str(path)!r}: not a PEM public key ({exc}); expected the Ed25519 "
-            "public key of the signer (`openssl pkey -in key.pem -pubout -out key.pub`)"
-        ) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise PackError(f"public key {str(path)!r} is a {type(key).__name__}; expected Ed25519")
-    return key
-
-
-def public_pem(key: Any) -> bytes:
-    """The PEM (SubjectPublicKeyInfo) of a public key."""
-    from cryptography.hazmat.primitives import serialization
-
-    data: bytes = key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return data
-
-
-def write_keypair(path: Path, *, overwrite: bool = False) -> Path:
-    """Generate an Ed25519 key: ``path`` (private, PEM PKCS 8, mode 0600) and ``path.pub``.
-
-    Returns:
-        The public key's path.
-
-    Raises:
-        OutputExistsError: a file exists and ``overwrite`` is False.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    pub = path.with_name(path.name + ".pub")
-    for target in (path, pub):
-        if target.exists() and not overwrite:
-            raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    with atomic_path(path) as tmp:
-        tmp.touch(mode=0o600)
-        tmp.chmod(0o600)
-        tmp.write_bytes(private)
-    with atomic_path(pub) as tmp:
-        tmp.write_bytes(public_pem(key.public_key()))
-    return pub
-
-
 # ------------------------------------------------------------------------------------ write
 
 
@@ -266,11 +170,22 @@ class _Run:
     previous_period: Period | None
 
 
+class RunRecords(Protocol):
+    """What a pack needs of a scan's run store (:class:`detection.runs.RunStore`, opened with
+    ``RunStore.open_existing(out_dir)``; this room sits below ``runs`` and never reads the
+    store's tables itself)."""
+
+    def software_version(self, run_id: str) -> str | None: ...
+
+    def site_history(self) -> list[dict[str, Any]]: ...
+
+
 def write_evidence_packs(
     out_dir: Path,
     site_ids: Sequence[str] | None,
     dest: Path,
     *,
+    store: RunRecords,
     as_zip: bool = False,
     signing_key: Path | None = None,
     overwrite: bool = False,
@@ -284,6 +199,7 @@ def write_evidence_packs(
             ``units/``; ``scenes.json`` and the ``aois``/``titles`` layers of ``alerts.gpkg``
             when present).
         site_ids: the sites; None for every alert of the run.
+        store: the folder's run store (software version, site history).
         dest: the folder the packs go into (``dest/<site_id>/`` or ``dest/<site_id>.zip``).
         as_zip: write one ZIP per site instead of a folder.
         signing_key: an Ed25519 private key (PEM) to sign each manifest with.
@@ -296,17 +212,19 @@ def write_evidence_packs(
         One result per pack, in the order of ``site_ids`` (sorted ids for all).
 
     Raises:
-        PackError: a run file is missing or unreadable, a site id is not an alert of the run,
-            or the key cannot be read.
+        InputNotFoundError: a run file or the key is missing.
+        InputFormatError: a run file or the key is not what a scan (or keygen) writes.
+        InputReadError: a run file or the key cannot be read.
+        ConfigError: a site id is not an alert of the run.
         OutputExistsError: a pack exists and ``overwrite`` is False.
     """
     key = load_private_key(signing_key) if signing_key is not None else None
-    run = _read_run(Path(out_dir))
+    run = _read_run(Path(out_dir), store)
     ids = sorted(run.features) if site_ids is None else list(dict.fromkeys(site_ids))
     unknown = [s for s in ids if s not in run.features]
     if unknown:
         known = sorted(run.features)
-        raise PackError(
+        raise ConfigError(
             f"site(s) {unknown} are not alerts of the run in {str(out_dir)!r}; it has "
             f"{len(known)} alert(s)" + (f", e.g. {known[:3]}" if known else "")
             + "; pass ids from its alerts.geojson, or --all"
@@ -368,27 +286,30 @@ def _safe(site_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in site_id)
 
 
-def _read_run(out_dir: Path) -> _Run:
+def _read_run(out_dir: Path, store: RunRecords) -> _Run:
     path = out_dir / "alerts.geojson"
     if not path.is_file():
-        raise PackError(
+        raise InputNotFoundError(
             f"{str(out_dir)!r} holds no alerts.geojson; pass the output folder of a scan "
             "('minewatch scan CONFIG --out OUT' or 'minewatch demo')"
         )
     try:
         fc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PackError(f"{path}: not a readable GeoJSON file: {exc}") from exc
+        raise _read_error(exc)(f"{path}: not a readable GeoJSON file: {exc}") from exc
     meta = fc.get("minewatch") or {}
     if not meta.get("run_id") or not meta.get("period"):
-        raise PackError(f"{path}: no 'minewatch' run metadata; expected alerts written by a scan")
+        raise InputFormatError(
+            f"{path}: no 'minewatch' run metadata; "
+            "expected alerts written by a scan"
+        )
     run_json: dict[str, Any] = {}
     if (out_dir / "run.json").is_file():
         try:
             run_json = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise PackError(f"{out_dir / 'run.json'}: unreadable: {exc}") from exc
-    software, history = _read_store(out_dir, meta["run_id"])
+            raise _read_error(exc)(f"{out_dir / 'run.json'}: unreadable: {exc}") from exc
+    software, history = _read_store(store, meta["run_id"])
     gpkg = out_dir / "alerts.gpkg"
     aois = _layer(gpkg, "aois")
     titles = _layer(gpkg, "titles")
@@ -416,6 +337,11 @@ def _read_run(out_dir: Path) -> _Run:
     )
 
 
+def _read_error(exc: Exception) -> type[InputReadError] | type[InputFormatError]:
+    """The error of a run file that exists but cannot be used: unreadable bytes, or bad JSON."""
+    return InputReadError if isinstance(exc, OSError) else InputFormatError
+
+
 def _period(span: Mapping[str, str], labels: Mapping[tuple[str, str], str]) -> Period:
     """The period of a ``{start, end}`` span, labelled as the scan labelled it (its ``units``
     folder): from the site history, else the quarter it is."""
@@ -437,28 +363,15 @@ def _label(start: Any, end: Any) -> str:
     return f"{start.isoformat()}_{end.isoformat()}"
 
 
-def _read_store(out_dir: Path, run_id: str) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    path = out_dir / "runs.sqlite"
-    if not path.is_file():
-        raise PackError(f"{str(out_dir)!r} holds no run store (runs.sqlite); rerun the scan there")
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            row = con.execute(
-                "SELECT software_version FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            records = [r[0] for r in con.execute("SELECT record FROM site_history")]
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise PackError(f"{path}: not a readable run store: {exc}") from exc
+def _read_store(store: RunRecords, run_id: str) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    software = store.software_version(run_id)
+    records = store.site_history()
     history: dict[str, list[dict[str, Any]]] = {}
-    for text in records:
-        feature = json.loads(text)
+    for feature in records:
         history.setdefault(str(feature["properties"]["site_id"]), []).append(feature)
     for rows in history.values():
         rows.sort(key=lambda f: str(f["properties"].get("period_end")))
-    return (str(row[0]) if row else "unknown"), history
+    return software or "unknown", history
 
 
 def _layer(gpkg: Path, name: str) -> gpd.GeoDataFrame | None:
@@ -469,7 +382,7 @@ def _layer(gpkg: Path, name: str) -> gpd.GeoDataFrame | None:
             return None
         frame = pyogrio.read_dataframe(gpkg, layer=name)
     except Exception as exc:  # GDAL errors come in several classes
-        raise PackError(f"{gpkg}: layer {name!r}: {exc}") from exc
+        raise InputReadError(f"{gpkg}: layer {name!r}: {exc}") from exc
     return frame.to_crs(4326) if frame.crs is not None and frame.crs.to_epsg() != 4326 else frame
 
 
@@ -716,23 +629,26 @@ def verify_pack(path: Path, *, public_key: Path | None = None) -> VerifyResult:
     the signer's).
 
     Raises:
-        PackError: the pack does not exist, has no readable manifest, or the key is unreadable.
+        InputNotFoundError: the pack (or ``public_key``) does not exist.
+        InputFormatError: the pack is not a folder or ZIP with a pack manifest, or the key is
+            not an Ed25519 public key.
+        InputReadError: its manifest (a damaged ZIP member) or the key cannot be read.
     """
     path = Path(path)
     files = _read_pack(path)
     if MANIFEST not in files:
-        raise PackError(
+        raise InputFormatError(
             f"{path}: no {MANIFEST}; expected an evidence pack written by "
             "'minewatch alerts evidence-pack'"
         )
     body = files[MANIFEST]
     if body is None:
-        raise PackError(f"{path}: {MANIFEST} cannot be read (damaged ZIP member)")
+        raise InputReadError(f"{path}: {MANIFEST} cannot be read (damaged ZIP member)")
     try:
         manifest = json.loads(body)
         listed: Mapping[str, Mapping[str, Any]] = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise PackError(f"{path}: {MANIFEST} is not a pack manifest: {exc}") from exc
+        raise InputFormatError(f"{path}: {MANIFEST} is not a pack manifest: {exc}") from exc
     result = VerifyResult(path=path, site_id=manifest.get("site_id"))
     for name, entry in sorted(listed.items()):
         if name not in files:
@@ -751,38 +667,6 @@ def verify_pack(path: Path, *, public_key: Path | None = None) -> VerifyResult:
     return result
 
 
-def _check_signature(
-    files: Mapping[str, bytes | None], body: bytes, public_key: Path | None, path: Path
-) -> tuple[str, str | None]:
-    """``valid``, ``invalid`` (bytes or signature altered) or ``wrong_key`` (signed, but not by
-    the key the verifier gave), with the sha256 of the public key's PEM."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        signature = base64.b64decode((files.get(SIGNATURE) or b"").strip(), validate=True)
-    except ValueError:
-        return "invalid", None
-    embedded = files.get(PUBLIC_KEY)
-    if public_key is not None:
-        key = load_public_key(public_key)
-    elif embedded:
-        try:
-            key = serialization.load_pem_public_key(embedded)
-        except ValueError:
-            return "invalid", None
-    else:
-        return "invalid", None
-    fingerprint = hashlib.sha256(public_pem(key)).hexdigest()
-    try:
-        key.verify(signature, body)
-    except InvalidSignature:
-        if public_key is not None and embedded and embedded != public_pem(key):
-            return "wrong_key", fingerprint
-        return "invalid", fingerprint
-    return "valid", fingerprint
-
-
 def _read_pack(path: Path) -> dict[str, bytes | None]:
     """``name -> bytes`` of a pack folder or ZIP; None for a ZIP member that fails its CRC."""
     if path.is_dir():
@@ -792,11 +676,17 @@ def _read_pack(path: Path) -> dict[str, bytes | None]:
             if p.is_file()
         }
     if not path.is_file():
-        raise PackError(f"evidence pack {str(path)!r} does not exist; pass a pack folder or ZIP")
+        raise InputNotFoundError(
+            f"evidence pack {str(path)!r} does not exist; "
+            "pass a pack folder or ZIP"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
-        raise PackError(f"{path}: not a ZIP file ({exc}); pass a pack folder or ZIP") from exc
+        raise InputFormatError(
+            f"{path}: not a ZIP file ({exc}); "
+            "pass a pack folder or ZIP"
+        ) from exc
     out: dict[str, bytes | None] = {}
     with zf:
         for info in zf.infolist():

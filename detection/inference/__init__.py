@@ -20,7 +20,7 @@ from detection.inference._inference import (
     scene_grid,
     scene_radiometry,
 )
-from detection.inference._thresholds import checkpoint_thresholds
+from models.site_rule import checkpoint_thresholds
 
 __all__ = [
     "STRIP_ROWS",

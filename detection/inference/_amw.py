@@ -30,9 +30,9 @@ from detection.inference._inference import (
     UINT8_NODATA,
     UINT8_SCALE,
     ProgressFn,
-    checkpoint_thresholds,
     scene_radiometry,
 )
+from models.site_rule import checkpoint_thresholds
 from tiles.files import atomic_path
 
 if TYPE_CHECKING:  # models.amw imports torch: the CPU install imports this room without it

@@ -57,7 +57,6 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from detection.errors import DetectionError
-from detection.inference._thresholds import checkpoint_thresholds
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import Checkpoint, band_order
 from models.detector import ALERT_CLASSES
@@ -72,6 +71,7 @@ from models.network import (
 )
 from models.registry import DEFAULT_MODEL
 from models.runtime import BACKENDS, Engine, build_engine, cpu_threads
+from models.site_rule import PROBABILITY_STEPS, checkpoint_thresholds
 from tiles.files import atomic_path
 from tiles.radiometry import L2A_SCALE, boa_add_offset
 
@@ -91,8 +91,9 @@ RowsFn = Callable[[np.ndarray, int], None]
 
 #: Value of a ``uint8`` probability pixel that was not observed.
 UINT8_NODATA = 255
-#: ``uint8`` probabilities are ``round(p * UINT8_SCALE)``: steps of 1/254.
-UINT8_SCALE = 254.0
+#: ``uint8`` probabilities are ``round(p * UINT8_SCALE)``: steps of 1/254, the steps the site
+#: rule compares probabilities on (:data:`models.site_rule.PROBABILITY_STEPS`).
+UINT8_SCALE = float(PROBABILITY_STEPS)
 
 #: Dataset tag of a probability COG holding the checkpoint's per-class thresholds (JSON).
 TAG_THRESHOLDS = "MINEWATCH_THRESHOLDS"

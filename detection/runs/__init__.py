@@ -13,7 +13,6 @@ from detection.runs._batch import (
 from detection.runs._config import (
     DEPRECATED_KEYS,
     INPUT_KEYS,
-    AlertClass,
     AlertsConfig,
     ConfidenceLevels,
     DetectorConfig,
@@ -66,7 +65,6 @@ __all__ = [
     "OUTPUT_FILES",
     "STORE_NAME",
     "UNIT_FORMAT",
-    "AlertClass",
     "AlertsConfig",
     "ChipFailure",
     "ConfidenceLevels",

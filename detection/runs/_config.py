@@ -12,29 +12,24 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from aoi.admin import AdminConfig
 from aoi.config import AOIConfig
-from aoi.configfile import load_config_file
+from aoi.configfile import StrictConfig, load_config_file
 from detection.alerts import CONFIDENCE_LEVELS, LEGACY_CONFIDENCE_LEVELS
-from detection.errors import ConfigError, DetectionError
+from detection.errors import ConfigError
 from detection.sites import LegalConfig, MaskOptions
 from models.detector import ALERT_CLASSES
 from models.indices import IndexThresholds
+from models.site_rule import SiteRule
 from tiles.config import CompositeConfig, PeriodsConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
-#: An alert class, as a config key.
-AlertClass = Literal["mining", "deforestation"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GridConfig(_Strict):
+class GridConfig(StrictConfig):
     """The processing grid: UTM chips aligned to the MGRS 100 km squares.
 
     ``halo_px``: imagery read and predicted around each chip and then cropped away, so the
@@ -56,7 +51,7 @@ class GridConfig(_Strict):
         return self
 
 
-class SecondOpinionConfig(_Strict):
+class SecondOpinionConfig(StrictConfig):
     """An Amazon Mining Watch classifier that must agree with the network (``models.amw``)."""
 
     #: an AMW checkpoint (default: the shipped 12-band ensemble)
@@ -66,7 +61,7 @@ class SecondOpinionConfig(_Strict):
     threshold: float | None = Field(default=None, gt=0, lt=1)
 
 
-class DetectorConfig(_Strict):
+class DetectorConfig(StrictConfig):
     """Which detector turns composites into class probabilities: the segmentation ``network``
     (a checkpoint; default the shipped one), the spectral ``indices`` baseline, or ``amw``,
     Amazon Mining Watch's 48 px patch classifier slid over a 13-band (or 12-band) L1C composite
@@ -100,7 +95,7 @@ class DetectorConfig(_Strict):
         return self
 
 
-class ConfidenceLevels(_Strict):
+class ConfidenceLevels(StrictConfig):
     """Mean-probability thresholds of the ``confidence_level`` property, one per word of
     :data:`detection.alerts.CONFIDENCE_LEVELS`. The keys of alert format 1.x (``low``, ``high``,
     ``highest``) are read as ``probable``, ``likely``, ``very_likely``."""
@@ -127,38 +122,16 @@ class ConfidenceLevels(_Strict):
         return self
 
 
-class AlertsConfig(_Strict):
+class AlertsConfig(StrictConfig):
     confidence_levels: ConfidenceLevels = Field(default_factory=ConfidenceLevels)
 
 
-class SitesConfig(_Strict):
+class SitesConfig(SiteRule):
     """The one rule from probabilities to sites (:mod:`detection.sites`), for a scan's chips and
     ``minewatch predict``'s scenes alike; each key is also a flag of ``minewatch predict``.
-
-    A pixel is a class's where its probability reaches the class's threshold (``thresholds``,
-    else the network checkpoint's own, chosen on its validation data, else 0.5); with
-    ``hysteresis_low`` a class's pixels from its low threshold up form the mask and a site is
-    kept when it holds a pixel at the threshold. The mask is opened (specks removed) and closed
-    (pinholes filled) with squares of ``opening_px`` / ``closing_px`` radius, polygonised with
-    ``connectivity`` and merged across chip and tile edges; then sites smaller than
-    ``min_area_ha`` are dropped and outlines simplified by ``simplify_m`` metres.
+    The keys and their meaning: :class:`models.site_rule.SiteRule`. The mask is polygonised
+    and merged across chip and tile edges before the minimum mapping unit applies.
     """
-
-    thresholds: dict[AlertClass, float] = Field(default_factory=dict)
-    hysteresis_low: dict[AlertClass, float] = Field(default_factory=dict)
-    opening_px: int = Field(default=1, ge=0, le=16)
-    closing_px: int = Field(default=1, ge=0, le=16)
-    min_area_ha: float = Field(default=0.5, ge=0)
-    simplify_m: float | None = Field(default=5.0, ge=0)
-    connectivity: Literal[4, 8] = 8
-
-    @model_validator(mode="after")
-    def _check_rule(self) -> SitesConfig:
-        try:
-            self.mask_options()
-        except DetectionError as exc:
-            raise ValueError(str(exc).removeprefix("masks: ")) from exc
-        return self
 
     def mask_options(self, thresholds: dict[str, float] | None = None) -> MaskOptions:
         """The rule as :class:`detection.sites.MaskOptions` (``thresholds``: resolved ones
@@ -232,14 +205,14 @@ def _move_deprecated(raw: Any) -> Any:
     return raw
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictConfig):
     folder: Path = Path("minewatch-output")
     #: free space (MB) the output's filesystem must keep: checked before the run and every 16
     #: units, so a scan stops cleanly (its finished units kept) before the disk is full
     min_free_mb: float = Field(default=200.0, ge=0)
 
 
-class ScanConfig(_Strict):
+class ScanConfig(StrictConfig):
     """Everything a scan needs: AOIs, imagery, periods, grid, detector, alerts, output."""
 
     name: str = "scan"

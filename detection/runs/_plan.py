@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from aoi.grid import GridCell
 from detection.runs._units import WorkUnit
-from tiles.local import scene_footprint_intersects
 from tiles.periods import Period
 from tiles.scene import SceneInfo
+from tiles.sources import scene_footprint_intersects
 
 #: A unit observed on at least this share of its chip is ``observed`` (else partly, or not).
 OBSERVED_SHARE = 0.99

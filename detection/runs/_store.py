@@ -18,7 +18,7 @@ from typing import Any
 
 import geopandas as gpd
 
-from detection.errors import DetectionError
+from detection.errors import DetectionError, InputFormatError, InputNotFoundError, InputReadError
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +76,48 @@ def _now() -> str:
 class RunStore:
     """The run store of one output folder."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, readonly: bool = False) -> None:
         self.path = Path(out_dir) / STORE_NAME
+        self.readonly = readonly
+        if readonly:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)
 
+    @classmethod
+    def open_existing(cls, out_dir: Path) -> RunStore:
+        """The run store of a finished scan's folder, read-only (readers never modify it: the
+        report, evidence packs). Each read raises :class:`InputNotFoundError` while the folder
+        holds no store, :class:`InputFormatError` when the file is not one."""
+        return cls(out_dir, readonly=True)
+
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30)
+        if self.readonly and not self.path.is_file():
+            raise InputNotFoundError(
+                f"{str(self.path.parent)!r} holds no run store ({STORE_NAME}); pass the output "
+                "folder of a scan ('minewatch scan CONFIG --out OUT')"
+            )
+        try:
+            if self.readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                con = sqlite3.connect(uri, uri=True, timeout=30)
+            else:
+                con = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as exc:
+            raise InputReadError(f"{self.path}: cannot open the run store: {exc}") from exc
         con.row_factory = sqlite3.Row
         try:
             with con:  # one transaction: committed on success, rolled back on error
                 yield con
+        except sqlite3.DatabaseError as exc:
+            if not self.readonly:
+                raise
+            raise InputFormatError(
+                f"{self.path}: not a readable minewatch run store ({exc}); pass the output "
+                "folder of a scan"
+            ) from exc
         finally:
             con.close()
 
@@ -248,7 +277,21 @@ class RunStore:
             rows = con.execute("SELECT * FROM watermarks ORDER BY period, tile_id").fetchall()
         return [dict(r) for r in rows]
 
+    def software_version(self, run_id: str) -> str | None:
+        """The minewatch version that made run ``run_id`` (None: no such run)."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT software_version FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
     # --------------------------------------------------------------- history
+    def site_history(self) -> list[dict[str, Any]]:
+        """The site history as GeoJSON features (lon/lat), one per site and period."""
+        with self._connect() as con:
+            records = [r[0] for r in con.execute("SELECT record FROM site_history")]
+        return [json.loads(r) for r in records]
+
     def save_history(self, history: gpd.GeoDataFrame) -> None:
         """Replace the site history with ``history`` (one row per site and period)."""
         records = json.loads(history.to_json(drop_id=True))["features"] if len(history) else []

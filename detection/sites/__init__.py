@@ -20,7 +20,6 @@ from detection.sites._legal import (
     statuses_of,
 )
 from detection.sites._masks import (
-    DEFAULT_THRESHOLD,
     SITE_TABLE_COLUMNS,
     MaskOptions,
     SiteStream,
@@ -29,8 +28,6 @@ from detection.sites._masks import (
     merge_tile_sites,
     resolve_thresholds,
     sites_from_probabilities,
-    stored_probability,
-    threshold_mask,
 )
 from detection.sites._polygonize import (
     POLYGON_COLUMNS,
@@ -57,7 +54,6 @@ __all__ = [
     "AOI_COLUMNS",
     "DEFAULT_CLOSED_AOI_KINDS",
     "DEFAULT_EXTRACTION_PHASES",
-    "DEFAULT_THRESHOLD",
     "EQUAL_AREA_CRS",
     "HISTORY_COLUMNS",
     "LEGAL_STATUSES",
@@ -88,8 +84,6 @@ __all__ = [
     "simplify_metres",
     "sites_from_probabilities",
     "statuses_of",
-    "stored_probability",
-    "threshold_mask",
     "trace_regions",
     "track_sites",
 ]

@@ -51,8 +51,10 @@ from detection.errors import DetectionError
 from detection.inference import TAG_THRESHOLDS, UINT8_NODATA, UINT8_SCALE, ProgressFn
 from detection.sites._polygonize import TracedRegions, regions_frame, simplify_metres, trace_regions
 from detection.sites._sites import merge_parts
+from models import site_rule
 from models.detector import ALERT_CLASSES
 from models.runtime import cpu_threads
+from models.site_rule import stored_probability
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,6 @@ SITE_TABLE_COLUMNS: tuple[str, ...] = (
 #: Per box of a block: its mask and probabilities (the block's own rows), the mask of the pixels
 #: above the class threshold when hysteresis crosses blocks, and the box's transform.
 _Boxes = list[tuple[np.ndarray, np.ndarray, "np.ndarray | None", Affine]]
-
-#: Threshold of a class that neither the options nor the checkpoint name.
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -135,74 +134,12 @@ class MaskOptions:
         return 2 * (self.opening_px + self.closing_px) + 2
 
 
-def threshold_mask(
-    probability: np.ndarray,
-    *,
-    threshold: float,
-    low: float | None = None,
-    opening_px: int = 0,
-    closing_px: int = 0,
-    connectivity: int = 8,
-) -> np.ndarray:
-    """A ``(row, col)`` boolean mask of one class's probabilities.
-
-    Args:
-        probability: ``(row, col)`` probabilities, NaN where not observed (never detected).
-        threshold: pixels ``>= threshold`` are detected.
-        low: hysteresis: pixels ``>= low`` whose region (at or above ``low``) holds a pixel
-            ``>= threshold`` are detected too. Within this array only; across blocks see
-            :func:`sites_from_probabilities`.
-        opening_px: radius of a binary opening after thresholding (0: none).
-        closing_px: radius of a binary closing after the opening (0: none).
-        connectivity: 4 or 8 (hysteresis regions).
-
-    Returns:
-        The mask.
-
-    Raises:
-        DetectionError: ``probability`` is not 2-D.
-    """
-    if probability.ndim != 2:
-        raise DetectionError(
-            f"threshold_mask: probability shape {probability.shape}; expected (row, col)"
-        )
-    p = np.nan_to_num(probability, nan=0.0)
-    mask = p >= threshold
-    if low is not None and low < threshold:
-        structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
-        labels, n = ndimage.label(p >= low, structure=structure)
-        if n:
-            keep = np.zeros(n + 1, dtype=bool)
-            keep[np.unique(labels[mask])] = True
-            keep[0] = False
-            mask = keep[labels]
-    if opening_px:
-        mask = ndimage.binary_opening(mask, structure=_square(opening_px))
-    if closing_px:
-        # Pad so that the closing does not erode regions touching the array edge.
-        pad = closing_px
-        padded = np.pad(mask, pad, mode="edge")
-        mask = ndimage.binary_closing(padded, structure=_square(closing_px))[pad:-pad, pad:-pad]
-    return mask & np.isfinite(probability)
-
-
 def resolve_thresholds(
     options: MaskOptions, recorded: Mapping[str, float] | None = None
 ) -> dict[str, float]:
     """The threshold of every alert class: the options', else the model's (``recorded``: a
-    checkpoint's, see :func:`detection.inference.checkpoint_thresholds`), else 0.5."""
-    from_model = recorded or {}
-    return {
-        c: float(options.thresholds.get(c, from_model.get(c, DEFAULT_THRESHOLD)))
-        for c in ALERT_CLASSES
-    }
-
-
-def stored_probability(probability: np.ndarray) -> np.ndarray:
-    """Probabilities on the grid a ``uint8`` probability COG stores them on (steps of 1/254,
-    :data:`detection.inference.UINT8_SCALE`; NaN stays NaN), as float32."""
-    levels = np.round(np.asarray(probability, dtype=np.float32) * np.float32(UINT8_SCALE))
-    return cast(np.ndarray, levels / np.float32(UINT8_SCALE))
+    checkpoint's, see :func:`models.site_rule.checkpoint_thresholds`), else 0.5."""
+    return site_rule.resolve_thresholds(ALERT_CLASSES, options.thresholds, recorded)
 
 
 def class_mask(
@@ -212,7 +149,8 @@ def class_mask(
     thresholds: Mapping[str, float],
     options: MaskOptions,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The mask of one class under the rule (steps 1-2 of this module), and its seeds.
+    """The mask of one class under the rule (steps 1-2 of this module), and its seeds
+    (:func:`models.site_rule.class_mask` with the options of class ``name``).
 
     Args:
         probability: ``(row, col)`` probabilities of class ``name``, NaN where not observed.
@@ -220,27 +158,19 @@ def class_mask(
         thresholds: every class's threshold (:func:`resolve_thresholds`).
         options: hysteresis and morphology.
 
-    Probabilities are compared as a probability COG stores them (:func:`stored_probability`),
-    so a chip's float probabilities and a scene's ``uint8`` ones are called alike.
-
     Returns:
         The mask; with hysteresis for ``name`` the mask is of the pixels ``>= low`` and the
         second array holds its pixels ``>= threshold`` (a site is kept by
         :func:`finish_sites` when it holds one); else None.
     """
-    low = options.hysteresis_low.get(name)
-    threshold = thresholds[name]
-    probability = stored_probability(probability)
-    mask = threshold_mask(
+    return site_rule.class_mask(
         probability,
-        threshold=threshold if low is None else low,
+        threshold=thresholds[name],
+        low=options.hysteresis_low.get(name),
         opening_px=options.opening_px,
         closing_px=options.closing_px,
         connectivity=options.connectivity,
     )
-    if low is None:
-        return mask, None
-    return mask, mask & (np.nan_to_num(probability, nan=0.0) >= threshold)
 
 
 def sites_from_probabilities(
@@ -655,10 +585,6 @@ def _recorded(tag: str | None) -> dict[str, float]:
     except (ValueError, TypeError, AttributeError):
         log.warning("ignoring unreadable %s tag %r", TAG_THRESHOLDS, tag)
         return {}
-
-
-def _square(radius: int) -> np.ndarray:
-    return np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
 
 
 def _empty(crs: CRS) -> gpd.GeoDataFrame:

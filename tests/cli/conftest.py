@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import shapely
 import yaml
+
+from tests.conftest import write_aoi
 
 CENTER = (-57.55, -6.62)
 
@@ -34,31 +37,7 @@ def small_config(folder: Path, *, world: Path, **changes: object) -> Path:
     d = 0.03
     aoi = folder / "aoi.geojson"
     if not aoi.exists():
-        aoi.write_text(
-            json.dumps(
-                {
-                    "type": "FeatureCollection",
-                    "features": [
-                        {
-                            "type": "Feature",
-                            "properties": {"id": "box-1", "name": "Test reserve"},
-                            "geometry": {
-                                "type": "Polygon",
-                                "coordinates": [
-                                    [
-                                        [lon - d, lat - d],
-                                        [lon + d, lat - d],
-                                        [lon + d, lat + d],
-                                        [lon - d, lat + d],
-                                        [lon - d, lat - d],
-                                    ]
-                                ],
-                            },
-                        }
-                    ],
-                }
-            )
-        )
+        write_aoi(aoi, shapely.box(lon - d, lat - d, lon + d, lat + d))
     config: dict[str, object] = {
         "name": "small",
         "aoi": {
@@ -98,6 +77,19 @@ def small_config(folder: Path, *, world: Path, **changes: object) -> Path:
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder the small scans share their synthetic world in (generated on first use)."""
     return tmp_path_factory.mktemp("world") / "world"
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory, small_world: Path) -> Path:
+    """One uninterrupted in-process scan of the small world: the yardstick of the operations,
+    fault and cluster runs (tests that rerun it must leave its alerts as they were)."""
+    folder = tmp_path_factory.mktemp("reference")
+    cfg = small_config(folder, world=small_world)
+    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["units_computed"] > 0 and summary["alerts"] > 0
+    return folder / "out"
 
 
 def features(out: Path) -> list[dict]:

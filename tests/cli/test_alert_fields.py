@@ -16,6 +16,7 @@ from shapely.geometry import box, shape
 
 from detection.alerts import CONFIDENCE_LEVELS, read_scenes
 from tests.cli.conftest import CENTER, features, minewatch, small_config
+from tests.conftest import write_aoi
 
 pytestmark = pytest.mark.slow
 
@@ -111,20 +112,7 @@ def test_area_inside_each_reserve_and_municipalities_of_a_site_across_boundaries
     # A reserve whose eastern boundary runs through the site, and two municipalities whose
     # border does.
     reserve = box(lon - D, lat - D, x, lat + D)
-    (tmp_path / "aoi.geojson").write_text(
-        json.dumps(
-            {
-                "type": "FeatureCollection",
-                "features": [
-                    {
-                        "type": "Feature",
-                        "properties": {"id": "west-1", "name": "Reserva Oeste"},
-                        "geometry": shapely.geometry.mapping(reserve),
-                    }
-                ],
-            }
-        )
-    )
+    write_aoi(tmp_path / "aoi.geojson", reserve, aoi_id="west-1", name="Reserva Oeste")
     _write_municipalities(tmp_path / "municipios.gpkg", y)
     out = _scan(
         tmp_path,

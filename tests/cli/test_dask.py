@@ -21,16 +21,6 @@ from tests.cli.conftest import features, minewatch, small_config
 ENV = os.environ | {"HF_HUB_OFFLINE": "1"}
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, small_world: Path) -> Path:
-    """A clean in-process scan, the yardstick of the runs on a cluster."""
-    folder = tmp_path_factory.mktemp("reference")
-    cfg = small_config(folder, world=small_world)
-    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=folder)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return folder / "out"
-
-
 @contextmanager
 def dask_cluster(folder: Path, *, workers: int) -> Iterator[tuple[Path, Any]]:
     """`dask scheduler --scheduler-file` and ``workers`` `dask worker` processes (one thread each,

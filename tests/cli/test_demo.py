@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,7 +14,8 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from detection.alerts import ALERT_PROPERTIES
+from detection.alerts import ALERT_PROPERTIES, METADATA_KEYS
+from tests.cli.conftest import minewatch
 
 pytestmark = [pytest.mark.slow, pytest.mark.cpu_install]
 
@@ -24,25 +23,12 @@ EQUAL_AREA = "EPSG:6933"
 STATUSES = {"new", "expanding", "stable", "reactivated", "receding"}
 
 
-def _minewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "minewatch", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def demo_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, dict, subprocess.CompletedProcess[str]]:
     cwd = tmp_path_factory.mktemp("demo")
-    proc = _minewatch("demo", "--out", "out", "--json", cwd=cwd)
+    proc = minewatch("demo", "--out", "out", "--json", cwd=cwd, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cwd / "out", json.loads(proc.stdout), proc
 
@@ -61,15 +47,7 @@ def test_alerts_are_rfc7946_with_every_property(demo_run: tuple[Path, dict, obje
     assert fc["type"] == "FeatureCollection"
     assert "crs" not in fc
     meta = fc["minewatch"]
-    assert set(meta) >= {
-        "version",
-        "run_id",
-        "generated_at",
-        "period",
-        "previous_period",
-        "model",
-        "source",
-    }
+    assert set(meta) >= set(METADATA_KEYS)
     assert meta["period"] == {"start": "2024-07-01", "end": "2024-09-30"}
     # the shipped network is the demo's default detector (issue 4)
     from models.registry import DEFAULT_MODEL
@@ -150,7 +128,7 @@ def test_second_run_updates_incrementally(demo_run: tuple[Path, dict, object]) -
     """The same demo again in the same folder reuses every unit: no model work, same alerts."""
     out, _, _ = demo_run
     before = json.loads((out / "alerts.geojson").read_text())["features"]
-    proc = _minewatch("demo", "--out", str(out), cwd=out.parent)
+    proc = minewatch("demo", "--out", str(out), cwd=out.parent, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no new imagery" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -171,7 +149,7 @@ def test_scan_and_predict_find_the_same_sites(
     out, _, _ = demo_run
     scene = mosaic_composites(out / "units", "2024Q3", tmp_path / "demo_2024Q3.tif")
     config = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-    proc = _minewatch("predict", str(scene), "--config", str(config), "--out", "pred",
+    proc = minewatch("predict", str(scene), "--config", str(config), "--out", "pred",
                       cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_sites(out, "2024Q3", tmp_path / "pred", scene)

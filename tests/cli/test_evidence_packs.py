@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -194,3 +195,45 @@ def test_unknown_site_and_missing_key_are_clear_errors(scan_out: Path, tmp_path:
     assert nokey.returncode == 1
     assert "nope.pem" in nokey.stderr and "ed25519" in nokey.stderr.lower()
     assert not (scan_out / "evidence-packs").exists()
+
+
+def test_pack_errors_are_their_cause_and_the_builtin(scan_out: Path, tmp_path: Path) -> None:
+    """The library's refusals are the ``DetectionError`` of their cause, each also the builtin
+    (``PackError`` stays their common name); the commands above print them as one line."""
+    from detection.alerts import PackError, load_private_key, verify_pack, write_evidence_packs
+    from detection.errors import ConfigError, InputFormatError, InputNotFoundError
+    from detection.runs import RunStore
+
+    with pytest.raises(ValueError, match=r"site\(s\) \['mw-x-nothere'\] are not alerts") as info:
+        write_evidence_packs(scan_out, ["mw-x-nothere"], tmp_path / "packs",
+                             store=RunStore.open_existing(scan_out))
+    assert isinstance(info.value, ConfigError)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no alerts\.geojson") as info:
+        write_evidence_packs(tmp_path / "empty", None, tmp_path / "packs",
+                             store=RunStore.open_existing(tmp_path / "empty"))
+    assert isinstance(info.value, InputNotFoundError)
+    # alerts without a run store: the store is named, read only through RunStore
+    shutil.copy(scan_out / "alerts.geojson", tmp_path / "empty" / "alerts.geojson")
+    with pytest.raises(FileNotFoundError, match=r"holds no run store \(runs\.sqlite\)"):
+        write_evidence_packs(tmp_path / "empty", None, tmp_path / "packs",
+                             store=RunStore.open_existing(tmp_path / "empty"))
+    (tmp_path / "empty" / "runs.sqlite").write_text("not sqlite\n")
+    with pytest.raises(ValueError, match=r"not a readable minewatch run store") as info:
+        write_evidence_packs(tmp_path / "empty", None, tmp_path / "packs",
+                             store=RunStore.open_existing(tmp_path / "empty"))
+    assert isinstance(info.value, InputFormatError)
+    with pytest.raises(FileNotFoundError, match=r"signing key .*nope\.pem") as info:
+        load_private_key(tmp_path / "nope.pem")
+    assert isinstance(info.value, InputNotFoundError)
+    (tmp_path / "bad.pem").write_text("not a key\n")
+    with pytest.raises(ValueError, match="not a readable PEM private key") as info:
+        load_private_key(tmp_path / "bad.pem")
+    assert isinstance(info.value, InputFormatError)
+    with pytest.raises(FileNotFoundError, match=r"evidence pack .* does not exist"):
+        verify_pack(tmp_path / "no-pack.zip")
+    (tmp_path / "junk.zip").write_bytes(b"junk")
+    with pytest.raises(InputFormatError, match="not a ZIP file") as info:
+        verify_pack(tmp_path / "junk.zip")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, PackError)
+    assert not (tmp_path / "packs").exists()

@@ -17,18 +17,6 @@ from detection.runs import output_lock
 from tests.cli.conftest import features, minewatch, small_config
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, small_world: Path) -> Path:
-    """One uninterrupted in-process scan, the yardstick of the others."""
-    folder = tmp_path_factory.mktemp("reference")
-    cfg = small_config(folder, world=small_world)
-    proc = minewatch("scan", str(cfg), "--out", "out", "--json", cwd=folder)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads(proc.stdout)
-    assert summary["units_computed"] > 0 and summary["alerts"] > 0
-    return folder / "out"
-
-
 def test_rerun_does_no_model_work_and_is_byte_identical(reference: Path) -> None:
     before = features(reference)
     cfg = reference.parent / "scan.yaml"

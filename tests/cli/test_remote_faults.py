@@ -24,6 +24,7 @@ import pytest
 from shapely.geometry import shape
 
 from tests.cli.conftest import minewatch
+from tests.conftest import write_aoi
 from tests.tiles.servers import RangeServer, RustacServer, StacWorld, stac_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -44,20 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def write_config(folder: Path, stack_url: str, world: StacWorld, **http: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     geom = shape(world.items[0]["geometry"]).buffer(-0.011)
-    (folder / "aoi.geojson").write_text(
-        json.dumps(
-            {
-                "type": "FeatureCollection",
-                "features": [
-                    {
-                        "type": "Feature",
-                        "properties": {"id": "T1", "name": "Test land"},
-                        "geometry": geom.__geo_interface__,
-                    }
-                ],
-            }
-        )
-    )
+    write_aoi(folder / "aoi.geojson", geom, aoi_id="T1", name="Test land")
     settings = {"max_tries": 2, "backoff_s": 0.01, "read_timeout_s": 2, **http}
     http_text = ", ".join(f"{k}: {v}" for k, v in settings.items())
     cfg = folder / "scan.yaml"

@@ -20,8 +20,8 @@ from detection.sites import (
     SiteStream,
     merge_tile_sites,
     sites_from_probabilities,
-    threshold_mask,
 )
+from models.site_rule import threshold_mask
 from tests.detection.conftest import X0, Y0
 from tiles.cog import write_cog
 
@@ -61,7 +61,7 @@ def test_threshold_hysteresis_and_morphology() -> None:
     opened = threshold_mask(p, threshold=0.5, low=0.3, opening_px=1, closing_px=1)
     assert opened[5:15, 5:15].all() and not opened[20, 2]
     assert not threshold_mask(np.full((3, 3), np.nan), threshold=0.1).any()
-    with pytest.raises(DetectionError, match="expected \\(row, col\\)"):
+    with pytest.raises(ValueError, match="expected \\(row, col\\)"):
         threshold_mask(np.zeros((2, 3, 3)), threshold=0.5)
 
 

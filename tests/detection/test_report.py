@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -20,7 +21,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from detection.errors import DetectionError, OutputExistsError
+from detection.errors import (
+    ConfigError,
+    DetectionError,
+    InputFormatError,
+    InputNotFoundError,
+    OutputExistsError,
+    RunStateError,
+)
 from detection.report import (
     ALL_ID,
     PERIOD_COLUMNS,
@@ -466,6 +474,59 @@ def test_corrupt_store_and_missing_geopackage(tmp_path: Path) -> None:
     (good / "alerts.gpkg").unlink()
     with pytest.raises(DetectionError, match=r"holds no alerts\.gpkg"):
         build_report(good)
+
+
+def test_each_refusal_is_its_cause_and_the_builtin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each refusal raises the ``DetectionError`` of its cause, which is also the builtin a
+    caller may catch without knowing minewatch; the command still prints one line, exit 1."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no run store \(runs\.sqlite\)") as info:
+        build_report(tmp_path / "empty")
+    assert isinstance(info.value, InputNotFoundError)
+    from minewatch.cli import main
+
+    assert main(["report", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no run store (runs.sqlite)" in err[0], err
+
+    running = tmp_path / "running"
+    running.mkdir()
+    RunStore(running).start_run(
+        "20250101T000000Z-live",
+        config_name="two-reserves",
+        config_sha256="ab" * 32,
+        model_sha256="cd" * 32,
+        software_version="0.1.0",
+        period=QUARTERS[-1].as_dict(),
+    )
+    with pytest.raises(RuntimeError, match="no finished run yet") as info:
+        build_report(running)
+    assert isinstance(info.value, RunStateError)
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "runs.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(ValueError, match="not a readable minewatch run store") as info:
+        build_report(corrupt)
+    assert isinstance(info.value, InputFormatError)
+
+    good = _make_output(tmp_path / "good")
+    with pytest.raises(ValueError, match="top_n 0: expected at least 1") as info:
+        build_report(good, top_n=0)
+    assert isinstance(info.value, ConfigError)
+    with pytest.raises(ConfigError, match="--since 2030-01-01: no period ends on or after it"):
+        build_report(good, since=dt.date(2030, 1, 1))
+    with pytest.raises(ConfigError, match="dpi 0: expected a positive number"):
+        draw_figures(build_report(good), dpi=0)
+
+    no_coverage = _make_output(tmp_path / "no-coverage")
+    aois = pyogrio.read_dataframe(no_coverage / "alerts.gpkg", layer="aois")
+    (no_coverage / "alerts.gpkg").unlink()
+    pyogrio.write_dataframe(aois, no_coverage / "alerts.gpkg", layer="aois", driver="GPKG")
+    with pytest.raises(InputFormatError, match="no layer 'coverage'"):
+        build_report(no_coverage)
 
 
 def test_existing_report_needs_overwrite(output: Path) -> None:

@@ -27,8 +27,8 @@ from tests.tiles.conftest import (
 from tiles.cog import is_cog
 from tiles.composite import Composite, composite_period, crop_composite, write_composite
 from tiles.errors import CloudyPeriodWarning, MissingBandError
-from tiles.local import list_scenes, read_scene
 from tiles.scene import Scene
+from tiles.sources import list_scenes, read_scene
 
 PLANTED = (2, 3)  # a pixel of the 6 x 8 cell
 

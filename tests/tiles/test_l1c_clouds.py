@@ -22,11 +22,11 @@ from tiles.clouds import CLEAR, CLOUD, SHADOW, detect_clouds
 from tiles.cog import write_cog
 from tiles.composite import composite_period
 from tiles.errors import LevelMixError, SceneFormatError
-from tiles.local import list_scenes, read_scene
 from tiles.masks import clear_mask
 from tiles.periods import Period
 from tiles.radiometry import add_offset, check_one_level, radio_add_offset
 from tiles.scene import Scene, SceneInfo
+from tiles.sources import list_scenes, read_scene
 
 REPO = Path(__file__).resolve().parents[2]
 CRS_UTM21S = CRS.from_epsg(32721)

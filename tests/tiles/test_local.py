@@ -15,7 +15,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
-import tiles.local
+import tiles.sources._local
 from aoi.grid import GridCell
 from tests.tiles.conftest import (
     ALL_BANDS,
@@ -35,7 +35,7 @@ from tiles.errors import (
     SceneFormatError,
     SceneNotFoundError,
 )
-from tiles.local import list_scenes, read_scene, scene_footprint_intersects
+from tiles.sources import list_scenes, read_scene, scene_footprint_intersects
 
 # ------------------------------------------------------------------------------------- listing
 
@@ -243,7 +243,7 @@ def test_skip_invalid_logs_and_keeps_the_rest(
 ) -> None:
     write_single(scene_dir / "good.tif", world)
     (scene_dir / "bad.tif").write_text("<html>503</html>")
-    with caplog.at_level(logging.WARNING, logger="tiles.local"):
+    with caplog.at_level(logging.WARNING, logger="tiles.sources"):
         infos = list_scenes(scene_dir, skip_invalid=True)
     assert [i.scene_id for i in infos] == ["good"]
     assert "bad.tif: not a GeoTIFF" in caplog.text
@@ -256,7 +256,7 @@ def test_duplicate_scene_keeps_newest_baseline(
     write_single(scene_dir / "old_N0301.tif", world, baseline="03.01")
     write_single(scene_dir / "new_N0510.tif", world, baseline="05.10")
     write_single(scene_dir / "other_day.tif", world, when=WHEN + dt.timedelta(days=1))
-    with caplog.at_level(logging.INFO, logger="tiles.local"):
+    with caplog.at_level(logging.INFO, logger="tiles.sources"):
         infos = list_scenes(scene_dir)
     assert [i.scene_id for i in infos] == ["new_N0510", "other_day"]
     assert "dropped duplicate scene old_N0301 (baseline 03.01" in caplog.text
@@ -407,14 +407,14 @@ def test_read_covers_only_the_cell_window(
         tags={"ACQUISITION_DATETIME": WHEN.isoformat(), "PROCESSING_BASELINE": "04.00"},
     )
     windows: list[rasterio.windows.Window] = []
-    real = tiles.local._source_window
+    real = tiles.sources._local._source_window
 
     def spy(src: rasterio.io.DatasetReader, cell: GridCell) -> rasterio.windows.Window | None:
         win = real(src, cell)
         windows.append(win)
         return win
 
-    monkeypatch.setattr(tiles.local, "_source_window", spy)
+    monkeypatch.setattr(tiles.sources._local, "_source_window", spy)
     cell = GridCell("T_0505", world.crs, transform @ Affine.translation(500, 300), 20, 16)
     [info] = list_scenes(scene_dir)
     scene = read_scene(info, cell, bands=["B02"])
@@ -526,7 +526,7 @@ def test_offset_tag_disagreeing_with_baseline_wins_and_is_logged(
     write_single(
         scene_dir / "h.tif", world, baseline="03.01", tags={"PROCESSING_BASELINE": "04.00"}
     )
-    with caplog.at_level(logging.WARNING, logger="tiles.local"):
+    with caplog.at_level(logging.WARNING, logger="tiles.sources"):
         [info] = list_scenes(scene_dir)
     assert "BOA_ADD_OFFSET 0 differs from the -1000 of baseline 04.00" in caplog.text
     scene = read_scene(info, world_cell, bands=["B08"])

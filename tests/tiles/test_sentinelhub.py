@@ -22,7 +22,7 @@ from aoi.grid import GridCell
 from tests.tiles.servers import SentinelHubServer
 from tiles.config import HttpConfig, SentinelHubSourceConfig
 from tiles.errors import AuthenticationError, SourceUnavailableError
-from tiles.sentinelhub import SentinelHubSource, decode_process_answer, evalscript, split_cell
+from tiles.sources import SentinelHubSource, decode_process_answer, evalscript, split_cell
 
 SECRET = "s3cret-never-logged"
 ENV = {"SH_CLIENT_ID": "cid", "SH_CLIENT_SECRET": SECRET}

@@ -37,7 +37,7 @@ from tiles.errors import (
     SourceUnavailableError,
 )
 from tiles.http import RetryPolicy
-from tiles.stac import SasSigner, StacSource, item_baseline, item_boa_offset, item_to_scene_info
+from tiles.sources import SasSigner, StacSource, item_baseline, item_boa_offset, item_to_scene_info
 
 START, END = dt.date(2024, 4, 1), dt.date(2024, 9, 30)
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -398,7 +398,7 @@ def test_sas_token_expired_on_arrival_is_fetched_once_with_a_warning(
         policy=RetryPolicy(),
     )
     stack.cogs.reset()
-    with caplog.at_level("WARNING", logger="tiles.stac"):
+    with caplog.at_level("WARNING", logger="tiles.sources"):
         signed = [signer.sign(f"https://x/B{i:02d}.tif") for i in range(40)]
     assert len(stack.cogs.requests) == 1  # fetched once, not once per file
     assert all(s.endswith("?st=a&sig=old") for s in signed)

@@ -22,7 +22,7 @@ from tiles.bands import BANDS
 from tiles.config import StacSourceConfig
 from tiles.http import RetryPolicy
 from tiles.masks import clear_mask
-from tiles.stac import StacSource
+from tiles.sources import StacSource
 
 from .servers import StacWorld, clear_gdal_cache, stac_stack
 

@@ -39,8 +39,7 @@ import json
 import logging
 import math
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,6 @@ from pystac.errors import STACError, STACTypeError
 from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.exceptions import APIError
-from pystac_client.stac_api_io import StacApiIO
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
@@ -62,7 +60,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from aoi.grid import GridCell
-from tiles.bands import BANDS, SCL, check_requested_bands
+from tiles.bands import SCL, check_requested_bands
 from tiles.cache import RawWindow, WindowCache, fetch_file, window_key
 from tiles.config import StacSourceConfig
 from tiles.errors import (
@@ -80,53 +78,21 @@ from tiles.http import (
     make_session,
     retry_call,
 )
-from tiles.radiometry import L2A_SCALE, add_offset, dn_to_reflectance, format_baseline
+from tiles.radiometry import L2A_SCALE, dn_to_reflectance
 from tiles.scene import Scene, SceneInfo
+from tiles.sources._stac_io import RetryingStacApiIO, SasSigner, raise_for_access
+from tiles.sources._stac_items import (
+    asset_grid,
+    int_or_none,
+    item_boa_offset,
+    item_to_scene_info,
+)
 
 log = logging.getLogger(__name__)
 
-#: Earth Search v1 asset keys (common names) of the Sentinel-2 bands.
-EARTH_SEARCH_ASSETS: dict[str, str] = {
-    "B01": "coastal",
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B05": "rededge1",
-    "B06": "rededge2",
-    "B07": "rededge3",
-    "B08": "nir",
-    "B8A": "nir08",
-    "B09": "nir09",
-    "B10": "cirrus",
-    "B11": "swir16",
-    "B12": "swir22",
-    SCL: "scl",
-}
-
-#: Item properties kept in `SceneInfo.properties`.
-KEPT_PROPERTIES = (
-    "eo:cloud_cover",
-    "s2:processing_baseline",
-    "earthsearch:boa_offset_applied",
-    "s2:product_uri",
-    "s2:product_type",
-    "processing:level",
-    "s2:mgrs_tile",
-    "grid:code",
-    "mgrs:utm_zone",
-    "mgrs:latitude_band",
-    "mgrs:grid_square",
-    "platform",
-    "sat:relative_orbit",
-    "updated",
-)
-
 #: Source pixels read around the cell, so bilinear kernels at its edge are whole.
 _WINDOW_PAD_PX = 2
-_BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
 _HTTP_CODE = re.compile(r"HTTP (?:response )?code:? ?(\d{3})", re.IGNORECASE)
-#: Refresh a SAS token this long before it expires.
-_SAS_MARGIN_S = 120.0
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -357,7 +323,7 @@ class StacSource:
     def _window(self, info: SceneInfo, band: str, cell: GridCell) -> RawWindow | None:
         asset = info.assets[band]
         href = str(asset["href"])
-        grid = _asset_grid(asset, info)
+        grid = asset_grid(asset, info)
         win = _source_window(grid, cell) if grid is not None else None
         if grid is not None and win is None:
             return None  # the cell is outside the asset
@@ -396,7 +362,7 @@ class StacSource:
         self, asset: Mapping[str, Any], cell: GridCell, *, what: str
     ) -> tuple[RawWindow, tuple[int, int, int, int]] | None:
         href = str(asset["href"])
-        size = _int_or_none(asset.get("file:size"))
+        size = int_or_none(asset.get("file:size"))
         checksum = asset.get("file:checksum")
         refreshed = False
         while True:
@@ -433,7 +399,7 @@ class StacSource:
         match = _HTTP_CODE.search(text)
         status = int(match.group(1)) if match else None
         if status is not None:
-            _raise_for_access(status, what=what)
+            raise_for_access(status, what=what)
             if status in RETRY_STATUSES:
                 return TransientError(f"{what}: HTTP {status} ({text[:200]})", status=status)
 
@@ -444,7 +410,7 @@ class StacSource:
             return check_response(resp, what=f"GET {what}")
 
         resp = retry_call(probe, policy=self.policy, what=f"GET {what}", url=url)
-        _raise_for_access(resp.status_code, what=what)
+        raise_for_access(resp.status_code, what=what)
         head = resp.content[:16]
         if resp.status_code >= 400:
             return SceneFormatError(f"{what}: HTTP {resp.status_code} from the server")
@@ -486,7 +452,7 @@ class StacSource:
             return check_response(resp, what=f"HEAD {what}")
 
         resp = retry_call(head, policy=self.policy, what=f"HEAD {what}", url=url)
-        _raise_for_access(resp.status_code, what=what)
+        raise_for_access(resp.status_code, what=what)
         ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if resp.status_code < 400 and ctype in ("text/html", "text/plain", "application/json"):
             raise SceneFormatError(
@@ -507,257 +473,6 @@ class StacSource:
         return actual
 
 
-def item_to_scene_info(
-    item: Mapping[str, Any], *, asset_keys: Mapping[str, str] | None = None
-) -> SceneInfo:
-    """The `SceneInfo` of a STAC item (Earth Search v1, Planetary Computer, or similar).
-
-    Args:
-        item: the item as a dict.
-        asset_keys: band -> asset key overrides.
-
-    Raises:
-        SceneFormatError: no datetime, no reflectance asset, no CRS/grid, or no baseline.
-    """
-    item_id = str(item.get("id", "?"))
-    props = dict(item.get("properties") or {})
-    when_text = props.get("datetime") or props.get("start_datetime")
-    if not when_text:
-        raise SceneFormatError(f"item {item_id}: no datetime")
-    when = _parse_datetime(str(when_text))
-    assets = dict(item.get("assets") or {})
-    found: dict[str, dict[str, Any]] = {}
-    for band in (*BANDS, SCL):
-        key = _asset_key(band, assets, asset_keys or {})
-        if key is None:
-            continue
-        asset = dict(assets[key])
-        rb = (asset.get("raster:bands") or [{}])[0]
-        entry: dict[str, Any] = {"href": asset["href"], "key": key}
-        for name in ("file:size", "file:checksum", "proj:transform", "proj:shape"):
-            if name in asset:
-                entry[name] = asset[name]
-        if "nodata" in rb:
-            entry["nodata"] = rb["nodata"]
-        found[band] = entry
-    bands = tuple(b for b in BANDS if b in found)
-    if not bands:
-        raise SceneFormatError(
-            f"item {item_id}: no Sentinel-2 band asset among {sorted(assets)}; expected keys such "
-            f"as {EARTH_SEARCH_ASSETS['B02']!r} (Earth Search) or 'B02' (Planetary Computer)"
-        )
-    crs = _item_crs(props, item_id)
-    finest = min(bands, key=lambda b: BANDS[b].resolution_m)
-    grid = _asset_grid(found[finest], None, props)
-    if grid is None:
-        raise SceneFormatError(
-            f"item {item_id}: no proj:transform/proj:shape for {finest}; the projection "
-            "extension is needed to place the scene"
-        )
-    transform, (height, width) = grid
-    baseline = item_baseline(props, item_id=item_id)
-    level = item_level(item)
-    if level == "L1C" and SCL in found:
-        log.debug("item %s: L1C with an SCL asset; SCL is ignored", item_id)
-        del found[SCL]
-    kept = {k: props[k] for k in KEPT_PROPERTIES if k in props}
-    kept["processing_baseline"] = baseline
-    kept["collection"] = item.get("collection")
-    kept["bbox"] = item.get("bbox")
-    return SceneInfo(
-        scene_id=item_id,
-        datetime=when,
-        crs=crs,
-        transform=transform,
-        width=width,
-        height=height,
-        bands=bands,
-        has_scl=SCL in found,
-        processing_baseline=baseline,
-        href=_self_href(item) or item_id,
-        assets=found,
-        properties=kept,
-        processing_level=level,
-    )
-
-
-def item_level(item: Mapping[str, Any]) -> str:
-    """``"L1C"`` or ``"L2A"``: from ``s2:product_type`` (``S2MSI1C``/``S2MSI2A``), else
-    ``processing:level``, else the collection id (``...l1c...``); L2A when nothing says."""
-    props = item.get("properties") or {}
-    product = str(props.get("s2:product_type") or "").upper()
-    if product in ("S2MSI1C", "S2MSI2A"):
-        return "L1C" if product == "S2MSI1C" else "L2A"
-    level = str(props.get("processing:level") or "").upper()
-    if level in ("L1C", "L2A"):
-        return level
-    return "L1C" if "l1c" in str(item.get("collection") or "").lower() else "L2A"
-
-
-def item_baseline(properties: Mapping[str, Any], *, item_id: str) -> str:
-    """The processing baseline (``"MM.mm"``) an item states: ``s2:processing_baseline``, else
-    ``sentinel:processing_baseline``, else the ``_Nxxxx_`` of its product id or item id.
-
-    Raises:
-        SceneFormatError: none of these is there.
-    """
-    for key in ("s2:processing_baseline", "sentinel:processing_baseline"):
-        if properties.get(key):
-            return format_baseline(str(properties[key]))
-    for key in ("s2:product_uri", "sentinel:product_id", "s2:product_id"):
-        match = _BASELINE_IN_ID.search(str(properties.get(key) or ""))
-        if match:
-            return f"{match.group(1)}.{match.group(2)}"
-    match = _BASELINE_IN_ID.search(item_id)
-    if match:
-        return f"{match.group(1)}.{match.group(2)}"
-    raise SceneFormatError(
-        f"item {item_id}: no processing baseline (s2:processing_baseline or an _Nxxxx_ product "
-        "id); the radiometric offset cannot be decided, so the scene is refused"
-    )
-
-
-def item_boa_offset(properties: Mapping[str, Any], *, scene_id: str, level: str = "L2A") -> float:
-    """The DN offset to apply to an item's COG values (``-1000.0`` or ``0.0``):
-    ``BOA_ADD_OFFSET`` for L2A, ``RADIO_ADD_OFFSET`` for L1C (same rule: from baseline 04.00).
-
-    ``earthsearch:boa_offset_applied: true`` means the COG values already had it applied.
-
-    Raises:
-        SceneFormatError: the item states no processing baseline.
-    """
-    baseline = properties.get("processing_baseline") or item_baseline(properties, item_id=scene_id)
-    if properties.get("earthsearch:boa_offset_applied") is True:
-        return 0.0
-    return add_offset(str(baseline), level=level)
-
-
-class SasSigner:
-    """Planetary Computer SAS tokens for one collection (``GET {token_url}/{collection}``).
-
-    A token is reused until ``_SAS_MARGIN_S`` before its ``msft:expiry``; `invalidate` forces a
-    new one (after a 403).
-    """
-
-    def __init__(
-        self,
-        token_url: str,
-        collection: str,
-        *,
-        session: requests.Session,
-        policy: RetryPolicy,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.token_url = token_url.rstrip("/")
-        self.collection = collection
-        self.session = session
-        self.policy = policy
-        self.clock = clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        #: the service gave a token already (nearly) expired: use it until the storage refuses it
-        self._stale = False
-
-    def __repr__(self) -> str:
-        return f"SasSigner({self.token_url!r}, {self.collection!r}, token=***)"
-
-    def invalidate(self) -> None:
-        self._token = None
-        self._stale = False
-
-    def sign(self, href: str) -> str:
-        """``href`` with the current token appended as its query.
-
-        Raises:
-            AuthenticationError: the token service refused.
-            SourceUnavailableError: the token service kept failing.
-        """
-        if self._token is None or (
-            not self._stale and self.clock() >= self._expires_at - _SAS_MARGIN_S
-        ):
-            self._refresh()
-        return f"{href}{'&' if '?' in href else '?'}{self._token}"
-
-    def _refresh(self) -> None:
-        url = f"{self.token_url}/{self.collection}"
-
-        def get() -> requests.Response:
-            return check_response(
-                self.session.get(url, timeout=self.policy.timeout), what=f"SAS token {url}"
-            )
-
-        resp = retry_call(get, policy=self.policy, what=f"SAS token {url}", url=url)
-        _raise_for_access(resp.status_code, what=f"SAS token {url}")
-        if resp.status_code >= 400:
-            raise AuthenticationError(f"SAS token {url}: HTTP {resp.status_code}")
-        body = resp.json()
-        token = body.get("token")
-        if not token:
-            raise AuthenticationError(f"SAS token {url}: the answer holds no 'token'")
-        expiry = body.get("msft:expiry")
-        self._expires_at = (
-            _parse_datetime(expiry).timestamp() if expiry else self.clock() + 45 * 60.0
-        )
-        self._token = str(token)
-        log.debug("SAS token for %s valid until %s", self.collection, expiry)
-        if self._expires_at - _SAS_MARGIN_S <= self.clock():
-            # Fetching again would give the same token (a clock set wrong here or there): use
-            # it until the storage refuses it, then fetch once more (`invalidate`).
-            self._stale = True
-            log.warning(
-                "SAS token for %s from %s expires %s, %.0f s from now (within the %.0f s "
-                "refresh margin): this machine's clock or the token service is off; using the "
-                "token until the storage refuses it. Check the clock (timedatectl / NTP).",
-                self.collection,
-                self.token_url,
-                expiry,
-                self._expires_at - self.clock(),
-                _SAS_MARGIN_S,
-            )
-
-
-class RetryingStacApiIO(StacApiIO):
-    """pystac-client I/O with timeouts and `retry_call` (429/5xx, connection errors) on every
-    request, GET and POST alike, honouring ``Retry-After``."""
-
-    def __init__(self, *, policy: RetryPolicy, headers: dict[str, str] | None = None) -> None:
-        super().__init__(headers=headers, timeout=policy.timeout, max_retries=None)
-        self.policy = policy
-
-    def request(
-        self,
-        href: str,
-        method: str | None = None,
-        headers: dict[str, str] | None = None,
-        parameters: dict[str, Any] | None = None,
-    ) -> str:
-        """One request of a search (landing page, collection, each page), with retries.
-
-        Raises:
-            SourceUnavailableError: it kept failing (429/5xx/connection errors/timeouts).
-            APIError: the API answered with another error (4xx).
-        """
-        method = (method or "GET").upper()
-        what = f"STAC {method} {href.split('?', 1)[0]}"
-        if method in ("POST", "PUT", "PATCH"):
-            request = requests.Request(method=method, url=href, headers=headers, json=parameters)
-        else:
-            request = requests.Request(
-                method=method, url=href, headers=headers, params=dict(parameters or {})
-            )
-        prepped = self.session.prepare_request(request)
-
-        def once() -> str:
-            log.debug("%s %s", what, json.dumps(parameters)[:500] if parameters else "")
-            resp = self.session.send(prepped, timeout=self.policy.timeout)
-            check_response(resp, what=what)
-            if not 200 <= resp.status_code < 300:
-                raise APIError.from_response(resp)
-            return resp.content.decode("utf-8")
-
-        return retry_call(once, policy=self.policy, what=what, url=href)
-
-
 # --------------------------------------------------------------------------------------------
 # helpers
 
@@ -774,56 +489,6 @@ def _looks_like_connection_error(text: str) -> bool:
     return any(
         w in lowered for w in ("timed out", "timeout", "connection", "remote end closed", "reset")
     )
-
-
-def _raise_for_access(status: int, *, what: str) -> None:
-    if status == 404:
-        raise AssetMissingError(f"{what}: HTTP 404, the file does not exist on the server")
-    if status in (401, 403):
-        raise AuthenticationError(
-            f"{what}: HTTP {status}, access refused (expired or missing signature/token)"
-        )
-
-
-def _asset_key(band: str, assets: Mapping[str, Any], overrides: Mapping[str, str]) -> str | None:
-    if band in overrides:
-        return overrides[band] if overrides[band] in assets else None
-    candidates = [band, EARTH_SEARCH_ASSETS.get(band, ""), band.lower()]
-    if band.startswith("B0"):
-        candidates.append("B" + band[2:])
-    for key in candidates:
-        if key and key in assets and _is_cog(assets[key]):
-            return key
-    return None
-
-
-def _is_cog(asset: Mapping[str, Any]) -> bool:
-    media = str(asset.get("type", "image/tiff"))
-    href = str(asset.get("href", ""))
-    return "tiff" in media or href.split("?", 1)[0].lower().endswith((".tif", ".tiff"))
-
-
-def _item_crs(props: Mapping[str, Any], item_id: str) -> CRS:
-    if props.get("proj:epsg"):
-        return CRS.from_epsg(int(props["proj:epsg"]))
-    if props.get("proj:code"):
-        return CRS.from_user_input(str(props["proj:code"]))
-    if props.get("proj:wkt2"):
-        return CRS.from_wkt(str(props["proj:wkt2"]))
-    raise SceneFormatError(
-        f"item {item_id}: no proj:epsg / proj:code / proj:wkt2; the scene's CRS is unknown"
-    )
-
-
-def _asset_grid(
-    asset: Mapping[str, Any], info: SceneInfo | None, props: Mapping[str, Any] | None = None
-) -> tuple[Affine, tuple[int, int]] | None:
-    """``(transform, (height, width))`` of an asset from its projection fields."""
-    tr = asset.get("proj:transform") or (props or {}).get("proj:transform")
-    shape = asset.get("proj:shape") or (props or {}).get("proj:shape")
-    if not tr or not shape:
-        return None
-    return Affine(*[float(v) for v in list(tr)[:6]]), (int(shape[0]), int(shape[1]))
 
 
 def _cell_grid(cell: GridCell) -> dict[str, Any]:
@@ -947,31 +612,6 @@ def _search_geometry(area: BaseGeometry) -> BaseGeometry:
     return area.convex_hull
 
 
-def _parse_datetime(text: str) -> dt.datetime:
-    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        when = dt.datetime.fromisoformat(iso)
-    except ValueError as exc:
-        raise SceneFormatError(f"datetime {text!r} is not ISO 8601") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _self_href(item: Mapping[str, Any]) -> str | None:
-    for link in item.get("links") or []:
-        if link.get("rel") == "self" and link.get("href"):
-            return str(link["href"])
-    return None
-
-
 def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
     """One scene per (CRS, footprint, acquisition time): the newest baseline, then last id."""
     groups: dict[tuple[Any, ...], list[SceneInfo]] = {}
@@ -998,15 +638,3 @@ def _drop_duplicates(scenes: list[SceneInfo]) -> list[SceneInfo]:
             )
         kept.append(group[-1])
     return kept
-
-
-__all__ = [
-    "EARTH_SEARCH_ASSETS",
-    "RetryingStacApiIO",
-    "SasSigner",
-    "StacSource",
-    "item_baseline",
-    "item_boa_offset",
-    "item_level",
-    "item_to_scene_info",
-]

@@ -21,8 +21,10 @@ from tiles.config import (
     SyntheticSourceConfig,
 )
 from tiles.errors import SceneFormatError, TileError
-from tiles.local import list_scenes, read_scene
 from tiles.scene import Scene, SceneInfo
+from tiles.sources._local import list_scenes, read_scene
+from tiles.sources._sentinelhub import SentinelHubSource
+from tiles.sources._stac import StacSource
 from tiles.synthetic import WorldSpec, generate_world
 
 log = logging.getLogger(__name__)
@@ -142,11 +144,7 @@ def open_source(
     if isinstance(config, SyntheticSourceConfig):
         return SyntheticSource(config.path or (workdir / "world"), config.world, progress=progress)
     if isinstance(config, StacSourceConfig):
-        from tiles.stac import StacSource
-
         return StacSource(config, cache_dir=Path(workdir) / "cache")
     if isinstance(config, SentinelHubSourceConfig):
-        from tiles.sentinelhub import SentinelHubSource
-
         return SentinelHubSource(config, cache_dir=Path(workdir) / "cache")
     raise TileError(f"source kind {getattr(config, 'kind', config)!r} is not supported")

@@ -529,11 +529,3 @@ def _translate(exc: BaseException, *, what: str, base_url: str) -> Exception:
         return SourceUnavailableError(f"{what}: {base_url} kept failing: {str(exc)[:300]}")
     return TileError(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 
-
-__all__ = [
-    "SentinelHubSource",
-    "decode_process_answer",
-    "evalscript",
-    "read_credentials",
-    "split_cell",
-]
