@@ -110,6 +110,7 @@ def write_evidence(
     margin_m: float = 200.0,
     min_extent_m: float = 800.0,
     scene_dates: Mapping[str, str] | None = None,
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> gpd.GeoDataFrame:
     """Write before/after chips of every alert and fill its ``evidence`` column.
 
@@ -153,6 +154,8 @@ def write_evidence(
         scene_dates: acquisition date (``YYYY-MM-DD``) by scene id (the scan's scene list), for
             ids :func:`scene_date` cannot read one from (a STAC item id such as
             ``S2B_21MVN_20240408_0_L2A``).
+        composites: the composite files of each period (by label), as the units that wrote
+            them report; default: every composite found under ``units_dir``.
 
     Returns:
         A copy of ``alerts`` with ``evidence`` filled.
@@ -178,8 +181,10 @@ def write_evidence(
             out["evidence"] = []
         return out
     wgs84 = out.geometry.to_crs(4326)
-    after = _index(units_dir, period)
-    before = _index(units_dir, previous_period) if previous_period is not None else []
+    after = _index(units_dir, period, composites)
+    before = (
+        _index(units_dir, previous_period, composites) if previous_period is not None else []
+    )
     if not after:
         log.warning(
             "write_evidence: no composite of period %s under %s; chips will be missing",
@@ -224,7 +229,12 @@ def write_evidence(
 
 
 def period_overlay(
-    units_dir: Path, period: Period, *, max_px: int = 1600, rendering: str = "true_colour"
+    units_dir: Path,
+    period: Period,
+    *,
+    max_px: int = 1600,
+    rendering: str = "true_colour",
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> Overlay | None:
     """A downsampled mosaic of a period's composites in Web Mercator, as a WebP image.
 
@@ -237,6 +247,7 @@ def period_overlay(
         period: the period to draw.
         max_px: the longer side of the image, pixels.
         rendering: a key of :data:`RENDERINGS`.
+        composites: as :func:`write_evidence`'s.
 
     Returns:
         The overlay, or ``None`` when the period has no composite.
@@ -248,11 +259,11 @@ def period_overlay(
         raise ConfigError(f"period_overlay: rendering {rendering!r}; one of {list(RENDERINGS)}")
     if max_px < 16:
         raise ConfigError(f"period_overlay: max_px {max_px!r}; expected >= 16")
-    composites = _index(units_dir, period)
-    if not composites:
+    found = _index(units_dir, period, composites)
+    if not found:
         return None
     mercator = CRS.from_epsg(3857)
-    boxes = np.array([transform_bounds(c.crs, mercator, *c.bounds) for c in composites])
+    boxes = np.array([transform_bounds(c.crs, mercator, *c.bounds) for c in found])
     left, bottom = boxes[:, 0].min(), boxes[:, 1].min()
     right, top = boxes[:, 2].max(), boxes[:, 3].max()
     res = max(right - left, top - bottom) / max_px
@@ -261,7 +272,7 @@ def period_overlay(
     transform = Affine(res, 0.0, left, 0.0, -res, top)
     bands = RENDERINGS[rendering]
     data = np.zeros((3, height, width), dtype=np.uint16)
-    for comp in composites:
+    for comp in found:
         try:
             with rasterio.open(comp.path) as src:
                 _warp_into(src, comp, bands, data, transform, mercator, Resampling.average)
@@ -280,7 +291,7 @@ def period_overlay(
     log.info(
         "period_overlay %s: %d composites -> %dx%d px (%.0f m/px)",
         period.label,
-        len(composites),
+        len(found),
         width,
         height,
         res,
@@ -304,11 +315,17 @@ def scene_date(scene_id: str) -> str | None:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _index(units_dir: Path, period: Period) -> list[_Composite]:
-    """The composites of ``period`` under ``units_dir``, skipping any tagged for another period."""
+def _index(
+    units_dir: Path, period: Period, composites: Mapping[str, Sequence[Path]] | None = None
+) -> list[_Composite]:
+    """The composites of ``period`` (``composites``' own, else those under ``units_dir``),
+    skipping any tagged for another period."""
     folder = Path(units_dir) / period.label
+    paths = composites.get(period.label, ()) if composites is not None else folder.glob(
+        _COMPOSITE_GLOB
+    )
     found: list[_Composite] = []
-    for path in sorted(folder.glob(_COMPOSITE_GLOB)):
+    for path in sorted(paths):
         try:
             with rasterio.open(path) as ds:
                 tags = ds.tags()

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -83,6 +83,7 @@ def write_review_html(
     evidence_root: Path | None = None,
     inline_evidence: bool = True,
     overlay_max_px: int = 1600,
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> None:
     """Write the review page of a run, atomically.
 
@@ -107,6 +108,8 @@ def write_review_html(
             ``False`` links them by relative path (a smaller page that needs the ``evidence``
             folder beside it).
         overlay_max_px: longer side of the background image, pixels.
+        composites: the composites of each period (by label) the units wrote; default: those
+            found under ``units_dir``.
 
     Raises:
         DetectionError: ``fc`` or ``coverage_fc`` is not a FeatureCollection, or a composite
@@ -132,7 +135,9 @@ def write_review_html(
         for label, which in (("composite", period), ("previous composite", previous_period)):
             if which is None:
                 continue
-            overlay = period_overlay(units_dir, which, max_px=overlay_max_px)
+            overlay = period_overlay(
+                units_dir, which, max_px=overlay_max_px, composites=composites
+            )
             if overlay is not None:
                 overlays.append(_overlay_entry(f"{label} {which.label}", overlay))
     chips = {
