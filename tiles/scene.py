@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
 from tiles.bands import check_band_names
+
+if TYPE_CHECKING:
+    from aoi.grid import GridCell
+
+log = logging.getLogger(__name__)
 
 #: Sentinel-2 processing levels a source may yield: top of atmosphere (L1C) or surface (L2A).
 PROCESSING_LEVELS: tuple[str, ...] = ("L1C", "L2A")
@@ -118,6 +124,25 @@ class Scene:
             raise ValueError(
                 f"scene {self.info.scene_id}: SCL shape {self.scl.shape} != {self.data.shape[1:]}"
             )
+
+    @classmethod
+    def on_cell(
+        cls,
+        info: SceneInfo,
+        bands: tuple[str, ...],
+        data: np.ndarray,
+        cell: GridCell,
+        *,
+        scl: np.ndarray | None = None,
+    ) -> Scene:
+        """A scene read onto a grid cell: valid where every band is finite, NaN elsewhere in
+        every band (``data`` is changed in place)."""
+        valid = np.all(np.isfinite(data), axis=0)
+        data[:, ~valid] = np.nan
+        log.debug("scene %s on %s: %d of %d pixels valid", info.scene_id, cell.tile_id,
+                  int(valid.sum()), valid.size)
+        return cls(info=info, bands=bands, data=data, valid=valid, crs=cell.crs,
+                   transform=cell.transform, scl=scl)
 
     def band(self, name: str) -> np.ndarray:
         """The ``(row, col)`` array of one band."""

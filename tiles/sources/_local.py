@@ -198,24 +198,7 @@ def read_scene(info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> Scen
         srcs = [local.sources[wanted[i]] for i in indices]
         data[indices] = _read_reflectance(path, srcs, cell)
     scl = _read_scl(local.sources[SCL], cell) if SCL in local.sources else None
-    valid = np.all(np.isfinite(data), axis=0)
-    data[:, ~valid] = np.nan
-    log.debug(
-        "scene %s on %s: %d of %d pixels valid",
-        info.scene_id,
-        cell.tile_id,
-        int(valid.sum()),
-        valid.size,
-    )
-    return Scene(
-        info=info,
-        bands=wanted,
-        data=data,
-        valid=valid,
-        crs=cell.crs,
-        transform=cell.transform,
-        scl=scl,
-    )
+    return Scene.on_cell(info, wanted, data, cell, scl=scl)
 
 
 def scene_footprint_intersects(info: SceneInfo, cell: GridCell) -> bool:

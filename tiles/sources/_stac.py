@@ -281,24 +281,7 @@ class StacSource:
             if raw is not None:
                 classes = np.nan_to_num(raw.data, nan=0).astype(np.uint8)
                 _warp(classes, raw, scl, cell, Resampling.nearest, 0)
-        valid = np.all(np.isfinite(data), axis=0)
-        data[:, ~valid] = np.nan
-        log.debug(
-            "scene %s on %s: %d of %d pixels valid",
-            info.scene_id,
-            cell.tile_id,
-            int(valid.sum()),
-            valid.size,
-        )
-        return Scene(
-            info=info,
-            bands=wanted,
-            data=data,
-            valid=valid,
-            crs=cell.crs,
-            transform=cell.transform,
-            scl=scl,
-        )
+        return Scene.on_cell(info, wanted, data, cell, scl=scl)
 
     def fetch(self, info: SceneInfo, cell: GridCell, *, bands: Sequence[str]) -> int:
         """Put the windows of ``bands`` (and SCL) over ``cell`` in the cache; return how many
