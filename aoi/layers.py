@@ -396,6 +396,82 @@ def _dissolve_duplicates(table: pd.DataFrame, *, path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(AOI_COLUMNS))
 
 
+def _aoi_ids(
+    frame: pd.DataFrame,
+    resolved: _Fields,
+    ids: list[str | None],
+    names: list[str | None],
+    *,
+    path: Path,
+    fields: list[str],
+) -> list[str]:
+    """The AOI ids: the id field's values, or feature numbers when there is no (usable) id field.
+
+    Raises:
+        AOIError: a feature has no value in the id field.
+    """
+    if resolved.plain_id and not _usable_plain_ids(ids, names):
+        log.warning(
+            "%s: field %r is not a complete id (empty values, or one value for differently "
+            "named areas); AOIs are named by feature number instead; set `id_field` to use it "
+            "anyway",
+            path, resolved.id_field,
+        )
+        resolved.id_field = None
+    if resolved.id_field is None:
+        ids = [f"{Path(str(path)).stem}-{fid}" for fid in frame.index]
+        log.warning(
+            "%s: no id_field and no known convention (fields: %s); AOIs are named by feature "
+            "number (%s, ...); set `id_field` for ids that survive edits to the file",
+            path, ", ".join(fields), ids[0],
+        )
+    missing = [fid for fid, v in zip(frame.index, ids, strict=True) if v is None]
+    if missing:
+        raise AOIError(
+            f"{path}: {len(missing)} feature(s) (fid {', '.join(map(str, missing[:5]))}) have no "
+            f"value in id field {resolved.id_field!r}; expected an id for every AOI; fill them "
+            "in or set `id_field` to a complete field"
+        )
+    return [str(v) for v in ids]
+
+
+def _layer_crs(frame: gpd.GeoDataFrame, info: Mapping[str, Any], *, path: Path, layer: str
+               ) -> pyproj.CRS:
+    """The layer's CRS; a GeoJSON without one is WGS 84 lon/lat (RFC 7946).
+
+    Raises:
+        AOIGeometryError: a layer that is not GeoJSON has no CRS.
+    """
+    crs = frame.crs
+    if crs is None:
+        if info.get("driver") in _GEOJSON_DRIVERS:
+            log.debug("%s: GeoJSON without CRS read as EPSG:4326 (RFC 7946)", path)
+            crs = pyproj.CRS.from_user_input(WGS84)
+        else:
+            raise AOIGeometryError(
+                f"{path}: layer {layer!r} ({info.get('driver')}) has no CRS; expected one "
+                "(a .prj beside a Shapefile); assign it, e.g. "
+                "`ogr2ogr -a_srs EPSG:31981 fixed.gpkg input.shp`"
+            )
+    return pyproj.CRS.from_user_input(crs)
+
+
+def _geometries(frame: gpd.GeoDataFrame, crs: pyproj.CRS, labels: list[str], *, path: Path
+                ) -> list[BaseGeometry]:
+    """Every feature's geometry checked, reprojected to EPSG:4326, repaired, split at the
+    antimeridian and wound per RFC 7946."""
+    geoms = [
+        _clean_geometry(g, src_geographic=crs.is_geographic, label=label)
+        for g, label in zip(frame.geometry, labels, strict=True)
+    ]
+    series = gpd.GeoSeries(geoms, crs=crs)
+    if not crs.equals(pyproj.CRS.from_user_input(WGS84)):
+        log.info("%s: reprojecting %d AOI(s) from %s to EPSG:4326", path, len(series),
+                 crs.to_string())
+        series = series.to_crs(WGS84)
+    return [_finish_geometry(g, label=label) for g, label in zip(series, labels, strict=True)]
+
+
 def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
     """Read an AOI layer into the minewatch AOI table.
 
@@ -438,29 +514,7 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
 
     ids = _values(frame, resolved.id_field)
     names = _values(frame, resolved.name_field)
-    if resolved.plain_id and not _usable_plain_ids(ids, names):
-        log.warning(
-            "%s: field %r is not a complete id (empty values, or one value for differently "
-            "named areas); AOIs are named by feature number instead; set `id_field` to use it "
-            "anyway",
-            path, resolved.id_field,
-        )
-        resolved.id_field = None
-    if resolved.id_field is None:
-        ids = [f"{Path(str(path)).stem}-{fid}" for fid in frame.index]
-        log.warning(
-            "%s: no id_field and no known convention (fields: %s); AOIs are named by feature "
-            "number (%s, ...); set `id_field` for ids that survive edits to the file",
-            path, ", ".join(fields), ids[0],
-        )
-    missing = [fid for fid, v in zip(frame.index, ids, strict=True) if v is None]
-    if missing:
-        raise AOIError(
-            f"{path}: {len(missing)} feature(s) (fid {', '.join(map(str, missing[:5]))}) have no "
-            f"value in id field {resolved.id_field!r}; expected an id for every AOI; fill them "
-            "in or set `id_field` to a complete field"
-        )
-    aoi_ids = [str(v) for v in ids]
+    aoi_ids = _aoi_ids(frame, resolved, ids, names, path=path, fields=fields)
     unnamed = sum(n is None for n in names)
     if unnamed:
         log.warning(
@@ -472,30 +526,8 @@ def load_aoi(config: AOIConfig) -> gpd.GeoDataFrame:
     aoi_kinds = _kinds(frame, resolved, config.kind_map, path=path, ids=aoi_ids)
     labels = [f"{path}: AOI {i!r} ({n})" for i, n in zip(aoi_ids, aoi_names, strict=True)]
 
-    crs = frame.crs
-    if crs is None:
-        if info.get("driver") in _GEOJSON_DRIVERS:
-            log.debug("%s: GeoJSON without CRS read as EPSG:4326 (RFC 7946)", path)
-            crs = pyproj.CRS.from_user_input(WGS84)
-        else:
-            raise AOIGeometryError(
-                f"{path}: layer {layer!r} ({info.get('driver')}) has no CRS; expected one "
-                "(a .prj beside a Shapefile); assign it, e.g. "
-                "`ogr2ogr -a_srs EPSG:31981 fixed.gpkg input.shp`"
-            )
-    crs = pyproj.CRS.from_user_input(crs)
-    geoms = [
-        _clean_geometry(g, src_geographic=crs.is_geographic, label=label)
-        for g, label in zip(frame.geometry, labels, strict=True)
-    ]
-    series = gpd.GeoSeries(geoms, crs=crs)
-    if not crs.equals(pyproj.CRS.from_user_input(WGS84)):
-        log.info("%s: reprojecting %d AOI(s) from %s to EPSG:4326", path, len(series),
-                 crs.to_string())
-        series = series.to_crs(WGS84)
-    finished = [
-        _finish_geometry(g, label=label) for g, label in zip(series, labels, strict=True)
-    ]
+    crs = _layer_crs(frame, info, path=path, layer=layer)
+    finished = _geometries(frame, crs, labels, path=path)
     table = pd.DataFrame(
         {"aoi_id": aoi_ids, "aoi_name": aoi_names, "aoi_kind": aoi_kinds, "geometry": finished}
     )

@@ -154,24 +154,23 @@ def run_minewatch(scene: Path, out: Path, args: argparse.Namespace) -> dict[str,
 
 def run_warmup(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Build minewatch's engine once: the ONNX export is cached for the timed run."""
-    from detection.inference._predictor import _checkpoint_of
-    from models.network import resolve_device
+    from models.network import load_network_detector, resolve_device
     from models.runtime import build_engine
 
     device = resolve_device(args.device)
+    checkpoint = load_network_detector(args.checkpoint, device="cpu").checkpoint
     t0 = time.perf_counter()
-    engine = build_engine(_checkpoint_of(args.checkpoint), device, backend=args.backend,
+    engine = build_engine(checkpoint, device, backend=args.backend,
                           compile_model=args.compile)
     return {"seconds": time.perf_counter() - t0, "engine": engine.backend}
 
 
 def _plain_network(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from detection.inference._predictor import _checkpoint_of
     from models.checkpoint import build_network
-    from models.network import resolve_device
+    from models.network import load_network_detector, resolve_device
 
     device = resolve_device(args.device)
-    ckpt = _checkpoint_of(args.checkpoint)
+    ckpt = load_network_detector(args.checkpoint, device="cpu").checkpoint
     model = build_network(ckpt).to(device).eval()
     return ckpt, model, device
 
@@ -181,10 +180,10 @@ def run_naive(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, Any
     import torch
 
     from detection.inference import scene_radiometry
+    from models.checkpoint import network_input
 
     ckpt, model, device = _plain_network(args)
     stride = int(model.stride)
-    norm = ckpt.metadata.normalization
     win = args.window_px
     cls = [ckpt.metadata.classes.index(c) for c in ("mining", "deforestation")]
     model_s = 0.0
@@ -204,7 +203,7 @@ def run_naive(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, Any
                         (dn.astype(np.float32) + np.float32(rad.offset[0]))
                         * np.float32(rad.scale[0]), 0)
                     refl[:, (dn == rad.nodata).any(axis=0)] = np.nan
-                    x = norm.apply(refl)
+                    x, _valid = network_input(ckpt.metadata, refl, ckpt.metadata.bands)
                     h, wd = x.shape[1:]
                     ph, pw = -(-h // stride) * stride, -(-wd // stride) * stride
                     x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - wd)))
@@ -261,6 +260,10 @@ def run_torchgeo(scene: Path, out: Path, args: argparse.Namespace) -> dict[str, 
         valid = (x != float(rad.nodata or 0)).all(1, keepdim=True)
         x = ((x + rad.offset[0]) * rad.scale[0]).clamp(min=0)
         x = (x - mean) / std * valid
+        # every band is there: the availability channels of the optional bands are 1
+        flags = torch.ones((x.shape[0], len(ckpt.metadata.optional_bands), *x.shape[2:]),
+                           device=device)
+        x = torch.cat([x, flags], dim=1)
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(
             "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"

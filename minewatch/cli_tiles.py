@@ -9,11 +9,16 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from minewatch.console import JSON, OVERWRITE, progress_bar
+
+if TYPE_CHECKING:
+    from aoi.grid import GridCell
+    from detection.runs import WorkUnit
+    from tiles.periods import Period
 
 log = logging.getLogger(__name__)
 
@@ -328,15 +333,14 @@ def tiles_composite(
     ctx: click.Context, config: Path, out: Path | None, overwrite: bool, as_json: bool
 ) -> None:
     """Write a cloud-masked composite (COG) and a clear-observation count (COG) per chip and
-    period of CONFIG, plus OUT/composites/coverage.csv. A chip-period without any clear
-    observation is listed as "not observed", never as "no change"."""
-    import warnings
-
-    from tiles.clouds import bands_to_read, require_detector
-    from tiles.composite import composite_period, crop_composite, write_composite
-    from tiles.errors import CloudyPeriodWarning, TileError
+    period of CONFIG, plus OUT/composites/coverage.csv. The chips and scenes are those a scan
+    of CONFIG plans. A chip-period without any clear observation is "not_observed" (with
+    imagery) or "no_imagery" (without), never "no change"; a period in which no chip was
+    observed is named on stderr and in --json's "unobserved_periods"."""
+    from detection.runs import plan_units
+    from tiles.clouds import require_detector
+    from tiles.files import atomic_path
     from tiles.radiometry import check_one_level
-    from tiles.sources import scene_footprint_intersects
 
     rows: list[dict[str, Any]] = []
     with progress_bar(ctx.obj["progress"]) as progress:
@@ -348,68 +352,29 @@ def tiles_composite(
                 f"{str(folder)!r} already holds composites; pass --overwrite to replace them"
             )
         scenes = job.search()
-        comp = job.config.composite
         check_one_level(scenes)
-        require_detector(comp.cloud_mask, scenes)
-        pairs = job.pairs(scenes)
-        units = [(c, p) for c in job.cells for p in job.periods]
-        for i, (cell, period) in enumerate(units, start=1):
-            infos = [s for c, s in pairs if c is cell and period.contains(s.datetime)]
-            if not any(scene_footprint_intersects(s, cell) for s in infos):
-                infos = []  # scenes over the halo only: the chip has no imagery
-            row: dict[str, Any] = {
-                "tile_id": cell.tile_id,
-                "period": period.label,
-                "scenes": len(infos),
-                "observed_fraction": 0.0,
-                "status": "not observed",
-                "reason": "" if infos else "no scene",
-                "composite": "",
-            }
-            if infos:
-                # Read with the halo, as a scan does (the cache `tiles fetch` fills), and keep
-                # the chip: the composite is the one a scan writes.
-                grown = cell.with_halo(job.halo_px)
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", CloudyPeriodWarning)
-                        result = composite_period(
-                            (
-                                job.source.read(
-                                    s, grown, bands=bands_to_read(job.bands, s, comp.cloud_mask)
-                                )
-                                for s in infos
-                            ),
-                            cell=grown,
-                            period=period,
-                            bands=job.bands,
-                            method=comp.method,
-                            masked_scl=comp.masked_scl,
-                            dilation_px=comp.dilation_px,
-                            core=cell,
-                            cloud_mask=comp.cloud_mask,
-                        )
-                    result = crop_composite(result, cell)
-                    paths = write_composite(result, folder)
-                    row["observed_fraction"] = round(result.observed_fraction, 4)
-                    row["status"] = "observed" if result.observed.any() else "not observed"
-                    row["reason"] = "" if result.observed.any() else "no clear observation"
-                    row["composite"] = str(paths["composite"])
-                except TileError as exc:
-                    row["status"] = "failed"
-                    row["reason"] = str(exc)
-                    log.warning("%s %s: %s", cell.tile_id, period.label, exc)
-            rows.append(row)
+        require_detector(job.config.composite.cloud_mask, scenes)
+        plan = plan_units(job.cells, job.periods, scenes, halo_px=job.halo_px)
+        units = {(u.cell.tile_id, u.period.label): u for u in plan.units}
+        todo = [(c, p) for c in job.cells for p in job.periods]
+        for i, (cell, period) in enumerate(todo, start=1):
+            unit = units.get((cell.tile_id, period.label))
+            rows.append(_composite_row(job, cell, period, unit, folder))
             if progress:
-                progress("compositing", i, len(units))
+                progress("compositing", i, len(todo))
         folder.mkdir(parents=True, exist_ok=True)
-        from tiles.files import atomic_path
-
         with atomic_path(coverage) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["tile_id"])
             writer.writeheader()
             writer.writerows(rows)
-    summary = {"out": str(folder), "coverage": str(coverage), "units": rows}
+    seen = {r["period"] for r in rows if r["status"] in ("observed", "partly_observed")}
+    unobserved = [p.label for p in job.periods if p.label not in seen]
+    summary = {
+        "out": str(folder),
+        "coverage": str(coverage),
+        "units": rows,
+        "unobserved_periods": unobserved,
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -420,5 +385,70 @@ def tiles_composite(
                 + (f" ({r['reason']})" if r["reason"] else "")
             )
         click.echo(f"coverage: {coverage}")
+    for label in unobserved:
+        click.echo(
+            f"not observed: {label} (no imagery, all cloud, or every chip failed); its "
+            "composites show no ground, which is not 'no change'",
+            err=True,
+        )
     if rows and all(r["status"] == "failed" for r in rows):
         ctx.exit(1)
+
+
+def _composite_row(
+    job: _Job, cell: GridCell, period: Period, unit: WorkUnit | None, folder: Path
+) -> dict[str, Any]:
+    """One chip-period of ``tiles composite``: its composite written (when the plan has a unit
+    for it) and its coverage row, with the statuses of a scan's coverage layer."""
+    import warnings
+
+    from detection.runs import coverage_status
+    from tiles.clouds import bands_to_read
+    from tiles.composite import composite_period, crop_composite, write_composite
+    from tiles.errors import CloudyPeriodWarning, TileError
+
+    row: dict[str, Any] = {
+        "tile_id": cell.tile_id,
+        "period": period.label,
+        "scenes": len(unit.scenes) if unit else 0,
+        "observed_fraction": 0.0,
+        "status": "no_imagery",
+        "reason": "" if unit else "no scene",
+        "composite": "",
+    }
+    if unit is None:
+        return row
+    # Read with the halo, as a scan does (the cache `tiles fetch` fills), and keep the chip:
+    # the composite is the one a scan writes.
+    grown = cell.with_halo(job.halo_px)
+    comp = job.config.composite
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CloudyPeriodWarning)
+            result = composite_period(
+                (
+                    job.source.read(s, grown, bands=bands_to_read(job.bands, s, comp.cloud_mask))
+                    for s in unit.scenes
+                ),
+                cell=grown,
+                period=period,
+                bands=job.bands,
+                method=comp.method,
+                masked_scl=comp.masked_scl,
+                dilation_px=comp.dilation_px,
+                core=cell,
+                cloud_mask=comp.cloud_mask,
+            )
+        result = crop_composite(result, cell)
+        paths = write_composite(result, folder)
+    except TileError as exc:
+        log.warning("%s %s: %s", cell.tile_id, period.label, exc)
+        return row | {"status": "failed", "reason": str(exc)}
+    fraction = round(result.observed_fraction, 4)
+    status = coverage_status(result.observed_fraction)
+    return row | {
+        "observed_fraction": fraction,
+        "status": status,
+        "reason": "no clear observation" if status == "not_observed" else "",
+        "composite": str(paths["composite"]),
+    }

@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -207,6 +207,52 @@ def composite_period(
         LevelMixError: scenes of different processing levels (L1C and L2A).
         CloudDetectorMissingError: a scene needs the cloud detector and it is not installed.
     """
+    wanted = _check_options(method, bands, masked_scl, dilation_px, cloud_mask)
+    run = _Run(
+        cell=cell,
+        period=period,
+        bands=wanted,
+        method=method,
+        masked_scl=masked_scl,
+        dilation_px=dilation_px,
+        cloud_mask=cloud_mask,
+        inside=cell.slices_of(core) if core is not None else (slice(None), slice(None)),
+        name=(core or cell).tile_id,
+    )
+    for scene in scenes:
+        run.add(scene)
+    run.log_masking()
+    composite = run.finish()
+    observed = composite.observed[run.inside]
+    if not observed.any():
+        warnings.warn(
+            f"tile {run.name}, period {period.label}: not observed: no clear observation in "
+            f"{run.n_scenes} scene(s); the composite is all NaN; report it as not observed, "
+            "never as no change",
+            CloudyPeriodWarning,
+            stacklevel=2,
+        )
+    else:
+        log.info(
+            "%s %s: %s composite of %d scene(s) (%d contributed), %.1f%% observed",
+            run.name,
+            period.label,
+            method,
+            run.n_scenes,
+            len(run.contributed),
+            100.0 * float(observed.mean()),
+        )
+    return composite
+
+
+def _check_options(
+    method: str,
+    bands: Sequence[str],
+    masked_scl: Sequence[int],
+    dilation_px: int,
+    cloud_mask: str,
+) -> tuple[str, ...]:
+    """Validate `composite_period`'s options; return its bands as a checked tuple."""
     if method not in _METHODS:
         raise ValueError(f"composite method {method!r}: expected one of {list(_METHODS)}")
     wanted = check_band_names(list(bands))
@@ -214,120 +260,127 @@ def composite_period(
         raise ValueError("bands is empty: name the bands to composite, e.g. ('B02', 'B03')")
     check_mask_options(masked_scl, dilation_px)
     check_cloud_mask(cloud_mask)
-    inside = cell.slices_of(core) if core is not None else (slice(None), slice(None))
-    name = (core or cell).tile_id
-    height, width = cell.shape
-    count = np.zeros((height, width), dtype=np.uint16)
-    contributed: list[tuple[dt.datetime, str]] = []
-    seen: set[str] = set()
-    no_scl: list[str] = []
-    detected: list[str] = []
-    first = None
-    n_scenes = 0
+    return wanted
 
-    passes: list[_Pass] = []  # median: its values per pass, NaN where not clear
-    best_shape = (len(wanted), height, width) if method == "best" else (len(wanted), 0, 0)
-    best = np.full(best_shape, np.nan, dtype=np.float32)  # best: running best spectrum
-    best_blue = np.full(best_shape[1:], np.inf, dtype=np.float32)
 
-    for scene in scenes:
-        n_scenes += 1
-        _check_scene(scene, cell, period, seen)
-        first = first or scene.info
-        check_one_level((first, scene.info))
-        if uses_detector(cloud_mask, has_scl=scene.scl is not None):
-            detected.append(scene.info.scene_id)
+@dataclass
+class _Run:
+    """The state of one `composite_period`: its options, the passes (``median``: the values
+    per pass, NaN where not clear) or the running best spectrum (``best``), and what was seen."""
+
+    cell: GridCell
+    period: Period
+    bands: tuple[str, ...]
+    method: Method
+    masked_scl: Sequence[int]
+    dilation_px: int
+    cloud_mask: str
+    inside: tuple[slice, slice]
+    name: str
+    passes: list[_Pass] = field(default_factory=list)
+    contributed: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    no_scl: list[str] = field(default_factory=list)
+    detected: list[str] = field(default_factory=list)
+    first: SceneInfo | None = None
+    n_scenes: int = 0
+    best: np.ndarray = field(init=False)
+    best_blue: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        height, width = self.cell.shape
+        n = len(self.bands)
+        best_shape = (n, height, width) if self.method == "best" else (n, 0, 0)
+        self.best = np.full(best_shape, np.nan, dtype=np.float32)
+        self.best_blue = np.full(best_shape[1:], np.inf, dtype=np.float32)
+
+    def add(self, scene: Scene) -> None:
+        """Check one scene, mask it and add its clear pixels to its pass (and the best)."""
+        self.n_scenes += 1
+        _check_scene(scene, self.cell, self.period, self.seen)
+        self.first = self.first or scene.info
+        check_one_level((self.first, scene.info))
+        if uses_detector(self.cloud_mask, has_scl=scene.scl is not None):
+            self.detected.append(scene.info.scene_id)
         elif scene.scl is None:
-            no_scl.append(scene.info.scene_id)
+            self.no_scl.append(scene.info.scene_id)
         clear = clear_mask(
             scene,
-            masked_scl=masked_scl,
-            dilation_px=dilation_px,
+            masked_scl=self.masked_scl,
+            dilation_px=self.dilation_px,
             log_missing_scl=False,
-            cloud_mask=cloud_mask,
+            cloud_mask=self.cloud_mask,
         )
-        values = np.stack([scene.band(b) for b in wanted]).astype(np.float32, copy=False)
+        values = np.stack([scene.band(b) for b in self.bands]).astype(np.float32, copy=False)
         clear &= np.all(np.isfinite(values), axis=0)
-        blue = scene.band(BEST_BAND) if method == "best" else values[0]
+        blue = scene.band(BEST_BAND) if self.method == "best" else values[0]
         clear &= np.isfinite(blue)
         if not clear.any():
-            log.debug("scene %s: no clear pixel on %s", scene.info.scene_id, cell.tile_id)
-            continue
-        if clear[inside].any():
-            contributed.append((scene.info.datetime, scene.info.scene_id))
-        _add_to_pass(passes, scene.info, clear, values if method == "median" else None)
-        if method == "best":
-            better = clear & (blue < best_blue)
-            best_blue[better] = blue[better]
-            best[:, better] = values[:, better]
+            log.debug("scene %s: no clear pixel on %s", scene.info.scene_id, self.cell.tile_id)
+            return
+        if clear[self.inside].any():
+            self.contributed.append((scene.info.datetime, scene.info.scene_id))
+        _add_to_pass(self.passes, scene.info, clear, values if self.method == "median" else None)
+        if self.method == "best":
+            better = clear & (blue < self.best_blue)
+            self.best_blue[better] = blue[better]
+            self.best[:, better] = values[:, better]
 
-    if detected:
-        log.info(
-            "%s %s: %d of %d scene(s) masked by the cloud detector (cloud_mask %s): %s",
-            cell.tile_id,
-            period.label,
-            len(detected),
-            n_scenes,
-            cloud_mask,
-            ", ".join(detected),
-        )
-    if no_scl:
-        log.warning(
-            "%s %s: %d of %d scene(s) have no SCL band, so no cloud mask was applied to them "
-            "(cloud_mask scl; 'auto' masks them with the cloud detector): %s",
-            cell.tile_id,
-            period.label,
-            len(no_scl),
-            n_scenes,
-            ", ".join(no_scl),
-        )
+    def log_masking(self) -> None:
+        """Log the scenes masked by the cloud detector, and warn of those left unmasked."""
+        if self.detected:
+            log.info(
+                "%s %s: %d of %d scene(s) masked by the cloud detector (cloud_mask %s): %s",
+                self.cell.tile_id,
+                self.period.label,
+                len(self.detected),
+                self.n_scenes,
+                self.cloud_mask,
+                ", ".join(self.detected),
+            )
+        if self.no_scl:
+            log.warning(
+                "%s %s: %d of %d scene(s) have no SCL band, so no cloud mask was applied to "
+                "them (cloud_mask scl; 'auto' masks them with the cloud detector): %s",
+                self.cell.tile_id,
+                self.period.label,
+                len(self.no_scl),
+                self.n_scenes,
+                ", ".join(self.no_scl),
+            )
 
-    for p in passes:
-        count += p.clear.astype(np.uint16)
-    merged = [p for p in passes if p.scenes > 1]
-    if merged:
-        log.info(
-            "%s %s: %d scene(s) of %d pass(es) mosaicked (the MGRS tiles of one acquisition "
-            "count once): %s",
-            name,
-            period.label,
-            sum(p.scenes for p in merged),
-            len(merged),
-            ", ".join(f"{p.info.datetime:%Y-%m-%d %H:%M}" for p in merged),
+    def finish(self) -> Composite:
+        """The composite: the clear count per pass, the median or the best; frees the passes."""
+        count = np.zeros(self.cell.shape, dtype=np.uint16)
+        for p in self.passes:
+            count += p.clear.astype(np.uint16)
+        merged = [p for p in self.passes if p.scenes > 1]
+        if merged:
+            log.info(
+                "%s %s: %d scene(s) of %d pass(es) mosaicked (the MGRS tiles of one "
+                "acquisition count once): %s",
+                self.name,
+                self.period.label,
+                sum(p.scenes for p in merged),
+                len(merged),
+                ", ".join(f"{p.info.datetime:%Y-%m-%d %H:%M}" for p in merged),
+            )
+        if self.method == "median":
+            stack = [p.values for p in self.passes if p.values is not None]
+            data = _nanmedian(stack, len(self.bands), self.cell.shape)
+            del stack
+        else:
+            data = self.best
+        self.passes = []
+        return Composite(
+            cell=self.cell,
+            period=self.period,
+            bands=self.bands,
+            data=data,
+            clear_count=count,
+            scene_ids=tuple(sid for _, sid in sorted(self.contributed)),
+            method=self.method,
         )
-    stack = [p.values for p in passes if p.values is not None]
-    data = _nanmedian(stack, len(wanted), (height, width)) if method == "median" else best
-    del stack, passes
-
-    composite = Composite(
-        cell=cell,
-        period=period,
-        bands=wanted,
-        data=data,
-        clear_count=count,
-        scene_ids=tuple(sid for _, sid in sorted(contributed)),
-        method=method,
-    )
-    observed = composite.observed[inside]
-    if not observed.any():
-        warnings.warn(
-            f"tile {name}, period {period.label}: not observed: no clear observation in "
-            f"{n_scenes} scene(s); the composite is all NaN; report it as not observed, never as "
-            "no change",
-            CloudyPeriodWarning,
-            stacklevel=2,
-        )
-    else:
-        log.info(
-            "%s %s: %s composite of %d scene(s) (%d contributed), %.1f%% observed",
-            name,
-            period.label,
-            method,
-            n_scenes,
-            len(contributed),
-            100.0 * float(observed.mean()),
-        )
-    return composite
 
 
 def crop_composite(composite: Composite, cell: GridCell) -> Composite:

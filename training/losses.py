@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from training.mixed import IGNORE_INDEX
+from training.patches import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from training.config import LossConfig

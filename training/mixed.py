@@ -1,6 +1,6 @@
 """One training loop for pixel-labelled patches (the synthetic world, chip folders) and
-patch-labelled real chips (the galleries), and the chip scorer that validation and
-``minewatch evaluate`` share.
+patch-labelled real chips (the galleries); it validates with the chip scorer that
+``minewatch evaluate`` shares (:mod:`training.chips`).
 
 Light on purpose (NumPy, PyTorch, torchvision; no GDAL): ``minewatch train`` calls :func:`fit`
 with data it composited, and a GPU machine without GDAL can call it with arrays it was sent.
@@ -13,13 +13,12 @@ the network learns both modes from pixel labels and uses NIR/SWIR when a scene h
 
 **Top of atmosphere.** The network works in surface reflectance (L2A, what scans composite).
 Chips of top-of-atmosphere reflectance (L1C, the galleries) are brought there by subtracting a
-per-band path-radiance offset (:data:`TOA_OFFSETS`, stored in the checkpoint), jittered in
-training so the network tolerates the scene-to-scene spread of the atmosphere.
+per-band path-radiance offset (:data:`training.chips.TOA_OFFSETS`, stored in the checkpoint),
+jittered in training so the network tolerates the scene-to-scene spread of the atmosphere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import time
@@ -35,173 +34,43 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from models.checkpoint import CheckpointMetadata, save_checkpoint
-from models.normalization import Normalization
+from training.chips import (
+    TOA_OFFSETS,
+    ChipArrays,
+    autocast,
+    chip_arrays,
+    chip_probabilities,
+    chip_scores,
+    network_batch,
+    pad_to_multiple,
+)
 from training.errors import TrainingError
-from training.patches import IGNORE_INDEX, ChipGroup
+from training.patches import IGNORE_INDEX
 from training.patchlevel import (
     DEFAULT_POOL_K,
     mil_loss,
     patch_scores,
-    pool_scores,
     roc_auc,
     threshold_for_specificity,
 )
 
+# TOA_OFFSETS, ChipArrays and chip_arrays (training.chips) too: the loop's callers take them here.
+__all__ = [
+    "LOG_FIELDS",
+    "TOA_OFFSETS",
+    "ChipArrays",
+    "ChipAugment",
+    "FitRecipe",
+    "FitResult",
+    "Progress",
+    "chip_arrays",
+    "fit",
+    "init_from_checkpoint",
+]
+
 log = logging.getLogger(__name__)
 
-
-#: Path-radiance offsets (top of atmosphere minus surface reflectance) of the visible bands over
-#: Amazon forest, measured on the real gallery: median TOA of the ``random_negatives10k``
-#: clear chips (B02 0.094, B03 0.084, B04 0.052) minus the L2A forest reflectance of the
-#: synthetic world's spectra (0.020, 0.040, 0.022). NIR and SWIR are nearly unaffected.
-TOA_OFFSETS: dict[str, float] = {"B01": 0.09, "B02": 0.074, "B03": 0.044, "B04": 0.030}
-
 Progress = Callable[[str, int, int], None]
-
-
-def toa_to_boa(x: np.ndarray, bands: Sequence[str], offsets: dict[str, float]) -> np.ndarray:
-    """Surface-like reflectance of top-of-atmosphere ``(..., band, row, col)`` reflectance:
-    each band minus its offset, clipped at 0 (NaN stays NaN)."""
-    off = np.array([offsets.get(b, 0.0) for b in bands], dtype=np.float32)
-    shape = [1] * x.ndim
-    shape[-3] = len(bands)
-    return np.maximum(x - off.reshape(shape), 0.0, where=np.isfinite(x), out=x.copy())
-
-
-@dataclass
-class ChipArrays:
-    """Chips of one split, in the network's bands.
-
-    Attributes:
-        images: ``(N, band, S, S)`` float32 surface-like reflectance; NaN where a band is absent,
-            a pixel unobserved, or outside a smaller chip (padded).
-        present: ``(N, band)`` True where the chip has the band.
-        labels: ``(N,)`` 1 = mining.
-        toa: ``(N,)`` True for chips that were top of atmosphere (converted).
-        kinds: kind of each chip.
-        sets: set of each chip.
-        sources: name of each chip.
-    """
-
-    images: np.ndarray
-    present: np.ndarray
-    labels: np.ndarray
-    toa: np.ndarray
-    kinds: list[str]
-    sets: list[str]
-    sources: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def chip_arrays(
-    groups: Sequence[ChipGroup],
-    bands: Sequence[str],
-    *,
-    toa_offsets: dict[str, float] | None = None,
-    convert_toa: bool = True,
-) -> ChipArrays:
-    """Stack chip groups into the network's bands (absent bands NaN), padding smaller chips with
-    NaN to the largest side; top-of-atmosphere chips are converted with ``toa_offsets``
-    (unless ``convert_toa`` is False, to measure what the conversion is worth)."""
-    if not groups:
-        raise TrainingError("no chips")
-    side = max(g.images.shape[-1] for g in groups)
-    side_h = max(g.images.shape[-2] for g in groups)
-    n = sum(len(g) for g in groups)
-    images = np.full((n, len(bands), side_h, side), np.nan, dtype=np.float32)
-    present = np.zeros((n, len(bands)), dtype=bool)
-    labels = np.zeros(n, dtype=np.uint8)
-    toa = np.zeros(n, dtype=bool)
-    kinds: list[str] = []
-    sets: list[str] = []
-    sources: list[str] = []
-    i = 0
-    for g in groups:
-        m = len(g)
-        img = g.images
-        if g.radiometry == "toa" and convert_toa:
-            img = toa_to_boa(img, g.bands, toa_offsets if toa_offsets is not None else TOA_OFFSETS)
-        h, w = img.shape[-2:]
-        for j, b in enumerate(bands):
-            if b in g.bands:
-                images[i : i + m, j, :h, :w] = img[:, g.bands.index(b)]
-                present[i : i + m, j] = True
-        labels[i : i + m] = g.labels
-        toa[i : i + m] = g.radiometry == "toa"
-        kinds += list(g.kinds)
-        sets += [g.set] * m
-        sources += list(g.sources) or [f"{g.name}#{k}" for k in range(m)]
-        i += m
-    return ChipArrays(images, present, labels, toa, kinds, sets, sources)
-
-
-def network_batch(
-    x: torch.Tensor,
-    present: torch.Tensor,
-    normalization: Normalization,
-    optional_idx: Sequence[int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network input of reflectance ``x (N, band, H, W)`` (NaN = absent or unobserved) whose
-    bands ``present (N, band)`` says are given: normalised, NaN -> 0, then an availability flag
-    per optional band. Returns ``(input, valid (N, H, W))``."""
-    mean = torch.tensor(normalization.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(normalization.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    finite = torch.isfinite(x)
-    valid = (finite | ~present[:, :, None, None]).all(dim=1)
-    norm = torch.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
-    norm = norm * present[:, :, None, None].to(x.dtype)
-    if not optional_idx:
-        return norm, valid
-    flags = present[:, list(optional_idx)].to(x.dtype)[:, :, None, None]
-    return torch.cat([norm, flags.expand(-1, -1, *x.shape[2:])], dim=1), valid
-
-
-def _pad(x: torch.Tensor, stride: int, value: float = 0.0) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    return nn.functional.pad(x, (0, pw, 0, ph), value=value) if ph or pw else x
-
-
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.inference_mode()
-def chip_probabilities(
-    model: nn.Module,
-    chips: ChipArrays,
-    *,
-    normalization: Normalization,
-    optional_idx: Sequence[int],
-    mining_index: int = 1,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Mining probability maps ``(N, H, W)`` of chips (NaN where not valid)."""
-    device = torch.device(device)
-    model.eval()
-    stride = int(getattr(model, "stride", 32))
-    out = np.empty(chips.images.shape[:1] + chips.images.shape[2:], dtype=np.float32)
-    for s in range(0, len(chips), batch_size):
-        x = torch.from_numpy(chips.images[s : s + batch_size]).to(device)
-        p = torch.from_numpy(chips.present[s : s + batch_size]).to(device)
-        xin, valid = network_batch(x, p, normalization, optional_idx)
-        with _autocast(device, amp):
-            logits = model(_pad(xin, stride))
-        prob = torch.softmax(logits.float(), dim=1)[:, mining_index, : x.shape[2], : x.shape[3]]
-        out[s : s + batch_size] = prob.masked_fill(~valid, float("nan")).cpu().numpy()
-    return out
-
-
-def chip_scores(prob: np.ndarray, k: int = DEFAULT_POOL_K) -> np.ndarray:
-    """Pooled chip scores of probability maps (NaN = not valid)."""
-    p = torch.from_numpy(prob)
-    return pool_scores(torch.nan_to_num(p, nan=0.0), torch.isfinite(p), k).numpy()
 
 
 # ----------------------------------------------------------------------------- training
@@ -381,181 +250,328 @@ def fit(
         raise TrainingError("no training data: give pixel patches, chips, or both")
     if pixel_train is not None and pixel_loss is None:
         raise TrainingError("pixel patches need a pixel loss")
-    optional_idx = [meta.bands.index(b) for b in meta.optional_bands]
-    mining = meta.classes.index("mining")
-    torch.manual_seed(recipe.seed)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    model.to(device)
-    stride = int(getattr(model, "stride", 32))
-    sampler = _ChipSampler(chips_train, recipe, device) if chips_train is not None else None
-    if recipe.steps_per_epoch:
-        steps_per_epoch = recipe.steps_per_epoch
-    elif pixel_train is not None:
-        steps_per_epoch = max(1, len(pixel_train) // recipe.batch_size)  # type: ignore[arg-type]
-    else:
-        assert chips_train is not None
-        steps_per_epoch = max(1, len(chips_train) // recipe.chip_batch_size)
-    total = steps_per_epoch * recipe.epochs
-    if recipe.max_steps:
-        total = min(total, recipe.max_steps)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = _schedule(opt, recipe, total)
-    ema: AveragedModel | None = None
-    if recipe.ema_decay > 0:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
-                            use_buffers=True)
-    net = ema.module if ema is not None else model  # what is validated and kept
-    start_epoch, step, best = 0, 0, -1.0
-    history: list[dict[str, Any]] = []
+    run = _Run.start(model, meta, recipe, device, pixel_train=pixel_train,
+                     chips_train=chips_train)
     if resume_state:
-        opt.load_state_dict(resume_state["optimizer"])
-        fresh = {k: getattr(sched, k) for k in ("total_steps", "_schedule_phases", "T_max")
-                 if hasattr(sched, k)}
-        sched.load_state_dict(resume_state["scheduler"])
-        for k, v in fresh.items():  # a resumed run may have more epochs
-            setattr(sched, k, v)
-        start_epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
-        best = float(resume_state["best_score"])
-        history = list(resume_state.get("history", []))
-        if ema is not None and "ema" in resume_state:
-            ema.load_state_dict(resume_state["ema"])
+        run.resume(resume_state)
     out_dir.mkdir(parents=True, exist_ok=True)
-    best_path, last_path = out_dir / "best.pt", out_dir / "last.pt"
-    model_path = out_dir / "model.pt"
-    best_threshold: float | None = None
-    rates: list[float] = []
-    epochs_run = 0
-    for epoch in range(start_epoch, recipe.epochs):
-        if recipe.max_steps and step >= recipe.max_steps:
+    for epoch in range(run.start_epoch, recipe.epochs):
+        if run.done():
             break
-        pixel_iter: Any = None
-        if pixel_train is not None:
-            if hasattr(pixel_train, "resample"):
-                pixel_train.resample(epoch)
-            pixel_iter = _pixel_batches(pixel_train, recipe.batch_size, gen)
-        model.train()
-        t0 = time.monotonic()
-        losses: list[float] = []
-        pix_losses: list[float] = []
-        mil_losses: list[float] = []
-        seen = 0
-        for i in range(1, steps_per_epoch + 1):
-            # One forward pass over pixel patches and chips together: batch norm then sees in
-            # training the mixture its running statistics describe in evaluation.
-            xs: list[torch.Tensor] = []
-            y = None
-            if pixel_iter is not None:
-                x, y = next(pixel_iter)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                xs.append(_with_flags(x, optional_idx, recipe.band_dropout, gen))
-            if sampler is not None:
-                cx, cp, cy, _ = sampler.batch()
-                xin, valid = network_batch(cx, cp, meta.normalization, optional_idx)
-                h, w = xin.shape[-2:]
-                side = -(-max(h, w) // stride) * stride
-                xin = _pad(xin, side)
-                if xs:  # pixel patches cropped to the chips' padded side
-                    xs[0], y = _crop(xs[0], y, side, gen)
-                xs.append(xin)
-            with _autocast(device, recipe.amp):
-                logits = model(torch.cat(xs) if len(xs) > 1 else xs[0])
-            loss = torch.zeros((), device=device)
-            n_pix = len(xs[0]) if pixel_iter is not None else 0
-            if pixel_iter is not None:
-                pl = pixel_loss(logits[:n_pix].float(), y)  # type: ignore[misc]
-                loss = loss + pl
-                pix_losses.append(float(pl.detach()))
-                seen += n_pix
-            if sampler is not None:
-                ml = mil_loss(logits[n_pix:, :, :h, :w], cy, valid, k=recipe.pool_k,
-                              mining_index=mining, pixel_weight=recipe.mil_pixel_weight)
-                loss = loss + recipe.mil_weight * ml
-                mil_losses.append(float(ml.detach()))
-                seen += len(cy)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"epoch {epoch + 1} step {step + 1}: loss is {float(loss)}; lower optim.lr"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            if step < total:
-                sched.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if progress:
-                progress(f"epoch {epoch + 1}/{recipe.epochs}", i, steps_per_epoch)
-            if recipe.max_steps and step >= recipe.max_steps:
-                break
-        seconds = time.monotonic() - t0
-        rate = seen / max(seconds, 1e-9)
-        rates.append(rate)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "steps": step, "train_loss": round(float(np.mean(losses)), 5),
-            "lr": f"{opt.param_groups[0]['lr']:.3g}", "seconds": round(seconds, 1),
-            "chips_per_s": round(rate, 2),
-        }
-        if pix_losses:
-            row["train_pixel_loss"] = round(float(np.mean(pix_losses)), 5)
-        if mil_losses:
-            row["train_mil_loss"] = round(float(np.mean(mil_losses)), 5)
-        parts: list[float] = []
-        if pixel_val is not None and pixel_loss is not None:
-            vloss, (mi, de) = _validate_pixels(net, pixel_val, pixel_loss, optional_idx,
-                                                device=device, amp=recipe.amp,
-                                                batch_size=max(1, recipe.batch_size // 4))
-            row.update({"val_loss": round(vloss, 5), "val_mining_iou": round(mi[0], 4),
-                        "val_mining_f1": round(mi[1], 4), "val_deforestation_iou": round(de[0], 4),
-                        "val_deforestation_f1": round(de[1], 4)})
-            parts += [mi[0], de[0]]
-        threshold = None
-        if chips_val is not None and len(np.unique(chips_val.labels)) == 2:
-            prob = chip_probabilities(net, chips_val, normalization=meta.normalization,
-                                      optional_idx=optional_idx, mining_index=mining,
-                                      device=device, amp=recipe.amp)
-            scores = chip_scores(prob, recipe.pool_k)
-            threshold = threshold_for_specificity(scores, chips_val.labels, recipe.min_specificity)
-            ps = patch_scores(scores, chips_val.labels, threshold, kinds=chips_val.kinds)
-            far = max((v["rate"] for v in ps.false_alarms_by_kind.values()), default=0.0)
-            row.update({"val_chip_auc": round(roc_auc(scores, chips_val.labels), 4),
-                        "val_chip_sensitivity": round(ps.sensitivity, 4),
-                        "val_chip_specificity": round(ps.specificity, 4),
-                        "val_chip_threshold": round(threshold, 5),
-                        "val_chip_max_kind_far": round(far, 4)})
-            parts = [ps.sensitivity, *parts] if parts else [ps.sensitivity]
-            if len(parts) > 1:  # the real chips weigh as much as the synthetic pixels together
-                parts = [parts[0], float(np.mean(parts[1:]))]
-        score = float(np.mean(parts)) if parts else -float(np.mean(losses))
-        row["val_score"] = round(score, 4)
-        history.append(row)
-        _write_log(out_dir / "log.csv", history)
-        log.info("epoch %d: %s", epoch + 1, row)
-        metrics = {"validation": {k: v for k, v in row.items() if k.startswith("val_")},
-                   "epoch": epoch + 1}
-        epoch_meta = _with(meta, metrics, threshold, recipe.pool_k)
-        if score > best or not best_path.is_file():
-            best = max(score, best)
-            best_threshold = threshold
-            save_checkpoint(best_path, net, epoch_meta)
-        state = {"epoch": epoch + 1, "step": step, "best_score": best,
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "history": history}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        save_checkpoint(last_path, model, epoch_meta, training_state=state)
-        epochs_run += 1
-    if not best_path.is_file():
-        save_checkpoint(best_path, net, _with(meta, {}, None, recipe.pool_k))
+        tally = _train_epoch(run, epoch, pixel_train, pixel_loss, progress)
+        row = _train_row(run, epoch, tally)
+        score, threshold = _validate(run, row, tally, pixel_val, pixel_loss, chips_val)
+        _save_epoch(run, out_dir, epoch, row, score, threshold)
+    return _finish(run, out_dir, half_checkpoint)
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit` carries from step to step: the model, its optimiser, schedule and
+    weight average, the random draws, and what a resumed run restores (the epoch, the step, the
+    best score, the history)."""
+
+    model: nn.Module
+    meta: CheckpointMetadata
+    recipe: FitRecipe
+    device: torch.device
+    gen: torch.Generator
+    sampler: _ChipSampler | None
+    steps_per_epoch: int
+    total: int
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    start_epoch: int = 0
+    step: int = 0
+    best: float = -1.0
+    best_threshold: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        meta: CheckpointMetadata,
+        recipe: FitRecipe,
+        device: torch.device,
+        *,
+        pixel_train: Dataset[Any] | None,
+        chips_train: ChipArrays | None,
+    ) -> _Run:
+        """Seed the draws, put the model on ``device`` and set up its optimiser, schedule
+        (over every step of the run) and weight average."""
+        torch.manual_seed(recipe.seed)
+        gen = torch.Generator().manual_seed(recipe.seed)
+        model.to(device)
+        sampler = _ChipSampler(chips_train, recipe, device) if chips_train is not None else None
+        if recipe.steps_per_epoch:
+            steps_per_epoch = recipe.steps_per_epoch
+        elif pixel_train is not None:
+            steps_per_epoch = max(1, len(pixel_train) // recipe.batch_size)  # type: ignore[arg-type]
+        else:
+            assert chips_train is not None
+            steps_per_epoch = max(1, len(chips_train) // recipe.chip_batch_size)
+        total = steps_per_epoch * recipe.epochs
+        if recipe.max_steps:
+            total = min(total, recipe.max_steps)
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                weight_decay=recipe.weight_decay)
+        ema: AveragedModel | None = None
+        if recipe.ema_decay > 0:
+            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
+                                use_buffers=True)
+        return cls(model, meta, recipe, device, gen, sampler, steps_per_epoch, total, opt,
+                   _schedule(opt, recipe, total), ema)
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from ``last.pt``'s training state; the schedule keeps this run's length (a
+        resumed run may have more epochs)."""
+        self.opt.load_state_dict(state["optimizer"])
+        fresh = {k: getattr(self.sched, k) for k in ("total_steps", "_schedule_phases", "T_max")
+                 if hasattr(self.sched, k)}
+        self.sched.load_state_dict(state["scheduler"])
+        for k, v in fresh.items():
+            setattr(self.sched, k, v)
+        self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best = float(state["best_score"])
+        self.history = list(state.get("history", []))
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+
+    @property
+    def net(self) -> nn.Module:
+        """What is validated and kept: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def optional_idx(self) -> list[int]:
+        return [self.meta.bands.index(b) for b in self.meta.optional_bands]
+
+    @property
+    def mining(self) -> int:
+        return self.meta.classes.index("mining")
+
+    def done(self) -> bool:
+        """Whether the run has taken ``max_steps`` steps."""
+        return bool(self.recipe.max_steps and self.step >= self.recipe.max_steps)
+
+
+@dataclass
+class _Tally:
+    """The losses of one epoch's steps and the samples they saw."""
+
+    losses: list[float] = field(default_factory=list)
+    pixel: list[float] = field(default_factory=list)
+    mil: list[float] = field(default_factory=list)
+    seen: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.seen / max(self.seconds, 1e-9)
+
+
+def _train_epoch(
+    run: _Run,
+    epoch: int,
+    pixel_train: Dataset[Any] | None,
+    pixel_loss: nn.Module | None,
+    progress: Progress | None,
+) -> _Tally:
+    """One epoch's optimiser steps (fewer when the run reaches ``max_steps``)."""
+    pixel_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    if pixel_train is not None:
+        if hasattr(pixel_train, "resample"):
+            pixel_train.resample(epoch)
+        pixel_iter = _pixel_batches(pixel_train, run.recipe.batch_size, run.gen)
+    run.model.train()
+    t0 = time.monotonic()
+    tally = _Tally()
+    for i in range(1, run.steps_per_epoch + 1):
+        loss = _step_loss(run, pixel_iter, pixel_loss, tally)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"epoch {epoch + 1} step {run.step + 1}: loss is {float(loss)}; lower optim.lr"
+            )
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        if run.step < run.total:
+            run.sched.step()
+        run.step += 1
+        tally.losses.append(float(loss.detach()))
+        if progress:
+            progress(f"epoch {epoch + 1}/{run.recipe.epochs}", i, run.steps_per_epoch)
+        if run.done():
+            break
+    tally.seconds = time.monotonic() - t0
+    return tally
+
+
+def _step_loss(
+    run: _Run,
+    pixel_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None,
+    pixel_loss: nn.Module | None,
+    tally: _Tally,
+) -> torch.Tensor:
+    """One step's loss: the pixel loss of a batch of pixel patches plus ``mil_weight`` times the
+    multiple-instance loss of a batch of chips, from one forward pass over both (batch norm then
+    sees in training the mixture its running statistics describe in evaluation)."""
+    recipe, optional_idx = run.recipe, run.optional_idx
+    xs: list[torch.Tensor] = []
+    y = None
+    if pixel_iter is not None:
+        x, y = next(pixel_iter)
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        xs.append(_with_flags(x, optional_idx, recipe.band_dropout, run.gen))
+    if run.sampler is not None:
+        cx, cp, cy, _ = run.sampler.batch()
+        xin, valid = network_batch(cx, cp, run.meta.normalization, optional_idx)
+        h, w = xin.shape[-2:]
+        stride = int(getattr(run.model, "stride", 32))
+        side = -(-max(h, w) // stride) * stride
+        xin = pad_to_multiple(xin, side)
+        if xs:  # pixel patches cropped to the chips' padded side
+            xs[0], y = _crop(xs[0], y, side, run.gen)
+        xs.append(xin)
+    with autocast(run.device, recipe.amp):
+        logits = run.model(torch.cat(xs) if len(xs) > 1 else xs[0])
+    loss = torch.zeros((), device=run.device)
+    n_pix = len(xs[0]) if pixel_iter is not None else 0
+    if pixel_iter is not None:
+        pl = pixel_loss(logits[:n_pix].float(), y)  # type: ignore[misc]
+        loss = loss + pl
+        tally.pixel.append(float(pl.detach()))
+        tally.seen += n_pix
+    if run.sampler is not None:
+        ml = mil_loss(logits[n_pix:, :, :h, :w], cy, valid, k=recipe.pool_k,
+                      mining_index=run.mining, pixel_weight=recipe.mil_pixel_weight)
+        loss = loss + recipe.mil_weight * ml
+        tally.mil.append(float(ml.detach()))
+        tally.seen += len(cy)
+    return loss
+
+
+def _train_row(run: _Run, epoch: int, tally: _Tally) -> dict[str, Any]:
+    """The training half of an epoch's row of ``log.csv``."""
+    run.rates.append(tally.rate)
+    row: dict[str, Any] = {
+        "epoch": epoch + 1, "steps": run.step, "train_loss": round(float(np.mean(tally.losses)), 5),
+        "lr": f"{run.opt.param_groups[0]['lr']:.3g}", "seconds": round(tally.seconds, 1),
+        "chips_per_s": round(tally.rate, 2),
+    }
+    if tally.pixel:
+        row["train_pixel_loss"] = round(float(np.mean(tally.pixel)), 5)
+    if tally.mil:
+        row["train_mil_loss"] = round(float(np.mean(tally.mil)), 5)
+    return row
+
+
+def _validate(
+    run: _Run,
+    row: dict[str, Any],
+    tally: _Tally,
+    pixel_val: Dataset[Any] | None,
+    pixel_loss: nn.Module | None,
+    chips_val: ChipArrays | None,
+) -> tuple[float, float | None]:
+    """Validate the kept network into ``row``; return the epoch's score and chip threshold.
+    The real chips weigh as much as the synthetic pixels together; with no validation data
+    the score is minus the training loss."""
+    parts: list[float] = []
+    if pixel_val is not None and pixel_loss is not None:
+        parts += _pixel_metrics(run, row, pixel_val, pixel_loss)
+    threshold = None
+    if chips_val is not None and len(np.unique(chips_val.labels)) == 2:
+        sensitivity, threshold = _chip_metrics(run, row, chips_val)
+        parts = [sensitivity, *parts] if parts else [sensitivity]
+        if len(parts) > 1:
+            parts = [parts[0], float(np.mean(parts[1:]))]
+    score = float(np.mean(parts)) if parts else -float(np.mean(tally.losses))
+    row["val_score"] = round(score, 4)
+    return score, threshold
+
+
+def _pixel_metrics(
+    run: _Run, row: dict[str, Any], pixel_val: Dataset[Any], pixel_loss: nn.Module
+) -> list[float]:
+    """Pixel validation into ``row``; returns the IoUs of mining and deforestation."""
+    vloss, (mi, de) = _validate_pixels(run.net, pixel_val, pixel_loss, run.optional_idx,
+                                        device=run.device, amp=run.recipe.amp,
+                                        batch_size=max(1, run.recipe.batch_size // 4))
+    row.update({"val_loss": round(vloss, 5), "val_mining_iou": round(mi[0], 4),
+                "val_mining_f1": round(mi[1], 4), "val_deforestation_iou": round(de[0], 4),
+                "val_deforestation_f1": round(de[1], 4)})
+    return [mi[0], de[0]]
+
+
+def _chip_metrics(
+    run: _Run, row: dict[str, Any], chips_val: ChipArrays
+) -> tuple[float, float]:
+    """Chip validation into ``row``; returns the sensitivity at the threshold reaching
+    ``min_specificity``, and that threshold."""
+    recipe = run.recipe
+    prob = chip_probabilities(run.net, chips_val, normalization=run.meta.normalization,
+                              optional_idx=run.optional_idx, mining_index=run.mining,
+                              device=run.device, amp=recipe.amp)
+    scores = chip_scores(prob, recipe.pool_k)
+    threshold = threshold_for_specificity(scores, chips_val.labels, recipe.min_specificity)
+    ps = patch_scores(scores, chips_val.labels, threshold, kinds=chips_val.kinds)
+    far = max((v["rate"] for v in ps.false_alarms_by_kind.values()), default=0.0)
+    row.update({"val_chip_auc": round(roc_auc(scores, chips_val.labels), 4),
+                "val_chip_sensitivity": round(ps.sensitivity, 4),
+                "val_chip_specificity": round(ps.specificity, 4),
+                "val_chip_threshold": round(threshold, 5),
+                "val_chip_max_kind_far": round(far, 4)})
+    return ps.sensitivity, threshold
+
+
+def _save_epoch(
+    run: _Run,
+    out_dir: Path,
+    epoch: int,
+    row: dict[str, Any],
+    score: float,
+    threshold: float | None,
+) -> None:
+    """Log the epoch's row; write ``best.pt`` when the score is the best yet and ``last.pt``
+    (with the training state to resume) always."""
+    run.history.append(row)
+    _write_log(out_dir / "log.csv", run.history)
+    log.info("epoch %d: %s", epoch + 1, row)
+    metrics = {"validation": {k: v for k, v in row.items() if k.startswith("val_")},
+               "epoch": epoch + 1}
+    epoch_meta = _with(run.meta, metrics, threshold, run.recipe.pool_k)
+    best_path = out_dir / "best.pt"
+    if score > run.best or not best_path.is_file():
+        run.best = max(score, run.best)
+        run.best_threshold = threshold
+        save_checkpoint(best_path, run.net, epoch_meta)
+    state = {"epoch": epoch + 1, "step": run.step, "best_score": run.best,
+             "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+             "history": run.history}
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
+    save_checkpoint(out_dir / "last.pt", run.model, epoch_meta, training_state=state)
+
+
+def _finish(run: _Run, out_dir: Path, half_checkpoint: bool) -> FitResult:
+    """Write ``model.pt`` (the best weights, as shipped) and say what the run produced."""
     from models.checkpoint import build_network, load_checkpoint
 
+    best_path = out_dir / "best.pt"
+    if not best_path.is_file():
+        save_checkpoint(best_path, run.net, _with(run.meta, {}, None, run.recipe.pool_k))
     best_ckpt = load_checkpoint(best_path)
-    save_checkpoint(model_path, build_network(best_ckpt), best_ckpt.metadata,
+    save_checkpoint(out_dir / "model.pt", build_network(best_ckpt), best_ckpt.metadata,
                     half=half_checkpoint)
     saved = best_ckpt.metadata.extra.get("thresholds", {}).get("mining")
-    return FitResult(best, saved if saved is not None else best_threshold, history,
-                     float(np.mean(rates)) if rates else 0.0, epochs_run)
+    return FitResult(run.best, saved if saved is not None else run.best_threshold, run.history,
+                     float(np.mean(run.rates)) if run.rates else 0.0, len(run.rates))
 
 
 def _pixel_batches(
@@ -636,13 +652,13 @@ def _validate_pixels(
     cm = np.zeros((k, k), dtype=np.int64)
     total, n = 0.0, 0
     for x, y in DataLoader(dataset, batch_size=batch_size):
-        x = _pad(x, stride)
-        y = _pad(y, stride, value=IGNORE_INDEX)
+        x = pad_to_multiple(x, stride)
+        y = pad_to_multiple(y, stride, value=IGNORE_INDEX)
         x, y = x.to(device), y.to(device)
         if optional_idx:
             flags = torch.ones((x.shape[0], len(optional_idx), *x.shape[2:]), device=device)
             x = torch.cat([x, flags], dim=1)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(x)
         total += float(loss_fn(logits.float(), y)) * len(x)
         n += len(x)

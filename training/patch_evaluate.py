@@ -8,7 +8,7 @@ specificity, ROC AUC, threshold, counts and false alarms per kind of negative, f
 checkpoint, the index baseline and (``compare``) a second checkpoint, on the same chips.
 
 Top-of-atmosphere chips are brought to surface-like reflectance with the checkpoint's offsets
-(:data:`training.mixed.TOA_OFFSETS`); the report also gives each network's figures without that
+(:data:`training.chips.TOA_OFFSETS`); the report also gives each network's figures without that
 conversion, which measures what the level gap costs.
 
 The baseline is the index detector where chips have its bands. Where they have only the visible
@@ -31,9 +31,9 @@ import numpy as np
 from models.checkpoint import Checkpoint, build_network, load_checkpoint
 from models.network import resolve_device
 from models.registry import DEFAULT_MODEL, shipped_checkpoint_path
+from training.chips import TOA_OFFSETS, ChipArrays, chip_arrays, chip_probabilities, chip_scores
 from training.config import ChipCsvData, EvaluateConfig, GalleryData
 from training.errors import DatasetError
-from training.mixed import TOA_OFFSETS, ChipArrays, chip_arrays, chip_probabilities, chip_scores
 from training.patches import ChipGroup
 from training.patchlevel import DEFAULT_POOL_K, PatchScores, patch_scores, pool_scores_np
 

@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from models.checkpoint import CheckpointMetadata, build_network, load_checkpoint
+from models.checkpoint import Checkpoint, CheckpointMetadata, build_network, load_checkpoint
 from models.errors import BandMismatchError
 from models.network import resolve_device
 from models.normalization import Normalization, normalization_from_images
 from models.registry import NETWORK_CLASSES, architecture_options, build_model, load_encoder_weights
 from training.augment import make_augment
+from training.chips import TOA_OFFSETS, chip_arrays
 from training.config import (
     ChipCsvData,
     GalleryData,
@@ -35,14 +37,7 @@ from training.data import LabelledImage, load_labelled_images
 from training.dataset import PatchDataset
 from training.errors import DatasetError
 from training.losses import SegmentationLoss
-from training.mixed import (
-    TOA_OFFSETS,
-    ChipAugment,
-    FitRecipe,
-    chip_arrays,
-    fit,
-    init_from_checkpoint,
-)
+from training.mixed import ChipAugment, FitRecipe, fit, init_from_checkpoint
 from training.patches import ChipGroup, read_chip_csv, read_gallery, split_groups
 from training.patches import summary as chip_summary
 
@@ -132,102 +127,28 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     device = resolve_device(config.device)
     seed_everything(config.seed)
     bands = tuple(config.bands)
-
-    train_images: list[LabelledImage] = []
-    val_images: list[LabelledImage] = []
-    if config.data is not None:
-        images = load_labelled_images(
-            config.data, bands=bands, composite=config.composite, splits=("train", "val")
-        )
-        train_images = [im for im in images if im.split == "train"]
-        val_images = [im for im in images if im.split == "val"]
-        if not train_images:
-            raise DatasetError("no training images: give at least one region with split 'train'")
-        log.info(
-            "pixel data: %d training image(s) of %d region(s), %d validation image(s) of %d "
-            "region(s)", len(train_images), len({i.region for i in train_images}),
-            len(val_images), len({i.region for i in val_images}),
-        )
+    train_images, val_images = _pixel_images(config, bands)
     chip_groups: list[ChipGroup] = []
     if config.patches is not None:
         chip_groups = load_chip_groups(config.patches.data, splits=("train", "val"))
         if not any(g.split == "train" for g in chip_groups):
             raise DatasetError("patches: no chip in split 'train'")
         log.info("chips: %s", chip_summary(chip_groups))
-
     resume = load_checkpoint(config.resume) if config.resume else None
-    normalization: Normalization
-    if resume is not None:
-        meta0 = resume.metadata
-        if tuple(meta0.bands) != bands:
-            raise BandMismatchError(
-                f"resume {config.resume}: checkpoint bands {list(meta0.bands)} differ from the "
-                f"config's bands {list(bands)}; set bands to the checkpoint's or start afresh"
-            )
-        normalization = meta0.normalization
-        model = build_network(resume).train()
-    else:
-        if train_images:
-            normalization = normalization_from_images(
-                [im.image for im in train_images], bands, seed=config.seed)
-        elif config.model.init_from is not None:
-            normalization = load_checkpoint(config.model.init_from).metadata.normalization
-        else:
-            raise DatasetError(
-                "chips alone cannot set the normalisation of bands they lack: give data "
-                "(pixel labels) or model.init_from"
-            )
-        if config.model.init_from is not None:
-            init_norm = load_checkpoint(config.model.init_from).metadata.normalization
-            if tuple(init_norm.bands) == bands:
-                normalization = init_norm  # the network starts in its own units
-        model = build_model(config.model.architecture,
-                            in_channels=len(bands) + len(config.optional_bands),
-                            num_classes=len(NETWORK_CLASSES), options=config.model.options)
-        if config.model.init_from is not None:
-            init_from_checkpoint(model, config.model.init_from,
-                                 optional_channels=len(config.optional_bands))
-        elif config.model.encoder_weights is not None:
-            load_encoder_weights(model, config.model.encoder_weights, bands=bands,
-                                 file_bands=config.model.encoder_bands)
-    options = architecture_options(config.model.architecture, config.model.options)
+    model, normalization = _network(config, bands, train_images, resume)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (%d parameters) on %s", config.model.architecture, n_params, device)
-
-    P = config.sampling.patch_size_px
-    pixel_train = pixel_val = None
-    if train_images:
-        pixel_train = PatchDataset(
-            train_images, normalization=normalization, patch_px=P,
-            n_patches=config.sampling.patches_per_epoch,
-            positive_share=config.sampling.positive_share, edge_share=config.sampling.edge_share,
-            augment=make_augment(config.augment), seed=config.seed,
-        )
-    if val_images:
-        pixel_val = PatchDataset(val_images, normalization=normalization, patch_px=2 * P,
-                                 stride_px=config.sampling.val_stride_px or 2 * P)
+    pixel_train, pixel_val = _pixel_datasets(config, normalization, train_images, val_images)
     chips_train = chips_val = None
-    patches = config.patches
-    if patches is not None:
+    if config.patches is not None:
         chips_train = chip_arrays([g for g in chip_groups if g.split == "train"], bands)
         val_groups = [g for g in chip_groups if g.split == "val"]
         chips_val = chip_arrays(val_groups, bands) if val_groups else None
-
-    extra: dict[str, Any] = {"config": json.loads(config.model_dump_json()),
-                             "parameters": n_params, "torch": str(torch.__version__)}
-    if patches is not None:
-        extra["toa_offsets"] = dict(TOA_OFFSETS)
-    meta = CheckpointMetadata(
-        name=config.model.name, version=config.model.version,
-        architecture=config.model.architecture, options=options, bands=bands,
-        normalization=normalization, classes=NETWORK_CLASSES, patch_size_px=P,
-        training_data=describe_data(config, train_images, val_images, chip_groups),
-        extra=extra, optional_bands=tuple(config.optional_bands),
-    )
+    meta = _metadata(config, normalization, n_params,
+                     describe_data(config, train_images, val_images, chip_groups))
     (out_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    recipe = recipe_of(config)
     fitted = fit(
-        model, meta=meta, recipe=recipe, out_dir=out_dir, device=device,
+        model, meta=meta, recipe=recipe_of(config), out_dir=out_dir, device=device,
         pixel_train=pixel_train, pixel_val=pixel_val,
         pixel_loss=SegmentationLoss(config.loss).to(device) if pixel_train is not None else None,
         chips_train=chips_train, chips_val=chips_val,
@@ -240,6 +161,123 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     write_model_card(out_dir / "MODEL_CARD.md", load_checkpoint(model_path).metadata,
                      history=fitted.history, chips_per_s=fitted.chips_per_s, device=str(device))
     return result
+
+
+def _pixel_images(
+    config: TrainConfig, bands: tuple[str, ...]
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """The pixel-labelled training and validation images (none without ``data``).
+
+    Raises:
+        DatasetError: the data is missing or malformed, or no image is in split 'train'.
+    """
+    if config.data is None:
+        return [], []
+    images = load_labelled_images(
+        config.data, bands=bands, composite=config.composite, splits=("train", "val")
+    )
+    train_images = [im for im in images if im.split == "train"]
+    val_images = [im for im in images if im.split == "val"]
+    if not train_images:
+        raise DatasetError("no training images: give at least one region with split 'train'")
+    log.info(
+        "pixel data: %d training image(s) of %d region(s), %d validation image(s) of %d "
+        "region(s)", len(train_images), len({i.region for i in train_images}),
+        len(val_images), len({i.region for i in val_images}),
+    )
+    return train_images, val_images
+
+
+def _network(
+    config: TrainConfig,
+    bands: tuple[str, ...],
+    train_images: list[LabelledImage],
+    resume: Checkpoint | None,
+) -> tuple[nn.Module, Normalization]:
+    """The network to train and its input normalisation: the checkpoint resumed, else a new
+    network (started from ``model.init_from`` or ``model.encoder_weights`` when given).
+
+    Raises:
+        BandMismatchError: ``resume`` is a checkpoint of other bands.
+        DatasetError: nothing sets the normalisation (chips alone, no ``model.init_from``).
+        CheckpointError: ``model.init_from`` or ``model.encoder_weights`` is unreadable.
+    """
+    if resume is not None:
+        meta0 = resume.metadata
+        if tuple(meta0.bands) != bands:
+            raise BandMismatchError(
+                f"resume {config.resume}: checkpoint bands {list(meta0.bands)} differ from the "
+                f"config's bands {list(bands)}; set bands to the checkpoint's or start afresh"
+            )
+        return build_network(resume).train(), meta0.normalization
+    init_from = config.model.init_from
+    normalization: Normalization
+    if train_images:
+        normalization = normalization_from_images(
+            [im.image for im in train_images], bands, seed=config.seed)
+    elif init_from is not None:
+        normalization = load_checkpoint(init_from).metadata.normalization
+    else:
+        raise DatasetError(
+            "chips alone cannot set the normalisation of bands they lack: give data "
+            "(pixel labels) or model.init_from"
+        )
+    if init_from is not None:
+        init_norm = load_checkpoint(init_from).metadata.normalization
+        if tuple(init_norm.bands) == bands:
+            normalization = init_norm  # the network starts in its own units
+    model = build_model(config.model.architecture,
+                        in_channels=len(bands) + len(config.optional_bands),
+                        num_classes=len(NETWORK_CLASSES), options=config.model.options)
+    if init_from is not None:
+        init_from_checkpoint(model, init_from, optional_channels=len(config.optional_bands))
+    elif config.model.encoder_weights is not None:
+        load_encoder_weights(model, config.model.encoder_weights, bands=bands,
+                             file_bands=config.model.encoder_bands)
+    return model, normalization
+
+
+def _pixel_datasets(
+    config: TrainConfig,
+    normalization: Normalization,
+    train_images: list[LabelledImage],
+    val_images: list[LabelledImage],
+) -> tuple[PatchDataset | None, PatchDataset | None]:
+    """Random augmented training patches and a grid of validation patches twice their side."""
+    P = config.sampling.patch_size_px
+    pixel_train = pixel_val = None
+    if train_images:
+        pixel_train = PatchDataset(
+            train_images, normalization=normalization, patch_px=P,
+            n_patches=config.sampling.patches_per_epoch,
+            positive_share=config.sampling.positive_share, edge_share=config.sampling.edge_share,
+            augment=make_augment(config.augment), seed=config.seed,
+        )
+    if val_images:
+        pixel_val = PatchDataset(val_images, normalization=normalization, patch_px=2 * P,
+                                 stride_px=config.sampling.val_stride_px or 2 * P)
+    return pixel_train, pixel_val
+
+
+def _metadata(
+    config: TrainConfig,
+    normalization: Normalization,
+    n_params: int,
+    training_data: dict[str, Any],
+) -> CheckpointMetadata:
+    """The checkpoint metadata of the run (the config, the data, the TOA offsets with chips)."""
+    extra: dict[str, Any] = {"config": json.loads(config.model_dump_json()),
+                             "parameters": n_params, "torch": str(torch.__version__)}
+    if config.patches is not None:
+        extra["toa_offsets"] = dict(TOA_OFFSETS)
+    return CheckpointMetadata(
+        name=config.model.name, version=config.model.version,
+        architecture=config.model.architecture,
+        options=architecture_options(config.model.architecture, config.model.options),
+        bands=tuple(config.bands), normalization=normalization, classes=NETWORK_CLASSES,
+        patch_size_px=config.sampling.patch_size_px, training_data=training_data,
+        extra=extra, optional_bands=tuple(config.optional_bands),
+    )
 
 
 def recipe_of(config: TrainConfig) -> FitRecipe:

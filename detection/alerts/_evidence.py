@@ -109,6 +109,7 @@ class _Window:
     crs: CRS
     res: float  # metres per pixel
     n: int  # pixels per side
+    scale: int  # enlargement of the PNGs
     transform: Affine
     site: shapely.Geometry  # the site, in ``crs``
     site_mask: np.ndarray  # the window's pixels in the site
@@ -135,6 +136,7 @@ def write_evidence(
     margin_m: float = 200.0,
     min_extent_m: float = 800.0,
     scene_dates: Mapping[str, str] | None = None,
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> gpd.GeoDataFrame:
     """Write before/after chips of every alert and fill its ``evidence`` column.
 
@@ -178,6 +180,8 @@ def write_evidence(
         scene_dates: acquisition date (``YYYY-MM-DD``) by scene id (the scan's scene list), for
             ids :func:`scene_date` cannot read one from (a STAC item id such as
             ``S2B_21MVN_20240408_0_L2A``).
+        composites: the composite files of each period (by label), as the units that wrote
+            them report; default: every composite found under ``units_dir``.
 
     Returns:
         A copy of ``alerts`` with ``evidence`` filled.
@@ -193,8 +197,8 @@ def write_evidence(
             out["evidence"] = []
         return out
     wgs84 = out.geometry.to_crs(4326)
-    after = _index(units_dir, period)
-    before = _index(units_dir, previous_period) if previous_period is not None else []
+    after = _index(units_dir, period, composites)
+    before = _index(units_dir, previous_period, composites) if previous_period is not None else []
     if not after:
         log.warning(
             "write_evidence: no composite of period %s under %s; chips will be missing",
@@ -250,7 +254,7 @@ def _render_sites(
                 raise InputFormatError(f"write_evidence: alert {sid}: empty geometry")
             record: dict[str, Any] = dict(earlier) if isinstance(earlier, Mapping) else {}
             window = _window(
-                geom, after=after, before=before, margin_m=margin_m, min_extent_m=min_extent_m
+                geom, after, before, chip_px=chip_px, margin_m=margin_m, min_extent_m=min_extent_m
             )
             record.update(
                 _site_evidence(
@@ -260,7 +264,6 @@ def _render_sites(
                     before=before,
                     out_dir=out_dir,
                     open_=open_,
-                    scale=max(1, round(chip_px / window.n)),
                     dates=dates,
                 )
             )
@@ -286,7 +289,12 @@ def _check_evidence_input(
 
 
 def period_overlay(
-    units_dir: Path, period: Period, *, max_px: int = 1600, rendering: str = "true_colour"
+    units_dir: Path,
+    period: Period,
+    *,
+    max_px: int = 1600,
+    rendering: str = "true_colour",
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> Overlay | None:
     """A downsampled mosaic of a period's composites in Web Mercator, as a WebP image.
 
@@ -299,6 +307,7 @@ def period_overlay(
         period: the period to draw.
         max_px: the longer side of the image, pixels.
         rendering: a key of :data:`RENDERINGS`.
+        composites: as :func:`write_evidence`'s.
 
     Returns:
         The overlay, or ``None`` when the period has no composite.
@@ -310,11 +319,11 @@ def period_overlay(
         raise ConfigError(f"period_overlay: rendering {rendering!r}; one of {list(RENDERINGS)}")
     if max_px < 16:
         raise ConfigError(f"period_overlay: max_px {max_px!r}; expected >= 16")
-    composites = _index(units_dir, period)
-    if not composites:
+    found = _index(units_dir, period, composites)
+    if not found:
         return None
     mercator = CRS.from_epsg(3857)
-    boxes = np.array([transform_bounds(c.crs, mercator, *c.bounds) for c in composites])
+    boxes = np.array([transform_bounds(c.crs, mercator, *c.bounds) for c in found])
     left, bottom = boxes[:, 0].min(), boxes[:, 1].min()
     right, top = boxes[:, 2].max(), boxes[:, 3].max()
     res = max(right - left, top - bottom) / max_px
@@ -323,7 +332,7 @@ def period_overlay(
     transform = Affine(res, 0.0, left, 0.0, -res, top)
     bands = RENDERINGS[rendering]
     data = np.zeros((3, height, width), dtype=np.uint16)
-    for comp in composites:
+    for comp in found:
         try:
             with rasterio.open(comp.path) as src:
                 _warp_into(src, comp, bands, data, transform, mercator, Resampling.average)
@@ -342,7 +351,7 @@ def period_overlay(
     log.info(
         "period_overlay %s: %d composites -> %dx%d px (%.0f m/px)",
         period.label,
-        len(composites),
+        len(found),
         width,
         height,
         res,
@@ -366,11 +375,17 @@ def scene_date(scene_id: str) -> str | None:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _index(units_dir: Path, period: Period) -> list[_Composite]:
-    """The composites of ``period`` under ``units_dir``, skipping any tagged for another period."""
+def _index(
+    units_dir: Path, period: Period, composites: Mapping[str, Sequence[Path]] | None = None
+) -> list[_Composite]:
+    """The composites of ``period`` (``composites``' own, else those under ``units_dir``),
+    skipping any tagged for another period."""
     folder = Path(units_dir) / period.label
+    paths = (
+        composites.get(period.label, ()) if composites is not None else folder.glob(_COMPOSITE_GLOB)
+    )
     found: list[_Composite] = []
-    for path in sorted(folder.glob(_COMPOSITE_GLOB)):
+    for path in sorted(paths):
         try:
             with rasterio.open(path) as ds:
                 tags = ds.tags()
@@ -400,15 +415,17 @@ def _index(units_dir: Path, period: Period) -> list[_Composite]:
 
 def _window(
     geom: shapely.Geometry,
-    *,
     after: Sequence[_Composite],
     before: Sequence[_Composite],
+    *,
+    chip_px: int,
     margin_m: float,
     min_extent_m: float,
 ) -> _Window:
     """The square grid around a site (lon/lat): the CRS and resolution of the first
     after-composite that covers the site, else of any composite, else the site's UTM zone at
-    10 m; the site's bounds plus ``margin_m``, at least ``min_extent_m`` and 8 pixels wide."""
+    10 m; the site's bounds plus ``margin_m``, at least ``min_extent_m`` and 8 pixels wide; the
+    PNGs enlarged by the integer factor nearest ``chip_px``."""
     candidates = list(_covering(after, geom)) or list(_covering(before, geom))
     if candidates:
         crs, res = candidates[0].crs, candidates[0].resolution_m
@@ -422,7 +439,8 @@ def _window(
     left, top = cx - n * res / 2, cy + n * res / 2
     transform = Affine(res, 0.0, left, 0.0, -res, top)
     lonlat = shapely.box(*transform_bounds(crs, CRS.from_epsg(4326), *_grid_bounds(transform, n)))
-    return _Window(crs, res, n, transform, site, _site_mask(site, transform, n), lonlat)
+    scale = max(1, round(chip_px / n))
+    return _Window(crs, res, n, scale, transform, site, _site_mask(site, transform, n), lonlat)
 
 
 def _site_evidence(
@@ -433,10 +451,9 @@ def _site_evidence(
     before: Sequence[_Composite],
     out_dir: Path,
     open_: Any,
-    scale: int,
     dates: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Render the four chips of one site (enlarged ``scale`` times); its evidence keys."""
+    """Render the four chips of one site; the evidence keys of that site."""
     record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
     sides: dict[str, _Side | None] = {}
     scenes: list[dict[str, str | None]] = []
@@ -475,15 +492,7 @@ def _site_evidence(
             rgb = _to_rgb(side_data.data[idx], side_data.valid, lo, hi)
             path = folder / f"{key}.png"
             _write_chip(
-                path,
-                rgb,
-                side_data,
-                window,
-                sid=sid,
-                side=name,
-                rendering=rendering,
-                scale=scale,
-                dates=dates,
+                path, rgb, side_data, window, sid=sid, side=name, rendering=rendering, dates=dates
             )
             record[key] = path.relative_to(out_dir).as_posix()
     return record
@@ -508,13 +517,13 @@ def _write_chip(
     sid: str,
     side: str,
     rendering: str,
-    scale: int,
     dates: Mapping[str, str],
 ) -> None:
-    """Write one chip: the captioned PNG (enlarged ``scale`` times, the site outlined) and,
-    beside it, the GeoTIFF of its pixels at the composites' resolution."""
+    """Write one chip: the captioned PNG (enlarged, the site outlined) and, beside it, the
+    GeoTIFF of its pixels at the composites' resolution."""
+    n, scale, valid = window.n, window.scale, side_data.valid
     image = Image.fromarray(rgb, mode="RGB").resize(
-        (window.n * scale, window.n * scale), Image.Resampling.NEAREST
+        (n * scale, n * scale), Image.Resampling.NEAREST
     )
     _draw_outline(image, window.site, window.transform, scale)
     used = side_data.used
@@ -538,14 +547,9 @@ def _write_chip(
         "SCENE_IDS": ",".join(sorted({s for c in used for s in c.scene_ids})),
         "CAPTION": " | ".join(lines),
     }
+    bands = RENDERINGS[rendering]
     _write_rgb_geotiff(
-        path.with_suffix(".tif"),
-        rgb,
-        side_data.valid,
-        window.transform,
-        window.crs,
-        bands=RENDERINGS[rendering],
-        tags=tags,
+        path.with_suffix(".tif"), rgb, valid, window.transform, window.crs, bands=bands, tags=tags
     )
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -83,6 +83,7 @@ def write_review_html(
     evidence_root: Path | None = None,
     inline_evidence: bool = True,
     overlay_max_px: int = 1600,
+    composites: Mapping[str, Sequence[Path]] | None = None,
 ) -> None:
     """Write the review page of a run, atomically.
 
@@ -107,6 +108,8 @@ def write_review_html(
             ``False`` links them by relative path (a smaller page that needs the ``evidence``
             folder beside it).
         overlay_max_px: longer side of the background image, pixels.
+        composites: the composites of each period (by label) the units wrote; default: those
+            found under ``units_dir``.
 
     Raises:
         DetectionError: ``fc`` or ``coverage_fc`` is not a FeatureCollection, or a composite
@@ -119,7 +122,7 @@ def write_review_html(
     meta = dict(fc.get("minewatch") or {})
     coverage = _coverage_of_period(coverage_fc, meta.get("period"))
     overlays = (
-        _overlays(units_dir, period, previous_period, max_px=overlay_max_px)
+        _overlays(units_dir, period, previous_period, max_px=overlay_max_px, composites=composites)
         if units_dir is not None
         else []
     )
@@ -168,7 +171,12 @@ def _check_collections(fc: Mapping[str, Any], coverage_fc: Mapping[str, Any] | N
 
 
 def _overlays(
-    units_dir: Path, period: Period | None, previous_period: Period | None, *, max_px: int
+    units_dir: Path,
+    period: Period | None,
+    previous_period: Period | None,
+    *,
+    max_px: int,
+    composites: Mapping[str, Sequence[Path]] | None,
 ) -> list[dict[str, Any]]:
     """The map's backgrounds: the composites of ``period``, then of ``previous_period``
     (each when given and it has composites)."""
@@ -176,7 +184,7 @@ def _overlays(
     for label, which in (("composite", period), ("previous composite", previous_period)):
         if which is None:
             continue
-        overlay = period_overlay(units_dir, which, max_px=max_px)
+        overlay = period_overlay(units_dir, which, max_px=max_px, composites=composites)
         if overlay is not None:
             overlays.append(_overlay_entry(f"{label} {which.label}", overlay))
     return overlays

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from aoi.geometry import EQUAL_AREA_CRS
+from detection.runs._batch import (
+    PredictionBatch,
+    PredictOptions,
+    SceneFailure,
+    ScenePrediction,
+    predict_scenes,
+)
 from detection.runs._config import (
     DEPRECATED_KEYS,
     INPUT_KEYS,
@@ -18,9 +26,8 @@ from detection.runs._config import (
 )
 from detection.runs._executor import ExecutorConfig, run_units, scheduler_address
 from detection.runs._lock import LOCK_NAME, OutputLockedError, output_lock
+from detection.runs._plan import Plan, coverage_status, plan_units
 from detection.runs._scan import (
-    CARRY_BELOW_SHARE,
-    EQUAL_AREA_CRS,
     FORMAT_VERSION,
     OUTPUT_FILES,
     ChipFailure,
@@ -32,6 +39,7 @@ from detection.runs._scan import (
     site_rule,
 )
 from detection.runs._store import STORE_NAME, RunStore
+from detection.runs._tracking import CARRY_BELOW_SHARE
 from detection.runs._units import (
     UNIT_FORMAT,
     UnitResult,
@@ -65,10 +73,15 @@ __all__ = [
     "GridConfig",
     "OutputConfig",
     "OutputLockedError",
+    "Plan",
+    "PredictOptions",
+    "PredictionBatch",
     "ProgressFn",
     "RunStore",
     "ScanConfig",
     "ScanResult",
+    "SceneFailure",
+    "ScenePrediction",
     "SecondOpinionConfig",
     "SitesConfig",
     "UnitResult",
@@ -77,11 +90,14 @@ __all__ = [
     "check_free_space",
     "check_output_dir",
     "chip_parts",
+    "coverage_status",
     "default_config_dir",
     "load_config",
     "load_unit",
     "observed_polygon",
     "output_lock",
+    "plan_units",
+    "predict_scenes",
     "predict_unit",
     "process_unit",
     "read_scenes",

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import shapely
 import shapely.ops
@@ -28,7 +27,6 @@ from shapely.geometry.base import BaseGeometry
 
 from aoi import buffer_aoi, grid_to_geodataframe, load_aoi, make_grid
 from aoi.admin import load_admin
-from aoi.geometry import EQUAL_AREA_CRS
 from aoi.grid import GridCell
 from aoi.titles import load_titles
 from detection.alerts import (
@@ -45,23 +43,33 @@ from detection.alerts import (
     write_review_html,
     write_summary_csv,
 )
-from detection.errors import DetectionError, OutputExistsError
+from detection.errors import (
+    ConfigError,
+    InputFormatError,
+    InputNotFoundError,
+    OutputExistsError,
+    OutputWriteError,
+)
 from detection.inference import checkpoint_thresholds
 from detection.runs._config import ScanConfig
 from detection.runs._executor import ExecutorConfig, run_units
 from detection.runs._lock import output_lock
+from detection.runs._plan import Plan, plan_units
 from detection.runs._store import STORE_NAME, RunStore
+from detection.runs._tracking import (
+    ChipFailure,
+    Tracking,
+    UnitOutcomes,
+    scenes_of,
+    track_periods,
+)
 from detection.runs._units import UnitResult, UnitSettings, WorkUnit, load_unit
 from detection.sites import (
     MaskOptions,
-    append_history,
     assign_legal_status,
     attribute_admin,
     attribute_aois,
-    finish_sites,
-    merge_parts,
     resolve_thresholds,
-    track_sites,
 )
 from models.detector import Detector
 from tiles.bands import BANDS
@@ -70,7 +78,7 @@ from tiles.errors import TileError
 from tiles.files import write_text_atomic
 from tiles.periods import Period
 from tiles.radiometry import check_one_level
-from tiles.sources import Source, SyntheticSource, open_source, scene_footprint_intersects
+from tiles.sources import Source, SyntheticSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +93,6 @@ OUTPUT_FILES = ("alerts.geojson", "alerts.gpkg", "summary.csv", "review.html", "
 #: ``progress(stage, done, total)``: called by the scan as work advances.
 ProgressFn = Callable[[str, int, int], None]
 
-
-
-@dataclass(frozen=True)
-class ChipFailure:
-    """One chip and period that could not be processed, with the reason."""
-
-    tile_id: str
-    period: str
-    reason: str
 
 
 @dataclass
@@ -194,11 +193,11 @@ def check_free_space(out_dir: Path, *, min_free_mb: float) -> None:
     """Raise before writing when the output's filesystem is nearly full (RELIABILITY row 16).
 
     Raises:
-        DetectionError: less than ``min_free_mb`` MB free.
+        OutputWriteError: less than ``min_free_mb`` MB free.
     """
     free_mb = shutil.disk_usage(out_dir).free / 2**20
     if free_mb < min_free_mb:
-        raise DetectionError(
+        raise OutputWriteError(
             f"only {free_mb:.0f} MB free on the filesystem of {str(out_dir)!r}; a scan needs at "
             f"least {min_free_mb:.0f} MB: free space or pass another --out"
         )
@@ -236,7 +235,10 @@ def run_scan(
     Raises:
         OutputExistsError: ``out_dir`` holds another scan's results and ``overwrite`` is False.
         OutputLockedError: another scan is writing ``out_dir``.
-        DetectionError: fewer than two periods, no scene at all over the AOI, or a full disk.
+        ConfigError: fewer than two periods.
+        InputNotFoundError: no scene at all over the AOI.
+        InputFormatError: the detector needs a band no source reads.
+        OutputWriteError: the disk is full.
         AOIError, TileError: the AOI layer or the source cannot be read.
     """
     started = time.monotonic()
@@ -245,7 +247,7 @@ def run_scan(
         min_free_mb = config.output.min_free_mb
     periods = config.periods.resolve()
     if len(periods) < 2:
-        raise DetectionError(
+        raise ConfigError(
             f"periods: got {len(periods)} period(s) {[p.label for p in periods]}; a scan compares "
             "at least two: widen periods.start/end"
         )
@@ -328,6 +330,24 @@ def _no_scene_message(source: Source, area: BaseGeometry, periods: list[Period])
     )
 
 
+@dataclass
+class _ScanInputs:
+    """What the plan step gives the others: the areas, the source, the units and their rule."""
+
+    aois: gpd.GeoDataFrame
+    titles: gpd.GeoDataFrame | None
+    municipalities: gpd.GeoDataFrame | None
+    source: Source
+    plan: Plan
+    level: str | None
+    #: scenes the source could not read: the scan goes on without them and says so
+    scene_failures: list[ChipFailure]
+    #: acquisition date (``YYYY-MM-DD``) by scene id
+    scene_dates: dict[str, str]
+    settings: UnitSettings
+    cell_geoms: dict[str, Any]
+
+
 def _scan(
     config: ScanConfig,
     *,
@@ -340,9 +360,57 @@ def _scan(
     progress: ProgressFn | None,
     min_free_mb: float,
 ) -> ScanResult:
+    """plan -> run units -> track periods -> assemble alerts -> write."""
+    inputs = _plan_scan(
+        config, detector=detector, out_dir=out_dir, periods=periods, progress=progress
+    )
+    outcomes = _run_scan_units(
+        inputs,
+        detector=detector,
+        out_dir=out_dir,
+        run_id=run_id,
+        store=store,
+        executor=executor,
+        progress=progress,
+        min_free_mb=min_free_mb,
+    )
+    tracking = track_periods(
+        outcomes, masks=inputs.settings.masks, aois=inputs.aois, scene_dates=inputs.scene_dates
+    )
+    result = _assemble_alerts(
+        config, inputs, outcomes, tracking, detector=detector, out_dir=out_dir, run_id=run_id
+    )
+    coverage = gpd.GeoDataFrame(outcomes.coverage_rows, geometry="geometry", crs="EPSG:4326")
+    _write_outputs(
+        result,
+        config=config,
+        coverage=coverage,
+        aois=inputs.aois,
+        history=tracking.history,
+        titles=inputs.titles,
+        composites=outcomes.composites,
+    )
+    if result.outcome != "failed":
+        store.save_history(tracking.history)
+    return result
+
+
+def _plan_scan(
+    config: ScanConfig,
+    *,
+    detector: Detector,
+    out_dir: Path,
+    periods: list[Period],
+    progress: ProgressFn | None,
+) -> _ScanInputs:
+    """The AOIs, titles, municipalities and grid; the source searched; the units planned.
+
+    Raises:
+        InputFormatError: the detector needs a band no source reads, or no scene covers the AOI.
+    """
     unreadable = [b for b in detector.bands if b not in BANDS]
     if unreadable:
-        raise DetectionError(
+        raise InputFormatError(
             f"detector {detector.info.name} needs band(s) {unreadable}, which no imagery source "
             f"of this minewatch reads (sources read {sorted(BANDS)}); for the 13-band Amazon "
             "Mining Watch classifier use the 12-band ensemble (the default: leave out "
@@ -370,8 +438,13 @@ def _scan(
             progress("synthesising scenes", done, total)
 
     source = open_source(config.source, workdir=out_dir, progress=_synth_progress)
-    scenes = source.search(area_geom, periods[0].start, periods[-1].end)
-    in_periods = [s for s in scenes if any(p.contains(s.datetime) for p in periods)]
+    plan = plan_units(
+        cells,
+        periods,
+        source.search(area_geom, periods[0].start, periods[-1].end),
+        halo_px=config.grid.halo_px,
+    )
+    in_periods = list(plan.scenes)
     log.info("%d scene(s) from %s inside the scan's periods", len(in_periods), source.description)
     # One processing level per scan, and the cloud detector there when scenes need it: both
     # refused here, before any unit is computed, with the fix.
@@ -386,24 +459,8 @@ def _scan(
         ChipFailure("*", "*", f"scene skipped: {exc}") for exc in getattr(source, "rejected", [])
     ]
     record_scenes(out_dir, in_periods)
-    scene_dates = {s.scene_id: s.datetime.date().isoformat() for s in in_periods}
-
-    chip_scenes = {
-        c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c)] for c in cells
-    }
-    active = [c for c in cells if chip_scenes[c.tile_id]]
-    # A unit reads the scenes over its chip and halo (a scene may cover only the halo); it
-    # exists when a scene covers the chip itself.
-    halo = config.grid.halo_px
-    read_scenes = {
-        c.tile_id: [s for s in in_periods if scene_footprint_intersects(s, c.with_halo(halo))]
-        if halo
-        else chip_scenes[c.tile_id]
-        for c in active
-    }
-    if not active:
-        raise DetectionError(_no_scene_message(source, area_geom, periods))
-
+    if not plan.active:
+        raise InputNotFoundError(_no_scene_message(source, area_geom, periods))
     settings = UnitSettings(
         bands=tuple(detector.bands),
         method=config.composite.method,
@@ -412,63 +469,78 @@ def _scan(
         cloud_mask=config.composite.cloud_mask,
         masks=site_rule(config, detector),
         model_sha256=detector.info.sha256,
-        halo_px=halo,
+        halo_px=config.grid.halo_px,
         detector_options=tuple(sorted(getattr(detector, "options", {}).items())),
     )
-    units_dir = out_dir / "units"
     grid_frame = grid_to_geodataframe(cells)
-    cell_geoms = dict(zip(grid_frame["tile_id"], grid_frame.geometry, strict=True))
-    coverage_rows: list[dict[str, Any]] = []
+    return _ScanInputs(
+        aois=aois,
+        titles=titles,
+        municipalities=municipalities,
+        source=source,
+        plan=plan,
+        level=level,
+        scene_failures=scene_failures,
+        scene_dates={s.scene_id: s.datetime.date().isoformat() for s in in_periods},
+        settings=settings,
+        cell_geoms=dict(zip(grid_frame["tile_id"], grid_frame.geometry, strict=True)),
+    )
+
+
+def _run_scan_units(
+    inputs: _ScanInputs,
+    *,
+    detector: Detector,
+    out_dir: Path,
+    run_id: str,
+    store: RunStore,
+    executor: ExecutorConfig,
+    progress: ProgressFn | None,
+    min_free_mb: float,
+) -> UnitOutcomes:
+    """Reuse the finished units, compute the others, record each in the run store, and gather
+    what they gave (coverage, polygons, composites) per period."""
+    units_dir = out_dir / "units"
+    plan, settings = inputs.plan, inputs.settings
+    outcomes = UnitOutcomes(list(plan.periods), failures=list(inputs.scene_failures))
+    outcomes.coverage_rows = [
+        _coverage_row(cell, period, None, inputs.cell_geoms) for cell, period in plan.no_imagery
+    ]
     todo: list[WorkUnit] = []
     finished: list[tuple[WorkUnit, UnitResult, bool]] = []
-    for cell in cells:
-        for period in periods:
-            if not any(period.contains(s.datetime) for s in chip_scenes[cell.tile_id]):
-                coverage_rows.append(_coverage_row(cell, period, None, cell_geoms))
-                continue
-            infos = tuple(s for s in read_scenes[cell.tile_id] if period.contains(s.datetime))
-            unit = WorkUnit(cell, period, infos)
-            cached = load_unit(units_dir, cell.tile_id, period.label, key=unit.key(settings))
-            if cached is None or cached.dropped:  # scenes dropped last time: try them again
-                todo.append(unit)
-            else:
-                finished.append((unit, cached, True))
-    reused = len(finished)
+    for unit in plan.units:
+        cached = load_unit(units_dir, unit.cell.tile_id, unit.period.label, key=unit.key(settings))
+        if cached is None or cached.dropped:  # scenes dropped last time: try them again
+            todo.append(unit)
+        else:
+            finished.append((unit, cached, True))
+    outcomes.computed, outcomes.reused = len(todo), len(finished)
     if todo:
         log.info(
             "%d unit(s) (chip x period) to compute, %d reused from earlier runs, on %s",
             len(todo),
-            reused,
+            outcomes.reused,
             executor.describe(),
         )
     else:
-        log.info("no new imagery since the last run: all %d unit(s) reused", reused)
-    total = len(todo) + reused
+        log.info("no new imagery since the last run: all %d unit(s) reused", outcomes.reused)
+    total = len(todo) + outcomes.reused
     if progress:
-        progress("detecting", reused, total)
-    for done, (unit, res) in enumerate(
-        run_units(
-            todo,
-            source=source,
-            detector=detector,
-            settings=settings,
-            units_dir=units_dir,
-            executor=executor,
-        ),
-        start=reused + 1,
-    ):
+        progress("detecting", outcomes.reused, total)
+    computed = run_units(
+        todo,
+        source=inputs.source,
+        detector=detector,
+        settings=settings,
+        units_dir=units_dir,
+        executor=executor,
+    )
+    for done, (unit, res) in enumerate(computed, start=outcomes.reused + 1):
         finished.append((unit, res, False))
         if progress:
             progress("detecting", done, total)
         if done % 16 == 0:
             check_free_space(out_dir, min_free_mb=min_free_mb)
-
-    parts: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
-    seeds: dict[str, list[gpd.GeoDataFrame]] = {p.label: [] for p in periods}
-    observed: dict[str, list[Any]] = {p.label: [] for p in periods}
-    scene_ids: dict[tuple[str, str], tuple[str, ...]] = {}
-    failures: list[ChipFailure] = list(scene_failures)
-    dropped_scenes: list[dict[str, str]] = []
     finished.sort(key=lambda item: (item[0].cell.tile_id, item[0].period))
     for unit, res, was_reused in finished:
         store.record_unit(
@@ -484,81 +556,39 @@ def _scan(
             scene_ids=res.scene_ids,
             newest_acquisition=max(s.datetime for s in unit.scenes).isoformat(),
         )
-        coverage_rows.append(_coverage_row(unit.cell, unit.period, res, cell_geoms))
-        dropped_scenes.extend(
-            {"tile_id": res.tile_id, "period": res.period, "scene_id": sid, "reason": why}
-            for sid, why in res.dropped
-        )
-        if res.failed:
-            failures.append(ChipFailure(res.tile_id, res.period, res.reason))
-            continue
-        scene_ids[(res.tile_id, res.period)] = res.scene_ids
-        if res.observed is not None and not res.observed.is_empty:
-            observed[res.period].append(res.observed)
-        if res.parts is not None and not res.parts.empty:
-            parts[res.period].append(res.parts)
-        if res.seeds is not None and not res.seeds.empty:
-            seeds[res.period].append(res.seeds)
+        outcomes.coverage_rows.append(_coverage_row(unit.cell, unit.period, res, inputs.cell_geoms))
+        outcomes.add(res, units_dir=units_dir)
+    return outcomes
 
-    history: gpd.GeoDataFrame | None = None
-    tracked: gpd.GeoDataFrame | None = None
-    observed_fraction: dict[str, float] = {}
-    aoi_observed_fraction: dict[str, float] = {}
-    aoi_area = gpd.GeoSeries(aois.geometry, crs=aois.crs).to_crs(EQUAL_AREA_CRS).union_all()
-    unobserved: list[str] = []
-    carried_count = 0
-    first_images: dict[str, str | None] = {}
-    for i, period in enumerate(periods):
-        previous = periods[i - 1] if i else None
-        sites = _sites_of_period(parts[period.label], settings.masks, seeds[period.label])
-        before = tracked
-        tracked = track_sites(sites, history, period=period, previous_period=previous)
-        tracked = _with_image_dates(tracked, period, scene_ids, scene_dates, first_images)
-        seen = shapely.union_all(observed[period.label]) if observed[period.label] else None
-        tracked["observed_fraction"] = _observed_share(tracked, history, seen)
-        if seen is None or seen.is_empty:
-            unobserved.append(period.label)
-        if before is not None and not before.empty:
-            # "Not observed" is never "no mining": a site of the previous period whose place was
-            # not seen now (no imagery, cloud, a failed chip) stays, with its last status.
-            carried = _carry_unseen(before, tracked, seen)
-            if not carried.empty:
-                log.warning(
-                    "period %s: %d site(s) of %s not observed now (no imagery, cloud or a failed "
-                    "chip): kept with their last status and their observed share",
-                    period.label,
-                    len(carried),
-                    previous.label if previous else "?",
-                )
-                tracked = gpd.GeoDataFrame(
-                    pd.concat([tracked, carried], ignore_index=True), crs=tracked.crs
-                )
-                if period is periods[-1]:
-                    carried_count = len(carried)
-        history = append_history(history, tracked, period)
-        observed_fraction[period.label] = _period_observed_share(coverage_rows, period.label)
-        aoi_observed_fraction[period.label] = _aoi_observed_share(seen, aoi_area)
-    if tracked is None:  # pragma: no cover - at least two periods are checked above
-        raise DetectionError("no period was processed")
-    for label in unobserved:
-        log.warning(
-            "period %s was not observed: no chip has a clear observation (no imagery yet, all "
-            "cloud, or every unit failed); its alerts carry the earlier sites, not 'no mining'",
-            label,
-        )
 
+def _assemble_alerts(
+    config: ScanConfig,
+    inputs: _ScanInputs,
+    outcomes: UnitOutcomes,
+    tracking: Tracking,
+    *,
+    detector: Detector,
+    out_dir: Path,
+    run_id: str,
+) -> ScanResult:
+    """The last period's tracked sites as alerts (AOIs, municipalities, scenes, legal status,
+    evidence chips cut from the units' composites) and the run's metadata."""
+    periods = list(inputs.plan.periods)
     last, prev = periods[-1], periods[-2]
-    alerts = attribute_aois(tracked, aois, buffer_m=config.aoi.buffer_m)
-    alerts = attribute_admin(alerts, municipalities)
-    alerts = _finish_alerts(alerts, last, scene_ids, level=level)
-    alerts = assign_legal_status(alerts, aois=aois, titles=titles, config=config.legal)
+    alerts = attribute_aois(tracking.tracked, inputs.aois, buffer_m=config.aoi.buffer_m)
+    alerts = attribute_admin(alerts, inputs.municipalities)
+    alerts = _finish_alerts(alerts, last, outcomes.scene_ids, level=inputs.level)
+    alerts = assign_legal_status(
+        alerts, aois=inputs.aois, titles=inputs.titles, config=config.legal
+    )
     alerts = write_evidence(
         alerts,
         units_dir=out_dir / "units",
+        composites=outcomes.composites,
         period=last,
         previous_period=prev,
         out_dir=out_dir,
-        scene_dates=scene_dates,
+        scene_dates=inputs.scene_dates,
     )
     metadata: dict[str, Any] = {
         "version": FORMAT_VERSION,
@@ -567,46 +597,39 @@ def _scan(
         "period": last.as_dict(),
         "previous_period": prev.as_dict(),
         "model": detector.info.as_dict(),
-        "source": source.description,
+        "source": inputs.source.description,
         "confidence_levels": config.alerts.confidence_levels.model_dump(),
     }
     # Said only when it applies, so the alerts of a clean run stay byte for byte the same.
-    outcome = _outcome(failures, len(todo) + reused)
+    failures = outcomes.failures
+    outcome = _outcome(failures, outcomes.computed + outcomes.reused)
     if outcome != "success":
         metadata["outcome"] = outcome
         metadata["failed_units"] = sum(1 for f in failures if f.tile_id != "*")
-    if unobserved:
-        metadata["unobserved_periods"] = unobserved
-    if dropped_scenes:
-        metadata["dropped_scenes"] = len(dropped_scenes)
-    fc = build_feature_collection(alerts, metadata=metadata)
-
-    coverage = gpd.GeoDataFrame(coverage_rows, geometry="geometry", crs="EPSG:4326")
-    result = ScanResult(
+    if tracking.unobserved:
+        metadata["unobserved_periods"] = tracking.unobserved
+    if outcomes.dropped_scenes:
+        metadata["dropped_scenes"] = len(outcomes.dropped_scenes)
+    source = inputs.source
+    return ScanResult(
         out_dir=out_dir,
         run_id=run_id,
         periods=periods,
         alerts=alerts,
-        feature_collection=fc,
-        chips_total=len(cells),
-        chips_with_imagery=len(active),
+        feature_collection=build_feature_collection(alerts, metadata=metadata),
+        chips_total=len(inputs.plan.cells),
+        chips_with_imagery=len(inputs.plan.active),
         failures=failures,
-        observed_fraction=observed_fraction,
-        aoi_observed_fraction=aoi_observed_fraction,
-        units_computed=len(todo),
-        units_reused=reused,
+        observed_fraction=tracking.observed_fraction,
+        aoi_observed_fraction=tracking.aoi_observed_fraction,
+        units_computed=outcomes.computed,
+        units_reused=outcomes.reused,
         world_dir=source.world_dir if isinstance(source, SyntheticSource) else None,
         metadata=metadata,
-        dropped_scenes=dropped_scenes,
-        unobserved_periods=unobserved,
-        carried_sites=carried_count,
+        dropped_scenes=outcomes.dropped_scenes,
+        unobserved_periods=tracking.unobserved,
+        carried_sites=tracking.carried,
     )
-    _write_outputs(
-        result, config=config, coverage=coverage, aois=aois, history=history, titles=titles
-    )
-    if result.outcome != "failed":
-        store.save_history(history)
-    return result
 
 
 def _software_version() -> str:
@@ -642,144 +665,6 @@ def _coverage_row(
     return row | {"geometry": geom}
 
 
-def _sites_of_period(
-    parts: list[gpd.GeoDataFrame], masks: MaskOptions, seeds: list[gpd.GeoDataFrame]
-) -> gpd.GeoDataFrame:
-    """The chips' polygons merged into sites, finished as ``minewatch predict`` finishes a
-    scene's (hysteresis, minimum mapping unit, simplification: `finish_sites`)."""
-    if not parts:
-        return gpd.GeoDataFrame(
-            {"alert_class": [], "area_ha": [], "confidence": [], "tile_id": []},
-            geometry=gpd.GeoSeries([], crs="EPSG:4326"),
-            crs="EPSG:4326",
-        )
-    return finish_sites(merge_parts(parts), options=masks, strong=seeds)
-
-
-def _observed_share(
-    tracked: gpd.GeoDataFrame, history: gpd.GeoDataFrame | None, seen: Any
-) -> list[float]:
-    """Clear-observation share of each site's footprint: its polygon now, joined with its polygon
-    of the previous period, so a site half under cloud says it was half seen."""
-    if tracked.empty:
-        return []
-    previous: dict[str, Any] = {}
-    if history is not None and not history.empty:
-        last_label = history["period_label"].iloc[-1]
-        prev_rows = history[history["period_label"] == last_label]
-        previous = dict(zip(prev_rows["site_id"], prev_rows.geometry, strict=False))
-    projected_seen = (
-        gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
-        if seen is not None
-        else None
-    )
-    shares = []
-    for site_id, geom in zip(tracked["site_id"], tracked.geometry, strict=True):
-        footprint = shapely.union(geom, previous[site_id]) if site_id in previous else geom
-        fp = gpd.GeoSeries([footprint], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
-        if projected_seen is None or fp.area == 0:
-            shares.append(0.0)
-            continue
-        shares.append(round(min(1.0, fp.intersection(projected_seen).area / fp.area), 4))
-    return shares
-
-
-#: A site of the previous period absent now is carried when less than this share of it was seen.
-CARRY_BELOW_SHARE = 0.5
-
-
-def _carry_unseen(
-    before: gpd.GeoDataFrame, tracked: gpd.GeoDataFrame, seen: Any
-) -> gpd.GeoDataFrame:
-    """The sites of ``before`` (the previous period's tracked sites) that are neither in
-    ``tracked`` nor merged into one of its sites, and of which less than `CARRY_BELOW_SHARE` was
-    observed in this period: their absence says nothing, so they are kept as they were, with
-    this period's observed share of them."""
-    present = set(tracked["site_id"].astype(str))
-    for merged in tracked.get("merged_from", []):
-        present.update(str(m) for m in (merged if isinstance(merged, list | tuple) else []))
-    gone = before[~before["site_id"].astype(str).isin(present)]
-    if gone.empty:
-        return gone
-    projected_seen = (
-        gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
-        if seen is not None and not seen.is_empty
-        else None
-    )
-    keep, shares = [], []
-    for idx, geom in zip(gone.index, gone.geometry.to_crs(EQUAL_AREA_CRS), strict=True):
-        share = (
-            0.0
-            if projected_seen is None or geom.area == 0
-            else min(1.0, geom.intersection(projected_seen).area / geom.area)
-        )
-        if share < CARRY_BELOW_SHARE:
-            keep.append(idx)
-            shares.append(round(share, 4))
-    carried = gone.loc[keep].copy()
-    carried["observed_fraction"] = shares
-    return carried
-
-
-def _period_observed_share(rows: list[dict[str, Any]], label: str) -> float:
-    """Mean observed share of the chips that had imagery in the period."""
-    fracs = [
-        r["observed_fraction"] for r in rows if r["period"] == label and r["status"] != "no_imagery"
-    ]
-    return round(float(np.mean(fracs)), 4) if fracs else 0.0
-
-
-def _aoi_observed_share(seen: Any, aoi_area: Any) -> float:
-    """Share of the AOIs' area (``aoi_area``, in `EQUAL_AREA_CRS`) inside the observed part
-    ``seen`` (EPSG:4326, or None): what a reader means by "how much of the reserve was seen"."""
-    if seen is None or seen.is_empty or aoi_area.area == 0:
-        return 0.0
-    projected = gpd.GeoSeries([seen], crs="EPSG:4326").to_crs(EQUAL_AREA_CRS).iloc[0]
-    return round(min(1.0, projected.intersection(aoi_area).area / aoi_area.area), 4)
-
-
-def _scenes_of(
-    tile_field: Any, period: Period, scene_ids: dict[tuple[str, str], tuple[str, ...]]
-) -> list[str]:
-    """The scenes that gave a clear pixel to the chips of a site (``tile_id``, comma-joined)."""
-    found: set[str] = set()
-    for tile in str(tile_field).split(","):
-        found.update(scene_ids.get((tile.strip(), period.label), ()))
-    return sorted(found)
-
-
-def _with_image_dates(
-    tracked: gpd.GeoDataFrame,
-    period: Period,
-    scene_ids: dict[tuple[str, str], tuple[str, ...]],
-    scene_dates: dict[str, str],
-    first_images: dict[str, str | None],
-) -> gpd.GeoDataFrame:
-    """``last_image_date``: the newest acquisition of the period's composite over the site's
-    chips; ``first_image_date``: the earliest one of the composite the site (or the site it
-    split from) was first detected in, kept from that period as ``first_detected`` is.
-    ``first_images`` (site id -> first image date) carries it across the periods of the scan."""
-    out = tracked.copy()
-    firsts: list[str | None] = []
-    lasts: list[str | None] = []
-    end = period.end.isoformat()
-    splits = out["split_from"] if "split_from" in out.columns else [None] * len(out)
-    for sid, tile_field, first_detected, split in zip(
-        out["site_id"], out["tile_id"], out["first_detected"], splits, strict=True
-    ):
-        dates = sorted(
-            scene_dates[s] for s in _scenes_of(tile_field, period, scene_ids) if s in scene_dates
-        )
-        earlier = str(first_detected) < end
-        inherited = first_images.get(str(sid)) or (first_images.get(str(split)) if split else None)
-        firsts.append(inherited if earlier and inherited else (dates[0] if dates else None))
-        lasts.append(dates[-1] if dates else None)
-    out["first_image_date"] = pd.Series(firsts, index=out.index, dtype=object)
-    out["last_image_date"] = pd.Series(lasts, index=out.index, dtype=object)
-    first_images.update(zip(out["site_id"].astype(str), firsts, strict=True))
-    return out
-
-
 def _finish_alerts(
     alerts: gpd.GeoDataFrame,
     period: Period,
@@ -790,7 +675,7 @@ def _finish_alerts(
     alerts = alerts.copy()
     alerts["period_start"] = period.start.isoformat()
     alerts["period_end"] = period.end.isoformat()
-    ids = [_scenes_of(tile_field, period, scene_ids) for tile_field in alerts.get("tile_id", [])]
+    ids = [scenes_of(tile_field, period, scene_ids) for tile_field in alerts.get("tile_id", [])]
     alerts["scene_ids"] = pd.Series(ids, index=alerts.index, dtype=object)
     alerts["satellite"] = SATELLITE
     alerts["platforms"] = pd.Series(
@@ -816,6 +701,7 @@ def _write_outputs(
     aois: gpd.GeoDataFrame,
     history: gpd.GeoDataFrame | None,
     titles: gpd.GeoDataFrame | None = None,
+    composites: dict[str, list[Path]] | None = None,
 ) -> None:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -846,6 +732,7 @@ def _write_outputs(
         title=f"minewatch: {config.name}",
         coverage_fc=coverage_fc,
         units_dir=out / "units",
+        composites=composites,
         period=result.periods[-1],
         previous_period=result.periods[-2],
     )

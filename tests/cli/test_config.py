@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from aoi.configfile import resolve_path
+from detection.errors import ConfigError
 from detection.runs import load_config
-from detection.runs._config import ConfigError
 
 
 def _write(tmp_path: Path, data: dict) -> Path:

@@ -12,8 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 import tiles.config
+from detection.errors import ConfigError
 from detection.runs import load_config
-from detection.runs._config import ConfigError
 from tiles.config import PeriodsConfig, utc_today
 
 

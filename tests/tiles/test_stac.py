@@ -509,9 +509,12 @@ def test_cli_search_fetch_composite(stack: Stack, tmp_path: Path) -> None:
     res = runner.invoke(cli, ["tiles", "composite", str(cfg), "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     assert [r for r in stack.cogs.requests if r.method == "GET"] == []  # all from the cache
-    units = json.loads(res.stdout)["units"]
+    composited = json.loads(res.stdout)
+    units = composited["units"]
     assert {u["period"] for u in units} == {"2024Q2", "2024Q3"}
-    assert all(u["status"] in ("observed", "not observed") for u in units)
+    # the statuses of a scan's coverage layer
+    assert {u["status"] for u in units} <= {"observed", "partly_observed", "not_observed"}
+    assert composited["unobserved_periods"] == []
     assert (out / "composites" / "coverage.csv").is_file()
     assert list((out / "composites").glob("*_composite.tif"))
     res = runner.invoke(cli, ["tiles", "composite", str(cfg), "--out", str(out)])

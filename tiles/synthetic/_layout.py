@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -38,13 +39,82 @@ log = logging.getLogger(__name__)
 
 
 def build_layout(spec: WorldSpec, rng: np.random.Generator, dryness: Sequence[float]) -> Layout:
+    """Draw the world's layout from ``rng``: rivers and roads, then the sites (look-alikes,
+    sandbars, mining, clearings), the savanna and the texture, always in that order."""
     n = spec.size_px
     n_periods = len(dryness)
+    shape = (n, n)
+    ground = _draw_ground(spec, rng)
+    new_id = _SiteIds()
+    # Look-alikes first, so mining and clearings keep away from them.
+    sites = _place_lookalikes(spec, rng, ground, n_periods, new_id)
+
+    # Paint the static water now (sandbars and mining are painted per period on top).
+    ground.surface[ground.water] = Surface.RIVER
+    ground.truth[ground.water] = TruthClass.WATER
+
+    for _ in range(spec.n_sandbars):
+        site = _place_sandbar(
+            rng, ground.main, n, ground.water_main, ground.occupied, dryness, new_id
+        )
+        if site is not None:
+            sites.append(site)
+    sites += _place_mining_sites(spec, rng, ground, n_periods, new_id)
+    sites += _place_clearings(spec, rng, ground, n_periods, new_id)
+
+    _place_savanna(
+        rng,
+        n,
+        ground.surface,
+        ground.truth,
+        ground.occupied,
+        ground.dist_to_water,
+        spec.savanna_fraction,
+    )
+
+    texture = (
+        0.75 * smooth_noise(rng, shape, 1.2)
+        + 0.55 * smooth_noise(rng, shape, 6.0)
+        + 0.35 * smooth_noise(rng, shape, 40.0)
+    )
+    texture /= max(float(texture.std()), 1e-6)
+    return Layout(
+        n=n,
+        n_periods=n_periods,
+        base_surface=ground.surface,
+        base_frac_noise=fractal_noise(rng, shape, (60.0, 15.0, 4.0)),
+        base_truth=ground.truth,
+        river_turbidity_noise=smooth_noise(rng, shape, 80.0),
+        texture=texture.astype(np.float32),
+        sites=sites,
+    )
+
+
+@dataclass
+class _Ground:
+    """The static geometry the sites are placed on: rivers, roads, their distances, and the
+    surface, truth and occupied pixels painted so far."""
+
+    n: int
+    surface: np.ndarray
+    truth: np.ndarray
+    occupied: np.ndarray
+    main: Line
+    water_main: np.ndarray
+    tributaries: list[Line]
+    water: np.ndarray
+    dist_to_water: np.ndarray
+    roads: list[Line]
+    dist_to_road: np.ndarray
+
+
+def _draw_ground(spec: WorldSpec, rng: np.random.Generator) -> _Ground:
+    """Draw the rivers and roads; paint the roads (the water is painted after the look-alikes)."""
+    n = spec.size_px
     shape = (n, n)
     surface = np.full(shape, Surface.FOREST, dtype=np.uint8)
     truth = np.zeros(shape, dtype=np.uint8)
     occupied = np.zeros(shape, dtype=bool)
-    sites: list[Site] = []
 
     # Rivers: a meandering main river crossing the world, and tributaries joining it.
     main = main_river(rng, n)
@@ -62,15 +132,44 @@ def build_layout(spec: WorldSpec, rng: np.random.Generator, dryness: Sequence[fl
     truth[road_mask] = TruthClass.ROAD
     occupied |= ndimage.binary_dilation(water, iterations=2)
     dist_to_road = ndimage.distance_transform_edt(~road_mask).astype(np.float32)
+    return _Ground(
+        n=n,
+        surface=surface,
+        truth=truth,
+        occupied=occupied,
+        main=main,
+        water_main=water_main,
+        tributaries=tributaries,
+        water=water,
+        dist_to_water=dist_to_water,
+        roads=roads,
+        dist_to_road=dist_to_road,
+    )
 
-    counter = {"mining": 0, "deforestation": 0, "lookalike": 0}
 
-    def new_id(cls: str) -> str:
-        counter[cls] += 1
-        prefix = {"mining": "M", "deforestation": "D", "lookalike": "L"}[cls]
-        return f"{prefix}{counter[cls]:03d}"
+class _SiteIds:
+    """Site ids per class, numbered in placing order: ``M001``, ``D001``, ``L001``..."""
 
-    # Look-alikes first, so mining and clearings keep away from them.
+    def __init__(self) -> None:
+        self._prefix = {"mining": "M", "deforestation": "D", "lookalike": "L"}
+        self._counter = dict.fromkeys(self._prefix, 0)
+
+    def __call__(self, cls: str) -> str:
+        self._counter[cls] += 1
+        return f"{self._prefix[cls]}{self._counter[cls]:03d}"
+
+
+def _place_lookalikes(
+    spec: WorldSpec,
+    rng: np.random.Generator,
+    ground: _Ground,
+    n_periods: int,
+    new_id: Callable[[str], str],
+) -> list[Site]:
+    """Place the pastures, quarries, fish ponds and oxbow lakes, in that order."""
+    n, roads, occupied = ground.n, ground.roads, ground.occupied
+    dist_to_water, dist_to_road = ground.dist_to_water, ground.dist_to_road
+    sites: list[Site] = []
     for _ in range(spec.n_pastures):
         site = _place_block(
             rng,
@@ -104,34 +203,36 @@ def build_layout(spec: WorldSpec, rng: np.random.Generator, dryness: Sequence[fl
         if site is not None:
             sites.append(site)
     for _ in range(spec.n_oxbow_lakes):
-        site = _place_oxbow(rng, main, n, occupied, water, n_periods, new_id)
+        site = _place_oxbow(rng, ground.main, n, occupied, ground.water, n_periods, new_id)
         if site is not None:
             sites.append(site)
+    return sites
 
-    # Paint the static water now (sandbars and mining are painted per period on top).
-    surface[water] = Surface.RIVER
-    truth[water] = TruthClass.WATER
 
-    for _ in range(spec.n_sandbars):
-        site = _place_sandbar(rng, main, n, water_main, occupied, dryness, new_id)
-        if site is not None:
-            sites.append(site)
-
+def _place_mining_sites(
+    spec: WorldSpec,
+    rng: np.random.Generator,
+    ground: _Ground,
+    n_periods: int,
+    new_id: Callable[[str], str],
+) -> list[Site]:
+    """Place the mining sites along the streams (a third new, a third expanding, the rest
+    stable, shuffled); warn when the world has no room for all of them."""
     shapes_unit = load_mining_shapes()
     n_new, n_exp = _split_counts(spec.n_mining_sites)
     statuses = ["new"] * n_new + ["expanding"] * n_exp
     statuses += ["stable"] * (spec.n_mining_sites - n_new - n_exp)
     rng.shuffle(statuses)
-    placed = 0
+    sites: list[Site] = []
     for status in statuses:
         site = _place_mining(
             rng,
-            main,
-            tributaries,
-            n,
-            occupied,
-            water,
-            dist_to_road,
+            ground.main,
+            ground.tributaries,
+            ground.n,
+            ground.occupied,
+            ground.water,
+            ground.dist_to_road,
             shapes_unit,
             spec.mining_site_area_ha,
             status,
@@ -140,29 +241,39 @@ def build_layout(spec: WorldSpec, rng: np.random.Generator, dryness: Sequence[fl
         )
         if site is not None:
             sites.append(site)
-            placed += 1
-    if placed < spec.n_mining_sites:
+    if len(sites) < spec.n_mining_sites:
         log.warning(
             "placed %d of %d mining sites: the world of %d px has no room for more along its "
             "streams (use a larger size_px or smaller mining_site_area_ha)",
-            placed,
+            len(sites),
             spec.n_mining_sites,
-            n,
+            ground.n,
         )
+    return sites
 
+
+def _place_clearings(
+    spec: WorldSpec,
+    rng: np.random.Generator,
+    ground: _Ground,
+    n_periods: int,
+    new_id: Callable[[str], str],
+) -> list[Site]:
+    """Place the clearings along the roads (half new, half expanding, shuffled); warn when the
+    world has no room for all of them."""
     n_new_c = (spec.n_clearings + 1) // 2
     clearing_status = ["new"] * n_new_c + ["expanding"] * (spec.n_clearings - n_new_c)
     rng.shuffle(clearing_status)
-    placed = 0
+    sites: list[Site] = []
     for status in clearing_status:
         lo, hi = spec.clearing_area_ha
         site = _place_block(
             rng,
-            roads,
-            n,
-            occupied,
-            dist_to_water,
-            dist_to_road,
+            ground.roads,
+            ground.n,
+            ground.occupied,
+            ground.dist_to_water,
+            ground.dist_to_road,
             area_ha=math.exp(rng.uniform(math.log(lo), math.log(hi))),
             surface_code=Surface.CLEARING,
             truth_code=TruthClass.DEFORESTATION,
@@ -175,28 +286,11 @@ def build_layout(spec: WorldSpec, rng: np.random.Generator, dryness: Sequence[fl
         )
         if site is not None:
             sites.append(site)
-            placed += 1
-    if placed < spec.n_clearings:
-        log.warning("placed %d of %d clearings (no room along the roads)", placed, spec.n_clearings)
-
-    _place_savanna(rng, n, surface, truth, occupied, dist_to_water, spec.savanna_fraction)
-
-    texture = (
-        0.75 * smooth_noise(rng, shape, 1.2)
-        + 0.55 * smooth_noise(rng, shape, 6.0)
-        + 0.35 * smooth_noise(rng, shape, 40.0)
-    )
-    texture /= max(float(texture.std()), 1e-6)
-    return Layout(
-        n=n,
-        n_periods=n_periods,
-        base_surface=surface,
-        base_frac_noise=fractal_noise(rng, shape, (60.0, 15.0, 4.0)),
-        base_truth=truth,
-        river_turbidity_noise=smooth_noise(rng, shape, 80.0),
-        texture=texture.astype(np.float32),
-        sites=sites,
-    )
+    if len(sites) < spec.n_clearings:
+        log.warning(
+            "placed %d of %d clearings (no room along the roads)", len(sites), spec.n_clearings
+        )
+    return sites
 
 
 def _split_counts(n: int) -> tuple[int, int]:

@@ -135,10 +135,60 @@ def render_scene(
     scenes_dir: Path,
     rng: np.random.Generator,
 ) -> WorldScene:
+    """Render one acquisition at ``when``: the surface under its sky (clouds, their shadows,
+    cirrus), through the atmosphere and the sensor's noise, classified into an SCL and written
+    as an L2A COG into ``scenes_dir``. Draws from ``rng`` in a fixed order."""
+    n = spec.size_px
+    big = max(n / 5.0, 48.0)
+    alpha, shadow, tau = _sky(spec, when, big, rng)
+    out = _observe(surface_reflectance, alpha, shadow, tau, spec, big, rng)
+    scl, cloud_fraction = _classify(out, is_water, alpha, shadow, tau)
+    del alpha, tau, shadow
+
+    dn = np.empty((len(SCENE_BANDS), n, n), dtype=np.uint16)
+    for b in range(len(SPECTRAL_BANDS)):
+        dn[b] = reflectance_to_dn(out[b])
+    dn[-1] = scl
+    del out
+
+    spacecraft = "Sentinel-2A" if rng.random() < 0.5 else "Sentinel-2B"
+    processed = when + dt.timedelta(seconds=int(rng.integers(3 * 3600, 7 * 3600)))
+    baseline = spec.processing_baseline.replace(".", "")
+    scene_id = (
+        f"S2{spacecraft[-1]}_MSIL2A_{when:%Y%m%dT%H%M%S}_N{baseline}"
+        f"_R{spec.relative_orbit:03d}_T{tile_id}_{processed:%Y%m%dT%H%M%S}"
+    )
+    path = scenes_dir / f"{scene_id}.tif"
+    write_cog(
+        path,
+        dn,
+        crs=crs,
+        transform=transform,
+        nodata=0,
+        band_descriptions=list(SCENE_BANDS),
+        tags={
+            "ACQUISITION_DATETIME": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "PROCESSING_BASELINE": spec.processing_baseline,
+            "BOA_ADD_OFFSET": str(BOA_ADD_OFFSET),
+            "SPACECRAFT": spacecraft,
+            "PRODUCT_ID": scene_id,
+            "MGRS_TILE": tile_id,
+            "CLOUD_COVERAGE_ASSESSMENT": f"{100 * cloud_fraction:.2f}",
+            "SYNTHETIC": f"minewatch synthetic world {GENERATOR_VERSION}, seed {spec.seed}",
+        },
+        band_tags=_band_tags(),
+        # Nearest keeps SCL classes valid in the overviews (one resampling for all bands).
+        resampling="nearest",
+    )
+    return WorldScene(scene_id, when, period.label, spacecraft, cloud_fraction, path)
+
+
+def _sky(
+    spec: WorldSpec, when: dt.datetime, big: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(alpha, shadow, tau)``: cloud opacity, cloud shadow and cirrus thickness per pixel."""
     n = spec.size_px
     shape = (n, n)
-    big = max(n / 5.0, 48.0)
-
     # Sun and cloud geometry first: shadows fall opposite the sun (morning overpass; the sun is
     # in the north-east in the dry season, the south-east in the wet season).
     azimuth = math.radians(rng.uniform(40, 70) if 4 <= when.month <= 9 else rng.uniform(95, 130))
@@ -169,7 +219,22 @@ def render_scene(
         del cir
     else:
         tau = np.zeros(shape, dtype=np.float32)
+    return alpha, shadow, tau
 
+
+def _observe(
+    surface_reflectance: np.ndarray,
+    alpha: np.ndarray,
+    shadow: np.ndarray,
+    tau: np.ndarray,
+    spec: WorldSpec,
+    big: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``(band, row, col)`` reflectance seen from orbit: illumination, shadow, haze, cirrus and
+    clouds over the surface, plus the sensor's noise."""
+    n = spec.size_px
+    shape = (n, n)
     illumination = rng.uniform(0.94, 1.05)
     haze = to_unit(smooth_noise(rng, shape, big * 1.5)) * rng.uniform(0.0, spec.haze_max)
 
@@ -193,8 +258,18 @@ def render_scene(
             out[b] += np.repeat(np.repeat(noise, 2, axis=0), 2, axis=1)[:n, :n]
         else:
             out[b] += rng.standard_normal(shape, dtype=np.float32) * sigma[b]
+    return out
 
-    # Scene classification (Sen2Cor-like, with its usual misses at thin cloud edges).
+
+def _classify(
+    out: np.ndarray,
+    is_water: np.ndarray,
+    alpha: np.ndarray,
+    shadow: np.ndarray,
+    tau: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """The scene classification (Sen2Cor-like, with its usual misses at thin cloud edges) and
+    the share of pixels it calls cloud or cirrus."""
     red = out[SPECTRAL_BANDS.index("B04")]
     nir = out[SPECTRAL_BANDS.index("B08")]
     ndvi = (nir - red) / np.maximum(nir + red, 1e-6)
@@ -205,22 +280,11 @@ def render_scene(
     scl[(alpha >= 0.3) & (alpha < 0.6)] = _SCL_CLOUD_MED
     scl[alpha >= 0.6] = _SCL_CLOUD_HIGH
     cloud_fraction = float(np.isin(scl, [_SCL_CLOUD_MED, _SCL_CLOUD_HIGH, _SCL_CIRRUS]).mean())
-    del ndvi, alpha, tau, shadow
+    return scl, cloud_fraction
 
-    dn = np.empty((len(SCENE_BANDS), n, n), dtype=np.uint16)
-    for b in range(len(SPECTRAL_BANDS)):
-        dn[b] = reflectance_to_dn(out[b])
-    dn[-1] = scl
-    del out
 
-    spacecraft = "Sentinel-2A" if rng.random() < 0.5 else "Sentinel-2B"
-    processed = when + dt.timedelta(seconds=int(rng.integers(3 * 3600, 7 * 3600)))
-    baseline = spec.processing_baseline.replace(".", "")
-    scene_id = (
-        f"S2{spacecraft[-1]}_MSIL2A_{when:%Y%m%dT%H%M%S}_N{baseline}"
-        f"_R{spec.relative_orbit:03d}_T{tile_id}_{processed:%Y%m%dT%H%M%S}"
-    )
-    path = scenes_dir / f"{scene_id}.tif"
+def _band_tags() -> list[dict[str, str]]:
+    """Per-band tags of a scene: wavelength and resolution of each spectral band, SCL classes."""
     band_tags = [
         {
             "WAVELENGTH": f"{BANDS[b].wavelength_nm:.1f}",
@@ -230,28 +294,7 @@ def render_scene(
         for b in SPECTRAL_BANDS
     ]
     band_tags.append({"CLASSES": json.dumps({str(k): v for k, v in _scl_names().items()})})
-    write_cog(
-        path,
-        dn,
-        crs=crs,
-        transform=transform,
-        nodata=0,
-        band_descriptions=list(SCENE_BANDS),
-        tags={
-            "ACQUISITION_DATETIME": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "PROCESSING_BASELINE": spec.processing_baseline,
-            "BOA_ADD_OFFSET": str(BOA_ADD_OFFSET),
-            "SPACECRAFT": spacecraft,
-            "PRODUCT_ID": scene_id,
-            "MGRS_TILE": tile_id,
-            "CLOUD_COVERAGE_ASSESSMENT": f"{100 * cloud_fraction:.2f}",
-            "SYNTHETIC": f"minewatch synthetic world {GENERATOR_VERSION}, seed {spec.seed}",
-        },
-        band_tags=band_tags,
-        # Nearest keeps SCL classes valid in the overviews (one resampling for all bands).
-        resampling="nearest",
-    )
-    return WorldScene(scene_id, when, period.label, spacecraft, cloud_fraction, path)
+    return band_tags
 
 
 def _scl_names() -> dict[int, str]:

@@ -89,17 +89,7 @@ def generate_world(
     periods = tuple(parse_quarter(label) for label in spec.periods)
     crs, transform, tile_id = _grid(spec)
     n = spec.size_px
-    log.info(
-        "generating synthetic world %d x %d px at (%.4f, %.4f), %s, tile %s, periods %s, seed %d",
-        n,
-        n,
-        spec.center_lon,
-        spec.center_lat,
-        crs.to_string(),
-        tile_id,
-        ",".join(spec.periods),
-        spec.seed,
-    )
+    _log_start(spec, crs, tile_id)
     total_steps = len(periods) * (spec.acquisitions_per_period + 1) + 1
     done = 0
 
@@ -126,21 +116,7 @@ def generate_world(
     for pi, period in enumerate(periods):
         surface, frac, truth = paint_period(layout, pi, dryness[pi])
         reflectance = surface_reflectance(surface, frac, layout.texture, a_tab, b_tab, tex_tab)
-        truth_path = truth_dir / f"{period.label}.tif"
-        write_cog(
-            truth_path,
-            truth,
-            crs=crs,
-            transform=transform,
-            band_descriptions=["truth_class"],
-            tags={
-                "PERIOD": period.label,
-                "PERIOD_START": period.start.isoformat(),
-                "PERIOD_END": period.end.isoformat(),
-                **{f"CLASS_{c.value}": c.name.lower() for c in TruthClass},
-            },
-            resampling="nearest",
-        )
+        truth_path = _write_truth(truth_dir, truth, period, crs, transform)
         truth_paths.append(truth_path)
         log.info("period %s: surface painted, truth written to %s", period.label, truth_path)
         step()
@@ -178,6 +154,44 @@ def generate_world(
     step()
     log.info("synthetic world written to %s: %d scenes, sites %s", out_dir, len(scenes), n_sites)
     return world
+
+
+def _log_start(spec: WorldSpec, crs: CRS, tile_id: str) -> None:
+    """Log what `generate_world` is about to generate."""
+    n = spec.size_px
+    log.info(
+        "generating synthetic world %d x %d px at (%.4f, %.4f), %s, tile %s, periods %s, seed %d",
+        n,
+        n,
+        spec.center_lon,
+        spec.center_lat,
+        crs.to_string(),
+        tile_id,
+        ",".join(spec.periods),
+        spec.seed,
+    )
+
+
+def _write_truth(
+    truth_dir: Path, truth: np.ndarray, period: Period, crs: CRS, transform: Affine
+) -> Path:
+    """Write one period's truth classes as ``truth_dir/<period>.tif``; return its path."""
+    truth_path = truth_dir / f"{period.label}.tif"
+    write_cog(
+        truth_path,
+        truth,
+        crs=crs,
+        transform=transform,
+        band_descriptions=["truth_class"],
+        tags={
+            "PERIOD": period.label,
+            "PERIOD_START": period.start.isoformat(),
+            "PERIOD_END": period.end.isoformat(),
+            **{f"CLASS_{c.value}": c.name.lower() for c in TruthClass},
+        },
+        resampling="nearest",
+    )
+    return truth_path
 
 
 # --------------------------------------------------------------------------------------------
