@@ -268,21 +268,9 @@ def alert_records(
     Raises:
         DetectionError: as :func:`build_feature_collection`.
     """
-    columns = (
-        REQUIRED_COLUMNS if thresholds is not None else (*REQUIRED_COLUMNS, "confidence_level")
-    )
-    missing = [c for c in columns if c not in alerts.columns]
-    if missing:
-        raise InputFormatError(
-            f"alerts: missing columns {missing}; has {[str(c) for c in alerts.columns]}"
-        )
+    _require_alert_columns(alerts, thresholds)
     span = _period_dict(period, "period") if period is not None else None
-    ids = [_string(v, "site_id", "?") for v in alerts["site_id"]]
-    seen: set[str] = set()
-    for sid in ids:
-        if sid in seen:
-            raise InputFormatError(f"alerts: site_id {sid!r} appears twice; one row per site")
-        seen.add(sid)
+    ids = _unique_ids(alerts)
     order = sorted(range(len(ids)), key=ids.__getitem__)
     table = alerts.reset_index(drop=True)
     locations = _locations(table, ids)
@@ -292,23 +280,9 @@ def alert_records(
     for i in order:
         row = table.iloc[i]
         sid = ids[i]
-        rec: dict[str, Any] = {"site_id": sid}
-        rec["alert_class"] = _choice(row["alert_class"], "alert_class", sid, ALERT_CLASSES)
-        rec["status"] = _choice(row["status"], "status", sid, STATUSES)
-        rec["area_ha"] = _number(row["area_ha"], "area_ha", sid, lo=0.0)
-        rec["area_change_ha"] = _number(row["area_change_ha"], "area_change_ha", sid)
-        rec["confidence"] = _number(row["confidence"], "confidence", sid, lo=0.0, hi=1.0)
-        if thresholds is not None:
-            rec["confidence_level"] = confidence_level(rec["confidence"], thresholds)
-        else:
-            word = row["confidence_level"]
-            rec["confidence_level"] = _choice(
-                LEGACY_CONFIDENCE_LEVELS.get(word, word), "confidence_level", sid, CONFIDENCE_LEVELS
-            )
-        rec["first_detected"] = _date(row["first_detected"], "first_detected", sid)
-        rec["last_detected"] = _date(row["last_detected"], "last_detected", sid)
-        rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
         extra = {c: values[i] for c, values in optional.items()}
+        rec: dict[str, Any] = {"site_id": sid}
+        rec |= _detection_fields(row, sid, thresholds)
         rec |= _image_dates(extra, rec["scene_ids"], sid)
         for key in ("period_start", "period_end"):
             if key in table.columns and _present(row[key]):
@@ -318,31 +292,11 @@ def alert_records(
         rec["observed_fraction"] = _number(
             row["observed_fraction"], "observed_fraction", sid, lo=0.0, hi=1.0
         )
-        rec["aoi_id"] = _string(row["aoi_id"], "aoi_id", sid)
-        rec["aoi_name"] = _string(row["aoi_name"], "aoi_name", sid)
-        rec["aoi_kind"] = _string(row["aoi_kind"], "aoi_kind", sid)
-        rec["aoi_relation"] = _choice(row["aoi_relation"], "aoi_relation", sid, AOI_RELATIONS)
-        rec["distance_to_boundary_m"] = _number(
-            row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
-        )
+        rec |= _aoi_fields(row, sid)
         rec["lon"], rec["lat"] = locations[i]
         rec |= _places(extra, rec["aoi_id"], sid)
-        status = row["legal_status"] if "legal_status" in table.columns else None
-        rec["legal_status"] = (
-            _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
-        )
-        rec["legal"] = _object(
-            row["legal"] if "legal" in table.columns else None, sid, prop="legal"
-        )
-        rec["satellite"] = SATELLITE
-        rec["platforms"] = platforms_of(rec["scene_ids"])
-        rec["sensor"] = SENSOR
-        level = extra.get("processing_level")
-        rec["processing_level"] = (
-            _string(level, "processing_level", sid)
-            if _present(level)
-            else level_of(rec["scene_ids"])
-        )
+        rec |= _legal_fields(row, sid)
+        rec |= _source_fields(extra, rec["scene_ids"], sid)
         rec["tile_id"] = _string(row["tile_id"], "tile_id", sid)
         rec["evidence"] = _object(row["evidence"] if "evidence" in table.columns else None, sid)
         review = row["review_status"] if "review_status" in table.columns else None
@@ -353,6 +307,90 @@ def alert_records(
         )
         records.append({key: rec[key] for key in ALERT_PROPERTIES})
     return records
+
+
+def _require_alert_columns(alerts: pd.DataFrame, thresholds: Mapping[str, float] | None) -> None:
+    """Raise when a required column is missing (``confidence_level`` too without thresholds)."""
+    columns = (
+        REQUIRED_COLUMNS if thresholds is not None else (*REQUIRED_COLUMNS, "confidence_level")
+    )
+    missing = [c for c in columns if c not in alerts.columns]
+    if missing:
+        raise InputFormatError(
+            f"alerts: missing columns {missing}; has {[str(c) for c in alerts.columns]}"
+        )
+
+
+def _unique_ids(alerts: pd.DataFrame) -> list[str]:
+    """The ``site_id`` of each row; raise when one is not a string or appears twice."""
+    ids = [_string(v, "site_id", "?") for v in alerts["site_id"]]
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            raise InputFormatError(f"alerts: site_id {sid!r} appears twice; one row per site")
+        seen.add(sid)
+    return ids
+
+
+def _detection_fields(
+    row: pd.Series, sid: str, thresholds: Mapping[str, float] | None
+) -> dict[str, Any]:
+    """Class, status, area, confidence (and its level: from ``thresholds``, else the row's,
+    1.x words translated), detection dates and scene ids of one alert."""
+    rec: dict[str, Any] = {}
+    rec["alert_class"] = _choice(row["alert_class"], "alert_class", sid, ALERT_CLASSES)
+    rec["status"] = _choice(row["status"], "status", sid, STATUSES)
+    rec["area_ha"] = _number(row["area_ha"], "area_ha", sid, lo=0.0)
+    rec["area_change_ha"] = _number(row["area_change_ha"], "area_change_ha", sid)
+    rec["confidence"] = _number(row["confidence"], "confidence", sid, lo=0.0, hi=1.0)
+    if thresholds is not None:
+        rec["confidence_level"] = confidence_level(rec["confidence"], thresholds)
+    else:
+        word = row["confidence_level"]
+        rec["confidence_level"] = _choice(
+            LEGACY_CONFIDENCE_LEVELS.get(word, word), "confidence_level", sid, CONFIDENCE_LEVELS
+        )
+    rec["first_detected"] = _date(row["first_detected"], "first_detected", sid)
+    rec["last_detected"] = _date(row["last_detected"], "last_detected", sid)
+    rec["scene_ids"] = _string_list(row["scene_ids"], "scene_ids", sid)
+    return rec
+
+
+def _aoi_fields(row: pd.Series, sid: str) -> dict[str, Any]:
+    """The AOI an alert lies in or near, and how far from its boundary."""
+    return {
+        "aoi_id": _string(row["aoi_id"], "aoi_id", sid),
+        "aoi_name": _string(row["aoi_name"], "aoi_name", sid),
+        "aoi_kind": _string(row["aoi_kind"], "aoi_kind", sid),
+        "aoi_relation": _choice(row["aoi_relation"], "aoi_relation", sid, AOI_RELATIONS),
+        "distance_to_boundary_m": _number(
+            row["distance_to_boundary_m"], "distance_to_boundary_m", sid, lo=0.0
+        ),
+    }
+
+
+def _legal_fields(row: pd.Series, sid: str) -> dict[str, Any]:
+    """``legal_status`` (``unknown`` when absent) and ``legal`` of one alert."""
+    status = row["legal_status"] if "legal_status" in row.index else None
+    return {
+        "legal_status": (
+            _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
+        ),
+        "legal": _object(row["legal"] if "legal" in row.index else None, sid, prop="legal"),
+    }
+
+
+def _source_fields(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict[str, Any]:
+    """Satellite, platforms, sensor and processing level (its column, else from the scene ids)."""
+    level = row.get("processing_level")
+    return {
+        "satellite": SATELLITE,
+        "platforms": platforms_of(scene_ids),
+        "sensor": SENSOR,
+        "processing_level": (
+            _string(level, "processing_level", sid) if _present(level) else level_of(scene_ids)
+        ),
+    }
 
 
 def _locations(table: pd.DataFrame, ids: list[str]) -> list[tuple[float, float]]:

@@ -19,7 +19,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,9 @@ RENDERINGS: Mapping[str, tuple[str, str, str]] = {
     "true_colour": ("B04", "B03", "B02"),
     "swir": ("B12", "B08", "B04"),
 }
+
+#: Every band of the renderings, once, in order: the bands read into an evidence window.
+_WINDOW_BANDS: tuple[str, ...] = tuple(dict.fromkeys(b for t in RENDERINGS.values() for b in t))
 
 #: What each rendering is called in captions.
 RENDERING_TITLES: Mapping[str, str] = {"true_colour": "true colour", "swir": "SWIR false colour"}
@@ -97,6 +100,29 @@ class Overlay:
     bbox: tuple[float, float, float, float]
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The square grid a site's chips are drawn on."""
+
+    crs: CRS
+    res: float  # metres per pixel
+    n: int  # pixels per side
+    scale: int  # enlargement of the PNGs
+    transform: Affine
+    site: shapely.Geometry  # the site, in ``crs``
+    site_mask: np.ndarray  # the window's pixels in the site
+    lonlat: shapely.Geometry  # the window's footprint, EPSG:4326
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of a window: every band read, where observed, the composites used."""
+
+    data: np.ndarray
+    valid: np.ndarray
+    used: list[_Composite]
 
 
 def write_evidence(
@@ -164,17 +190,7 @@ def write_evidence(
         DetectionError: ``alerts`` has no CRS or lacks ``site_id``, a site geometry is empty,
             an option is out of range, or a composite cannot be read (the message names it).
     """
-    if chip_px < 16 or margin_m < 0 or min_extent_m <= 0:
-        raise ConfigError(
-            f"write_evidence: chip_px {chip_px!r} (>= 16), margin_m {margin_m!r} (>= 0), "
-            f"min_extent_m {min_extent_m!r} (> 0) out of range"
-        )
-    if alerts.crs is None:
-        raise InputFormatError("write_evidence: alerts have no CRS; set it (EPSG:4326 expected)")
-    if "site_id" not in alerts.columns:
-        raise InputFormatError(
-            f"write_evidence: alerts lack 'site_id'; has {[str(c) for c in alerts.columns]}"
-        )
+    _check_evidence_input(alerts, chip_px=chip_px, margin_m=margin_m, min_extent_m=min_extent_m)
     out = alerts.copy()
     if len(out) == 0:
         if "evidence" not in out.columns:
@@ -182,9 +198,7 @@ def write_evidence(
         return out
     wgs84 = out.geometry.to_crs(4326)
     after = _index(units_dir, period, composites)
-    before = (
-        _index(units_dir, previous_period, composites) if previous_period is not None else []
-    )
+    before = _index(units_dir, previous_period, composites) if previous_period is not None else []
     if not after:
         log.warning(
             "write_evidence: no composite of period %s under %s; chips will be missing",
@@ -192,6 +206,37 @@ def write_evidence(
             units_dir,
         )
     old = out["evidence"].tolist() if "evidence" in out.columns else [None] * len(out)
+    out["evidence"] = _render_sites(
+        out["site_id"],
+        wgs84,
+        old,
+        after=after,
+        before=before,
+        out_dir=out_dir,
+        chip_px=chip_px,
+        margin_m=margin_m,
+        min_extent_m=min_extent_m,
+        dates=scene_dates or {},
+    )
+    log.info("write_evidence: chips of %d alerts under %s", len(out), out_dir / "evidence")
+    return out
+
+
+def _render_sites(
+    site_ids: Iterable[Any],
+    geoms: Iterable[shapely.Geometry],
+    previous: Iterable[Any],
+    *,
+    after: Sequence[_Composite],
+    before: Sequence[_Composite],
+    out_dir: Path,
+    chip_px: int,
+    margin_m: float,
+    min_extent_m: float,
+    dates: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The evidence of each site (lon/lat geometry): its ``previous`` evidence keys updated
+    with those of its chips, each composite opened once for all sites."""
     evidence: list[dict[str, Any]] = []
     with ExitStack() as stack:
         opened: dict[Path, Any] = {}
@@ -204,28 +249,43 @@ def write_evidence(
                     raise InputReadError(f"write_evidence: composite {path}: {exc}") from exc
             return opened[path]
 
-        for sid, geom, previous in zip(out["site_id"], wgs84, old, strict=True):
+        for sid, geom, earlier in zip(site_ids, geoms, previous, strict=True):
             if geom is None or geom.is_empty:
                 raise InputFormatError(f"write_evidence: alert {sid}: empty geometry")
-            record: dict[str, Any] = dict(previous) if isinstance(previous, Mapping) else {}
+            record: dict[str, Any] = dict(earlier) if isinstance(earlier, Mapping) else {}
+            window = _window(
+                geom, after, before, chip_px=chip_px, margin_m=margin_m, min_extent_m=min_extent_m
+            )
             record.update(
                 _site_evidence(
                     str(sid),
-                    geom,
+                    window,
                     after=after,
                     before=before,
                     out_dir=out_dir,
                     open_=open_,
-                    chip_px=chip_px,
-                    margin_m=margin_m,
-                    min_extent_m=min_extent_m,
-                    dates=scene_dates or {},
+                    dates=dates,
                 )
             )
             evidence.append(record)
-    out["evidence"] = evidence
-    log.info("write_evidence: chips of %d alerts under %s", len(out), out_dir / "evidence")
-    return out
+    return evidence
+
+
+def _check_evidence_input(
+    alerts: gpd.GeoDataFrame, *, chip_px: int, margin_m: float, min_extent_m: float
+) -> None:
+    """Raise for an option out of range, or ``alerts`` without a CRS or ``site_id``."""
+    if chip_px < 16 or margin_m < 0 or min_extent_m <= 0:
+        raise ConfigError(
+            f"write_evidence: chip_px {chip_px!r} (>= 16), margin_m {margin_m!r} (>= 0), "
+            f"min_extent_m {min_extent_m!r} (> 0) out of range"
+        )
+    if alerts.crs is None:
+        raise InputFormatError("write_evidence: alerts have no CRS; set it (EPSG:4326 expected)")
+    if "site_id" not in alerts.columns:
+        raise InputFormatError(
+            f"write_evidence: alerts lack 'site_id'; has {[str(c) for c in alerts.columns]}"
+        )
 
 
 def period_overlay(
@@ -321,8 +381,8 @@ def _index(
     """The composites of ``period`` (``composites``' own, else those under ``units_dir``),
     skipping any tagged for another period."""
     folder = Path(units_dir) / period.label
-    paths = composites.get(period.label, ()) if composites is not None else folder.glob(
-        _COMPOSITE_GLOB
+    paths = (
+        composites.get(period.label, ()) if composites is not None else folder.glob(_COMPOSITE_GLOB)
     )
     found: list[_Composite] = []
     for path in sorted(paths):
@@ -353,23 +413,19 @@ def _index(
     return found
 
 
-def _site_evidence(
-    sid: str,
+def _window(
     geom: shapely.Geometry,
-    *,
     after: Sequence[_Composite],
     before: Sequence[_Composite],
-    out_dir: Path,
-    open_: Any,
+    *,
     chip_px: int,
     margin_m: float,
     min_extent_m: float,
-    dates: Mapping[str, str],
-) -> dict[str, Any]:
-    """Render the four chips of one site; the evidence keys of that site."""
-    record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
-    # The window's grid: the CRS and resolution of the first after-composite that covers the
-    # site, else of any composite, else the site's UTM zone at 10 m.
+) -> _Window:
+    """The square grid around a site (lon/lat): the CRS and resolution of the first
+    after-composite that covers the site, else of any composite, else the site's UTM zone at
+    10 m; the site's bounds plus ``margin_m``, at least ``min_extent_m`` and 8 pixels wide; the
+    PNGs enlarged by the integer factor nearest ``chip_px``."""
     candidates = list(_covering(after, geom)) or list(_covering(before, geom))
     if candidates:
         crs, res = candidates[0].crs, candidates[0].resolution_m
@@ -382,18 +438,27 @@ def _site_evidence(
     cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
     left, top = cx - n * res / 2, cy + n * res / 2
     transform = Affine(res, 0.0, left, 0.0, -res, top)
-    window_4326 = shapely.box(
-        *transform_bounds(crs, CRS.from_epsg(4326), *_grid_bounds(transform, n))
-    )
+    lonlat = shapely.box(*transform_bounds(crs, CRS.from_epsg(4326), *_grid_bounds(transform, n)))
     scale = max(1, round(chip_px / n))
-    site_mask = _site_mask(site, transform, n)
+    return _Window(crs, res, n, scale, transform, site, _site_mask(site, transform, n), lonlat)
 
-    sides: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-    side_composites: dict[str, list[_Composite]] = {}
+
+def _site_evidence(
+    sid: str,
+    window: _Window,
+    *,
+    after: Sequence[_Composite],
+    before: Sequence[_Composite],
+    out_dir: Path,
+    open_: Any,
+    dates: Mapping[str, str],
+) -> dict[str, Any]:
+    """Render the four chips of one site; the evidence keys of that site."""
+    record: dict[str, Any] = {"bands": {k: ",".join(v) for k, v in RENDERINGS.items()}}
+    sides: dict[str, _Side | None] = {}
     scenes: list[dict[str, str | None]] = []
     for name, index in (("after", after), ("before", before)):
-        used = list(_covering(index, window_4326))
-        side_composites[name] = used
+        used = list(_covering(index, window.lonlat))
         scenes.extend(
             {"id": s, "date": dates.get(s) or scene_date(s), "role": name}
             for s in sorted({s for c in used for s in c.scene_ids})
@@ -404,25 +469,19 @@ def _site_evidence(
             sides[name] = None
             record[f"{name}_observed_fraction"] = 0.0
             continue
-        bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))
-        data = np.zeros((len(bands), n, n), dtype=np.uint16)
-        for comp in used:
-            _warp_into(open_(comp.path), comp, bands, data, transform, crs, Resampling.nearest)
-        valid: np.ndarray = np.asarray((data > 0).all(axis=0), dtype=bool)
-        sides[name] = (data, valid)
-        seen = valid[site_mask].mean() if site_mask.any() else 0.0
+        side = _read_side(used, window, open_)
+        sides[name] = side
+        seen = side.valid[window.site_mask].mean() if window.site_mask.any() else 0.0
         record[f"{name}_observed_fraction"] = round(float(seen), 4)
     record["scenes"] = sorted(
         scenes, key=lambda e: (e["role"] != "before", e["date"] or "", e["id"] or "")
     )
-
     folder = out_dir / "evidence" / _SAFE_NAME.sub("_", sid)
-    all_bands = tuple(dict.fromkeys(b for triplet in RENDERINGS.values() for b in triplet))
     for rendering, triplet in RENDERINGS.items():
-        idx = [all_bands.index(b) for b in triplet]
+        idx = [_WINDOW_BANDS.index(b) for b in triplet]
         present = {k: v for k, v in sides.items() if v is not None}
         lo, hi = _stretch_limits(
-            [d[idx] for d, _ in present.values()], [v for _, v in present.values()]
+            [v.data[idx] for v in present.values()], [v.valid for v in present.values()]
         )
         for name in ("before", "after"):
             key = f"{name}_{rendering}"
@@ -430,39 +489,68 @@ def _site_evidence(
             if side_data is None:
                 record[key] = None
                 continue
-            data, valid = side_data
-            rgb = _to_rgb(data[idx], valid, lo, hi)
-            image = Image.fromarray(rgb, mode="RGB").resize(
-                (n * scale, n * scale), Image.Resampling.NEAREST
-            )
-            _draw_outline(image, site, transform, scale)
-            used = side_composites[name]
-            lines = caption_lines(
-                sid,
-                name,
-                rendering,
-                period_start=used[0].period_start,
-                period_end=used[0].period_end,
-                scene_ids=sorted({s for c in used for s in c.scene_ids}),
-                scene_dates=dates,
-            )
+            rgb = _to_rgb(side_data.data[idx], side_data.valid, lo, hi)
             path = folder / f"{key}.png"
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(captioned_png(image, lines, metres_per_px=res / scale))
-            tags = {
-                "SITE_ID": sid,
-                "SIDE": name,
-                "RENDERING": rendering,
-                "PERIOD_START": used[0].period_start,
-                "PERIOD_END": used[0].period_end,
-                "SCENE_IDS": ",".join(sorted({s for c in used for s in c.scene_ids})),
-                "CAPTION": " | ".join(lines),
-            }
-            _write_rgb_geotiff(
-                path.with_suffix(".tif"), rgb, valid, transform, crs, bands=triplet, tags=tags
+            _write_chip(
+                path, rgb, side_data, window, sid=sid, side=name, rendering=rendering, dates=dates
             )
             record[key] = path.relative_to(out_dir).as_posix()
     return record
+
+
+def _read_side(used: Sequence[_Composite], window: _Window, open_: Any) -> _Side:
+    """One side's pixels in the window, mosaicked from the composites ``used``, in order."""
+    data = np.zeros((len(_WINDOW_BANDS), window.n, window.n), dtype=np.uint16)
+    for comp in used:
+        src = open_(comp.path)
+        _warp_into(src, comp, _WINDOW_BANDS, data, window.transform, window.crs, Resampling.nearest)
+    valid: np.ndarray = np.asarray((data > 0).all(axis=0), dtype=bool)
+    return _Side(data, valid, list(used))
+
+
+def _write_chip(
+    path: Path,
+    rgb: np.ndarray,
+    side_data: _Side,
+    window: _Window,
+    *,
+    sid: str,
+    side: str,
+    rendering: str,
+    dates: Mapping[str, str],
+) -> None:
+    """Write one chip: the captioned PNG (enlarged, the site outlined) and, beside it, the
+    GeoTIFF of its pixels at the composites' resolution."""
+    n, scale, valid = window.n, window.scale, side_data.valid
+    image = Image.fromarray(rgb, mode="RGB").resize(
+        (n * scale, n * scale), Image.Resampling.NEAREST
+    )
+    _draw_outline(image, window.site, window.transform, scale)
+    used = side_data.used
+    lines = caption_lines(
+        sid,
+        side,
+        rendering,
+        period_start=used[0].period_start,
+        period_end=used[0].period_end,
+        scene_ids=sorted({s for c in used for s in c.scene_ids}),
+        scene_dates=dates,
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(captioned_png(image, lines, metres_per_px=window.res / scale))
+    tags = {
+        "SITE_ID": sid,
+        "SIDE": side,
+        "RENDERING": rendering,
+        "PERIOD_START": used[0].period_start,
+        "PERIOD_END": used[0].period_end,
+        "SCENE_IDS": ",".join(sorted({s for c in used for s in c.scene_ids})),
+        "CAPTION": " | ".join(lines),
+    }
+    bands = RENDERINGS[rendering]
+    _write_rgb_geotiff(
+        path.with_suffix(".tif"), rgb, valid, window.transform, window.crs, bands=bands, tags=tags
+    )
 
 
 def caption_lines(

@@ -115,31 +115,17 @@ def write_review_html(
         DetectionError: ``fc`` or ``coverage_fc`` is not a FeatureCollection, or a composite
             cannot be read.
     """
-    for what, collection in (("fc", fc), ("coverage_fc", coverage_fc)):
-        if collection is None:
-            continue
-        if collection.get("type") != "FeatureCollection" or not isinstance(
-            collection.get("features"), list
-        ):
-            raise InputFormatError(
-                f"write_review_html: {what} is not a FeatureCollection "
-                f"(type {collection.get('type')!r})"
-            )
+    _check_collections(fc, coverage_fc)
     path = Path(path)
     root = Path(evidence_root) if evidence_root is not None else path.parent
     features = sorted(fc["features"], key=lambda f: str(f.get("id", "")))
     meta = dict(fc.get("minewatch") or {})
     coverage = _coverage_of_period(coverage_fc, meta.get("period"))
-    overlays: list[dict[str, Any]] = []
-    if units_dir is not None:
-        for label, which in (("composite", period), ("previous composite", previous_period)):
-            if which is None:
-                continue
-            overlay = period_overlay(
-                units_dir, which, max_px=overlay_max_px, composites=composites
-            )
-            if overlay is not None:
-                overlays.append(_overlay_entry(f"{label} {which.label}", overlay))
+    overlays = (
+        _overlays(units_dir, period, previous_period, max_px=overlay_max_px, composites=composites)
+        if units_dir is not None
+        else []
+    )
     chips = {
         str(f.get("id")): _chips((f.get("properties") or {}).get("evidence"), root, inline_evidence)
         for f in features
@@ -160,6 +146,57 @@ def write_review_html(
         "chips": chips,
         "confidence_levels": list(CONFIDENCE_LEVELS),
     }
+    write_text_atomic(path, _page(title, meta, features, payload))
+    log.info(
+        "wrote %s (%d alerts, %d background images, chips %s)",
+        path,
+        len(features),
+        len(overlays),
+        "inline" if inline_evidence else "linked",
+    )
+
+
+def _check_collections(fc: Mapping[str, Any], coverage_fc: Mapping[str, Any] | None) -> None:
+    """Raise when ``fc`` or ``coverage_fc`` (when given) is not a FeatureCollection."""
+    for what, collection in (("fc", fc), ("coverage_fc", coverage_fc)):
+        if collection is None:
+            continue
+        if collection.get("type") != "FeatureCollection" or not isinstance(
+            collection.get("features"), list
+        ):
+            raise InputFormatError(
+                f"write_review_html: {what} is not a FeatureCollection "
+                f"(type {collection.get('type')!r})"
+            )
+
+
+def _overlays(
+    units_dir: Path,
+    period: Period | None,
+    previous_period: Period | None,
+    *,
+    max_px: int,
+    composites: Mapping[str, Sequence[Path]] | None,
+) -> list[dict[str, Any]]:
+    """The map's backgrounds: the composites of ``period``, then of ``previous_period``
+    (each when given and it has composites)."""
+    overlays: list[dict[str, Any]] = []
+    for label, which in (("composite", period), ("previous composite", previous_period)):
+        if which is None:
+            continue
+        overlay = period_overlay(units_dir, which, max_px=max_px, composites=composites)
+        if overlay is not None:
+            overlays.append(_overlay_entry(f"{label} {which.label}", overlay))
+    return overlays
+
+
+def _page(
+    title: str,
+    meta: Mapping[str, Any],
+    features: list[Mapping[str, Any]],
+    payload: Mapping[str, Any],
+) -> str:
+    """The page's HTML: styles, summary, map, side panel and table, then the data and scripts."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -183,14 +220,7 @@ def write_review_html(
         f"<script>{_static('review.js')}</script>",
         "</body></html>",
     ]
-    write_text_atomic(path, "\n".join(parts) + "\n")
-    log.info(
-        "wrote %s (%d alerts, %d background images, chips %s)",
-        path,
-        len(features),
-        len(overlays),
-        "inline" if inline_evidence else "linked",
-    )
+    return "\n".join(parts) + "\n"
 
 
 # ------------------------------------------------------------------------------------ helpers

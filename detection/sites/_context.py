@@ -81,6 +81,82 @@ def attribute_aois(
     """
     if not (buffer_m >= 0):
         raise ConfigError(f"attribute_aois: buffer_m {buffer_m!r}; expected >= 0")
+    aoi_geoms = _checked_aoi_geoms(sites, aois)
+    site_geoms = sites.geometry.to_numpy()
+    n = len(sites)
+    best: list[list[_Candidate]] = [[] for _ in range(n)]
+    if n and len(aois):
+        _collect(site_geoms, aoi_geoms, buffer_m, best)
+
+    rows, keep, pairs = _best_aois(best, aois)
+    areas = _aoi_areas(sites, aois, aoi_geoms, pairs, n_rows=int(keep.sum()))
+    rows["aoi_areas"] = list(areas)
+    rows["aoi_area_ha"] = [
+        sum(float(a["area_ha"]) for a in site if a["aoi_id"] == aoi_id)
+        for site, aoi_id in zip(areas, rows["aoi_id"], strict=True)
+    ]
+    dropped = int(n - keep.sum())
+    if dropped:
+        log.info(
+            "attribute_aois: dropped %d of %d sites farther than %s m from every AOI",
+            dropped,
+            n,
+            buffer_m,
+        )
+    out = sites[keep].copy()
+    for col in AOI_COLUMNS:
+        out[col] = pd.Series(
+            rows[col],
+            index=out.index,
+            dtype=float if col in ("distance_to_boundary_m", "aoi_area_ha") else object,
+        )
+    return out
+
+
+def _best_aois(
+    best: list[list[_Candidate]], aois: gpd.GeoDataFrame
+) -> tuple[dict[str, list[object]], np.ndarray, list[tuple[int, int, int]]]:
+    """Rank each site's candidate AOIs (``inside`` first, by shared area, then ``buffer`` by
+    distance, ties by ``aoi_id``): the AOI columns of the sites kept (all but the areas), which
+    sites are kept (those with a candidate), and the ``(output row, site, AOI)`` of each
+    overlap."""
+    n = len(best)
+    aoi_ids = aois["aoi_id"].astype(str).to_numpy()
+    aoi_names = aois["aoi_name"].to_numpy()
+    aoi_kinds = aois["aoi_kind"].to_numpy()
+    rows: dict[str, list[object]] = {c: [] for c in AOI_COLUMNS}
+    keep = np.zeros(n, dtype=bool)
+    pairs: list[tuple[int, int, int]] = []
+    for i, candidates in enumerate(best):
+        if not candidates:
+            continue
+        keep[i] = True
+        ranked = sorted(
+            candidates,
+            key=lambda c: (
+                not c.inside,
+                -c.shared_ha if c.inside else c.distance_m,
+                aoi_ids[c.aoi],
+            ),
+        )
+        top = ranked[0]
+        rows["aoi_id"].append(aoi_ids[top.aoi])
+        rows["aoi_name"].append(str(aoi_names[top.aoi]))
+        rows["aoi_kind"].append(str(aoi_kinds[top.aoi]))
+        rows["aoi_relation"].append("inside" if top.inside else "buffer")
+        rows["distance_to_boundary_m"].append(float(top.boundary_m))
+        rows["aoi_ids"].append(list(dict.fromkeys(aoi_ids[c.aoi] for c in ranked)))
+        pairs.extend((len(rows["aoi_ids"]) - 1, i, c.aoi) for c in ranked if c.inside)
+    return rows, keep, pairs
+
+
+def _checked_aoi_geoms(sites: gpd.GeoDataFrame, aois: gpd.GeoDataFrame) -> np.ndarray:
+    """The AOIs' geometries, invalid ones repaired with ``make_valid`` (logged).
+
+    Raises:
+        DetectionError: a table is not in ``EPSG:4326``, ``aois`` lacks a column, or an AOI
+            geometry is empty.
+    """
     for frame, what in ((sites, "sites"), (aois, "aois")):
         if frame.crs is None or CRS.from_user_input(frame.crs) != CRS.from_epsg(4326):
             got = "no CRS" if frame.crs is None else CRS.from_user_input(frame.crs).to_string()
@@ -104,42 +180,23 @@ def attribute_aois(
             aois["aoi_id"].to_numpy()[invalid].tolist(),
         )
         aoi_geoms[invalid] = shapely.make_valid(aoi_geoms[invalid])
+    return aoi_geoms
 
-    site_geoms = sites.geometry.to_numpy()
-    n = len(sites)
-    best: list[list[_Candidate]] = [[] for _ in range(n)]
-    if n and len(aois):
-        _collect(site_geoms, aoi_geoms, buffer_m, best)
 
+def _aoi_areas(
+    sites: gpd.GeoDataFrame,
+    aois: gpd.GeoDataFrame,
+    aoi_geoms: np.ndarray,
+    pairs: list[tuple[int, int, int]],
+    *,
+    n_rows: int,
+) -> list[list[dict[str, Any]]]:
+    """The ``aoi_areas`` of each output row from its ``(output row, site, AOI)`` overlaps, in
+    ranking order, with one reprojection for all of them; overlaps of no area left out."""
     aoi_ids = aois["aoi_id"].astype(str).to_numpy()
     aoi_names = aois["aoi_name"].to_numpy()
-    aoi_kinds = aois["aoi_kind"].to_numpy()
-    rows: dict[str, list[object]] = {c: [] for c in AOI_COLUMNS}
-    keep = np.zeros(n, dtype=bool)
-    pairs: list[tuple[int, int, int]] = []  # (output row, site, AOI) of each overlap
-    areas: list[list[dict[str, Any]]] = []  # aoi_areas of each output row
-    for i, candidates in enumerate(best):
-        if not candidates:
-            continue
-        keep[i] = True
-        ranked = sorted(
-            candidates,
-            key=lambda c: (
-                not c.inside,
-                -c.shared_ha if c.inside else c.distance_m,
-                aoi_ids[c.aoi],
-            ),
-        )
-        top = ranked[0]
-        rows["aoi_id"].append(aoi_ids[top.aoi])
-        rows["aoi_name"].append(str(aoi_names[top.aoi]))
-        rows["aoi_kind"].append(str(aoi_kinds[top.aoi]))
-        rows["aoi_relation"].append("inside" if top.inside else "buffer")
-        rows["distance_to_boundary_m"].append(float(top.boundary_m))
-        rows["aoi_ids"].append(list(dict.fromkeys(aoi_ids[c.aoi] for c in ranked)))
-        pairs.extend((len(areas), i, c.aoi) for c in ranked if c.inside)
-        areas.append([])
-    # One reprojection for every (site, AOI) overlap: the areas inside, in ranking order.
+    site_geoms = sites.geometry.to_numpy()
+    areas: list[list[dict[str, Any]]] = [[] for _ in range(n_rows)]
     totals = sites["area_ha"].to_numpy(dtype=float) if "area_ha" in sites.columns else None
     shares = area_inside_ha(
         [site_geoms[i] for _, i, _ in pairs],
@@ -151,27 +208,7 @@ def attribute_aois(
             areas[row].append(
                 {"aoi_id": aoi_ids[a], "aoi_name": str(aoi_names[a]), "area_ha": round(ha, 4)}
             )
-    rows["aoi_areas"] = list(areas)
-    rows["aoi_area_ha"] = [
-        sum(float(a["area_ha"]) for a in site if a["aoi_id"] == aoi_id)
-        for site, aoi_id in zip(areas, rows["aoi_id"], strict=True)
-    ]
-    dropped = int(n - keep.sum())
-    if dropped:
-        log.info(
-            "attribute_aois: dropped %d of %d sites farther than %s m from every AOI",
-            dropped,
-            n,
-            buffer_m,
-        )
-    out = sites[keep].copy()
-    for col in AOI_COLUMNS:
-        out[col] = pd.Series(
-            rows[col],
-            index=out.index,
-            dtype=float if col in ("distance_to_boundary_m", "aoi_area_ha") else object,
-        )
-    return out
+    return areas
 
 
 def area_inside_ha(

@@ -126,19 +126,7 @@ def assign_legal_status(
     Raises:
         DetectionError: a table has no CRS, lacks a column, or a geometry is missing.
     """
-    for frame, what, needed in (
-        (alerts, "alerts", ()),
-        (aois, "aois", ("aoi_id", "aoi_name", "aoi_kind")),
-        *(((titles, "titles", TITLE_COLUMNS[:-1]),) if titles is not None else ()),
-    ):
-        if frame.crs is None:
-            raise InputFormatError(f"legal status: {what} table has no CRS; expected EPSG:4326")
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise InputFormatError(
-                f"legal status: {what} lack columns {missing}; "
-                f"has {[str(c) for c in frame.columns]}"
-            )
+    _check_legal_inputs(alerts, aois, titles)
     out = alerts.copy()
     n = len(out)
     if n == 0:
@@ -157,7 +145,6 @@ def assign_legal_status(
     days = _days(out, period_end)
 
     title_hits: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    title_union_share = np.zeros(n)
     title_geoms: np.ndarray = np.array([])
     if titles is not None and len(titles):
         title_geoms = _equal_area(titles.geometry)
@@ -166,55 +153,23 @@ def assign_legal_status(
     statuses: list[str] = []
     details: list[dict[str, Any]] = []
     for i in range(n):
-        closed_list = [
-            {
-                "aoi_id": str(closed["aoi_id"].iloc[j]),
-                "aoi_name": str(closed["aoi_name"].iloc[j]),
-                "aoi_kind": str(closed["aoi_kind"].iloc[j]),
-                "share": round(share, _SHARE_DECIMALS),
-            }
-            for j, share in closed_hits[i]
-        ]
+        closed_list = _closed_areas(closed, closed_hits[i])
         rows = [] if titles is None else [(j, share, titles.iloc[j]) for j, share in title_hits[i]]
         valid = [(j, share, row) for j, share, row in rows if _valid_on(row, days[i])]
-        title_list = []
-        for _, share, row in sorted(valid, key=lambda t: (-t[1], str(t[2]["title_id"]))):
-            title_list.append(
-                {
-                    "title_id": str(row["title_id"]),
-                    "phase": str(row["phase"]),
-                    "holder": _text(row["holder"]),
-                    "substance": _text(row["substance"]),
-                    "use": _text(row["use"]),
-                    "state": _text(row["state"]),
-                    "valid_from": _text(row["valid_from"]),
-                    "valid_to": _text(row["valid_to"]),
-                    "share": round(share, _SHARE_DECIMALS),
-                    "extraction_allowed": normalise_phase(str(row["phase"])) in extraction,
-                }
-            )
+        title_list = _title_entries(valid, extraction)
+        title_union_share = 0.0
         if valid:
             union = shapely.union_all(title_geoms[[j for j, _, _ in valid]])
             shared = shapely.area(shapely.intersection(sites[i], union))
-            title_union_share[i] = min(1.0, float(shared / site_area[i]))
-        if closed_list:
-            status = "prohibited_area"
-        elif titles is None:
-            status = "unknown"
-        elif not title_list:
-            status = "no_title"
-        elif any(t["extraction_allowed"] for t in title_list):
-            status = "titled"
-        else:
-            status = "title_phase_not_extraction"
-        statuses.append(status)
+            title_union_share = min(1.0, float(shared / site_area[i]))
+        statuses.append(_status(closed_list, title_list, title_layer=titles is not None))
         details.append(
             {
                 "closed_areas": closed_list,
                 "titles": title_list,
                 "title_share": None
                 if titles is None
-                else round(float(title_union_share[i]), _SHARE_DECIMALS),
+                else round(float(title_union_share), _SHARE_DECIMALS),
                 "title_layer": titles is not None,
             }
         )
@@ -223,6 +178,77 @@ def assign_legal_status(
     counts = pd.Series(statuses).value_counts().to_dict()
     log.info("legal status of %d site(s): %s", n, counts)
     return out
+
+
+def _check_legal_inputs(
+    alerts: gpd.GeoDataFrame, aois: gpd.GeoDataFrame, titles: gpd.GeoDataFrame | None
+) -> None:
+    """Raise when a table has no CRS or lacks a column :func:`assign_legal_status` reads."""
+    for frame, what, needed in (
+        (alerts, "alerts", ()),
+        (aois, "aois", ("aoi_id", "aoi_name", "aoi_kind")),
+        *(((titles, "titles", TITLE_COLUMNS[:-1]),) if titles is not None else ()),
+    ):
+        if frame.crs is None:
+            raise InputFormatError(f"legal status: {what} table has no CRS; expected EPSG:4326")
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise InputFormatError(
+                f"legal status: {what} lack columns {missing}; "
+                f"has {[str(c) for c in frame.columns]}"
+            )
+
+
+def _closed_areas(closed: gpd.GeoDataFrame, hits: list[tuple[int, float]]) -> list[dict[str, Any]]:
+    """The ``closed_areas`` entries of one site: each closed AOI it overlaps, with its share."""
+    return [
+        {
+            "aoi_id": str(closed["aoi_id"].iloc[j]),
+            "aoi_name": str(closed["aoi_name"].iloc[j]),
+            "aoi_kind": str(closed["aoi_kind"].iloc[j]),
+            "share": round(share, _SHARE_DECIMALS),
+        }
+        for j, share in hits
+    ]
+
+
+def _title_entries(
+    valid: list[tuple[int, float, pd.Series]], extraction: set[str]
+) -> list[dict[str, Any]]:
+    """The ``titles`` entries of one site from its valid ``(index, share, title row)``s,
+    largest share first (ties by title id)."""
+    entries = []
+    for _, share, row in sorted(valid, key=lambda t: (-t[1], str(t[2]["title_id"]))):
+        entries.append(
+            {
+                "title_id": str(row["title_id"]),
+                "phase": str(row["phase"]),
+                "holder": _text(row["holder"]),
+                "substance": _text(row["substance"]),
+                "use": _text(row["use"]),
+                "state": _text(row["state"]),
+                "valid_from": _text(row["valid_from"]),
+                "valid_to": _text(row["valid_to"]),
+                "share": round(share, _SHARE_DECIMALS),
+                "extraction_allowed": normalise_phase(str(row["phase"])) in extraction,
+            }
+        )
+    return entries
+
+
+def _status(
+    closed_list: list[dict[str, Any]], title_list: list[dict[str, Any]], *, title_layer: bool
+) -> str:
+    """The ``legal_status`` by the module's rules, the first that applies."""
+    if closed_list:
+        return "prohibited_area"
+    if not title_layer:
+        return "unknown"
+    if not title_list:
+        return "no_title"
+    if any(t["extraction_allowed"] for t in title_list):
+        return "titled"
+    return "title_phase_not_extraction"
 
 
 def legal_columns(record: Mapping[str, Any]) -> dict[str, Any]:

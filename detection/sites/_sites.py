@@ -128,6 +128,43 @@ def merge_parts(parts: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5) 
     if not (tolerance_m >= 0):
         raise ConfigError(f"merge_parts: tolerance_m {tolerance_m!r}; expected >= 0")
     frames = [p for p in parts if len(p)]
+    crs = _common_crs(parts)
+    with_scenes = any("scene_ids" in p.columns for p in frames)
+    columns = [c for c in SITE_COLUMNS if c != "geometry"]
+    if with_scenes:
+        columns.append("scene_ids")
+    if not frames:
+        return _empty_frame([*columns, "geometry"], crs)
+    for i, part in enumerate(frames):
+        _require_columns(part, SITE_COLUMNS, f"merge_parts: part {i}")
+        _check_classes(part["alert_class"], f"merge_parts: part {i}")
+
+    table = pd.concat([p.to_crs(crs) for p in frames], ignore_index=True)
+    geoms = table.geometry.to_numpy()
+    nonempty = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
+    table = table[nonempty].reset_index(drop=True)
+    if len(table) == 0:
+        return _empty_frame([*columns, "geometry"], crs)
+
+    groups = _neighbour_groups(table, crs, tolerance_m=tolerance_m)
+    grid = _GRID_METRES if crs.is_projected else _GRID_DEGREES
+    rows = _merged_rows(table, groups, grid=grid, with_scenes=with_scenes)
+    merged = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
+    merged["area_ha"] = _area_ha(merged.geometry)
+    merged = _sorted_by_position(merged)
+    log.info(
+        "merge_parts: %d polygons from %d chips -> %d sites", len(table), len(frames), len(merged)
+    )
+    return gpd.GeoDataFrame(merged[[*columns, "geometry"]], geometry="geometry", crs=crs)
+
+
+def _common_crs(parts: Sequence[gpd.GeoDataFrame]) -> CRS:
+    """The one CRS of all parts (``EPSG:4326`` when there are none).
+
+    Raises:
+        DetectionError: a part has no CRS, the parts' CRSs differ, or the CRS is geographic
+            but not ``EPSG:4326``.
+    """
     crs_list = [p.crs for p in parts]
     if any(c is None for c in crs_list):
         raise InputFormatError("merge_parts: a part has no CRS; set it to its chip's CRS")
@@ -143,44 +180,39 @@ def merge_parts(parts: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5) 
         raise InputFormatError(
             f"merge_parts: geographic CRS {crs.to_string()}; expected EPSG:4326 or a projected CRS"
         )
-    with_scenes = any("scene_ids" in p.columns for p in frames)
-    columns = [c for c in SITE_COLUMNS if c != "geometry"]
-    if with_scenes:
-        columns.append("scene_ids")
-    if not frames:
-        return _empty_frame([*columns, "geometry"], crs)
-    for i, part in enumerate(frames):
-        _require_columns(part, SITE_COLUMNS, f"merge_parts: part {i}")
-        _check_classes(part["alert_class"], f"merge_parts: part {i}")
+    return crs
 
-    table = pd.concat([p.to_crs(crs) for p in frames], ignore_index=True)
-    geoms = table.geometry.to_numpy()
-    nonempty = ~(shapely.is_empty(geoms) | shapely.is_missing(geoms))
-    table = table[nonempty].reset_index(drop=True)
+
+def _neighbour_groups(table: gpd.GeoDataFrame, crs: CRS, *, tolerance_m: float) -> list[np.ndarray]:
+    """Row indices of each site: polygons of one class within ``tolerance_m``, transitively."""
     geoms = table.geometry.to_numpy()
     classes = table["alert_class"].to_numpy()
-    if len(table) == 0:
-        return _empty_frame([*columns, "geometry"], crs)
-
     distance = tolerance_m if crs.is_projected else tolerance_m / _M_PER_DEGREE
-    grid = _GRID_METRES if crs.is_projected else _GRID_DEGREES
     tree = shapely.STRtree(geoms)
     left, right = tree.query(geoms, predicate="dwithin", distance=distance)
     same = (classes[left] == classes[right]) & (left != right)
     n = len(table)
     graph = coo_matrix((np.ones(int(same.sum())), (left[same], right[same])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
+    order = np.argsort(component, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(component[order])) + 1)
 
+
+def _merged_rows(
+    table: gpd.GeoDataFrame, groups: list[np.ndarray], *, grid: float, with_scenes: bool
+) -> list[dict[str, Any]]:
+    """One row per group: the union of its polygons (snapped to ``grid``), the area-weighted
+    confidence, its tile ids and (``with_scenes``) its scene ids; ``area_ha`` left NaN."""
+    geoms = table.geometry.to_numpy()
+    classes = table["alert_class"].to_numpy()
     confidence = table["confidence"].astype(float).to_numpy()
     weights = table["area_ha"].astype(float).to_numpy()
     tiles = [str(t) if _present(t) else "" for t in table["tile_id"]]
     scenes = (
         [_as_list(v) for v in table["scene_ids"]]
         if "scene_ids" in table.columns
-        else [[] for _ in range(n)]
+        else [[] for _ in range(len(table))]
     )
-    order = np.argsort(component, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(component[order])) + 1)
     rows: list[dict[str, Any]] = []
     for members in groups:
         first = int(members[0])
@@ -198,17 +230,18 @@ def merge_parts(parts: Sequence[gpd.GeoDataFrame], *, tolerance_m: float = 0.5) 
         if with_scenes:
             row["scene_ids"] = sorted({str(x) for i in members for x in scenes[i]})
         rows.append(row)
-    merged = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
-    merged["area_ha"] = _area_ha(merged.geometry)
+    return rows
+
+
+def _sorted_by_position(merged: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The sites sorted by class, then by their bounds (west, south, east, north)."""
     bounds = merged.geometry.bounds
-    merged = (
+    return (
         pd.concat([merged, bounds], axis=1)
         .sort_values(["alert_class", "minx", "miny", "maxx", "maxy"], kind="stable")
         .drop(columns=["minx", "miny", "maxx", "maxy"])
         .reset_index(drop=True)
     )
-    log.info("merge_parts: %d polygons from %d chips -> %d sites", n, len(frames), len(merged))
-    return gpd.GeoDataFrame(merged[[*columns, "geometry"]], geometry="geometry", crs=crs)
 
 
 # ------------------------------------------------------------------------------------ tracking
@@ -219,6 +252,40 @@ class _Overlap:
     current: int
     ref: int
     shared_ha: float
+
+
+@dataclass(frozen=True)
+class _Current:
+    """This period's polygons as tracking measures them."""
+
+    geoms_ea: np.ndarray  # geometries on EQUAL_AREA_CRS
+    classes: np.ndarray
+    area_ha: np.ndarray
+
+
+@dataclass
+class _Tracks:
+    """The track columns being filled, one entry per current polygon."""
+
+    site_id: list[str | None]
+    status: list[str]
+    change: np.ndarray
+    first: list[str]
+    merged_from: list[list[str]]
+    split_from: list[str | None]
+
+    @classmethod
+    def start(cls, area_ha: np.ndarray, period_end: str) -> _Tracks:
+        """Every polygon ``new``, first seen in this period, its whole area as the change."""
+        n = len(area_ha)
+        return cls(
+            site_id=[None] * n,
+            status=["new"] * n,
+            change=area_ha.copy(),
+            first=[period_end] * n,
+            merged_from=[[] for _ in range(n)],
+            split_from=[None] * n,
+        )
 
 
 def track_sites(
@@ -255,6 +322,64 @@ def track_sites(
             the history holds a site twice in one period, ``previous_period`` does not end
             before ``period`` starts, or a tolerance is negative.
     """
+    _check_track_inputs(
+        current,
+        period=period,
+        previous_period=previous_period,
+        growth_tolerance_pct=growth_tolerance_pct,
+        growth_tolerance_ha=growth_tolerance_ha,
+    )
+    hist = _prepare_history(history)
+
+    out = current.copy()
+    n = len(out)
+    period_end = period.end.isoformat()
+    tracks = _Tracks.start(out["area_ha"].astype(float).to_numpy(), period_end)
+    if n == 0:
+        return _with_track_columns(out, tracks, period_end)
+
+    polygons = _Current(
+        geoms_ea=current.geometry.to_crs(EQUAL_AREA_CRS).to_numpy(),
+        classes=current["alert_class"].astype(str).to_numpy(),
+        area_ha=current["area_ha"].astype(float).to_numpy(),
+    )
+    first_by_id = _first_detected(hist)
+    before = hist[hist["period_end"] < period.start.isoformat()]
+    prev, dormant = _previous_and_dormant(before, previous_period)
+    unmatched = np.ones(n, dtype=bool)
+
+    # Stage 1: the previous period. Stage 2: dormant sites, for polygons still unmatched.
+    for stage, ref in (("previous", prev), ("dormant", dormant)):
+        if ref.empty or not unmatched.any():
+            continue
+        _match_stage(
+            stage,
+            ref,
+            polygons,
+            tracks,
+            unmatched,
+            first_by_id=first_by_id,
+            period_end=period_end,
+            tolerance=(growth_tolerance_pct, growth_tolerance_ha),
+        )
+
+    # Stage 3: new ids, reusing ids born in an earlier run of this same period.
+    _name_new_sites(current, polygons, tracks, hist=hist, before=before, period=period)
+
+    counts = pd.Series(tracks.status).value_counts().to_dict()
+    log.info("track_sites %s: %d sites %s", period.label, n, dict(sorted(counts.items())))
+    return _with_track_columns(out, tracks, period_end)
+
+
+def _check_track_inputs(
+    current: gpd.GeoDataFrame,
+    *,
+    period: Period,
+    previous_period: Period | None,
+    growth_tolerance_pct: float,
+    growth_tolerance_ha: float,
+) -> None:
+    """Raise for the tolerances, the periods' order and the current table, as track_sites."""
     if growth_tolerance_pct < 0 or growth_tolerance_ha < 0:
         raise ConfigError(
             f"track_sites: tolerances {growth_tolerance_pct!r} % / {growth_tolerance_ha!r} ha; "
@@ -268,28 +393,13 @@ def track_sites(
     _require_columns(current, ("alert_class", "geometry", "area_ha"), "track_sites: current")
     _require_4326(current, "track_sites: current")
     _check_classes(current["alert_class"], "track_sites: current")
-    hist = _prepare_history(history)
 
-    out = current.copy()
-    n = len(out)
-    period_end = period.end.isoformat()
-    site_id: list[str | None] = [None] * n
-    status: list[str] = ["new"] * n
-    change = out["area_ha"].astype(float).to_numpy().copy()
-    first: list[str] = [period_end] * n
-    merged_from: list[list[str]] = [[] for _ in range(n)]
-    split_from: list[str | None] = [None] * n
-    if n == 0:
-        return _with_track_columns(
-            out, site_id, status, change, first, merged_from, split_from, period_end
-        )
 
-    cur_ea = current.geometry.to_crs(EQUAL_AREA_CRS).to_numpy()
-    cur_cls = current["alert_class"].astype(str).to_numpy()
-    cur_area = current["area_ha"].astype(float).to_numpy()
-    first_by_id = _first_detected(hist)
-
-    before = hist[hist["period_end"] < period.start.isoformat()]
+def _previous_and_dormant(
+    before: gpd.GeoDataFrame, previous_period: Period | None
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The sites of the previous period, and the latest row of each site seen earlier but not
+    in the previous period (dormant), from the history rows ``before`` this period."""
     prev_label = previous_period.label if previous_period is not None else None
     prev = before[before["period_label"] == prev_label].reset_index(drop=True)
     dormant = (
@@ -298,98 +408,116 @@ def track_sites(
         .drop_duplicates("site_id", keep="last")
         .reset_index(drop=True)
     )
-    unmatched = np.ones(n, dtype=bool)
+    return prev, dormant
 
-    # Stage 1: the previous period. Stage 2: dormant sites, for polygons still unmatched.
-    for stage, ref in (("previous", prev), ("dormant", dormant)):
-        if ref.empty or not unmatched.any():
-            continue
-        ref_ids = ref["site_id"].astype(str).to_list()
-        ref_area = ref["area_ha"].astype(float).to_numpy()
-        overlaps = _overlaps(
-            cur_ea,
-            cur_cls,
-            ref.geometry.to_crs(EQUAL_AREA_CRS).to_numpy(),
-            ref["alert_class"].astype(str).to_numpy(),
-            only=unmatched,
-        )
-        if not overlaps:
-            continue
-        ref_index = {sid: i for i, sid in enumerate(ref_ids)}
-        owner = _assign(overlaps, ref_ids)
-        by_current: dict[int, list[_Overlap]] = {}
-        by_ref: dict[int, list[_Overlap]] = {}
-        for o in overlaps:
-            by_current.setdefault(o.current, []).append(o)
-            by_ref.setdefault(o.ref, []).append(o)
-        touched = set(by_current)
-        # Previous sites that gave their id to nobody merge into the polygon sharing most.
-        given = set(owner.values())
-        for r in sorted(set(by_ref) - given, key=lambda r: ref_ids[r]):
-            best = max(by_ref[r], key=lambda o: (o.shared_ha, -o.current))
-            merged_from[best.current].append(ref_ids[r])
-        for c in sorted(touched):
-            shares = by_current[c]
-            merged_area = sum(ref_area[ref_index[m]] for m in merged_from[c])
-            if c in owner:
-                r = owner[c]
-                site_id[c] = ref_ids[r]
-                first[c] = first_by_id.get(ref_ids[r], period_end)
-                baseline = ref_area[r] + merged_area
-            else:
-                parent = max(shares, key=lambda o: (o.shared_ha, ref_ids[o.ref]))
-                split_from[c] = ref_ids[parent.ref]
-                first[c] = first_by_id.get(ref_ids[parent.ref], period_end)
-                baseline = sum(o.shared_ha for o in shares) + merged_area
-            if stage == "previous":
-                change[c] = cur_area[c] - baseline
-                status[c] = _growth_status(
-                    change[c], baseline, pct=growth_tolerance_pct, ha=growth_tolerance_ha
-                )
-            else:
-                status[c] = "reactivated"
-                change[c] = cur_area[c]
-            merged_from[c].sort()
-            unmatched[c] = False
-        log.debug("track_sites: %s stage matched %d polygons", stage, len(touched))
 
-    # Stage 3: new ids, reusing ids born in an earlier run of this same period.
-    used = {s for s in site_id if s is not None}
-    fresh = np.flatnonzero([s is None for s in site_id])
+def _match_stage(
+    stage: str,
+    ref: gpd.GeoDataFrame,
+    polygons: _Current,
+    tracks: _Tracks,
+    unmatched: np.ndarray,
+    *,
+    first_by_id: dict[str, str],
+    period_end: str,
+    tolerance: tuple[float, float],
+) -> None:
+    """Match the ``unmatched`` polygons to the reference sites ``ref`` (the previous period's
+    or the dormant ones): ids, splits, merges and status go into ``tracks``."""
+    ref_ids = ref["site_id"].astype(str).to_list()
+    ref_area = ref["area_ha"].astype(float).to_numpy()
+    overlaps = _overlaps(
+        polygons.geoms_ea,
+        polygons.classes,
+        ref.geometry.to_crs(EQUAL_AREA_CRS).to_numpy(),
+        ref["alert_class"].astype(str).to_numpy(),
+        only=unmatched,
+    )
+    if not overlaps:
+        return
+    ref_index = {sid: i for i, sid in enumerate(ref_ids)}
+    owner = _assign(overlaps, ref_ids)
+    by_current: dict[int, list[_Overlap]] = {}
+    by_ref: dict[int, list[_Overlap]] = {}
+    for o in overlaps:
+        by_current.setdefault(o.current, []).append(o)
+        by_ref.setdefault(o.ref, []).append(o)
+    touched = set(by_current)
+    # Previous sites that gave their id to nobody merge into the polygon sharing most.
+    given = set(owner.values())
+    for r in sorted(set(by_ref) - given, key=lambda r: ref_ids[r]):
+        best = max(by_ref[r], key=lambda o: (o.shared_ha, -o.current))
+        tracks.merged_from[best.current].append(ref_ids[r])
+    for c in sorted(touched):
+        shares = by_current[c]
+        merged_area = sum(ref_area[ref_index[m]] for m in tracks.merged_from[c])
+        if c in owner:
+            r = owner[c]
+            tracks.site_id[c] = ref_ids[r]
+            tracks.first[c] = first_by_id.get(ref_ids[r], period_end)
+            baseline = ref_area[r] + merged_area
+        else:
+            parent = max(shares, key=lambda o: (o.shared_ha, ref_ids[o.ref]))
+            tracks.split_from[c] = ref_ids[parent.ref]
+            tracks.first[c] = first_by_id.get(ref_ids[parent.ref], period_end)
+            baseline = sum(o.shared_ha for o in shares) + merged_area
+        if stage == "previous":
+            tracks.change[c] = polygons.area_ha[c] - baseline
+            tracks.status[c] = _growth_status(
+                tracks.change[c], baseline, pct=tolerance[0], ha=tolerance[1]
+            )
+        else:
+            tracks.status[c] = "reactivated"
+            tracks.change[c] = polygons.area_ha[c]
+        tracks.merged_from[c].sort()
+        unmatched[c] = False
+    log.debug("track_sites: %s stage matched %d polygons", stage, len(touched))
+
+
+def _name_new_sites(
+    current: gpd.GeoDataFrame,
+    polygons: _Current,
+    tracks: _Tracks,
+    *,
+    hist: gpd.GeoDataFrame,
+    before: gpd.GeoDataFrame,
+    period: Period,
+) -> None:
+    """Give the polygons still without an id one: the id born in an earlier run of this period
+    that they overlap most, else a new id (:func:`new_site_id`, suffixed ``-2``, ``-3``... when
+    taken)."""
+    used = {s for s in tracks.site_id if s is not None}
+    fresh = np.flatnonzero([s is None for s in tracks.site_id])
     rerun = hist[hist["period_label"] == period.label]
     born_here = rerun[~rerun["site_id"].isin(set(before["site_id"])) & ~rerun["site_id"].isin(used)]
     reused: dict[int, int] = {}
     if len(fresh) and len(born_here):
-        only = np.zeros(n, dtype=bool)
+        only = np.zeros(len(tracks.site_id), dtype=bool)
         only[fresh] = True
         born_ids = born_here["site_id"].astype(str).to_list()
         overlaps = _overlaps(
-            cur_ea,
-            cur_cls,
+            polygons.geoms_ea,
+            polygons.classes,
             born_here.geometry.to_crs(EQUAL_AREA_CRS).to_numpy(),
             born_here["alert_class"].astype(str).to_numpy(),
             only=only,
         )
         reused = _assign(overlaps, born_ids)
         for c, r in reused.items():
-            site_id[c] = born_ids[r]
+            tracks.site_id[c] = born_ids[r]
             used.add(born_ids[r])
     for c in (int(i) for i in fresh):
         if c in reused:
             continue
-        base = new_site_id(cur_cls[c], first_period=period.label, geometry=current.geometry.iloc[c])
+        base = new_site_id(
+            polygons.classes[c], first_period=period.label, geometry=current.geometry.iloc[c]
+        )
         candidate, k = base, 1
         while candidate in used:
             k += 1
             candidate = f"{base}-{k}"
-        site_id[c] = candidate
+        tracks.site_id[c] = candidate
         used.add(candidate)
-
-    counts = pd.Series(status).value_counts().to_dict()
-    log.info("track_sites %s: %d sites %s", period.label, n, dict(sorted(counts.items())))
-    return _with_track_columns(
-        out, site_id, status, change, first, merged_from, split_from, period_end
-    )
 
 
 def new_site_id(alert_class: str, *, first_period: str, geometry: shapely.Geometry) -> str:
@@ -518,22 +646,15 @@ def _growth_status(change_ha: float, baseline_ha: float, *, pct: float, ha: floa
 
 
 def _with_track_columns(
-    out: gpd.GeoDataFrame,
-    site_id: list[str | None],
-    status: list[str],
-    change: np.ndarray,
-    first: list[str],
-    merged_from: list[list[str]],
-    split_from: list[str | None],
-    period_end: str,
+    out: gpd.GeoDataFrame, tracks: _Tracks, period_end: str
 ) -> gpd.GeoDataFrame:
-    out["site_id"] = pd.Series(site_id, index=out.index, dtype=object)
-    out["status"] = pd.Series(status, index=out.index, dtype=object)
-    out["area_change_ha"] = change
-    out["first_detected"] = pd.Series(first, index=out.index, dtype=object)
+    out["site_id"] = pd.Series(tracks.site_id, index=out.index, dtype=object)
+    out["status"] = pd.Series(tracks.status, index=out.index, dtype=object)
+    out["area_change_ha"] = tracks.change
+    out["first_detected"] = pd.Series(tracks.first, index=out.index, dtype=object)
     out["last_detected"] = pd.Series([period_end] * len(out), index=out.index, dtype=object)
-    out["merged_from"] = pd.Series(merged_from, index=out.index, dtype=object)
-    out["split_from"] = pd.Series(split_from, index=out.index, dtype=object)
+    out["merged_from"] = pd.Series(tracks.merged_from, index=out.index, dtype=object)
+    out["split_from"] = pd.Series(tracks.split_from, index=out.index, dtype=object)
     return out
 
 
