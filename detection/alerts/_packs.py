@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import multiprocessing as mp
 import shutil
 import zipfile
@@ -48,19 +47,17 @@ import shapely
 from affine import Affine
 from PIL import Image
 from pyproj import CRS
-from rasterio.warp import Resampling, transform_bounds
+from rasterio.warp import Resampling
 
 from detection.alerts._evidence import (
     RENDERINGS,
     _covering,
     _draw_outline,
-    _grid_bounds,
     _index,
-    _site_mask,
     _stretch_limits,
     _to_rgb,
-    _utm_epsg,
     _warp_into,
+    _window,
     caption_lines,
     captioned_png,
     scene_date,
@@ -467,20 +464,10 @@ def _chips(run: _Run, sid: str, geom: Any) -> _Chips:
         "after": _index(units, run.period),
         "before": _index(units, run.previous_period) if run.previous_period else [],
     }
-    candidates = list(_covering(index["after"], geom)) or list(_covering(index["before"], geom))
-    if candidates:
-        crs, res = candidates[0].crs, candidates[0].resolution_m
-    else:
-        crs, res = CRS.from_epsg(_utm_epsg(geom.centroid.x, geom.centroid.y)), 10.0
-    site = gpd.GeoSeries([geom], crs=4326).to_crs(crs).iloc[0]
-    minx, miny, maxx, maxy = site.bounds
-    margin_m, min_extent_m = 200.0, 800.0
-    side = max(maxx - minx + 2 * margin_m, maxy - miny + 2 * margin_m, min_extent_m)
-    n = max(8, math.ceil(side / res))
-    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
-    transform = Affine(res, 0.0, cx - n * res / 2, 0.0, -res, cy + n * res / 2)
-    window = shapely.box(*transform_bounds(crs, CRS.from_epsg(4326), *_grid_bounds(transform, n)))
-    mask = _site_mask(site, transform, n)
+    w = _window(geom, index["after"], index["before"], chip_px=256, margin_m=200.0,
+                min_extent_m=800.0)
+    crs, res, n, transform, site, mask = w.crs, w.res, w.n, w.transform, w.site, w.site_mask
+    window, scale = w.lonlat, w.scale
     files: dict[str, bytes] = {}
     images: dict[str, np.ndarray] = {}
     scene_ids: dict[str, list[str]] = {}
@@ -509,7 +496,6 @@ def _chips(run: _Run, sid: str, geom: Any) -> _Chips:
             meta[f"{name}_observed_fraction"] = (
                 round(float(valid[mask].mean()), 4) if mask.any() else 0.0
             )
-    scale = max(1, round(256 / n))
     for rendering, triplet in RENDERINGS.items():
         idx = [CHIP_BANDS.index(b) for b in triplet]
         lo, hi = _stretch_limits([d[idx] for d, _ in data.values()], [v for _, v in data.values()])
