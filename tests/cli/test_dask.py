@@ -106,15 +106,17 @@ def test_a_lost_unit_is_retried_or_recorded_failed(
 ) -> None:
     """One worker, killed: it held the only copy of the scattered source and detector, so the
     units in flight are cancelled (a FutureCancelledError traceback before issue 18). With
-    ``--task-retries 0`` they fail with their cause (exit 3, no traceback); the next run, with the
-    default retries, survives the same kill and gives the clean run's alerts."""
+    ``--task-retries 0`` they fail with their cause (exit 3 or 1, no traceback); the next run,
+    with the default retries, survives the same kill and gives the clean run's alerts."""
     cfg = small_config(tmp_path, world=small_world)
     with dask_cluster(tmp_path, workers=1) as (_, client):
         address = client.scheduler.address
         failed = scan_killing_a_worker(
             cfg, tmp_path, client, "--scheduler", address, "--task-retries", "0"
         )
-        assert failed.returncode == 3, failed.stderr[-3000:]
+        # exit 3 (partial); 1 (failed) when the kill also took the first unit's result, still
+        # held in the worker's memory (Dask keeps results on the worker until gathered)
+        assert failed.returncode in (1, 3), failed.stderr[-3000:]
         assert "Traceback" not in failed.stderr
         reasons = {f["reason"] for f in json.loads(failed.stdout)["failures"]}
         assert reasons == {
