@@ -45,14 +45,7 @@ log = logging.getLogger(__name__)
 
 #: The columns of every title table, in order.
 TITLE_COLUMNS: tuple[str, ...] = (
-    "title_id",
-    "phase",
-    "holder",
-    "substance",
-    "use",
-    "state",
-    "valid_from",
-    "valid_to",
+    "title_id", "phase", "holder", "substance", "use", "state", "valid_from", "valid_to",
     "geometry",
 )
 

@@ -49,16 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Bands of every spectrum in this module, in order (the synthetic scenes' reflectance bands).
 SPECTRAL_BANDS: tuple[str, ...] = (
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B11",
-    "B12",
+    "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
 )
 
 #: Bands Sentinel-2 samples at 20 m (resampled to 10 m in the synthetic scenes, as L2A users do).

@@ -34,62 +34,19 @@ log = logging.getLogger(__name__)
 
 #: Properties of every alert Feature, in order (DESIGN.md section 6).
 ALERT_PROPERTIES: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "status",
-    "area_ha",
-    "area_change_ha",
-    "confidence",
-    "confidence_level",
-    "first_detected",
-    "last_detected",
-    "first_image_date",
-    "last_image_date",
-    "period_start",
-    "period_end",
-    "observed_fraction",
-    "lon",
-    "lat",
-    "aoi_id",
-    "aoi_name",
-    "aoi_kind",
-    "aoi_relation",
-    "distance_to_boundary_m",
-    "aoi_area_ha",
-    "aoi_areas",
-    "municipality",
-    "state",
-    "municipalities",
-    "legal_status",
-    "legal",
-    "satellite",
-    "platforms",
-    "sensor",
-    "processing_level",
-    "tile_id",
-    "scene_ids",
-    "evidence",
-    "review_status",
+    "site_id", "alert_class", "status", "area_ha", "area_change_ha", "confidence",
+    "confidence_level", "first_detected", "last_detected", "first_image_date", "last_image_date",
+    "period_start", "period_end", "observed_fraction", "lon", "lat", "aoi_id", "aoi_name",
+    "aoi_kind", "aoi_relation", "distance_to_boundary_m", "aoi_area_ha", "aoi_areas",
+    "municipality", "state", "municipalities", "legal_status", "legal", "satellite", "platforms",
+    "sensor", "processing_level", "tile_id", "scene_ids", "evidence", "review_status",
 )
 
 #: Columns the alerts table must have; the other properties have defaults or are derived.
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "status",
-    "area_ha",
-    "area_change_ha",
-    "confidence",
-    "first_detected",
-    "last_detected",
-    "observed_fraction",
-    "aoi_id",
-    "aoi_name",
-    "aoi_kind",
-    "aoi_relation",
-    "distance_to_boundary_m",
-    "tile_id",
-    "scene_ids",
+    "site_id", "alert_class", "status", "area_ha", "area_change_ha", "confidence", "first_detected",
+    "last_detected", "observed_fraction", "aoi_id", "aoi_name", "aoi_kind", "aoi_relation",
+    "distance_to_boundary_m", "tile_id", "scene_ids",
 )
 
 #: The words of ``confidence_level``, lowest band first; each is also the key of its threshold in
@@ -108,13 +65,7 @@ REVIEW_STATUSES: tuple[str, ...] = ("unreviewed", "confirmed", "rejected")
 
 #: Keys of ``metadata`` for :func:`build_feature_collection`; all required.
 METADATA_KEYS: tuple[str, ...] = (
-    "version",
-    "run_id",
-    "generated_at",
-    "period",
-    "previous_period",
-    "model",
-    "source",
+    "version", "run_id", "generated_at", "period", "previous_period", "model", "source",
     "confidence_levels",
 )
 
@@ -414,12 +365,7 @@ def _locations(table: pd.DataFrame, ids: list[str]) -> list[tuple[float, float]]
 
 #: Columns of the alerts table read when present (a scan writes them all).
 _OPTIONAL_COLUMNS: tuple[str, ...] = (
-    "first_image_date",
-    "last_image_date",
-    "aoi_areas",
-    "municipality",
-    "state",
-    "municipalities",
+    "first_image_date", "last_image_date", "aoi_areas", "municipality", "state", "municipalities",
     "processing_level",
 )
 
@@ -511,13 +457,7 @@ def normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     out["source"] = metadata["source"]
     out["confidence_levels"] = _check_thresholds(metadata["confidence_levels"])
     order = (
-        "version",
-        "run_id",
-        "generated_at",
-        "period",
-        "previous_period",
-        "model",
-        "source",
+        "version", "run_id", "generated_at", "period", "previous_period", "model", "source",
         "confidence_levels",
     )
     result = {key: out[key] for key in order}

@@ -35,36 +35,11 @@ log = logging.getLogger(__name__)
 
 #: Columns of the CSV summary, in order: one row per site.
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "status",
-    "confidence_level",
-    "confidence",
-    "area_ha",
-    "area_change_ha",
-    "first_detected",
-    "last_detected",
-    "first_image_date",
-    "last_image_date",
-    "observed_fraction",
-    "lon",
-    "lat",
-    "aoi_id",
-    "aoi_name",
-    "aoi_kind",
-    "aoi_relation",
-    "distance_to_boundary_m",
-    "aoi_area_ha",
-    "municipality",
-    "state",
-    "legal_status",
-    "title_ids",
-    "title_phases",
-    "title_share",
-    "satellite",
-    "platforms",
-    "processing_level",
-    "tile_id",
+    "site_id", "alert_class", "status", "confidence_level", "confidence", "area_ha",
+    "area_change_ha", "first_detected", "last_detected", "first_image_date", "last_image_date",
+    "observed_fraction", "lon", "lat", "aoi_id", "aoi_name", "aoi_kind", "aoi_relation",
+    "distance_to_boundary_m", "aoi_area_ha", "municipality", "state", "legal_status", "title_ids",
+    "title_phases", "title_share", "satellite", "platforms", "processing_level", "tile_id",
     "review_status",
 )
 
@@ -75,11 +50,7 @@ SUMMARY_ENCODING = "utf-8-sig"
 
 #: Values of the coverage layer's ``status`` (what its style and the review page draw).
 COVERAGE_STATUSES: tuple[str, ...] = (
-    "observed",
-    "partly_observed",
-    "not_observed",
-    "no_imagery",
-    "failed",
+    "observed", "partly_observed", "not_observed", "no_imagery", "failed",
 )
 
 #: Columns written as GeoPackage ``DATE`` fields even when empty; any other column is one when
@@ -284,32 +255,11 @@ _KML_COLOURS: Mapping[str, tuple[str, str]] = MappingProxyType(
 )
 #: Properties shown in a KML placemark's description and ExtendedData, in order.
 KML_FIELDS: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "status",
-    "area_ha",
-    "area_change_ha",
-    "confidence",
-    "confidence_level",
-    "observed_fraction",
-    "first_detected",
-    "last_detected",
-    "first_image_date",
-    "last_image_date",
-    "period_start",
-    "period_end",
-    "lon",
-    "lat",
-    "aoi_id",
-    "aoi_name",
-    "aoi_kind",
-    "aoi_relation",
-    "distance_to_boundary_m",
-    "aoi_area_ha",
-    "municipality",
-    "state",
-    "legal_status",
-    "review_status",
+    "site_id", "alert_class", "status", "area_ha", "area_change_ha", "confidence",
+    "confidence_level", "observed_fraction", "first_detected", "last_detected", "first_image_date",
+    "last_image_date", "period_start", "period_end", "lon", "lat", "aoi_id", "aoi_name", "aoi_kind",
+    "aoi_relation", "distance_to_boundary_m", "aoi_area_ha", "municipality", "state",
+    "legal_status", "review_status",
 )
 
 

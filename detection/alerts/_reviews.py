@@ -51,40 +51,19 @@ LABEL_CLASSES: tuple[str, ...] = (*ALERT_CLASSES, "background")
 
 #: Columns of the label table, in order (geometry last).
 LABEL_COLUMNS: tuple[str, ...] = (
-    "class",
-    "site_id",
-    "alert_class",
-    "period_start",
-    "period_end",
-    "review_status",
-    "confidence",
-    "reviewer",
-    "reviewed_at",
-    "review_note",
-    "source",
-    "geometry",
+    "class", "site_id", "alert_class", "period_start", "period_end", "review_status", "confidence",
+    "reviewer", "reviewed_at", "review_note", "source", "geometry",
 )
 
 #: Columns a reviewed alerts file must have.
 REVIEW_REQUIRED: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "period_start",
-    "period_end",
-    "review_status",
+    "site_id", "alert_class", "period_start", "period_end", "review_status",
 )
 
 #: Properties compared by :func:`diff_alerts` (numbers with :data:`DIFF_TOLERANCES`).
 DIFF_FIELDS: tuple[str, ...] = (
-    "alert_class",
-    "status",
-    "area_ha",
-    "confidence_level",
-    "observed_fraction",
-    "aoi_id",
-    "aoi_relation",
-    "review_status",
-    "period_end",
+    "alert_class", "status", "area_ha", "confidence_level", "observed_fraction", "aoi_id",
+    "aoi_relation", "review_status", "period_end",
 )
 DIFF_TOLERANCES: Mapping[str, float] = {"area_ha": 0.01, "observed_fraction": 0.01}
 

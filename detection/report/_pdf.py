@@ -76,12 +76,7 @@ def _cover_page(report: Report) -> Figure:
     table = ax.table(
         cellText=cells,
         colLabels=[
-            "period",
-            "observed",
-            "imaged",
-            "mining (ha)",
-            "forest clearing (ha)",
-            "new sites (ha)",
+            "period", "observed", "imaged", "mining (ha)", "forest clearing (ha)", "new sites (ha)",
             "expansion (ha)",
         ],
         loc="upper left",

@@ -54,15 +54,8 @@ def _read_store(out_dir: Path) -> tuple[list[dict[str, Any]], gpd.GeoDataFrame]:
 
 
 _HISTORY_NEEDED = (
-    "site_id",
-    "alert_class",
-    "period_label",
-    "period_start",
-    "period_end",
-    "status",
-    "area_ha",
-    "area_change_ha",
-    "observed_fraction",
+    "site_id", "alert_class", "period_label", "period_start", "period_end", "status", "area_ha",
+    "area_change_ha", "observed_fraction",
 )
 
 

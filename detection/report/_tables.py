@@ -78,59 +78,22 @@ LOW_OBSERVED = 0.5
 
 #: Columns of ``legal_status.csv``: hectares by legal status per reserve, period and class.
 LEGAL_COLUMNS: tuple[str, ...] = (
-    "aoi_id",
-    "aoi_name",
-    "period",
-    "period_start",
-    "period_end",
-    "alert_class",
-    "legal_status",
-    "sites",
-    "area_ha",
+    "aoi_id", "aoi_name", "period", "period_start", "period_end", "alert_class", "legal_status",
+    "sites", "area_ha",
 )
 
 #: Columns of ``reserve_periods.csv``.
 PERIOD_COLUMNS: tuple[str, ...] = (
-    "aoi_id",
-    "aoi_name",
-    "period",
-    "period_start",
-    "period_end",
-    "comparison",
-    "observation",
-    "observed_share",
-    "imagery_share",
-    "observed_ha",
-    "alert_class",
-    "area_ha",
-    "sites",
-    "new_sites",
-    "new_ha",
-    "expanding_sites",
-    "expanding_growth_ha",
-    "reactivated_sites",
-    "stable_sites",
-    "receding_sites",
-    "buffer_area_ha",
-    "buffer_sites",
+    "aoi_id", "aoi_name", "period", "period_start", "period_end", "comparison", "observation",
+    "observed_share", "imagery_share", "observed_ha", "alert_class", "area_ha", "sites",
+    "new_sites", "new_ha", "expanding_sites", "expanding_growth_ha", "reactivated_sites",
+    "stable_sites", "receding_sites", "buffer_area_ha", "buffer_sites",
 )
 
 #: Columns of ``top_sites.csv``.
 TOP_COLUMNS: tuple[str, ...] = (
-    "rank",
-    "site_id",
-    "alert_class",
-    "aoi_id",
-    "aoi_name",
-    "aoi_relation",
-    "growth_ha",
-    "area_start_ha",
-    "area_ha",
-    "first_period",
-    "last_period",
-    "status",
-    "observed_fraction",
-    "lon",
+    "rank", "site_id", "alert_class", "aoi_id", "aoi_name", "aoi_relation", "growth_ha",
+    "area_start_ha", "area_ha", "first_period", "last_period", "status", "observed_fraction", "lon",
     "lat",
 )
 
@@ -469,13 +432,8 @@ def _by_period(
                 rows.append(row)
     table = pd.DataFrame(rows, columns=list(PERIOD_COLUMNS))
     for col in (
-        "sites",
-        "new_sites",
-        "expanding_sites",
-        "reactivated_sites",
-        "stable_sites",
-        "receding_sites",
-        "buffer_sites",
+        "sites", "new_sites", "expanding_sites", "reactivated_sites", "stable_sites",
+        "receding_sites", "buffer_sites",
     ):
         table[col] = table[col].astype("Int64")
     return table

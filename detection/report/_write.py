@@ -22,11 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Files :func:`write_report` may write into the report folder (``figures/`` too).
 REPORT_FILES = (
-    "report.html",
-    "reserve_periods.csv",
-    "top_sites.csv",
-    "legal_status.csv",
-    "report.pdf",
+    "report.html", "reserve_periods.csv", "top_sites.csv", "legal_status.csv", "report.pdf",
 )
 
 

@@ -21,14 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Columns :func:`attribute_aois` adds.
 AOI_COLUMNS: tuple[str, ...] = (
-    "aoi_id",
-    "aoi_name",
-    "aoi_kind",
-    "aoi_relation",
-    "distance_to_boundary_m",
-    "aoi_ids",
-    "aoi_areas",
-    "aoi_area_ha",
+    "aoi_id", "aoi_name", "aoi_kind", "aoi_relation", "distance_to_boundary_m", "aoi_ids",
+    "aoi_areas", "aoi_area_ha",
 )
 
 

@@ -40,11 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Values of the ``legal_status`` property, in the order of the rules.
 LEGAL_STATUSES: tuple[str, ...] = (
-    "prohibited_area",
-    "unknown",
-    "no_title",
-    "titled",
-    "title_phase_not_extraction",
+    "prohibited_area", "unknown", "no_title", "titled", "title_phase_not_extraction",
 )
 
 #: AOI kinds closed to mining unless the config says otherwise.
@@ -54,11 +50,7 @@ DEFAULT_CLOSED_AOI_KINDS: tuple[str, ...] = ("indigenous_land", "strict_protecte
 #: concession, prospecting permit (garimpo), licensing and extraction register, and
 #: ``extraction`` for generic layers.
 DEFAULT_EXTRACTION_PHASES: tuple[str, ...] = (
-    "CONCESSÃO DE LAVRA",
-    "LAVRA GARIMPEIRA",
-    "LICENCIAMENTO",
-    "REGISTRO DE EXTRAÇÃO",
-    "extraction",
+    "CONCESSÃO DE LAVRA", "LAVRA GARIMPEIRA", "LICENCIAMENTO", "REGISTRO DE EXTRAÇÃO", "extraction",
 )
 
 _SHARE_DECIMALS = 4

@@ -60,11 +60,7 @@ log = logging.getLogger(__name__)
 
 #: Columns of the tables this module returns, geometry last.
 SITE_TABLE_COLUMNS: tuple[str, ...] = (
-    "alert_class",
-    "area_ha",
-    "confidence",
-    "tile_id",
-    "geometry",
+    "alert_class", "area_ha", "confidence", "tile_id", "geometry",
 )
 
 #: Per box of a block: its mask and probabilities (the block's own rows), the mask of the pixels

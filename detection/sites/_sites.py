@@ -63,32 +63,15 @@ SITE_COLUMNS: tuple[str, ...] = ("alert_class", "area_ha", "confidence", "tile_i
 
 #: Columns :func:`track_sites` adds to the current sites.
 TRACK_COLUMNS: tuple[str, ...] = (
-    "site_id",
-    "status",
-    "area_change_ha",
-    "first_detected",
-    "last_detected",
-    "merged_from",
+    "site_id", "status", "area_change_ha", "first_detected", "last_detected", "merged_from",
     "split_from",
 )
 
 #: Columns of the site history (one row per site and period), geometry last.
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "site_id",
-    "alert_class",
-    "period_label",
-    "period_start",
-    "period_end",
-    "status",
-    "area_ha",
-    "area_change_ha",
-    "confidence",
-    "observed_fraction",
-    "first_detected",
-    "last_detected",
-    "merged_from",
-    "split_from",
-    "geometry",
+    "site_id", "alert_class", "period_label", "period_start", "period_end", "status", "area_ha",
+    "area_change_ha", "confidence", "observed_fraction", "first_detected", "last_detected",
+    "merged_from", "split_from", "geometry",
 )
 
 STATUSES: tuple[str, ...] = ("new", "expanding", "stable", "reactivated", "receding")
@@ -560,14 +543,8 @@ def append_history(
             twice.
     """
     needed = (
-        "site_id",
-        "alert_class",
-        "status",
-        "area_ha",
-        "area_change_ha",
-        "first_detected",
-        "last_detected",
-        "geometry",
+        "site_id", "alert_class", "status", "area_ha", "area_change_ha", "first_detected",
+        "last_detected", "geometry",
     )
     _require_columns(tracked, needed, "append_history: tracked")
     _require_4326(tracked, "append_history: tracked")

@@ -54,13 +54,8 @@ UNKNOWN_BASELINE = "unknown"
 TIFF_SUFFIXES = (".tif", ".tiff")
 _SCENE_JSON_KEYS = frozenset(
     {
-        "datetime",
-        "processing_baseline",
-        "boa_add_offset",
-        "radio_add_offset",
-        "processing_level",
-        "scene_id",
-        "files",
+        "datetime", "processing_baseline", "boa_add_offset", "radio_add_offset", "processing_level",
+        "scene_id", "files",
     }
 )
 #: The checksum keys of a file in scene.json's ``files``.

@@ -39,20 +39,9 @@ EARTH_SEARCH_ASSETS: dict[str, str] = {
 
 #: Item properties kept in `SceneInfo.properties`.
 KEPT_PROPERTIES = (
-    "eo:cloud_cover",
-    "s2:processing_baseline",
-    "earthsearch:boa_offset_applied",
-    "s2:product_uri",
-    "s2:product_type",
-    "processing:level",
-    "s2:mgrs_tile",
-    "grid:code",
-    "mgrs:utm_zone",
-    "mgrs:latitude_band",
-    "mgrs:grid_square",
-    "platform",
-    "sat:relative_orbit",
-    "updated",
+    "eo:cloud_cover", "s2:processing_baseline", "earthsearch:boa_offset_applied", "s2:product_uri",
+    "s2:product_type", "processing:level", "s2:mgrs_tile", "grid:code", "mgrs:utm_zone",
+    "mgrs:latitude_band", "mgrs:grid_square", "platform", "sat:relative_orbit", "updated",
 )
 
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})(\d{2})_")
