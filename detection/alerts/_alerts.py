@@ -27,6 +27,7 @@ from pyproj import CRS
 from detection.alerts._evidence import scene_date
 from detection.errors import ConfigError, InputFormatError
 from detection.sites import LEGAL_STATUSES, STATUSES
+from detection.values import iso_date, present
 from models.detector import ALERT_CLASSES, ModelInfo
 from tiles.periods import Period
 
@@ -236,7 +237,7 @@ def alert_records(
         rec |= _detection_fields(row, sid, thresholds)
         rec |= _image_dates(extra, rec["scene_ids"], sid)
         for key in ("period_start", "period_end"):
-            if key in table.columns and _present(row[key]):
+            if key in table.columns and present(row[key]):
                 rec[key] = _date(row[key], key, sid)
             else:
                 rec[key] = None if span is None else span[key.removeprefix("period_")]
@@ -253,7 +254,7 @@ def alert_records(
         review = row["review_status"] if "review_status" in table.columns else None
         rec["review_status"] = (
             _choice(review, "review_status", sid, REVIEW_STATUSES)
-            if _present(review)
+            if present(review)
             else "unreviewed"
         )
         records.append({key: rec[key] for key in ALERT_PROPERTIES})
@@ -325,7 +326,7 @@ def _legal_fields(row: pd.Series, sid: str) -> dict[str, Any]:
     status = row["legal_status"] if "legal_status" in row.index else None
     return {
         "legal_status": (
-            _choice(status, "legal_status", sid, LEGAL_STATUSES) if _present(status) else "unknown"
+            _choice(status, "legal_status", sid, LEGAL_STATUSES) if present(status) else "unknown"
         ),
         "legal": _object(row["legal"] if "legal" in row.index else None, sid, prop="legal"),
     }
@@ -339,7 +340,7 @@ def _source_fields(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> di
         "platforms": platforms_of(scene_ids),
         "sensor": SENSOR,
         "processing_level": (
-            _string(level, "processing_level", sid) if _present(level) else level_of(scene_ids)
+            _string(level, "processing_level", sid) if present(level) else level_of(scene_ids)
         ),
     }
 
@@ -380,7 +381,7 @@ def _image_dates(row: Mapping[str, Any], scene_ids: list[str], sid: str) -> dict
         ("last_image_date", dates[-1] if dates else None),
     ):
         value = row.get(key)
-        out[key] = _date(value, key, sid) if _present(value) else fallback
+        out[key] = _date(value, key, sid) if present(value) else fallback
     first, last = out["first_image_date"], out["last_image_date"]
     if first is not None and last is not None and first > last:
         raise InputFormatError(
@@ -400,7 +401,7 @@ def _places(row: Mapping[str, Any], aoi_id: str, sid: str) -> dict[str, Any]:
     }
     for key in ("municipality", "state"):
         value = row.get(key)
-        out[key] = str(value) if _present(value) and str(value) else None
+        out[key] = str(value) if present(value) and str(value) else None
     out["municipalities"] = _object_list(
         row.get("municipalities"), "municipalities", sid, ("municipality", "state")
     )
@@ -581,18 +582,12 @@ def _model_dict(value: Any) -> dict[str, str]:
     )
 
 
-def _present(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return False
-    return not (isinstance(value, float) and math.isnan(value))
-
-
 def _missing(prop: str, sid: str, value: Any) -> InputFormatError:
     return InputFormatError(f"alert {sid}: property {prop} is {value!r}; a real value is required")
 
 
 def _string(value: Any, prop: str, sid: str) -> str:
-    if not _present(value) or (isinstance(value, str) and not value):
+    if not present(value) or (isinstance(value, str) and not value):
         raise _missing(prop, sid, value)
     return str(value)
 
@@ -621,16 +616,12 @@ def _number(
 
 
 def _date(value: Any, prop: str, sid: str) -> str:
-    if isinstance(value, (dt.datetime, pd.Timestamp)):
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value[:10]).isoformat()
-        except ValueError:
-            pass
-    raise InputFormatError(f"alert {sid}: {prop} {value!r}; expected a date (YYYY-MM-DD)")
+    try:
+        return iso_date(value)
+    except InputFormatError:
+        raise InputFormatError(
+            f"alert {sid}: {prop} {value!r}; expected a date (YYYY-MM-DD)"
+        ) from None
 
 
 def _string_list(value: Any, prop: str, sid: str) -> list[str]:
@@ -647,7 +638,7 @@ def _string_list(value: Any, prop: str, sid: str) -> list[str]:
 
 
 def _object(value: Any, sid: str, *, prop: str = "evidence") -> dict[str, Any]:
-    if not _present(value):
+    if not present(value):
         return {}
     if isinstance(value, str):
         try:

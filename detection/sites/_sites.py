@@ -34,7 +34,6 @@ Rules (see ``docs/alerts.md``):
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -52,6 +51,7 @@ from scipy.sparse.csgraph import connected_components
 
 from aoi.geometry import EQUAL_AREA_CRS
 from detection.errors import ConfigError, InputFormatError
+from detection.values import iso_date, present
 from models.detector import ALERT_CLASSES
 from tiles.periods import Period
 
@@ -190,7 +190,7 @@ def _merged_rows(
     classes = table["alert_class"].to_numpy()
     confidence = table["confidence"].astype(float).to_numpy()
     weights = table["area_ha"].astype(float).to_numpy()
-    tiles = [str(t) if _present(t) else "" for t in table["tile_id"]]
+    tiles = [str(t) if present(t) else "" for t in table["tile_id"]]
     scenes = (
         [_as_list(v) for v in table["scene_ids"]]
         if "scene_ids" in table.columns
@@ -564,9 +564,9 @@ def append_history(
         if col not in rows.columns:
             rows[col] = [default] * len(rows) if default is None else default
     rows["merged_from"] = [_as_list(v) for v in rows["merged_from"]]
-    rows["split_from"] = [str(v) if _present(v) else None for v in rows["split_from"]]
+    rows["split_from"] = [str(v) if present(v) else None for v in rows["split_from"]]
     for col in ("first_detected", "last_detected"):
-        rows[col] = [_iso_date(v) for v in rows[col]]
+        rows[col] = [iso_date(v) for v in rows[col]]
     rows = rows[list(HISTORY_COLUMNS)]
     if history is not None and len(history):
         old = _prepare_history(history)
@@ -644,10 +644,10 @@ def _prepare_history(history: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame:
     hist = history.copy()
     hist["site_id"] = hist["site_id"].astype(str)
     hist["period_label"] = hist["period_label"].astype(str)
-    hist["period_end"] = [_iso_date(v) for v in hist["period_end"]]
+    hist["period_end"] = [iso_date(v) for v in hist["period_end"]]
     if "first_detected" in hist.columns:
         hist["first_detected"] = [
-            _iso_date(v) if _present(v) else None for v in hist["first_detected"]
+            iso_date(v) if present(v) else None for v in hist["first_detected"]
         ]
     twice = hist[hist.duplicated(["site_id", "period_label"])]
     if len(twice):
@@ -666,7 +666,7 @@ def _first_detected(hist: gpd.GeoDataFrame) -> dict[str, str]:
     for row in hist.itertuples(index=False):
         sid = str(row.site_id)
         dates = [str(row.period_end)]
-        if has_first and _present(row.first_detected):
+        if has_first and present(row.first_detected):
             dates.append(str(row.first_detected))
         out[sid] = min([*dates, out.get(sid, dates[0])])
     return out
@@ -711,20 +711,11 @@ def _empty_frame(columns: list[str], crs: CRS) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
-def _present(value: Any) -> bool:
-    """``False`` for None and float NaN (pandas' missing values), else ``True``."""
-    if value is None:
-        return False
-    if isinstance(value, float) and np.isnan(value):
-        return False
-    return value is not pd.NA and value is not pd.NaT
-
-
 def _as_list(value: Any) -> list[str]:
     """A list of strings from a list, tuple, array, JSON list string, or missing value."""
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         return [str(v) for v in value]
-    if not _present(value):
+    if not present(value):
         return []
     if isinstance(value, str):
         text = value.strip()
@@ -736,21 +727,3 @@ def _as_list(value: Any) -> list[str]:
             return [str(v) for v in parsed]
         return [] if not text else [text]
     return [str(value)]
-
-
-def _iso_date(value: Any) -> str:
-    """``YYYY-MM-DD`` from a date, datetime, pandas Timestamp or ISO string.
-
-    Raises:
-        DetectionError: the value is not a date.
-    """
-    if isinstance(value, (dt.datetime, pd.Timestamp)):
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value[:10]).isoformat()
-        except ValueError as exc:
-            raise InputFormatError(f"not an ISO date: {value!r}; expected YYYY-MM-DD") from exc
-    raise InputFormatError(f"not a date: {value!r} ({type(value).__name__}); expected YYYY-MM-DD")
