@@ -170,15 +170,16 @@ class _Job:
         return scenes
 
     def pairs(self, scenes: list[Any]) -> list[tuple[Any, Any]]:
-        """``(chip, scene)`` for every scene over a chip or its halo (what a scan reads)."""
-        from tiles.sources import scene_footprint_intersects
+        """``(chip, scene)`` for every scene a scan of the config would read (the scan's
+        planner: scenes over a chip, read with its halo), over ``--start``..``--end`` when they
+        are given, else over the config's periods."""
+        from detection.runs import plan_units
+        from tiles.periods import Period
 
-        return [
-            (c, s)
-            for c in self.cells
-            for s in scenes
-            if scene_footprint_intersects(s, c.with_halo(self.halo_px))
-        ]
+        given = (self.start, self.end) != (self.periods[0].start, self.periods[-1].end)
+        periods = [Period(self.start, self.end, "fetch")] if given else self.periods
+        plan = plan_units(self.cells, periods, scenes, halo_px=self.halo_px)
+        return [(u.cell, s) for u in plan.units for s in u.scenes]
 
     @property
     def halo_px(self) -> int:

@@ -512,6 +512,8 @@ def test_cli_search_fetch_composite(stack: Stack, tmp_path: Path) -> None:
     composited = json.loads(res.stdout)
     units = composited["units"]
     assert {u["period"] for u in units} == {"2024Q2", "2024Q3"}
+    # fetch pairs chips and scenes with the scan's planner: exactly what the composite reads
+    assert fetched["chip_scenes"] == sum(u["scenes"] for u in units)
     # the statuses of a scan's coverage layer
     assert {u["status"] for u in units} <= {"observed", "partly_observed", "not_observed"}
     assert composited["unobserved_periods"] == []
