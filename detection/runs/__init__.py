@@ -26,7 +26,7 @@ from detection.runs._config import (
 )
 from detection.runs._executor import ExecutorConfig, run_units, scheduler_address
 from detection.runs._lock import LOCK_NAME, OutputLockedError, output_lock
-from detection.runs._plan import Plan, coverage_status, plan_units
+from detection.runs._plan import Plan, plan_units
 from detection.runs._scan import (
     FORMAT_VERSION,
     OUTPUT_FILES,
@@ -46,6 +46,7 @@ from detection.runs._units import (
     UnitSettings,
     WorkUnit,
     chip_parts,
+    coverage_status,
     load_unit,
     observed_polygon,
     predict_unit,

@@ -17,9 +17,6 @@ from tiles.periods import Period
 from tiles.scene import SceneInfo
 from tiles.sources import scene_footprint_intersects
 
-#: A unit observed on at least this share of its chip is ``observed`` (else partly, or not).
-OBSERVED_SHARE = 0.99
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -77,11 +74,3 @@ def plan_units(
             infos = tuple(s for s in over_read[cell.tile_id] if period.contains(s.datetime))
             units.append(WorkUnit(cell, period, infos))
     return Plan(tuple(cells), tuple(periods), in_periods, active, tuple(units), tuple(no_imagery))
-
-
-def coverage_status(observed_fraction: float) -> str:
-    """What a unit's coverage is called from its clear-observation share: ``observed``,
-    ``partly_observed`` or ``not_observed`` (a unit with imagery but no clear pixel)."""
-    if observed_fraction >= OBSERVED_SHARE:
-        return "observed"
-    return "not_observed" if observed_fraction == 0 else "partly_observed"

@@ -97,6 +97,18 @@ class UnitSettings:
         return out
 
 
+#: A unit observed on at least this share of its chip is ``observed`` (else partly, or not).
+OBSERVED_SHARE = 0.99
+
+
+def coverage_status(observed_fraction: float) -> str:
+    """What a unit's coverage is called from its clear-observation share: ``observed``,
+    ``partly_observed`` or ``not_observed`` (a unit with imagery but no clear pixel)."""
+    if observed_fraction >= OBSERVED_SHARE:
+        return "observed"
+    return "not_observed" if observed_fraction == 0 else "partly_observed"
+
+
 @dataclass(frozen=True)
 class WorkUnit:
     """One chip in one period, with the scenes that cover it."""
@@ -203,7 +215,7 @@ def process_unit(
         )
     comp = comp if grown is cell else crop_composite(comp, cell)
     frac = float(comp.observed_fraction)
-    status = "observed" if frac >= 0.99 else ("not_observed" if frac == 0 else "partly_observed")
+    status = coverage_status(frac)
     parts, seeds = chip_parts(pred, grown, cell, settings.masks)
     detections = (
         {str(k): int(v) for k, v in parts["alert_class"].value_counts().items()}
