@@ -74,8 +74,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     import rasterio
     from rasterio.windows import Window
 
-    from detection.inference import scene_radiometry
-    from detection.inference._reading import _BlockReader, _read_into
+    from detection.inference import BlockReader, read_into, scene_radiometry
     from models.blend import axis_starts
     from models.registry import DEFAULT_BANDS
 
@@ -112,7 +111,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
     def windows(n: int) -> None:  # each window read on its own (blocks on edges decoded again)
         def read(spec: tuple[int, int, int, int]) -> None:
             out = np.zeros((len(idx), spec[2], spec[3]), dtype=np.uint16)
-            _read_into(scene, rad, out, spec[0], spec[1])
+            read_into(scene, rad, out, spec[0], spec[1])
 
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(read, specs))
@@ -121,7 +120,7 @@ def step_decode(scene: Path, threads: list[int]) -> list[dict[str, Any]]:
         import torch
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        reader = _BlockReader(scene, rad, n, specs, device=device, ahead=64)
+        reader = BlockReader(scene, rad, n, specs, device=device, ahead=64)
         try:
             for _ in reader.windows():
                 pass
@@ -203,18 +202,8 @@ def step_predict(
 ) -> list[dict[str, Any]]:
     import torch
 
-    import detection.inference._predictor as inference
     from detection.inference import InferenceOptions, predict_raster
 
-    cog_s = [0.0]
-    write_cog = inference._write_cog
-
-    def timed_write_cog(*a: Any, **k: Any) -> None:  # the COG translation at the end, timed
-        t0 = time.perf_counter()
-        write_cog(*a, **k)
-        cog_s[0] = time.perf_counter() - t0
-
-    inference._write_cog = timed_write_cog  # type: ignore[assignment]
     rows: list[dict[str, Any]] = []
     cuda = device != "cpu"
     for spec in variants:  # "window:read_threads" (0: the default)
@@ -227,12 +216,12 @@ def step_predict(
         res = predict_raster(scene, checkpoint, out_path=out, options=opts)
         s = time.perf_counter() - t0
         row = {"step": "predict", "window": win, "read_threads": threads, "seconds": s,
-               "model_s": res.model_seconds, "cog_s": cog_s[0], "batch": res.batch_size,
+               "model_s": res.model_seconds, "cog_s": res.cog_seconds, "batch": res.batch_size,
                "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
                "Mpx/s": res.width * res.height / 1e6 / s}
         rows.append(row)
         print(f"predict window {win} read_threads {threads}: {s:.2f} s (model "
-              f"{res.model_seconds:.2f} s, COG translation {cog_s[0]:.2f} s), batch "
+              f"{res.model_seconds:.2f} s, COG translation {res.cog_seconds:.2f} s), batch "
               f"{res.batch_size}", flush=True)
     return rows
 

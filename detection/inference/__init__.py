@@ -15,7 +15,15 @@ from detection.inference._common import (
     RowsFn,
 )
 from detection.inference._predictor import ScenePredictor, predict_raster
-from detection.inference._reading import SceneRadiometry, WindowSpec, scene_grid, scene_radiometry
+from detection.inference._reading import (
+    BlockReader,
+    SceneRadiometry,
+    WindowSpec,
+    read_into,
+    scene_grid,
+    scene_radiometry,
+    valid_pixels,
+)
 from models.site_rule import checkpoint_thresholds
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "UINT8_NODATA",
     "UINT8_SCALE",
     "AmwScenePrediction",
+    "BlockReader",
     "Device",
     "InferenceOptions",
     "ProgressFn",
@@ -35,7 +44,9 @@ __all__ = [
     "checkpoint_thresholds",
     "predict_raster",
     "predict_scene_amw",
+    "read_into",
     "read_probabilities",
     "scene_grid",
     "scene_radiometry",
+    "valid_pixels",
 ]

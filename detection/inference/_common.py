@@ -124,6 +124,7 @@ class RasterPrediction:
         windows: windows predicted (windows without any valid pixel are skipped).
         seconds: wall time, reading to COG.
         model_seconds: time spent in the network (synchronised on CUDA).
+        cog_seconds: time spent writing the COG at the end (overviews, compression).
         megapixels_per_s: scene megapixels per wall second.
         thresholds: per-class thresholds the checkpoint recommends (empty when it has none).
     """
@@ -142,6 +143,7 @@ class RasterPrediction:
     windows: int
     seconds: float
     model_seconds: float
+    cog_seconds: float
     megapixels_per_s: float
     thresholds: dict[str, float] = field(default_factory=dict)
 

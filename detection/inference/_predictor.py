@@ -67,7 +67,7 @@ from detection.inference._device import (
     _Runner,
     _weight_2d,
 )
-from detection.inference._reading import _BlockReader, cannot_open, scene_grid, scene_radiometry
+from detection.inference._reading import BlockReader, cannot_open, scene_grid, scene_radiometry
 from models.blend import axis_starts, axis_weights
 from models.checkpoint import Checkpoint
 from models.detector import ALERT_CLASSES
@@ -231,7 +231,7 @@ class ScenePredictor:
         weights: dict[tuple[Any, ...], Any] = {}  # by (border sides, device)
         with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
             specs = [(rows[i], cols[j], row_len[i], col_len[j]) for i, j in origins]
-            reader = _BlockReader(
+            reader = BlockReader(
                 src_path, radiometry, opts.read_threads or (cpu_threads() if runner.cuda else 2),
                 specs, device=runner.device, ahead=batch * opts.read_ahead,
             )
@@ -276,7 +276,9 @@ class ScenePredictor:
                 with contextlib.ExitStack() as closing:  # each is closed even if one fails
                     closing.callback(outputs.close)
                     closing.callback(reader.close)
+            cog_started = time.perf_counter()
             _write_cog(tmp, final, checkpoint, thresholds, outputs.pyramid.paths)
+            cog_seconds = time.perf_counter() - cog_started
         seconds = time.perf_counter() - started
         mpx = width * height / 1e6
         log.info(
@@ -288,6 +290,7 @@ class ScenePredictor:
             height=height, device=str(runner.device), backend=runner.engine.backend,
             window_px=max(win_h, win_w), overlap_px=overlap, batch_size=batch,
             windows=windows_done, seconds=seconds, model_seconds=runner.model_seconds,
+            cog_seconds=cog_seconds,
             megapixels_per_s=mpx / seconds, thresholds=thresholds,
         )
 

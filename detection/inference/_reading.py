@@ -139,7 +139,7 @@ def _fill_value(radiometry: SceneRadiometry) -> float:
     return fill
 
 
-def _valid_pixels(raw: np.ndarray, radiometry: SceneRadiometry, fill: float) -> np.ndarray:
+def valid_pixels(raw: np.ndarray, radiometry: SceneRadiometry, fill: float) -> np.ndarray:
     """``(row, col)``: whether each pixel of ``(band, row, col)`` raw values is observed."""
     if radiometry.is_float:
         valid = np.isfinite(raw).all(axis=0)
@@ -150,7 +150,7 @@ def _valid_pixels(raw: np.ndarray, radiometry: SceneRadiometry, fill: float) -> 
     return cast(np.ndarray, valid)
 
 
-def _read_into(
+def read_into(
     path: Path, radiometry: SceneRadiometry, out: np.ndarray, row: int, col: int
 ) -> None:
     """Read the scene's part of ``out`` (``(band, height, width)``, pre-filled) at ``row, col``.
@@ -176,7 +176,7 @@ def _read_into(
         ) from exc
 
 
-class _BlockReader:
+class BlockReader:
     """Reads the scene's blocks once, in block-aligned chunks, and cuts the windows from them.
 
     Windows overlap, so a reader that reads window by window decodes the blocks on window
@@ -250,8 +250,8 @@ class _BlockReader:
             host = torch.empty(shape, dtype=self._dtype, pin_memory=cuda)
             out = host.numpy().view(self._np_dtype)
         out.fill(self._fill)
-        _read_into(self._path, self._rad, out, r0, c0)
-        observed = _valid_pixels(out, self._rad, self._fill)
+        read_into(self._path, self._rad, out, r0, c0)
+        observed = valid_pixels(out, self._rad, self._fill)
         if self._numpy:
             return host, observed
         return host.to(self._device, non_blocking=True), observed
