@@ -226,8 +226,7 @@ class ScenePredictor:
 
         dtype = opts.probability_dtype
         profile = _tiled_profile(crs, transform, height, width, dtype)
-        thresholds = checkpoint_thresholds(checkpoint)
-        windows_done = 0
+        thresholds, windows_done = checkpoint_thresholds(checkpoint), 0
         weights: dict[tuple[Any, ...], Any] = {}  # by (border sides, device)
         with atomic_path(out_path) as final, _temporary_beside(out_path) as tmp:
             specs = [(rows[i], cols[j], row_len[i], col_len[j]) for i, j in origins]
@@ -244,8 +243,7 @@ class ScenePredictor:
                         (items, [(ks, runner.prepare(raw)) for ks, raw in groups])
                         for items, groups in work
                     )
-                current_row = 0
-                done = 0
+                current_row = done = 0
                 with contextlib.closing(work):
                     for items, groups in work:
                         probs: dict[int, Any] = {}
@@ -278,7 +276,7 @@ class ScenePredictor:
                     closing.callback(reader.close)
             cog_started = time.perf_counter()
             _write_cog(tmp, final, checkpoint, thresholds, outputs.pyramid.paths)
-            cog_seconds = time.perf_counter() - cog_started
+        cog_seconds = time.perf_counter() - cog_started
         seconds = time.perf_counter() - started
         mpx = width * height / 1e6
         log.info(
@@ -290,8 +288,7 @@ class ScenePredictor:
             height=height, device=str(runner.device), backend=runner.engine.backend,
             window_px=max(win_h, win_w), overlap_px=overlap, batch_size=batch,
             windows=windows_done, seconds=seconds, model_seconds=runner.model_seconds,
-            cog_seconds=cog_seconds,
-            megapixels_per_s=mpx / seconds, thresholds=thresholds,
+            cog_seconds=cog_seconds, megapixels_per_s=mpx / seconds, thresholds=thresholds,
         )
 
     def _batch_size(self, runner: _Runner, bands: int, height: int, width: int) -> int:
