@@ -45,7 +45,7 @@ except ImportError:  # the CPU install: the converter and the classifiers need t
 
 from models._amw_keras import published_metrics, read_keras_model
 from models.checkpoint import Checkpoint, CheckpointMetadata, load_checkpoint, save_checkpoint
-from models.detector import ModelInfo, Prediction
+from models.detector import ModelInfo, Prediction, for_level
 from models.errors import BandMismatchError, CheckpointError, ModelError
 from models.normalization import Normalization
 
@@ -596,6 +596,15 @@ class AmwAgreement:
     def options(self) -> dict[str, Any]:
         return {"second_opinion": self.amw.info.sha256, "second_opinion_threshold": self.threshold,
                 **self.amw.options, **getattr(self.primary, "options", {})}
+
+    def for_level(self, level: str | None) -> AmwAgreement:
+        """This pair for scenes of processing ``level``: the primary converts its input as it
+        would alone (:meth:`models.network.NetworkDetector.for_level`); the AMW classifier,
+        trained on L1C, reads the scenes as they are."""
+        primary = for_level(self.primary, level)
+        if primary is self.primary:
+            return self
+        return AmwAgreement(primary, self.amw, threshold=self.threshold)
 
     def predict(self, data: np.ndarray, bands: tuple[str, ...]) -> Prediction:
         """The primary's probabilities, ``mining`` kept only where the AMW score agrees.

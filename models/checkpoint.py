@@ -415,6 +415,19 @@ def build_network(checkpoint: Checkpoint) -> nn.Module:
     return model.eval()
 
 
+def surface_offsets(metadata: CheckpointMetadata, level: str | None) -> dict[str, float]:
+    """The per-band offsets that bring scenes of processing ``level`` to what the network
+    learnt from: for ``L1C`` (top of atmosphere) and a network trained on surface reflectance
+    whose checkpoint stores ``toa_offsets`` (the path-radiance offsets its real L1C chips were
+    brought to surface-like reflectance with), those offsets of its bands; else none (L2A
+    scenes, networks trained on L1C such as Amazon Mining Watch's, or no offsets stored)."""
+    offsets = metadata.extra.get("toa_offsets") or {}
+    trained = metadata.extra.get("processing_level", "L2A")
+    if level != "L1C" or trained == "L1C":
+        return {}
+    return {b: float(offsets[b]) for b in metadata.bands if b in offsets}
+
+
 def band_order(
     required: Sequence[str], offered: Sequence[str], *, what: str = "the model"
 ) -> list[int]:

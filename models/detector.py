@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -63,3 +63,11 @@ class Detector(Protocol):
             BandMismatchError: a band the detector needs is not in ``bands``.
         """
         ...
+
+
+def for_level(detector: Any, level: str | None) -> Any:
+    """``detector`` as it should read scenes of processing ``level`` (``L1C`` or ``L2A``): its
+    ``for_level`` when it has one (a network trained on surface reflectance reading L1C
+    subtracts its top-of-atmosphere offsets), else the detector itself."""
+    adapt = getattr(detector, "for_level", None)
+    return adapt(level) if adapt is not None else detector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,11 +10,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.blend import axis_starts, axis_weights
-from models.checkpoint import PATCH_CLASSIFIERS, Checkpoint, load_checkpoint, network_input
+from models.checkpoint import (
+    PATCH_CLASSIFIERS,
+    Checkpoint,
+    load_checkpoint,
+    network_input,
+    surface_offsets,
+)
 from models.detector import ALERT_CLASSES, ModelInfo, Prediction
 from models.errors import CheckpointError, ModelError, require_torch, torch_available
 from models.registry import DEFAULT_MODEL, ShippedModel, shipped_checkpoint_path
 from models.runtime import BACKENDS, Engine, build_engine
+from tiles.radiometry import toa_to_surface
 
 if TYPE_CHECKING:
     import torch
@@ -116,6 +124,8 @@ class NetworkDetector:
         self._batch = batch_size
         self._class_idx = [meta.classes.index(c) for c in ALERT_CLASSES]
         self._engine_: Engine | None = None
+        #: per-band offsets subtracted from the input first (top of atmosphere -> surface)
+        self._surface: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -153,6 +163,27 @@ class NetworkDetector:
     def bands(self) -> tuple[str, ...]:
         return tuple(self._ckpt.metadata.bands)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """What changes this detector's output beside the weights (part of a scan unit's key):
+        the top-of-atmosphere offsets it subtracts, when it reads L1C."""
+        if not self._surface:
+            return {}
+        return {"toa_offsets": ",".join(f"{b}={v:g}" for b, v in sorted(self._surface.items()))}
+
+    def for_level(self, level: str | None) -> NetworkDetector:
+        """This detector for scenes of processing ``level``: reading L1C, a network trained on
+        surface reflectance brings the input to surface-like reflectance with the offsets its
+        real top-of-atmosphere training chips were converted with
+        (:func:`models.checkpoint.surface_offsets`; without them its chip sensitivity falls to
+        nearly 0, see the model card); otherwise this detector itself."""
+        offsets = surface_offsets(self._ckpt.metadata, level)
+        if offsets == self._surface:
+            return self
+        other = copy.copy(self)
+        other._surface = offsets
+        return other
+
     def predict(self, data: np.ndarray, bands: tuple[str, ...]) -> Prediction:
         """Class probabilities of a period composite.
 
@@ -175,6 +206,8 @@ class NetworkDetector:
                 f"network input shape {data.shape} with {len(bands)} band name(s): expected "
                 "(band, row, col) with one name per band"
             )
+        if self._surface:
+            data = toa_to_surface(data, bands, self._surface)
         x, valid = network_input(self._ckpt.metadata, data, bands)
         probs = np.full((len(ALERT_CLASSES), *x.shape[1:]), np.nan, dtype=np.float32)
         if valid.any():

@@ -55,6 +55,45 @@ TAG_RADIO_ADD_OFFSET = OFFSET_NAME["L1C"]
 #: ``uint16`` composites of :mod:`tiles.composite`).
 TAG_REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
 
+#: Spellings of the processing levels accepted in tags and scene.json.
+LEVEL_SPELLINGS: Mapping[str, str] = {
+    "L1C": "L1C", "LEVEL-1C": "L1C", "S2MSI1C": "L1C",
+    "L2A": "L2A", "LEVEL-2A": "L2A", "S2MSI2A": "L2A",
+}
+
+
+def processing_level(value: Any, *, where: str, key: str = TAG_PROCESSING_LEVEL) -> str:
+    """``L1C`` or ``L2A`` from a tag or scene.json value (``L2A`` when absent or empty).
+
+    Raises:
+        SceneFormatError: the value is not a spelling of either level (the message names it).
+    """
+    if value is None or str(value).strip() == "":
+        return "L2A"
+    level = LEVEL_SPELLINGS.get(str(value).strip().upper())
+    if level is None:
+        raise SceneFormatError(
+            f"{where}: {key} {value!r} is not a Sentinel-2 processing level; expected 'L1C' or "
+            "'L2A' (the default)"
+        )
+    return level
+
+
+def toa_to_surface(x: np.ndarray, bands: Sequence[str], offsets: Mapping[str, float]) -> np.ndarray:
+    """Surface-like reflectance of top-of-atmosphere ``(..., band, row, col)`` reflectance: each
+    band minus its path-radiance offset (bands without one unchanged), clipped at 0; NaN stays
+    NaN. A copy.
+
+    How a network trained on surface reflectance reads L1C: the offsets are those its real
+    top-of-atmosphere training chips were brought to surface-like reflectance with (stored in
+    the checkpoint as ``toa_offsets``).
+    """
+    off = np.array([offsets.get(b, 0.0) for b in bands], dtype=np.float32)
+    shape = [1] * x.ndim
+    shape[-3] = len(bands)
+    return np.maximum(x - off.reshape(shape), 0.0, where=np.isfinite(x), out=x.astype(np.float32))
+
+
 _BASELINE_N = re.compile(r"^N(\d{2})(\d{2})$", re.IGNORECASE)
 _BASELINE_DOTTED = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?$")
 
@@ -258,12 +297,8 @@ def file_radiometry(src: DatasetReader, indexes: Sequence[int]) -> FileRadiometr
 
 def _dn_offset(tags: Mapping[str, Any], where: str) -> float:
     """The DN offset that the tags of an integer file state (its level's offset or baseline)."""
-    level = str(tags.get(TAG_PROCESSING_LEVEL) or "L2A").strip().upper()
-    if level not in OFFSET_NAME:
-        raise SceneFormatError(
-            f"{where}: tag {TAG_PROCESSING_LEVEL}={tags[TAG_PROCESSING_LEVEL]!r}; expected L2A "
-            "(the default) or L1C"
-        )
+    level = processing_level(tags.get(TAG_PROCESSING_LEVEL), where=where,
+                             key=f"tag {TAG_PROCESSING_LEVEL}")
     key = OFFSET_NAME[level]
     if key in tags:
         return _tag_number(tags, key, where)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models.normalization import Normalization
+from tiles.radiometry import toa_to_surface
 from training.errors import TrainingError
 from training.patches import ChipGroup
 from training.patchlevel import DEFAULT_POOL_K, pool_scores
@@ -27,15 +28,6 @@ from training.patchlevel import DEFAULT_POOL_K, pool_scores
 #: clear chips (B02 0.094, B03 0.084, B04 0.052) minus the L2A forest reflectance of the
 #: synthetic world's spectra (0.020, 0.040, 0.022). NIR and SWIR are nearly unaffected.
 TOA_OFFSETS: dict[str, float] = {"B01": 0.09, "B02": 0.074, "B03": 0.044, "B04": 0.030}
-
-
-def toa_to_boa(x: np.ndarray, bands: Sequence[str], offsets: dict[str, float]) -> np.ndarray:
-    """Surface-like reflectance of top-of-atmosphere ``(..., band, row, col)`` reflectance:
-    each band minus its offset, clipped at 0 (NaN stays NaN)."""
-    off = np.array([offsets.get(b, 0.0) for b in bands], dtype=np.float32)
-    shape = [1] * x.ndim
-    shape[-3] = len(bands)
-    return np.maximum(x - off.reshape(shape), 0.0, where=np.isfinite(x), out=x.copy())
 
 
 @dataclass
@@ -92,7 +84,8 @@ def chip_arrays(
         m = len(g)
         img = g.images
         if g.radiometry == "toa" and convert_toa:
-            img = toa_to_boa(img, g.bands, toa_offsets if toa_offsets is not None else TOA_OFFSETS)
+            offsets = toa_offsets if toa_offsets is not None else TOA_OFFSETS
+            img = toa_to_surface(img, g.bands, offsets)
         h, w = img.shape[-2:]
         for j, b in enumerate(bands):
             if b in g.bands:

@@ -15,7 +15,7 @@ import numpy as np
 
 from detection.inference._common import Device, InferenceOptions, _on, _stack
 from detection.inference._reading import SceneRadiometry
-from models.checkpoint import Checkpoint
+from models.checkpoint import Checkpoint, surface_offsets
 from models.detector import ALERT_CLASSES
 from models.network import softmax
 from models.runtime import Engine
@@ -65,6 +65,9 @@ class _Runner:
 
         self._offset, self._scale = const(rad.offset), const(rad.scale)
         self._mean, self._std = const(norm.mean), const(norm.std)
+        # L1C read by a network trained on surface reflectance: its top-of-atmosphere offsets
+        surface = surface_offsets(self.checkpoint.metadata, rad.level)
+        self._surface = const([surface.get(b, 0.0) for b in rad.bands]) if surface else None
 
     @property
     def cuda(self) -> bool:
@@ -118,6 +121,8 @@ class _Runner:
         else:
             valid = (x != float(rad.nodata or 0)).all(dim=1)
             x = x.add_(self._offset).mul_(self._scale).clamp_(min=0.0)
+        if self._surface is not None:
+            x = x.sub_(self._surface).clamp_(min=0.0)
         x = x.sub_(self._mean).div_(self._std).mul_(valid.unsqueeze(1))
         n_flags = len(self.checkpoint.metadata.optional_bands)
         if n_flags:  # every band is read from the scene: each optional band is available
@@ -138,6 +143,9 @@ class _Runner:
             valid = (x != float(rad.nodata or 0)).all(axis=1)
             x += self._offset
             x *= self._scale
+            np.maximum(x, 0.0, out=x)
+        if self._surface is not None:
+            x -= self._surface
             np.maximum(x, 0.0, out=x)
         x -= self._mean
         x /= self._std

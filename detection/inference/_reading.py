@@ -28,7 +28,7 @@ from detection.errors import (
 from detection.inference._common import Device, _cat, _round_up
 from models.checkpoint import band_order
 from tiles.errors import SceneFormatError
-from tiles.radiometry import file_radiometry
+from tiles.radiometry import TAG_PROCESSING_LEVEL, file_radiometry, processing_level
 
 if TYPE_CHECKING:  # PyTorch is an extra: without it the CPU path below runs on NumPy arrays
     import torch
@@ -48,6 +48,9 @@ class SceneRadiometry:
         offset: per band, in file units.
         scale: per band, reflectance per file unit.
         nodata: the file's nodata value (0 for integer files that state none: L2A convention).
+        level: the processing level the file's tag ``PROCESSING_LEVEL`` states (``L2A`` when
+            absent): a network trained on surface reflectance reads L1C with its checkpoint's
+            top-of-atmosphere offsets subtracted (:func:`models.checkpoint.surface_offsets`).
     """
 
     indexes: tuple[int, ...]
@@ -56,6 +59,7 @@ class SceneRadiometry:
     offset: tuple[float, ...]
     scale: tuple[float, ...]
     nodata: float | None
+    level: str = "L2A"
 
     @property
     def is_float(self) -> bool:
@@ -121,10 +125,13 @@ def scene_radiometry(src: rasterio.io.DatasetReader, bands: Sequence[str]) -> Sc
     indexes = tuple(i + 1 for i in idx)
     try:
         rule = file_radiometry(src, indexes)
+        level = processing_level(src.tags().get(TAG_PROCESSING_LEVEL), where=where,
+                                 key=f"tag {TAG_PROCESSING_LEVEL}")
     except SceneFormatError as exc:
         raise InputFormatError(str(exc)) from exc
     dtype = np.dtype(src.dtypes[0])
-    return SceneRadiometry(indexes, tuple(bands), dtype, rule.offset, rule.scale, rule.nodata)
+    return SceneRadiometry(indexes, tuple(bands), dtype, rule.offset, rule.scale, rule.nodata,
+                           level)
 
 
 #: A window to read: ``(row, col, height, width)`` in scene pixels (may reach past the edges).

@@ -71,7 +71,7 @@ from detection.sites import (
     attribute_aois,
     resolve_thresholds,
 )
-from models.detector import Detector
+from models.detector import Detector, for_level
 from tiles.bands import BANDS
 from tiles.clouds import require_detector
 from tiles.errors import TileError
@@ -346,6 +346,8 @@ class _ScanInputs:
     scene_dates: dict[str, str]
     settings: UnitSettings
     cell_geoms: dict[str, Any]
+    #: the detector as it reads this scan's processing level (``models.detector.for_level``)
+    detector: Detector
 
 
 def _scan(
@@ -364,6 +366,7 @@ def _scan(
     inputs = _plan_scan(
         config, detector=detector, out_dir=out_dir, periods=periods, progress=progress
     )
+    detector = inputs.detector
     outcomes = _run_scan_units(
         inputs,
         detector=detector,
@@ -453,6 +456,13 @@ def _plan_scan(
     if level is not None:
         log.info("processing level %s", level)
         _warn_level_mismatch(detector, level)
+    detector = for_level(detector, level)
+    options = getattr(detector, "options", {})
+    if options.get("toa_offsets"):
+        log.info(
+            "L1C scenes: the network reads them as surface-like reflectance (top of atmosphere "
+            "minus %s, as its real L1C training chips)", options["toa_offsets"],
+        )
     # Scenes the source could not read (truncated, corrupt): the scan goes on without them, and
     # says so; the next run tries them again.
     scene_failures = [
@@ -470,7 +480,7 @@ def _plan_scan(
         masks=site_rule(config, detector),
         model_sha256=detector.info.sha256,
         halo_px=config.grid.halo_px,
-        detector_options=tuple(sorted(getattr(detector, "options", {}).items())),
+        detector_options=tuple(sorted(options.items())),
     )
     grid_frame = grid_to_geodataframe(cells)
     return _ScanInputs(
@@ -484,6 +494,7 @@ def _plan_scan(
         scene_dates={s.scene_id: s.datetime.date().isoformat() for s in in_periods},
         settings=settings,
         cell_geoms=dict(zip(grid_frame["tile_id"], grid_frame.geometry, strict=True)),
+        detector=detector,
     )
 
 

@@ -211,3 +211,32 @@ def test_second_opinion_keeps_network_mining_only_where_the_amw_score_agrees():
     assert np.array_equal(agreed.of("deforestation"), alone.of("deforestation"))
     with pytest.raises(BandMismatchError, match="lacks"):
         both.predict(data[:6], AMW_BANDS_13[:6])
+
+
+def test_reading_l1c_converts_the_network_s_input_and_not_the_classifier_s():
+    """For L1C scenes the surface-reflectance U-Net subtracts its checkpoint's top-of-atmosphere
+    offsets (a detector of its own, part of a unit's key through ``options``); the AMW ensemble,
+    trained on L1C, reads the values as they are; for L2A nothing changes."""
+    from models.amw import AmwAgreement
+    from models.detector import for_level
+    from models.network import load_network_detector
+    from tiles.radiometry import toa_to_surface
+
+    ref, _ = _reference_inputs()
+    data = ref["dn"][0].transpose(2, 0, 1).astype(np.float32) / 10000  # (13, 48, 48) TOA
+    network = load_network_detector(device="cpu", backend="torch")
+    amw = load_amw_detector(device="cpu", stride_px=48)
+    assert for_level(network, "L2A") is network and for_level(network, None) is network
+    assert for_level(amw, "L1C") is amw
+    l1c = for_level(network, "L1C")
+    assert l1c is not network and network.options == {}
+    assert l1c.options == {"toa_offsets": "B02=0.074,B03=0.044,B04=0.03"}
+    offsets = network.checkpoint.metadata.extra["toa_offsets"]
+    surface = toa_to_surface(data, AMW_BANDS_13, offsets)
+    read = l1c.predict(data, AMW_BANDS_13).probabilities
+    np.testing.assert_array_equal(read, network.predict(surface, AMW_BANDS_13).probabilities)
+    assert not np.array_equal(read, network.predict(data, AMW_BANDS_13).probabilities)
+    both = for_level(AmwAgreement(network, amw), "L1C")
+    assert both.primary.options == l1c.options and both.amw is amw
+    assert both.options["toa_offsets"] == l1c.options["toa_offsets"]
+    assert for_level(AmwAgreement(network, amw), "L2A").primary is network

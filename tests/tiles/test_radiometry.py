@@ -18,6 +18,8 @@ from tiles.radiometry import (
     file_radiometry,
     format_baseline,
     parse_baseline,
+    processing_level,
+    toa_to_surface,
 )
 
 
@@ -152,7 +154,7 @@ def test_file_radiometry_rules(
         ({}, "neither BOA_ADD_OFFSET, PROCESSING_BASELINE, REFLECTANCE_SCALE nor a GDAL"),
         ({"PROCESSING_LEVEL": "L1C"}, "neither RADIO_ADD_OFFSET, PROCESSING_BASELINE"),
         ({"BOA_ADD_OFFSET": "minus"}, "tag BOA_ADD_OFFSET='minus' is not a finite number"),
-        ({"PROCESSING_LEVEL": "L3"}, "tag PROCESSING_LEVEL='L3'; expected L2A"),
+        ({"PROCESSING_LEVEL": "L3"}, "tag PROCESSING_LEVEL 'L3' is not a Sentinel-2 processing"),
         ({"PROCESSING_BASELINE": "x4"}, "processing baseline 'x4' is not understood"),
     ],
 )
@@ -165,3 +167,28 @@ def test_file_radiometry_refuses_an_unstated_offset(
     zero = _geotiff(tmp_path / "z.tif", "uint16", scales=(0.0, 1.0), offsets=(0.0, 0.0))
     with rasterio.open(zero) as src, pytest.raises(SceneFormatError, match="GDAL scale of 0"):
         file_radiometry(src, [1, 2])
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [(None, "L2A"), ("", "L2A"), ("l1c", "L1C"), ("Level-1C", "L1C"), ("S2MSI2A", "L2A")],
+)
+def test_processing_level_spellings(value: str | None, level: str) -> None:
+    assert processing_level(value, where="s.tif") == level
+
+
+def test_processing_level_names_an_unknown_value() -> None:
+    with pytest.raises(SceneFormatError, match=r"s\.tif: PROCESSING_LEVEL 'L3' is not a"):
+        processing_level("L3", where="s.tif")
+
+
+def test_toa_to_surface_subtracts_each_band_s_offset_clipped_at_zero() -> None:
+    x = np.array([[[0.10, np.nan]], [[0.02, 0.05]], [[0.30, 0.40]]], dtype=np.float32)
+    out = toa_to_surface(x, ("B02", "B04", "B08"), {"B02": 0.074, "B04": 0.03})
+    np.testing.assert_allclose(out[0, 0, 0], 0.026, atol=1e-7)
+    assert np.isnan(out[0, 0, 1])  # unobserved stays unobserved
+    np.testing.assert_allclose(out[1, 0], [0.0, 0.02], atol=1e-7)  # 0.02 - 0.03 clipped at 0
+    np.testing.assert_array_equal(out[2], x[2])  # no offset for NIR
+    assert out is not x and x[0, 0, 0] == np.float32(0.10)  # a copy
+    batch = toa_to_surface(np.stack([x, x]), ("B02", "B04", "B08"), {"B02": 0.074})
+    np.testing.assert_allclose(batch[1, 0, 0, 0], 0.026, atol=1e-7)

@@ -38,6 +38,7 @@ from tiles.radiometry import (
     TAG_PROCESSING_LEVEL,
     TAG_RADIO_ADD_OFFSET,
     add_offset,
+    processing_level,
 )
 from tiles.radiometry import format_baseline as _format_baseline
 from tiles.scene import SceneInfo
@@ -62,15 +63,6 @@ _SCENE_JSON_KEYS = frozenset(
 _CHECKSUM_KEYS = ("sha256", "file:checksum")
 #: Multihash prefix of a sha2-256 digest (code 0x12, 32 bytes).
 _SHA256_MULTIHASH = "1220"
-#: Spellings of the processing levels accepted in tags and scene.json.
-_LEVELS = {
-    "L1C": "L1C",
-    "LEVEL-1C": "L1C",
-    "S2MSI1C": "L1C",
-    "L2A": "L2A",
-    "LEVEL-2A": "L2A",
-    "S2MSI2A": "L2A",
-}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _SHORT_BAND = re.compile(r"^B(\d)$")
 
@@ -286,22 +278,10 @@ class _Radiometry:
         return BandSource(name, path, bidx, False, nodata, L2A_SCALE, offset)
 
 
-def _level(value: Any, *, where: str, key: str) -> str:
-    if value is None or str(value).strip() == "":
-        return "L2A"
-    level = _LEVELS.get(str(value).strip().upper())
-    if level is None:
-        raise SceneFormatError(
-            f"{where}: {key} {value!r} is not a Sentinel-2 processing level; expected 'L1C' or "
-            "'L2A' (the default)"
-        )
-    return level
-
-
 def _radiometry(values: Mapping[str, Any], *, where: str, keys: Mapping[str, str]) -> _Radiometry:
     """What a scene states about its radiometry; ``keys`` names where each value came from
     (``level``, ``boa``, ``radio``, ``baseline``: tag names or scene.json keys)."""
-    level = _level(values.get("level"), where=where, key=keys["level"])
+    level = processing_level(values.get("level"), where=where, key=keys["level"])
     offset_key = keys["radio"] if level == "L1C" else keys["boa"]
     other_key = keys["boa"] if level == "L1C" else keys["radio"]
     baseline_key = keys["baseline"]
