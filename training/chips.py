@@ -9,7 +9,7 @@ Light on purpose (NumPy, PyTorch; no GDAL), like :mod:`training.mixed` which tra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,16 +18,10 @@ import torch
 from torch import nn
 
 from models.normalization import Normalization
-from tiles.radiometry import toa_to_surface
+from tiles.radiometry import TOA_OFFSETS, toa_to_surface
 from training.errors import TrainingError
 from training.patches import ChipGroup
 from training.patchlevel import DEFAULT_POOL_K, pool_scores
-
-#: Path-radiance offsets (top of atmosphere minus surface reflectance) of the visible bands over
-#: Amazon forest, measured on the real gallery: median TOA of the ``random_negatives10k``
-#: clear chips (B02 0.094, B03 0.084, B04 0.052) minus the L2A forest reflectance of the
-#: synthetic world's spectra (0.020, 0.040, 0.022). NIR and SWIR are nearly unaffected.
-TOA_OFFSETS: dict[str, float] = {"B01": 0.09, "B02": 0.074, "B03": 0.044, "B04": 0.030}
 
 
 @dataclass
@@ -61,7 +55,7 @@ def chip_arrays(
     groups: Sequence[ChipGroup],
     bands: Sequence[str],
     *,
-    toa_offsets: dict[str, float] | None = None,
+    toa_offsets: Mapping[str, float] | None = None,
     convert_toa: bool = True,
 ) -> ChipArrays:
     """Stack chip groups into the network's bands (absent bands NaN), padding smaller chips with

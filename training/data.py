@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ from aoi.grid import GridCell
 from models.registry import NETWORK_CLASSES
 from tiles.clouds import bands_to_read
 from tiles.composite import composite_period
+from tiles.errors import TileError
 from tiles.periods import Period
+from tiles.radiometry import TOA_OFFSETS, check_one_level, toa_to_surface
 from tiles.sources import list_scenes, read_scene
 from tiles.synthetic import TruthClass, WorldSpec, generate_world, parse_quarter
 from training.config import (
@@ -345,11 +347,15 @@ def scene_label_images(
     region_field: str | None,
     margin_m: float,
     composite: CompositeOptions,
+    l1c_offsets: Mapping[str, float] = TOA_OFFSETS,
 ) -> list[LabelledImage]:
     """Composite the scenes of ``period`` around each region's label polygons and rasterise them.
 
     Each region's grid covers its labels' bounds plus ``margin_m`` in the scenes' CRS, aligned to
-    the scenes' pixel grid. Pixels of polygons mapped to ``ignore`` are ignored (255).
+    the scenes' pixel grid. Pixels of polygons mapped to ``ignore`` are ignored (255). L1C
+    (top-of-atmosphere) scenes are brought to surface-like reflectance by subtracting
+    ``l1c_offsets``, as the real gallery chips are (none: read as they are, for a network
+    trained on L1C).
 
     Raises:
         DatasetError: the labels are unreadable or lack ``class_field``/``region_field``, or no
@@ -372,6 +378,14 @@ def scene_label_images(
     infos = [i for i in list_scenes(scenes_dir) if period.contains(i.datetime)]
     if not infos:
         raise DatasetError(f"{scenes_dir}: no scene within {period.start}..{period.end}")
+    try:
+        level = check_one_level(infos)
+    except TileError as exc:
+        raise DatasetError(f"{scenes_dir}: {exc}") from exc
+    surface = dict(l1c_offsets) if level == "L1C" else {}
+    if surface:
+        log.info("%s: L1C scenes brought to surface-like reflectance (minus %s)", scenes_dir,
+                 ", ".join(f"{b} {v:g}" for b, v in sorted(surface.items())))
     ref = infos[0]
     res = float(ref.transform.a)
     labels = labels.to_crs(ref.crs)
@@ -388,6 +402,8 @@ def scene_label_images(
         transform = Affine(res, 0.0, x0, 0.0, -res, y0)
         cell = GridCell(str(region), ref.crs, transform, width, height)
         data = _composite(infos, cell, period, bands, composite)
+        if surface:
+            data = toa_to_surface(data, bands, surface)
         shapes = [
             (geom, codes[class_map.get(str(v), "background")])
             for geom, v in zip(frame.geometry, frame[class_field], strict=True)
@@ -445,8 +461,10 @@ def load_labelled_images(
     bands: list[str] | tuple[str, ...],
     composite: CompositeOptions,
     splits: tuple[str, ...] = ("train", "val", "test"),
+    l1c_offsets: Mapping[str, float] = TOA_OFFSETS,
 ) -> list[LabelledImage]:
-    """The labelled images of a data config whose split is in ``splits`` (split set on each).
+    """The labelled images of a data config whose split is in ``splits`` (split set on each);
+    L1C scenes minus ``l1c_offsets`` (:func:`scene_label_images`).
 
     Raises:
         DatasetError: the data is missing or malformed.
@@ -472,7 +490,7 @@ def load_labelled_images(
         images = scene_label_images(
             data.scenes, data.labels, bands=bands, period=period, class_field=data.class_field,
             class_map=dict(data.class_map), region_field=data.region_field,
-            margin_m=data.margin_m, composite=composite,
+            margin_m=data.margin_m, composite=composite, l1c_offsets=l1c_offsets,
         )
         chosen = assign_splits([im.region for im in images], data.split)
         out = [

@@ -26,7 +26,7 @@ from rasterio.features import shapes
 from scipy import ndimage
 from shapely.geometry import shape
 
-from models.checkpoint import Checkpoint
+from models.checkpoint import Checkpoint, surface_offsets
 from models.detector import ALERT_CLASSES, Detector
 from models.indices import IndexDetector
 from models.network import load_network_detector
@@ -212,8 +212,10 @@ def evaluate(
 
         return evaluate_patches(config, progress=progress)
     detector = load_network_detector(config.checkpoint, device=config.device)
+    # L1C scenes as the scan reads them for this network (models.checkpoint.surface_offsets)
+    l1c = surface_offsets(detector.checkpoint.metadata, "L1C")
     images = load_labelled_images(config.data, bands=detector.bands, composite=config.composite,
-                                  splits=tuple(config.splits))
+                                  splits=tuple(config.splits), l1c_offsets=l1c)
     if not images:
         raise DatasetError(f"no labelled image in split(s) {config.splits}")
     detectors: list[Detector] = [detector]

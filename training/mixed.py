@@ -13,7 +13,7 @@ the network learns both modes from pixel labels and uses NIR/SWIR when a scene h
 
 **Top of atmosphere.** The network works in surface reflectance (L2A, what scans composite).
 Chips of top-of-atmosphere reflectance (L1C, the galleries) are brought there by subtracting a
-per-band path-radiance offset (:data:`training.chips.TOA_OFFSETS`, stored in the checkpoint),
+per-band path-radiance offset (:data:`tiles.radiometry.TOA_OFFSETS`, stored in the checkpoint),
 jittered in training so the network tolerates the scene-to-scene spread of the atmosphere.
 """
 

@@ -8,7 +8,7 @@ specificity, ROC AUC, threshold, counts and false alarms per kind of negative, f
 checkpoint, the index baseline and (``compare``) a second checkpoint, on the same chips.
 
 Top-of-atmosphere chips are brought to surface-like reflectance with the checkpoint's offsets
-(:data:`training.chips.TOA_OFFSETS`); the report also gives each network's figures without that
+(:data:`tiles.radiometry.TOA_OFFSETS`); the report also gives each network's figures without that
 conversion, which measures what the level gap costs.
 
 The baseline is the index detector where chips have its bands. Where they have only the visible

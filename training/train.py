@@ -265,11 +265,12 @@ def _metadata(
     n_params: int,
     training_data: dict[str, Any],
 ) -> CheckpointMetadata:
-    """The checkpoint metadata of the run (the config, the data, the TOA offsets with chips)."""
+    """The checkpoint metadata of the run (the config, the data, and the top-of-atmosphere
+    offsets its L1C chips and scenes were brought to surface-like reflectance with, which scans
+    of L1C subtract too)."""
     extra: dict[str, Any] = {"config": json.loads(config.model_dump_json()),
-                             "parameters": n_params, "torch": str(torch.__version__)}
-    if config.patches is not None:
-        extra["toa_offsets"] = dict(TOA_OFFSETS)
+                             "parameters": n_params, "torch": str(torch.__version__),
+                             "toa_offsets": dict(TOA_OFFSETS)}
     return CheckpointMetadata(
         name=config.model.name, version=config.model.version,
         architecture=config.model.architecture,
