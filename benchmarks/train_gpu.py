@@ -21,6 +21,13 @@ with rasterio, which a bare GPU machine lacks. This script splits the run in two
 
 The bank's patches are fixed (``minewatch train`` redraws windows each epoch), so a GPU run
 is the recipe up to which windows are drawn.
+
+A variant's ``key=value`` items: a number field of :class:`training.mixed.FitRecipe`
+(``epochs=20``, ``chip_batch_size=128``, ``mil_weight=4``), ``aug_<field>`` for
+:class:`training.mixed.ChipAugment`, ``init=0`` to start from random weights instead of
+the config's ``model.init_from``, and ``widths`` / ``blocks`` (``widths=16-32-64-128-192``)
+for a network of other widths, which starts from random weights. The bank and the variants
+are run on the CPU by ``tests/training/test_train_gpu.py``.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ def _yaml(path: Path) -> dict[str, Any]:
 
 def make_bank(config_path: Path, out: Path, n_train: int, n_val: int) -> None:
     from training.config import load_train_config
-    from training.data import PatchDataset, _cut, load_labelled_images
+    from training.data import cut_window, load_labelled_images
+    from training.dataset import PatchDataset
     from training.train import load_chip_groups
 
     config = load_train_config(config_path)
@@ -86,7 +94,7 @@ def make_bank(config_path: Path, out: Path, n_train: int, n_val: int) -> None:
                           edge_share=config.sampling.edge_share, seed=config.seed)
         xs, ys = [], []
         for i, r, c in ds.windows:
-            x, y = _cut(chosen[i], r, c, size)
+            x, y = cut_window(chosen[i], r, c, size)
             q = np.round(x / scale[:, None, None])
             xs.append(np.where(np.isfinite(x), np.clip(q, 0, 254), 255).astype(np.uint8))
             ys.append(y)
@@ -196,11 +204,13 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
     chips_val = chip_arrays([g for g in groups if g.split == "val"], bands)
     print("chips train", len(chips_train), int(chips_train.labels.sum()), "val", len(chips_val),
           int(chips_val.labels.sum()), flush=True)
-    init_path = (config_path.parent / cfg["model"]["init_from"]).resolve()
-    init = load_checkpoint(init_path)
-    norm = init.metadata.normalization
-    if tuple(norm.bands) != bands:
-        norm = Normalization(bands, tuple(data["norm_mean"]), tuple(data["norm_std"]))
+    init_from = cfg["model"].get("init_from")
+    init_path = (config_path.parent / init_from).resolve() if init_from else None
+    norm = Normalization(bands, tuple(map(float, data["norm_mean"])),
+                         tuple(map(float, data["norm_std"])))
+    if init_path is not None:  # the starting network's normalisation, when its bands fit
+        init_norm = load_checkpoint(init_path).metadata.normalization
+        norm = init_norm if tuple(init_norm.bands) == bands else norm
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     a, o, pt = cfg["augment"], cfg["optim"], cfg["patches"]
 
@@ -229,26 +239,34 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
     for spec in variants:
         name, _, rest = spec.partition(":")
         kw = dict(base)
-        init_weights = True
+        init_weights = init_path is not None
         caug = dict(chip_aug)
+        options = dict(cfg["model"]["options"])
         for item in filter(None, rest.split(",")):
             k, v = item.split("=")
             if k == "init":
-                init_weights = v == "1"
+                init_weights = v == "1" and init_path is not None
+            elif k in ("widths", "blocks"):  # another network: widths=16-32-64-128-192
+                options[k] = [int(n) for n in v.split("-")]
+                init_weights = False  # a checkpoint of other widths cannot start it
             elif k.startswith("aug_"):  # aug_<ChipAugment field>=value
                 caug[k[4:]] = float(v)
-            else:
+            elif k in base:
                 kw[k] = type(base[k])(float(v)) if isinstance(base[k], (int, float)) and not \
                     isinstance(base[k], bool) else v
+            else:
+                raise SystemExit(f"variant {spec!r}: unknown key {k!r}; expected init, widths, "
+                                 f"blocks, aug_<field> or one of {', '.join(sorted(base))}")
         recipe = FitRecipe(**kw, chip_augment=ChipAugment(**caug))
         model = build_model(cfg["model"]["architecture"], in_channels=len(bands) + len(optional),
-                            num_classes=len(NETWORK_CLASSES), options=cfg["model"]["options"])
+                            num_classes=len(NETWORK_CLASSES), options=options)
         if init_weights:
+            assert init_path is not None
             init_from_checkpoint(model, init_path, optional_channels=len(optional))
         meta = CheckpointMetadata(
             name=cfg["model"]["name"], version=cfg["model"]["version"],
             architecture=cfg["model"]["architecture"],
-            options=architecture_options(cfg["model"]["architecture"], cfg["model"]["options"]),
+            options=architecture_options(cfg["model"]["architecture"], options),
             bands=bands, normalization=norm, classes=NETWORK_CLASSES,
             patch_size_px=cfg["sampling"]["patch_size_px"],
             training_data={"kind": "synthetic", "bank": "benchmarks/train_gpu.py",

@@ -1,0 +1,87 @@
+"""The GPU training script (``benchmarks/train_gpu.py``), run on the CPU: the bank made here
+and the variants run on it as a GPU machine would (a GPU session has minutes; a script broken
+at import would waste them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import yaml
+
+from models.checkpoint import load_checkpoint
+
+from .test_patches import AQUA, DREDGE, NEG, POS
+
+RIVERBANK = "riverbank_negatives_bolivia_v2025-08_S2L1C_clear0.05_2024-08-01_2024-11-01.png"
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def set_of(mosaic: str) -> str:
+    return mosaic.split("_S2L1C")[0]
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_gpu", REPO / "benchmarks" /
+                                                  "train_gpu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bank_and_variants_run_on_the_cpu(shared_data: Path, chip_folder: Path,
+                                          tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for name in (POS, NEG, AQUA, DREDGE, RIVERBANK):
+        shutil.copy(shared_data / "amw" / "training_gallery" / name, gallery / name)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "tiny", "version": "0.0.1", "architecture": "unet-slim",
+                  "options": {"widths": [4, 8], "blocks": [1, 1]}},
+        "bands": ["B02", "B03", "B04", "B08", "B11", "B12"],
+        "optional_bands": ["B08", "B11", "B12"],
+        "data": {"kind": "chips", "folder": str(chip_folder)},
+        "patches": {"data": {"kind": "gallery", "folder": str(gallery),
+                             "split": {"by": "set", "val": [set_of(NEG), set_of(DREDGE)],
+                                       "test": [set_of(RIVERBANK)]}},
+                    "weight": 4.0, "pixel_weight": 0.5, "pool_k": 4, "chip_batch_size": 8,
+                    "min_specificity": 0.97, "toa_offset_sigma": 0.01},
+        "sampling": {"patch_size_px": 16},
+        "augment": {"gain_sigma": 0.05, "band_gain_sigma": 0.02, "offset_sigma": 0.005,
+                    "noise_sigma": 0.003, "contrast_sigma": 0.1},
+        "optim": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "lr": 0.01,
+                  "weight_decay": 0.0001, "schedule": "onecycle"},
+        "loss": {"kind": "dice_ce"},
+        "output": {"folder": str(tmp_path / "unused")},
+    }), encoding="utf-8")
+    script = _script()
+    bank, out = tmp_path / "bank", tmp_path / "out"
+    script.make_bank(config, bank, n_train=6, n_val=2)
+    arrays = np.load(bank / "synthetic.npz")
+    assert arrays["train_x"].shape == (6, 6, 16, 16) and arrays["val_x"].shape == (2, 6, 32, 32)
+    # the test set's mosaic stays behind: the GPU machine never sees it
+    assert sorted(p.name for p in (bank / "gallery").iterdir()) == sorted([POS, NEG, AQUA,
+                                                                           DREDGE])
+
+    script.run(config, bank, out, ["plain:mil_weight=2",
+                                   "wider:widths=4-16,epochs=2,aug_contrast_sigma=0"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["variant"].split(":")[0] for row in summary] == ["plain", "wider"]
+    plain = load_checkpoint(out / "plain" / "model.pt")
+    wider = load_checkpoint(out / "wider" / "model.pt")
+    assert plain.metadata.options["widths"] == [4, 8]
+    assert wider.metadata.options["widths"] == [4, 16]
+    assert 0 <= plain.metadata.extra["thresholds"]["mining"] <= 1
+    assert len((out / "wider" / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+    with pytest.raises(SystemExit, match="unknown key 'epochz'"):
+        script.run(config, bank, tmp_path / "out2", ["typo:epochz=3"])
