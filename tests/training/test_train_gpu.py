@@ -85,3 +85,30 @@ def test_bank_and_variants_run_on_the_cpu(shared_data: Path, chip_folder: Path,
 
     with pytest.raises(SystemExit, match="unknown key 'epochz'"):
         script.run(config, bank, tmp_path / "out2", ["typo:epochz=3"])
+
+
+def test_deeper_variant_starts_as_the_checkpoint_it_grows_from() -> None:
+    """``blocks=1-1-2-2-2`` from the shipped default: its weights fill the first block of each
+    stage and the added blocks start as identities, so the deeper network gives the default's
+    logits before training; its extra blocks are there to learn."""
+    import torch
+
+    from models.checkpoint import build_network
+    from models.registry import build_model, shipped_checkpoint_path
+    from training.mixed import init_from_checkpoint
+
+    path = shipped_checkpoint_path()
+    default = build_network(load_checkpoint(path)).eval()
+    options = {"widths": [12, 24, 48, 64, 96], "blocks": [1, 1, 2, 2, 2]}
+    deeper = build_model("unet-slim", in_channels=9, num_classes=3, options=options)
+    _script()._init_deeper(deeper, path, optional_channels=3, init=init_from_checkpoint)
+    deeper.eval()
+    n_default = sum(p.numel() for p in default.parameters())
+    assert sum(p.numel() for p in deeper.parameters()) > 1.5 * n_default
+    x = torch.randn(2, 9, 48, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x), default(x), atol=1e-5, rtol=1e-5)
+        assert deeper.encoder.stages[4][1].bn2.weight.abs().max() == 0
+        # without the zeroed scale the added block changes the output: the test can fail
+        deeper.encoder.stages[4][1].bn2.weight.fill_(1.0)
+        assert (deeper(x) - default(x)).abs().max() > 1e-3
