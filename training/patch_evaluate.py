@@ -262,6 +262,27 @@ def write_patch_report(report: PatchReport, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def chip_rows(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, per_row: int = 8
+) -> dict[str, np.ndarray]:
+    """Indices of the chips ``chips.png`` shows, row by row: the surest mining chips, the
+    mining chips missed (lowest scores first), the false alarms (highest first) and the surest
+    negatives. A row holds only chips of its kind, so it is shorter when there are fewer."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+
+    def pick(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(key[idx], kind="stable")][:per_row]
+
+    return {
+        "mining, surest": pick(y, -s),
+        "mining, missed": pick(y & (s < threshold), s),
+        "not mining, false alarms": pick(~y & (s >= threshold), -s),
+        "not mining, surest": pick(~y, s),
+    }
+
+
 def _plot_chips(report: PatchReport, path: Path, per_row: int = 8) -> None:
     import matplotlib
 
@@ -270,27 +291,22 @@ def _plot_chips(report: PatchReport, path: Path, per_row: int = 8) -> None:
 
     res = report.results["checkpoint"]
     chips, s, t = report.chips, res.scores, res.figures.threshold
-    y = chips.labels.astype(bool)
-    rows = {
-        "mining, surest": np.argsort(-np.where(y, s, -np.inf))[:per_row],
-        "mining, missed": np.argsort(np.where(y & (s < t), s, np.inf))[:per_row],
-        "not mining, false alarms": np.argsort(-np.where(~y & (s >= t), s, -np.inf))[:per_row],
-        "not mining, surest": np.argsort(np.where(~y, s, np.inf))[:per_row],
-    }
+    rows = chip_rows(chips.labels, s, t, per_row)
     fig, axes = plt.subplots(len(rows), per_row, figsize=(1.6 * per_row, 1.9 * len(rows)),
                              squeeze=False)
     for ax_row, (title, idx) in zip(axes, rows.items(), strict=True):
         ax_row[0].set_ylabel(title, fontsize=7)
         for ax, i in zip(ax_row, idx, strict=False):
-            ok = (y[i] and s[i] >= t) or (not y[i] and s[i] < t)
-            if title.endswith(("missed", "alarms")) and ok:
-                continue
             rgb = np.nan_to_num(chips.images[i, [2, 1, 0]]).transpose(1, 2, 0)
             ax.imshow(np.clip(rgb / 0.2, 0, 1))
             ax.set_title(f"{s[i]:.2f} {chips.kinds[i][:10]}", fontsize=6)
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
+        for ax in ax_row[len(idx):]:  # fewer chips of this kind than panels
+            ax.set_frame_on(False)
+        if not len(idx):
+            ax_row[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=7)
     fig.suptitle(f"{res.info['name']}: pooled mining score (threshold {t:.3g})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

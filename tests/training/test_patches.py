@@ -199,6 +199,21 @@ def test_evaluate_a_gallery_folder_end_to_end(gallery: Path, tmp_path: Path) -> 
     assert result.exit_code == 1 and "gallery folder not found" in result.output
 
 
+def test_chips_png_rows_hold_only_their_kind() -> None:
+    """With one false alarm, the false-alarm row shows that chip alone: missed mines scoring
+    just under the threshold stay in their own row (they once filled the false alarms' row)."""
+    from training.patch_evaluate import chip_rows
+
+    labels = np.array([1, 1, 1, 0, 0, 0, 0])
+    scores = np.array([0.99, 0.50, 0.95, 0.97, 0.10, 0.20, 0.96])
+    rows = chip_rows(labels, scores, threshold=0.964, per_row=4)
+    assert rows["mining, surest"].tolist() == [0, 2, 1]
+    assert rows["mining, missed"].tolist() == [1, 2]
+    assert rows["not mining, false alarms"].tolist() == [3]
+    assert rows["not mining, surest"].tolist() == [4, 5, 6, 3]
+    assert chip_rows(labels, scores, threshold=0.999)["not mining, false alarms"].size == 0
+
+
 DREDGE = "dredge_mining_positives2025-08_S2L1C_clear0.75_2024-08-01_2024-11-01.png"
 
 
