@@ -27,7 +27,9 @@ A variant's ``key=value`` items: a number field of :class:`training.mixed.FitRec
 :class:`training.mixed.ChipAugment`, ``init=0`` to start from random weights instead of
 the config's ``model.init_from``, ``widths=16-32-64-128-192`` for a network of other widths,
 which starts from random weights, and ``blocks=1-1-2-2-2`` for more blocks per encoder stage,
-which starts from ``model.init_from`` with the added blocks as identities. The bank and the variants
+which starts from ``model.init_from`` with the added blocks as identities, and ``skip=TEXT``
+to leave out the training mosaics whose file name holds ``TEXT`` (``skip=clear0.05``: the
+hazier composites, which the gallery has of negatives only). The bank and the variants
 are run on the CPU by ``tests/training/test_train_gpu.py``.
 """
 
@@ -243,6 +245,7 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
         init_weights = init_path is not None
         caug = dict(chip_aug)
         options = dict(cfg["model"]["options"])
+        chips = chips_train
         for item in filter(None, rest.split(",")):
             k, v = item.split("=")
             if k == "init":
@@ -252,6 +255,9 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
                 init_weights = False  # a checkpoint of other widths cannot start it
             elif k == "blocks":  # more blocks per stage: the added ones start as identities
                 options[k] = [int(n) for n in v.split("-")]
+            elif k == "skip":  # leave out training mosaics whose name holds it: skip=clear0.05
+                chips = chip_arrays([g for g in groups if g.split == "train" and v not in g.name],
+                                    bands)
             elif k.startswith("aug_"):  # aug_<ChipAugment field>=value
                 caug[k[4:]] = float(v)
             elif k in base:
@@ -259,7 +265,7 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
                     isinstance(base[k], bool) else v
             else:
                 raise SystemExit(f"variant {spec!r}: unknown key {k!r}; expected init, widths, "
-                                 f"blocks, aug_<field> or one of {', '.join(sorted(base))}")
+                                 f"blocks, skip, aug_<field> or one of {', '.join(sorted(base))}")
         recipe = FitRecipe(**kw, chip_augment=ChipAugment(**caug))
         model = build_model(cfg["model"]["architecture"], in_channels=len(bands) + len(optional),
                             num_classes=len(NETWORK_CLASSES), options=options)
@@ -285,10 +291,11 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
         res = fit(model, meta=meta, recipe=recipe, out_dir=work / f"run-{name}", device=device,
                   pixel_train=pixel_train, pixel_val=pixel_val,
                   pixel_loss=SegmentationLoss(_LossCfg(cfg["loss"])).to(device),
-                  chips_train=chips_train, chips_val=chips_val, half_checkpoint=True)
+                  chips_train=chips, chips_val=chips_val, half_checkpoint=True)
         secs = time.perf_counter() - t0
         row = {"variant": spec, "best_score": res.best_score, "threshold": res.threshold,
-               "seconds": round(secs, 1), "chips_per_s": round(res.chips_per_s, 1),
+               "train_chips": len(chips), "seconds": round(secs, 1),
+               "chips_per_s": round(res.chips_per_s, 1),
                "last": res.history[-1] if res.history else {}}
         summary.append(row)
         print(json.dumps(row), flush=True)

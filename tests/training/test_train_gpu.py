@@ -73,9 +73,12 @@ def test_bank_and_variants_run_on_the_cpu(shared_data: Path, chip_folder: Path,
                                                                            DREDGE])
 
     script.run(config, bank, out, ["plain:mil_weight=2",
-                                   "wider:widths=4-16,epochs=2,aug_contrast_sigma=0"])
+                                   "wider:widths=4-16,epochs=2,aug_contrast_sigma=0",
+                                   "clear:skip=clear0.05,steps_per_epoch=1"])
     summary = json.loads((out / "summary.json").read_text())
-    assert [row["variant"].split(":")[0] for row in summary] == ["plain", "wider"]
+    assert [row["variant"].split(":")[0] for row in summary] == ["plain", "wider", "clear"]
+    # the clear0.05 variant of the aquaculture negatives is left out of training
+    assert summary[0]["train_chips"] > summary[2]["train_chips"] > 0
     plain = load_checkpoint(out / "plain" / "model.pt")
     wider = load_checkpoint(out / "wider" / "model.pt")
     assert plain.metadata.options["widths"] == [4, 8]
