@@ -271,8 +271,7 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
                             num_classes=len(NETWORK_CLASSES), options=options)
         if init_weights:
             assert init_path is not None
-            _init_deeper(model, init_path, optional_channels=len(optional),
-                         init=init_from_checkpoint)
+            init_from_checkpoint(model, init_path, optional_channels=len(optional), grow=True)
         meta = CheckpointMetadata(
             name=cfg["model"]["name"], version=cfg["model"]["version"],
             architecture=cfg["model"]["architecture"],
@@ -303,43 +302,6 @@ def run(config_path: Path, bank: Path, out: Path, variants: list[str]) -> None:
         for f in ("model.pt", "log.csv"):  # what comes back from the machine
             shutil.copy2(work / f"run-{name}" / f, out / name / f)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-
-def _init_deeper(model: Any, path: Path, *, optional_channels: int, init: Any) -> None:
-    """Start ``model`` from the checkpoint at ``path``, which may have fewer blocks per encoder
-    stage: its weights go into the first blocks of each stage, and each added block starts as
-    an identity (its last batch norm scaled to zero; the block's input is already past a ReLU),
-    so the deeper network begins as the checkpoint (Net2Net's deepening, Chen et al. 2016)."""
-    import re
-
-    import torch
-
-    from models.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path).state_dict
-    added = re.compile(r"encoder\.stages\.\d+\.\d+\.")
-    fresh = {k for k in model.state_dict() if k not in state and added.match(k)}
-    if any(k not in model.state_dict() for k in state):
-        raise SystemExit(f"{path}: has blocks this network lacks; blocks= may only add blocks")
-    if not fresh:
-        init(model, path, optional_channels=optional_channels)
-        return
-    keep = {k: v for k, v in model.state_dict().items() if k not in fresh}
-
-    class _Known(torch.nn.Module):  # the weights the checkpoint has, for init() to fill
-        def state_dict(self, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
-            return keep
-
-        def load_state_dict(self, sd: Any, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
-            keep.update(sd)
-
-    init(_Known(), path, optional_channels=optional_channels)
-    full = model.state_dict()
-    full.update(keep)
-    for k in fresh:
-        if k.endswith("bn2.weight"):
-            full[k] = torch.zeros_like(full[k])
-    model.load_state_dict(full)
 
 
 class _LossCfg:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -684,21 +685,38 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
-def init_from_checkpoint(model: nn.Module, path: Path, *, optional_channels: int) -> None:
+def init_from_checkpoint(
+    model: nn.Module, path: Path, *, optional_channels: int, grow: bool = False
+) -> None:
     """Start ``model`` from a checkpoint of the same architecture; input channels it lacks (the
     availability flags) start at zero weight, so the network begins as the checkpoint.
 
+    With ``grow``, ``model`` may have more blocks per encoder stage than the checkpoint: the
+    checkpoint fills the first blocks of each stage and each added block starts as an identity
+    (its last batch norm scaled to zero; its input is already past a ReLU), Net2Net's deepening
+    (Chen et al. 2016).
+
     Raises:
-        CheckpointError: the file is unreadable or its weights do not fit.
+        CheckpointError: the file is unreadable, or its weights do not fit (including a
+            checkpoint with weights the network lacks, which would otherwise be dropped).
     """
     from models.checkpoint import load_checkpoint
     from models.errors import CheckpointError
 
     state = load_checkpoint(path).state_dict
     target = model.state_dict()
+    unused = [k for k in state if k not in target]
+    if unused:
+        raise CheckpointError(f"{path}: has weights this network lacks ({unused[0]}, "
+                              f"{len(unused)} in all); start from a checkpoint of the same "
+                              "architecture and options, or one with fewer blocks")
+    added = re.compile(r"encoder\.stages\.\d+\.\d+\.")
     adapted = {}
     for k, v in target.items():
         if k not in state:
+            if grow and added.match(k):
+                adapted[k] = torch.zeros_like(v) if k.endswith("bn2.weight") else v
+                continue
             raise CheckpointError(f"{path}: has no weight {k}; start from a checkpoint of the "
                                   "same architecture and options")
         w = state[k].to(v.dtype)

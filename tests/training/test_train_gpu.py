@@ -91,12 +91,14 @@ def test_bank_and_variants_run_on_the_cpu(shared_data: Path, chip_folder: Path,
 
 
 def test_deeper_variant_starts_as_the_checkpoint_it_grows_from() -> None:
-    """``blocks=1-1-2-2-2`` from the shipped default: its weights fill the first block of each
-    stage and the added blocks start as identities, so the deeper network gives the default's
-    logits before training; its extra blocks are there to learn."""
+    """``blocks=1-1-2-2-2`` from the shipped default (``init_from_checkpoint(grow=True)``): its
+    weights fill the first block of each stage and the added blocks start as identities, so the
+    deeper network gives the default's logits before training; its extra blocks are there to
+    learn. Without ``grow`` the missing blocks are refused."""
     import torch
 
     from models.checkpoint import build_network
+    from models.errors import CheckpointError
     from models.registry import build_model, shipped_checkpoint_path
     from training.mixed import init_from_checkpoint
 
@@ -104,7 +106,9 @@ def test_deeper_variant_starts_as_the_checkpoint_it_grows_from() -> None:
     default = build_network(load_checkpoint(path)).eval()
     options = {"widths": [12, 24, 48, 64, 96], "blocks": [1, 1, 2, 2, 2]}
     deeper = build_model("unet-slim", in_channels=9, num_classes=3, options=options)
-    _script()._init_deeper(deeper, path, optional_channels=3, init=init_from_checkpoint)
+    with pytest.raises(CheckpointError, match=r"has no weight encoder\.stages\.2\.1\."):
+        init_from_checkpoint(deeper, path, optional_channels=3)
+    init_from_checkpoint(deeper, path, optional_channels=3, grow=True)
     deeper.eval()
     n_default = sum(p.numel() for p in default.parameters())
     assert sum(p.numel() for p in deeper.parameters()) > 1.5 * n_default
@@ -115,3 +119,49 @@ def test_deeper_variant_starts_as_the_checkpoint_it_grows_from() -> None:
         # without the zeroed scale the added block changes the output: the test can fail
         deeper.encoder.stages[4][1].bn2.weight.fill_(1.0)
         assert (deeper(x) - default(x)).abs().max() > 1e-3
+
+
+def test_a_checkpoint_deeper_than_the_network_is_refused(tmp_path: Path) -> None:
+    """A checkpoint with blocks the network lacks is refused by name, not cut to fit (before,
+    its extra weights were dropped without a word)."""
+    import dataclasses
+
+    from models.checkpoint import save_checkpoint
+    from models.errors import CheckpointError
+    from models.registry import build_model, shipped_checkpoint_path
+    from training.mixed import init_from_checkpoint
+
+    meta = load_checkpoint(shipped_checkpoint_path()).metadata
+    deep_options = {"widths": [12, 24, 48, 64, 96], "blocks": [1, 1, 2, 2, 2]}
+    deep = build_model("unet-slim", in_channels=9, num_classes=3, options=deep_options)
+    path = tmp_path / "deep.pt"
+    save_checkpoint(path, deep, dataclasses.replace(meta, options=deep_options))
+    shallow = build_model("unet-slim", in_channels=9, num_classes=3,
+                          options={"widths": [12, 24, 48, 64, 96], "blocks": [1, 1, 1, 1, 1]})
+    for grow in (False, True):
+        with pytest.raises(CheckpointError, match=r"deep.pt: has weights this network lacks "
+                           r"\(encoder.stages.2.1.conv1.weight, 36 in all\)"):
+            init_from_checkpoint(shallow, path, optional_channels=3, grow=grow)
+
+
+def test_the_recipe_starts_as_the_synthetic_model_it_grows_from() -> None:
+    """configs/train-real.yaml starts its nine-channel network from the six-band synthetic
+    model: the availability flags' weights start at zero, so whatever the flags say, the new
+    network gives the synthetic model's logits."""
+    import torch
+
+    from models.checkpoint import build_network
+    from models.registry import SYNTHETIC_MODEL, build_model, shipped_checkpoint_path
+    from training.mixed import init_from_checkpoint
+
+    path = shipped_checkpoint_path(SYNTHETIC_MODEL)
+    synthetic = build_network(load_checkpoint(path)).eval()
+    options = {"widths": [12, 24, 48, 64, 96], "blocks": [1, 1, 1, 1, 1]}
+    net = build_model("unet-slim", in_channels=9, num_classes=3, options=options)
+    init_from_checkpoint(net, path, optional_channels=3)
+    net.eval()
+    x = torch.randn(2, 6, 32, 32, generator=torch.Generator().manual_seed(1))
+    flags = torch.ones(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(torch.cat([x, flags], 1)), synthetic(x), atol=1e-5,
+                                   rtol=1e-5)
